@@ -1,0 +1,3 @@
+"""pyvisor: a gVisor-style application kernel in Python and Cython."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,5 @@
+import sys
+
+from pyvisor.cli import main
+
+sys.exit(main())

@@ -1,0 +1,413 @@
+# cython: language_level=3
+"""The Sentry's hot paths: the memory file, ptrace stops, register marshalling.
+
+Everything here is mechanism; nothing here knows what a system call means.
+The run loop (``Tracee.run``) answers the calls that need no Python object
+in C and hands the rest to a Python callable, so the common case costs one
+``waitpid`` + ``GETREGS`` + ``SETREGS`` + ``PTRACE_SYSEMU`` per call, the
+floor that ``../shared/limits/RESULTS.md`` measures.
+"""
+
+from libc.errno cimport errno, EINTR
+from libc.string cimport memcpy, memset, memmove, memchr, strerror
+from libc.stdint cimport uint64_t, int64_t
+from posix.types cimport pid_t
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
+from cpython.memoryview cimport PyMemoryView_FromMemory
+from cpython.buffer cimport PyBUF_WRITE, PyBUF_READ
+
+cdef extern from "<sys/user.h>" nogil:
+    struct user_regs_struct:
+        unsigned long long r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8
+        unsigned long long rax, rcx, rdx, rsi, rdi, orig_rax, rip, cs, eflags
+        unsigned long long rsp, ss, fs_base, gs_base, ds, es, fs, gs
+
+cdef extern from "<sys/ptrace.h>" nogil:
+    long ptrace(int request, pid_t pid, void *addr, void *data)
+
+cdef extern from "<sys/wait.h>" nogil:
+    pid_t waitpid(pid_t pid, int *status, int options)
+    bint WIFSTOPPED(int)
+    bint WIFEXITED(int)
+    bint WIFSIGNALED(int)
+    int WSTOPSIG(int)
+    int WEXITSTATUS(int)
+    int WTERMSIG(int)
+
+cdef extern from "<unistd.h>" nogil:
+    pid_t fork()
+    int dup2(int, int)
+    int execve(const char *path, char *const argv[], char *const envp[])
+    void _exit(int)
+    int ftruncate(int, long)
+    int close(int)
+    long syscall(long number, ...)
+
+cdef extern from "<sys/mman.h>" nogil:
+    void *mmap(void *addr, size_t length, int prot, int flags, int fd, long offset)
+    int munmap(void *addr, size_t length)
+    int memfd_create(const char *name, unsigned int flags)
+    void *MAP_FAILED
+
+cdef extern from "<fcntl.h>" nogil:
+    int fallocate(int fd, int mode, long offset, long len)
+
+cdef extern from "<sys/prctl.h>" nogil:
+    int prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5)
+
+cdef extern from "<signal.h>" nogil:
+    ctypedef struct siginfo_t:
+        int si_signo
+        int si_errno
+        int si_code
+        void *si_addr
+    ctypedef struct sigset_t:
+        pass
+    int sigfillset(sigset_t *)
+    int sigemptyset(sigset_t *)
+    int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+    int SIG_SETMASK
+
+cdef enum:
+    PTRACE_TRACEME = 0
+    PTRACE_CONT = 7
+    PTRACE_KILL = 8
+    PTRACE_GETREGS = 12
+    PTRACE_SETREGS = 13
+    PTRACE_SYSEMU = 31
+    PTRACE_SETOPTIONS = 0x4200
+    PTRACE_GETSIGINFO = 0x4202
+    PTRACE_O_TRACESYSGOOD = 1
+    PTRACE_O_EXITKILL = 0x100000
+    WALL = 0x40000000
+    SIGTRAP = 5
+    SIGKILL = 9
+    PR_SET_PDEATHSIG = 1
+    MFD_CLOEXEC = 1
+    PROT_READ = 1
+    PROT_WRITE = 2
+    MAP_SHARED = 1
+    MAP_NORESERVE = 0x4000
+    FALLOC_FL_KEEP_SIZE = 1
+    FALLOC_FL_PUNCH_HOLE = 2
+    SYS_close_range = 436
+    SYS_getpid = 39
+    SYS_gettid = 186
+
+# Where the stub's copy of the memory file lives in every stub process.
+cdef enum:
+    STUB_FD = 63
+STUB_MEMFD = STUB_FD
+
+# Exit kinds returned by Tracee.switch / Tracee.run.
+EXIT_SYSCALL = 0
+EXIT_SIGNAL = 1
+EXIT_GONE = 2
+
+
+cdef inline object _oserror(str what):
+    cdef int e = errno
+    return OSError(e, "%s: %s" % (what, strerror(e).decode()))
+
+
+cdef class MemoryFile:
+    """The one memfd that holds all application memory, mapped once here.
+
+    Offsets are file offsets. The mapping is sparse: pages cost memory only
+    once written, and ``punch`` gives them back.
+    """
+    cdef readonly int fd
+    cdef readonly size_t size
+    cdef char *base
+
+    def __cinit__(self, size_t size):
+        self.fd = memfd_create(b"pyvisor-memory", MFD_CLOEXEC)
+        if self.fd < 0:
+            raise _oserror("memfd_create")
+        if ftruncate(self.fd, <long>size) != 0:
+            raise _oserror("ftruncate(memory file)")
+        cdef void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_NORESERVE, self.fd, 0)
+        if p == MAP_FAILED:
+            raise _oserror("mmap(memory file)")
+        self.base = <char *>p
+        self.size = size
+
+    def __dealloc__(self):
+        if self.base != NULL:
+            munmap(self.base, self.size)
+        if self.fd >= 0:
+            close(self.fd)
+
+    cdef inline int _check(self, size_t off, size_t n) except -1:
+        if off > self.size or n > self.size - off:
+            raise ValueError("memory file range out of bounds")
+        return 0
+
+    cpdef bytes read(self, size_t off, size_t n):
+        self._check(off, n)
+        return PyBytes_FromStringAndSize(self.base + off, n)
+
+    cpdef write(self, size_t off, const unsigned char[::1] data):
+        cdef size_t n = data.shape[0]
+        self._check(off, n)
+        if n:
+            memcpy(self.base + off, &data[0], n)
+
+    cpdef zero(self, size_t off, size_t n):
+        self._check(off, n)
+        memset(self.base + off, 0, n)
+
+    cpdef copy(self, size_t dst, size_t src, size_t n):
+        self._check(dst, n)
+        self._check(src, n)
+        memmove(self.base + dst, self.base + src, n)
+
+    cpdef long find_byte(self, size_t off, size_t n, int c):
+        """Index of the first byte ``c`` in [off, off+n), or -1."""
+        self._check(off, n)
+        cdef void *p = memchr(self.base + off, c, n)
+        if p == NULL:
+            return -1
+        return <char *>p - (self.base + off)
+
+    def view(self, size_t off, size_t n):
+        """A writable memoryview of [off, off+n): for preadv straight into app pages."""
+        self._check(off, n)
+        return PyMemoryView_FromMemory(self.base + off, n, PyBUF_WRITE)
+
+    def punch(self, size_t off, size_t n):
+        """Release the pages of [off, off+n); they read as zero afterwards."""
+        self._check(off, n)
+        if n and fallocate(self.fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+                           <long>off, <long>n) != 0:
+            memset(self.base + off, 0, n)
+
+
+def spawn_stub(bytes path, int memfd):
+    """Fork and exec the stub, traced by the calling thread; return its pid.
+
+    The child keeps only the memory file (as fd STUB_MEMFD), dies with its
+    parent, and stops at its entry point (the exec SIGTRAP of PTRACE_TRACEME)
+    before running any instruction. Only async-signal-safe calls happen
+    between fork and exec.
+    """
+    cdef char *argv[2]
+    cdef char *envp[1]
+    cdef char *cpath = path
+    cdef sigset_t all_sigs, old
+    cdef pid_t pid
+    cdef int status = 0
+    argv[0] = cpath
+    argv[1] = NULL
+    envp[0] = NULL
+    sigfillset(&all_sigs)
+    pthread_sigmask(SIG_SETMASK, &all_sigs, &old)
+    pid = fork()
+    if pid == 0:
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+        if dup2(memfd, STUB_FD) < 0:
+            _exit(126)
+        syscall(SYS_close_range, <unsigned int>0, <unsigned int>(STUB_FD - 1), <unsigned int>0)
+        syscall(SYS_close_range, <unsigned int>(STUB_FD + 1), <unsigned int>0xFFFFFFFF, <unsigned int>0)
+        if ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0:
+            _exit(125)
+        sigemptyset(&all_sigs)
+        pthread_sigmask(SIG_SETMASK, &all_sigs, NULL)
+        execve(cpath, argv, envp)
+        _exit(127)
+    pthread_sigmask(SIG_SETMASK, &old, NULL)
+    if pid < 0:
+        raise _oserror("fork(stub)")
+    with nogil:
+        while waitpid(pid, &status, WALL) < 0 and errno == EINTR:
+            pass
+    if not WIFSTOPPED(status) or WSTOPSIG(status) != SIGTRAP:
+        raise OSError(0, "stub did not start (wait status 0x%x)" % status)
+    if ptrace(PTRACE_SETOPTIONS, pid, NULL,
+              <void *>(<long>(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL))) != 0:
+        raise _oserror("PTRACE_SETOPTIONS")
+    return pid
+
+
+cdef class Tracee:
+    """One stopped-or-running host thread of a stub, driven by the thread that traces it.
+
+    Registers are fetched once per stop into ``regs`` and stored once before
+    the next resume, and only if something changed them.
+    """
+    cdef readonly int pid
+    cdef user_regs_struct regs
+    cdef bint dirty
+    cdef readonly unsigned long long inject_rip
+    cdef readonly int status          # last wait status when the tracee is gone
+    cdef readonly int stop_signal     # the signal of the last signal stop
+    cdef public int fast_pid          # answered in C for getpid; 0 disables
+    cdef public int fast_tid
+    cdef readonly unsigned long long syscalls
+    cdef list pending_signals
+
+    def __cinit__(self, int pid, unsigned long long inject_rip):
+        self.pid = pid
+        self.inject_rip = inject_rip
+        self.pending_signals = []
+        if ptrace(PTRACE_GETREGS, pid, NULL, &self.regs) != 0:
+            raise _oserror("PTRACE_GETREGS")
+
+    cdef int _wait(self) except -1:
+        cdef int status = 0
+        cdef pid_t r
+        with nogil:
+            while True:
+                r = waitpid(self.pid, &status, WALL)
+                if r >= 0 or errno != EINTR:
+                    break
+        if r < 0:
+            raise _oserror("waitpid(stub)")
+        self.status = status
+        return status
+
+    cdef int _resume(self, int request, int sig) except -1:
+        if self.dirty:
+            if ptrace(PTRACE_SETREGS, self.pid, NULL, &self.regs) != 0:
+                raise _oserror("PTRACE_SETREGS")
+            self.dirty = 0
+        if ptrace(request, self.pid, NULL, <void *><long>sig) != 0:
+            raise _oserror("ptrace(resume)")
+        return 0
+
+    cdef int _stopped(self, int status) except -1:
+        """Decode a wait status; fetch registers if the tracee is stopped."""
+        if not WIFSTOPPED(status):
+            return EXIT_GONE
+        if ptrace(PTRACE_GETREGS, self.pid, NULL, &self.regs) != 0:
+            raise _oserror("PTRACE_GETREGS")
+        if WSTOPSIG(status) == (SIGTRAP | 0x80):
+            self.syscalls += 1
+            return EXIT_SYSCALL
+        self.stop_signal = WSTOPSIG(status)
+        return EXIT_SIGNAL
+
+    cpdef int switch(self, int sig=0) except -1:
+        """Run the application until its next syscall or signal stop."""
+        self._resume(PTRACE_SYSEMU, sig)
+        return self._stopped(self._wait())
+
+    def run(self, dispatch, int sig=0):
+        """Run until a stop that dispatch does not absorb; return its exit kind.
+
+        ``dispatch(nr, a0..a5)`` serves one call and returns rax (-errno on
+        failure); getpid and gettid are answered here when fast_pid is set.
+        """
+        cdef int kind
+        cdef unsigned long long nr
+        while True:
+            kind = self.switch(sig)
+            sig = 0
+            if kind != EXIT_SYSCALL:
+                return kind
+            nr = self.regs.orig_rax
+            if nr == SYS_getpid and self.fast_pid:
+                self.regs.rax = self.fast_pid
+            elif nr == SYS_gettid and self.fast_tid:
+                self.regs.rax = self.fast_tid
+            else:
+                self.regs.rax = <unsigned long long>(<long long>dispatch(
+                    nr, self.regs.rdi, self.regs.rsi, self.regs.rdx,
+                    self.regs.r10, self.regs.r8, self.regs.r9))
+            self.regs.orig_rax = <unsigned long long>-1
+            self.dirty = 1
+
+    def inject(self, long nr, unsigned long long a0=0, unsigned long long a1=0,
+               unsigned long long a2=0, unsigned long long a3=0,
+               unsigned long long a4=0, unsigned long long a5=0):
+        """Run one host syscall in the stub at its own ``syscall; int3``.
+
+        Only address-space edits of the memory file are ever injected. The
+        application's registers are saved and restored around it. Returns
+        the raw result (negative errno on failure).
+        """
+        cdef user_regs_struct saved = self.regs
+        cdef user_regs_struct r = self.regs
+        cdef int status
+        r.rax = nr
+        r.orig_rax = <unsigned long long>-1
+        r.rdi = a0
+        r.rsi = a1
+        r.rdx = a2
+        r.r10 = a3
+        r.r8 = a4
+        r.r9 = a5
+        r.rip = self.inject_rip
+        if ptrace(PTRACE_SETREGS, self.pid, NULL, &r) != 0:
+            raise _oserror("PTRACE_SETREGS(inject)")
+        self.dirty = 0
+        if ptrace(PTRACE_CONT, self.pid, NULL, NULL) != 0:
+            raise _oserror("PTRACE_CONT(inject)")
+        while True:
+            status = self._wait()
+            if not WIFSTOPPED(status):
+                raise OSError(0, "stub died during an injected call (status 0x%x)" % status)
+            if WSTOPSIG(status) == SIGTRAP:
+                break
+            # An asynchronous signal for the application arrived meanwhile:
+            # keep it for the Sentry and let the injected call finish.
+            self.pending_signals.append(WSTOPSIG(status))
+            if ptrace(PTRACE_CONT, self.pid, NULL, NULL) != 0:
+                raise _oserror("PTRACE_CONT(inject)")
+        if ptrace(PTRACE_GETREGS, self.pid, NULL, &r) != 0:
+            raise _oserror("PTRACE_GETREGS(inject)")
+        self.regs = saved
+        self.dirty = 1
+        return <long long>r.rax
+
+    def take_pending_signals(self):
+        sigs = self.pending_signals
+        self.pending_signals = []
+        return sigs
+
+    def siginfo(self):
+        """(signo, code, addr) of the current signal stop."""
+        cdef char buf[128]
+        cdef siginfo_t *si = <siginfo_t *>buf
+        if ptrace(PTRACE_GETSIGINFO, self.pid, NULL, buf) != 0:
+            raise _oserror("PTRACE_GETSIGINFO")
+        return si.si_signo, si.si_code, <unsigned long long>si.si_addr
+
+    def kill(self):
+        syscall(62, <int>self.pid, <int>SIGKILL)
+
+    def reap(self):
+        """Wait for the killed stub to go; return its wait status."""
+        cdef int status = 0
+        cdef pid_t r
+        with nogil:
+            r = waitpid(self.pid, &status, WALL)
+        return status if r == self.pid else -1
+
+    # Register access for handlers that need more than the arguments.
+    def get_regs(self):
+        r = self.regs
+        return dict(r)
+
+    def set_regs(self, dict values):
+        cdef user_regs_struct r = self.regs
+        d = dict(r)
+        d.update(values)
+        self.regs = d
+        self.dirty = 1
+
+    property rax:
+        def __get__(self): return self.regs.rax
+        def __set__(self, unsigned long long v): self.regs.rax = v; self.dirty = 1
+    property rip:
+        def __get__(self): return self.regs.rip
+        def __set__(self, unsigned long long v): self.regs.rip = v; self.dirty = 1
+    property rsp:
+        def __get__(self): return self.regs.rsp
+        def __set__(self, unsigned long long v): self.regs.rsp = v; self.dirty = 1
+    property fs_base:
+        def __get__(self): return self.regs.fs_base
+        def __set__(self, unsigned long long v): self.regs.fs_base = v; self.dirty = 1
+    property orig_rax:
+        def __get__(self): return self.regs.orig_rax

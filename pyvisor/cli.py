@@ -1,0 +1,78 @@
+"""`pyvisor run|...`: argument parsing, nothing else."""
+
+import argparse
+import os
+import sys
+
+EX_USAGE, EX_SOFTWARE, EX_NOEXEC, EX_NOTFOUND = 2, 70, 126, 127
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="pyvisor", description="Run a Linux program in a pyvisor sandbox.")
+    sub = p.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run PROGRAM in a new sandbox",
+                         usage="pyvisor run [options] -- PROGRAM [ARGS...]")
+    run.add_argument("--platform", default="ptrace", choices=["ptrace"],
+                     help="how system calls are caught (default: ptrace)")
+    run.add_argument("--strace", nargs="?", const="-", default=None, metavar="FILE",
+                     help="print each system call, as strace does, to stderr or FILE")
+    run.add_argument("--debug", action="store_true", help="log decisions and tracebacks to stderr")
+    run.add_argument("--rootfs", default="/", metavar="DIR", help="host directory served read-only as / (default: /)")
+    run.add_argument("--env", action="append", default=[], metavar="K=V", help="set an environment variable")
+    run.add_argument("--cwd", default=None, metavar="DIR", help="working directory inside the sandbox")
+    run.add_argument("--hostname", default="pyvisor", help="the sandbox's host name (default: pyvisor)")
+    run.add_argument("--no-pin", dest="pin_cpu", action="store_false",
+                     help="do not pin the Sentry and the stub to one CPU")
+    run.add_argument("program", nargs=argparse.REMAINDER, help="PROGRAM [ARGS...]")
+    return p
+
+
+def _cmd_run(args):
+    from pyvisor.config import SandboxConfig, env_with
+    from pyvisor.sentry.kernel import LaunchError, run_sandbox
+    from pyvisor.sentry.task import SentryCrash
+
+    prog = args.program[1:] if args.program[:1] == ["--"] else args.program
+    if not prog:
+        _parser().parse_args(["run", "--help"])
+    cwd = args.cwd
+    if cwd is None:
+        cwd = os.getcwd() if args.rootfs == "/" else "/"
+    try:
+        config = SandboxConfig(
+            argv=tuple(os.fsencode(a) for a in prog), env=env_with(os.environ, args.env),
+            cwd=cwd, rootfs=os.path.abspath(args.rootfs), hostname=args.hostname,
+            platform=args.platform, strace=args.strace is not None,
+            strace_file=None if args.strace in (None, "-") else args.strace,
+            debug=args.debug, pin_cpu=args.pin_cpu)
+    except ValueError as e:
+        sys.stderr.write("pyvisor: %s\n" % e)
+        return EX_USAGE
+    try:
+        return run_sandbox(config)
+    except LaunchError as e:
+        sys.stderr.write("pyvisor: %s: %s\n" % (os.fsdecode(e.path), os.strerror(e.errno)))
+        return EX_NOTFOUND if e.errno == 2 else EX_NOEXEC
+    except SentryCrash as e:
+        sys.stderr.write(e.report(config.debug) + "\n")
+        return EX_SOFTWARE
+    except Exception as e:   # noqa: BLE001 - any other Sentry failure: one report, code 70
+        import traceback
+        sys.stderr.write("pyvisor: Sentry failure: %s: %s\n" % (type(e).__name__, e))
+        if config.debug:
+            traceback.print_exc()
+        return EX_SOFTWARE
+
+
+def main(argv=None):
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        code = _cmd_run(args)
+    else:
+        code = EX_USAGE
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

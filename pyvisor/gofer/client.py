@@ -1,0 +1,430 @@
+"""The Sentry's client for the Gofer: 9P2000.L over a connected Unix stream socket.
+
+Requests are synchronous: one RPC at a time, under `GoferClient._lock`, so
+a reply is always the answer to the request just sent and a tag is a
+simple counter. The server is not trusted: a reply that is malformed, too
+big for msize, carries the wrong tag, or is cut short by EOF raises
+`GoferError(EIO)`; after a framing error the stream can no longer be
+trusted, so the client is marked broken and every later call raises
+EIO. (A server that stalls mid-reply blocks the caller; give the socket a
+timeout to bound that, and a timeout becomes EIO too.)
+
+Extension (see server.py): an Rlopen may come with a donated host fd in
+SCM_RIGHTS. The client takes it as `OpenFile.hostfd` (close-on-exec),
+`read()` preads it directly, and `clunk()` closes it.
+
+Lock order: `_lock` only; donated-fd reads take no lock.
+"""
+
+import errno
+import os
+import socket
+import struct
+import threading
+from typing import NamedTuple
+
+from . import p9
+
+_U32 = struct.Struct("<I")
+_RREAD_OVERHEAD = p9.HEADER_SIZE + 4
+_ANC_SPACE = socket.CMSG_SPACE(4 * 8)    # room for a few fds; more is a protocol error
+_TWO63 = 1 << 63
+_TWO64 = 1 << 64
+
+
+class GoferError(Exception):
+    """An RPC to the Gofer failed; `.errno` is the Linux errno.
+
+    For a failed walk, `.qids` holds the qids of the names that were walked
+    before the failure (so the caller can see it stopped on a symlink).
+    """
+
+    def __init__(self, err: int, qids: tuple = ()):
+        super().__init__(err, os.strerror(err))
+        self.errno = err
+        self.qids = qids
+
+
+class Node:
+    """A walked fid: `.fid` on the server, `.qid` of the file."""
+
+    __slots__ = ("fid", "qid")
+
+    def __init__(self, fid: int, qid: p9.Qid):
+        self.fid = fid
+        self.qid = qid
+
+    def __repr__(self):
+        return "Node(fid=%d, qid=%r)" % (self.fid, self.qid)
+
+
+class OpenFile:
+    """An opened clone of a Node: its own `node`, the server's `iounit`, and
+    the donated host fd (`hostfd`, or None)."""
+
+    __slots__ = ("node", "iounit", "hostfd")
+
+    def __init__(self, node: Node, iounit: int, hostfd):
+        self.node = node
+        self.iounit = iounit
+        self.hostfd = hostfd
+
+    def __repr__(self):
+        return "OpenFile(node=%r, iounit=%d, hostfd=%r)" % (self.node, self.iounit, self.hostfd)
+
+
+class Attr(NamedTuple):
+    """A file's attributes as Rgetattr gives them; times are (sec, nsec).
+
+    `ino` is the qid path. N.B. 9P2000.L carries no st_dev: `dev` is 0 and
+    the VFS gives the mount its own device number.
+    """
+
+    mode: int
+    uid: int
+    gid: int
+    nlink: int
+    rdev: int
+    size: int
+    blksize: int
+    blocks: int
+    atime: tuple
+    mtime: tuple
+    ctime: tuple
+    ino: int
+    dev: int
+
+
+class StatFs(NamedTuple):
+    """Rstatfs: the fields of statfs(2)."""
+
+    type: int
+    bsize: int
+    blocks: int
+    bfree: int
+    bavail: int
+    files: int
+    ffree: int
+    fsid: int
+    namelen: int
+
+
+def _s64(value: int) -> int:
+    return value - _TWO64 if value >= _TWO63 else value
+
+
+def _close_all(fds) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class GoferClient:
+    """A 9P2000.L client; negotiates msize with Tversion on creation.
+
+    `accept_fds=False` refuses donated fds (they are closed on arrival), so
+    that every read is a Tread: for tests and for peers that never donate.
+    """
+
+    def __init__(self, sock: socket.socket, *, msize: int = p9.DEFAULT_MSIZE,
+                 accept_fds: bool = True):
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._tag = 0
+        self._next_fid = 0
+        self._free_fids = []
+        self._broken = False
+        self._accept_fds = accept_fds
+        self.msize = msize
+        self._view = memoryview(bytearray(msize))
+        with self._lock:
+            r = self._rpc(p9.Tversion(p9.NOTAG, msize, p9.VERSION), p9.Rversion)
+        if r.version != p9.VERSION or not p9.MIN_MSIZE <= r.msize <= msize:
+            self._broken = True
+            raise GoferError(errno.EPROTONOSUPPORT)
+        self.msize = r.msize
+
+    # -- public API -------------------------------------------------------------
+
+    def attach(self) -> Node:
+        """Attaches to the served tree's root; returns its Node."""
+        with self._lock:
+            fid = self._alloc_fid()
+            try:
+                r = self._rpc(p9.Tattach(self._next_tag(), fid, p9.NOFID, b"", b"", 0), p9.Rattach)
+            except GoferError:
+                self._free_fids.append(fid)
+                raise
+            return Node(fid, r.qid)
+
+    def walk(self, node: Node, names) -> Node:
+        """Walks `names` (bytes components) from node to a new Node.
+
+        An empty list clones the fid. If a name is missing the walk fails
+        with GoferError(ENOENT) (ENOTDIR if it stopped on a non-directory
+        that is not a symlink) whose `.qids` are those of the names walked;
+        no fid is left behind. The server does not say why a later name
+        failed, so N.B. EACCES there also reads as ENOENT.
+        """
+        with self._lock:
+            return self._walk_locked(node, tuple(names))
+
+    def getattr(self, node: Node) -> Attr:
+        """Returns the node's attributes (lstat semantics: links not followed)."""
+        with self._lock:
+            # Hot path: unpack the fixed Rgetattr body in place, no message object.
+            f = self._rpc_fixed(p9.Tgetattr(self._next_tag(), node.fid, p9.GETATTR_BASIC),
+                                p9.Rgetattr, p9.RGETATTR_BODY)
+        # valid qid.type qid.version qid.path mode uid gid nlink rdev size
+        # blksize blocks atime(2) mtime(2) ctime(2) btime(2) gen data_version
+        return Attr(f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11],
+                    (_s64(f[12]), f[13]), (_s64(f[14]), f[15]), (_s64(f[16]), f[17]),
+                    f[3], 0)
+
+    def lopen(self, node: Node, flags: int) -> OpenFile:
+        """Opens a clone of node with Linux open flags; node stays usable."""
+        with self._lock:
+            clone = self._walk_locked(node, ())
+            try:
+                r, fds = self._rpc_fds(p9.Tlopen(self._next_tag(), clone.fid, flags))
+            except GoferError:
+                self._clunk_quietly_locked(clone.fid)
+                raise
+            if len(fds) > 1:
+                _close_all(fds)
+                self._clunk_quietly_locked(clone.fid)
+                raise GoferError(errno.EIO)
+            if fds and not self._accept_fds:
+                _close_all(fds)
+                fds = []
+        clone.qid = r.qid
+        limit = self.msize - p9.IOHDRSZ
+        iounit = min(r.iounit, limit) if r.iounit else limit
+        return OpenFile(clone, iounit, fds[0] if fds else None)
+
+    def read(self, f: OpenFile, offset: int, count: int) -> bytes:
+        """Reads up to count bytes at offset; short only at end of file."""
+        if offset < 0 or count < 0:
+            raise GoferError(errno.EINVAL)
+        if f.hostfd is not None:
+            try:
+                return os.pread(f.hostfd, count, offset)
+            except OSError as exc:
+                raise GoferError(exc.errno or errno.EIO) from None
+            except OverflowError:
+                raise GoferError(errno.EINVAL) from None
+        chunks = []
+        with self._lock:
+            while count > 0:
+                want = min(count, f.iounit)
+                r = self._rpc(p9.Tread(self._next_tag(), f.node.fid, offset, want), p9.Rread)
+                got = len(r.data)
+                if got > want:
+                    raise GoferError(errno.EIO)
+                chunks.append(r.data)
+                if got < want:
+                    break
+                offset += got
+                count -= got
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def readdir(self, f: OpenFile, offset: int, count: int) -> list:
+        """One Treaddir: [(qid, next_offset, dtype, name)] (p9.Dirent); [] at the end."""
+        count = min(count, self.msize - _RREAD_OVERHEAD)
+        with self._lock:
+            r = self._rpc(p9.Treaddir(self._next_tag(), f.node.fid, offset, count), p9.Rreaddir)
+        if len(r.data) > count:
+            raise GoferError(errno.EIO)
+        try:
+            return p9.unpack_dirents(r.data)
+        except p9.RemoteProtocolError:
+            raise GoferError(errno.EIO) from None
+
+    def readlink(self, node: Node) -> bytes:
+        """Returns a symlink's target (EINVAL if node is not a symlink)."""
+        with self._lock:
+            return self._rpc(p9.Treadlink(self._next_tag(), node.fid), p9.Rreadlink).target
+
+    def statfs(self, node: Node) -> StatFs:
+        """Returns statfs(2) of the file system holding node."""
+        with self._lock:
+            r = self._rpc(p9.Tstatfs(self._next_tag(), node.fid), p9.Rstatfs)
+        return StatFs(r.type, r.bsize, r.blocks, r.bfree, r.bavail, r.files, r.ffree,
+                      r.fsid, r.namelen)
+
+    def clunk(self, obj) -> None:
+        """Releases a Node or OpenFile (closing a donated fd).
+
+        The fid is released even if the server answers with an error
+        (clunk(5)), which is then raised.
+        """
+        if isinstance(obj, OpenFile):
+            fd, obj.hostfd = obj.hostfd, None
+            if fd is not None:
+                os.close(fd)
+            obj = obj.node
+        with self._lock:
+            try:
+                self._rpc(p9.Tclunk(self._next_tag(), obj.fid), p9.Rclunk)
+            finally:
+                self._free_fids.append(obj.fid)
+
+    def close(self) -> None:
+        """Closes the connection; the Gofer exits when it sees EOF."""
+        with self._lock:
+            self._broken = True
+            self._sock.close()
+
+    @property
+    def nfids(self) -> int:
+        """Fids allocated and not yet clunked (for leak checks)."""
+        return self._next_fid - len(self._free_fids)
+
+    # -- internals (all *_locked and _rpc* need _lock held) --------------------
+
+    def _next_tag(self) -> int:
+        tag = self._tag
+        self._tag = tag + 1 if tag < p9.NOTAG - 1 else 0
+        return tag
+
+    def _alloc_fid(self) -> int:
+        if self._free_fids:
+            return self._free_fids.pop()
+        fid = self._next_fid
+        if fid >= p9.NOFID:
+            raise GoferError(errno.ENFILE)
+        self._next_fid = fid + 1
+        return fid
+
+    def _walk_locked(self, node: Node, names: tuple) -> Node:
+        newfid = self._alloc_fid()
+        src, qid, live, done, walked = node.fid, node.qid, False, 0, []
+        try:
+            while done < len(names) or not live:
+                chunk = names[done:done + p9.MAXWELEM]
+                r = self._rpc(p9.Twalk(self._next_tag(), src, newfid, chunk), p9.Rwalk)
+                if len(r.qids) > len(chunk):
+                    live = True          # the server is confused: clunk to be safe
+                    raise GoferError(errno.EIO)
+                walked.extend(r.qids)
+                if walked:
+                    qid = walked[-1]
+                if len(r.qids) < len(chunk):
+                    on_file = walked and qid.type & (p9.QTDIR | p9.QTSYMLINK) == 0
+                    raise GoferError(errno.ENOTDIR if on_file else errno.ENOENT, tuple(walked))
+                live, src, done = True, newfid, done + len(chunk)
+        except GoferError:
+            if live:
+                self._clunk_quietly_locked(newfid)
+            else:
+                self._free_fids.append(newfid)
+            raise
+        return Node(newfid, qid)
+
+    def _clunk_quietly_locked(self, fid: int) -> None:
+        try:
+            self._rpc(p9.Tclunk(self._next_tag(), fid), p9.Rclunk)
+        except GoferError:
+            pass
+        self._free_fids.append(fid)
+
+    def _send(self, msg) -> None:
+        if self._broken:
+            raise GoferError(errno.EIO)
+        try:
+            data = p9.encode(msg, self.msize)
+        except p9.LocalProtocolError:
+            raise GoferError(errno.ENAMETOOLONG if type(msg) is p9.Twalk else errno.EINVAL) from None
+        try:
+            self._sock.sendall(data)
+        except OSError:
+            self._broken = True
+            raise GoferError(errno.EIO) from None
+
+    def _rpc(self, msg, rtype):
+        """Sends msg and returns its reply of type rtype; Rlerror raises GoferError."""
+        self._send(msg)
+        return self._check(msg, self._decode(self._recv_frame(None)), rtype)
+
+    def _rpc_fixed(self, msg, rtype, body: struct.Struct) -> tuple:
+        """As _rpc for a reply with a fixed body: returns the unpacked body fields."""
+        self._send(msg)
+        size = self._recv_frame(None)
+        _, type_, tag = p9.HEADER.unpack_from(self._view, 0)
+        if type_ == rtype.TYPE and tag == msg.tag and size == p9.HEADER_SIZE + body.size:
+            return body.unpack_from(self._view, p9.HEADER_SIZE)
+        # Anything else (Rlerror, a bad reply) takes the general path, which raises.
+        self._check(msg, self._decode(size), rtype)
+        raise GoferError(errno.EIO)
+
+    def _rpc_fds(self, msg):
+        """As _rpc for Tlopen, also returning any fds that came with the reply."""
+        self._send(msg)
+        fds = []
+        try:
+            return self._check(msg, self._decode(self._recv_frame(fds)), p9.Rlopen), fds
+        except BaseException:
+            _close_all(fds)
+            raise
+
+    def _check(self, msg, reply, rtype):
+        if reply.tag != msg.tag:
+            self._broken = True
+            raise GoferError(errno.EIO)
+        if type(reply) is rtype:
+            return reply
+        if type(reply) is p9.Rlerror:
+            ecode = reply.ecode
+            raise GoferError(ecode if 0 < ecode < 4096 else errno.EIO)
+        raise GoferError(errno.EIO)
+
+    def _decode(self, size: int):
+        """Decodes the reply of `size` bytes at the start of the receive buffer."""
+        try:
+            return p9.decode_frame(self._view, 0, size, p9.REPLIES)
+        except p9.RemoteProtocolError:
+            self._broken = True
+            raise GoferError(errno.EIO) from None
+
+    def _recv_frame(self, fds) -> int:
+        """Reads exactly one reply into the receive buffer; returns its size.
+
+        Collects SCM_RIGHTS fds into `fds` if given (else the kernel drops them).
+        """
+        try:
+            return self._recv_frame_unchecked(fds)
+        except (OSError, p9.RemoteProtocolError):
+            self._broken = True
+            raise GoferError(errno.EIO) from None
+
+    def _recv_frame_unchecked(self, fds) -> int:
+        view, have, size = self._view, 0, 0
+        while True:
+            if fds is not None and have == 0:
+                got = self._recvmsg(view, fds)
+            else:
+                got = self._sock.recv_into(view[have:])
+            if got == 0:
+                raise p9.RemoteProtocolError("EOF from the Gofer")
+            have += got
+            if not size and have >= 4:
+                (size,) = _U32.unpack_from(view, 0)
+                if not p9.HEADER_SIZE <= size <= self.msize:
+                    raise p9.RemoteProtocolError("reply size %d out of range" % size)
+            if size and have >= size:
+                break
+        if have != size:
+            raise p9.RemoteProtocolError("unsolicited bytes after a reply")
+        return size
+
+    def _recvmsg(self, view, fds) -> int:
+        got, ancdata, flags, _ = self._sock.recvmsg_into([view], _ANC_SPACE, socket.MSG_CMSG_CLOEXEC)
+        for level, kind, data in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                n = len(data) // 4
+                fds.extend(struct.unpack("%di" % n, data[:4 * n]))
+        if flags & socket.MSG_CTRUNC:
+            raise p9.RemoteProtocolError("too many fds with a reply")
+        return got

@@ -1,0 +1,36 @@
+"""The link endpoint interface (see the package docstring)."""
+
+import os
+
+
+def random_mac():
+    """A locally administered unicast MAC."""
+    b = bytearray(os.urandom(6))
+    b[0] = (b[0] & 0xFC) | 0x02
+    return bytes(b)
+
+
+class LinkEndpoint:
+    """Base class: holds the attached deliver callable and counters."""
+
+    def __init__(self, mtu=1500, mac=None):
+        self.mtu = mtu
+        self.mac = mac or random_mac()
+        self._deliver = None
+        self.tx_frames = 0
+        self.rx_frames = 0
+
+    def attach(self, deliver):
+        self._deliver = deliver
+
+    def write(self, frame):
+        raise NotImplementedError
+
+    def pump(self, now):
+        return 0
+
+    def next_deadline(self):
+        return None
+
+    def close(self):
+        pass

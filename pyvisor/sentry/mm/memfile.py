@@ -1,0 +1,85 @@
+"""Allocation of ranges of the memory file.
+
+Every page of application memory is a page of one memfd (see
+docs/architecture.md, "Memory"). This module only hands out and takes back
+page-aligned ranges of its offsets; the pages themselves are read and written
+through ``_fastpath.MemoryFile``.
+"""
+
+import bisect
+import errno
+import threading
+
+from pyvisor._fastpath import MemoryFile
+from pyvisor.sentry.errors import SyscallError
+
+PAGE = 4096
+# Sparse: a page costs host memory only once the application touches it.
+DEFAULT_SIZE = 64 << 30
+
+
+class MemoryFileAllocator:
+    """First-fit allocator over the memory file's offsets.
+
+    Free ranges are kept sorted and merged; freeing punches a hole so the
+    host gets the memory back and the range reads as zero when reused.
+    Lock order: taken last, after any MemoryManager lock.
+    """
+
+    def __init__(self, size=DEFAULT_SIZE):
+        self.file = MemoryFile(size)
+        self.size = size
+        self._lock = threading.Lock()
+        self._free_starts = []   # sorted offsets of free ranges
+        self._free_len = {}      # offset -> length
+        self._bump = 0           # everything from here up is free and untouched
+        self.allocated = 0
+
+    @property
+    def fd(self):
+        return self.file.fd
+
+    def alloc(self, length):
+        """A page-aligned range of ``length`` bytes that reads as zero."""
+        length = (length + PAGE - 1) & ~(PAGE - 1)
+        with self._lock:
+            for i, off in enumerate(self._free_starts):
+                n = self._free_len[off]
+                if n >= length:
+                    del self._free_starts[i]
+                    del self._free_len[off]
+                    if n > length:
+                        self._insert_free(off + length, n - length)
+                    self.allocated += length
+                    return off
+            if self._bump + length > self.size:
+                raise SyscallError(errno.ENOMEM)
+            off = self._bump
+            self._bump += length
+            self.allocated += length
+            return off
+
+    def free(self, off, length):
+        """Give back [off, off+length); its pages are released to the host."""
+        length = (length + PAGE - 1) & ~(PAGE - 1)
+        if not length:
+            return
+        self.file.punch(off, length)
+        with self._lock:
+            self.allocated -= length
+            self._insert_free(off, length)
+
+    def _insert_free(self, off, length):
+        i = bisect.bisect_left(self._free_starts, off)
+        # Merge with the following range.
+        if i < len(self._free_starts) and self._free_starts[i] == off + length:
+            nxt = self._free_starts.pop(i)
+            length += self._free_len.pop(nxt)
+        # Merge with the preceding range.
+        if i > 0:
+            prev = self._free_starts[i - 1]
+            if prev + self._free_len[prev] == off:
+                self._free_len[prev] += length
+                return
+        self._free_starts.insert(i, off)
+        self._free_len[off] = length

@@ -1,0 +1,322 @@
+"""An application address space: VMAs over the memory file.
+
+Linux background: an address space is a set of non-overlapping virtual
+memory areas (VMAs), each with protections and a backing object. Here every
+VMA is backed by its own range of the memory file (anonymous memory, private
+file mappings filled from the file at map time, and the stack), so a virtual
+address translates to a file offset by one subtraction: ``fileoff + (addr -
+start)``. The platform's AddressSpace mirrors each change into the host
+process (ptrace: an injected mmap/munmap/mprotect).
+
+Lock order: MemoryManager.lock, then MemoryFileAllocator._lock.
+"""
+
+import bisect
+import errno
+import threading
+
+from pyvisor.sentry.errors import SyscallError
+
+PAGE = 4096
+PAGE_MASK = ~(PAGE - 1)
+PROT_READ, PROT_WRITE, PROT_EXEC = 1, 2, 4
+MAP_SHARED, MAP_PRIVATE = 1, 2
+
+# The application owns [MIN_ADDR, MM_TOP); the ptrace stub lives above MM_TOP.
+MIN_ADDR = 0x10000
+MM_TOP = 0x7FFFFFE00000
+STACK_TOP = 0x7FFFFF000000 - PAGE * 16
+STACK_SIZE = 8 << 20
+MMAP_BASE = STACK_TOP - STACK_SIZE - (128 << 20)
+
+
+def page_up(x):
+    return (x + PAGE - 1) & PAGE_MASK
+
+
+def page_down(x):
+    return x & PAGE_MASK
+
+
+class Vma:
+    """[start, end) mapped with ``prot``; ``fileoff`` is where start lives in the memory file."""
+
+    __slots__ = ("start", "end", "prot", "flags", "fileoff", "name", "offset", "dev", "ino")
+
+    def __init__(self, start, end, prot, flags, fileoff, name=b"", offset=0, dev=0, ino=0):
+        self.start = start
+        self.end = end
+        self.prot = prot
+        self.flags = flags
+        self.fileoff = fileoff
+        self.name = name
+        self.offset = offset   # offset in the mapped file, for /proc/self/maps
+        self.dev = dev
+        self.ino = ino
+
+    def split(self, at):
+        """Cut at ``at``; self keeps [start, at), the returned VMA [at, end)."""
+        d = at - self.start
+        tail = Vma(at, self.end, self.prot, self.flags, self.fileoff + d, self.name,
+                   self.offset + d if self.name else 0, self.dev, self.ino)
+        self.end = at
+        return tail
+
+    def __repr__(self):
+        return "Vma(%#x-%#x prot=%d %r)" % (self.start, self.end, self.prot, self.name)
+
+
+class MemoryManager:
+    """One address space. Preconditions: callers pass page-aligned ranges."""
+
+    def __init__(self, allocator, aspace):
+        self.alloc = allocator
+        self.file = allocator.file
+        self.aspace = aspace
+        self.lock = threading.RLock()
+        self._vmas = []      # sorted by start, protected by lock
+        self._starts = []
+        self.brk_start = self.brk_end = 0
+        self.mmap_base = MMAP_BASE
+
+    # -- queries ---------------------------------------------------------
+
+    def vmas(self):
+        with self.lock:
+            return list(self._vmas)
+
+    def _find(self, addr):
+        """The VMA containing addr, or None. Precondition: lock held."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and addr < self._vmas[i].end:
+            return self._vmas[i]
+        return None
+
+    def is_free(self, start, end):
+        with self.lock:
+            i = bisect.bisect_left(self._starts, end)
+            return i == 0 or self._vmas[i - 1].end <= start
+
+    def find_free(self, length, hint=0):
+        """An unmapped range of ``length`` bytes: at ``hint`` if free, else top-down below mmap_base."""
+        with self.lock:
+            if hint and MIN_ADDR <= hint and hint + length <= MM_TOP and self.is_free(hint, hint + length):
+                return hint
+            top = self.mmap_base
+            for v in reversed(self._vmas):
+                if v.start >= top:
+                    continue
+                if v.end <= top - length:
+                    return top - length
+                top = v.start
+            if top - length >= MIN_ADDR:
+                return top - length
+            raise SyscallError(errno.ENOMEM)
+
+    # -- edits -----------------------------------------------------------
+
+    def map_anon(self, start, length, prot, flags=MAP_PRIVATE, name=b"", offset=0, dev=0, ino=0):
+        """Map fresh zero pages at [start, start+length), replacing what was there."""
+        end = start + length
+        if start < MIN_ADDR or end > MM_TOP or start >= end:
+            raise SyscallError(errno.ENOMEM)
+        fileoff = self.alloc.alloc(length)
+        with self.lock:
+            self._unmap_locked(start, end, push=False)
+            vma = Vma(start, end, prot, flags, fileoff, name, offset, dev, ino)
+            i = bisect.bisect_left(self._starts, start)
+            self._vmas.insert(i, vma)
+            self._starts.insert(i, start)
+            self.aspace.map(start, length, prot, fileoff)
+        return vma
+
+    def unmap(self, start, end):
+        with self.lock:
+            self._unmap_locked(start, end, push=True)
+
+    def _split_at(self, addr):
+        """Make addr a VMA boundary. Precondition: lock held."""
+        v = self._find(addr)
+        if v is not None and v.start < addr:
+            tail = v.split(addr)
+            i = bisect.bisect_right(self._starts, addr)
+            self._vmas.insert(i, tail)
+            self._starts.insert(i, addr)
+
+    def _range(self, start, end):
+        """Indices [i, j) of the VMAs inside [start, end), after splitting at both ends."""
+        self._split_at(start)
+        self._split_at(end)
+        i = bisect.bisect_left(self._starts, start)
+        j = bisect.bisect_left(self._starts, end)
+        return i, j
+
+    def _unmap_locked(self, start, end, push):
+        i, j = self._range(start, end)
+        for v in self._vmas[i:j]:
+            self.alloc.free(v.fileoff, v.end - v.start)
+        del self._vmas[i:j]
+        del self._starts[i:j]
+        if push:
+            self.aspace.unmap(start, end - start)
+
+    def protect(self, start, end, prot):
+        """Implements mprotect's effect: every page of [start, end) must be mapped (ENOMEM)."""
+        with self.lock:
+            self._check_mapped(start, end)
+            i, j = self._range(start, end)
+            for v in self._vmas[i:j]:
+                v.prot = prot
+            self.aspace.protect(start, end - start, prot)
+
+    def _check_mapped(self, start, end):
+        a = start
+        while a < end:
+            v = self._find(a)
+            if v is None:
+                raise SyscallError(errno.ENOMEM)
+            a = v.end
+
+    def remap(self, old, old_len, new_len, may_move, fixed_addr=None):
+        """Implements mremap's effect; returns the new address."""
+        with self.lock:
+            v = self._find(old)
+            if v is None or old + old_len > v.end:
+                raise SyscallError(errno.EFAULT)
+            if new_len <= old_len and fixed_addr is None:
+                if new_len < old_len:
+                    self._unmap_locked(old + new_len, old + old_len, push=True)
+                return old
+            dest = fixed_addr
+            if dest is None:
+                if self.is_free(old + old_len, old + new_len) and old + new_len <= MM_TOP:
+                    dest = old
+                elif not may_move:
+                    raise SyscallError(errno.ENOMEM)
+                else:
+                    dest = self.find_free(new_len)
+            prot, flags, name, offset = v.prot, v.flags, v.name, v.offset
+            # The old contents move to a new memory-file range; copy them.
+            data_len = min(old_len, new_len)
+            tmp = self.alloc.alloc(data_len)
+            self._copy_out_of(old, tmp, data_len)
+            if dest == old:
+                self._unmap_locked(old, old + old_len, push=False)
+            else:
+                self._unmap_locked(old, old + old_len, push=True)
+            nv = self.map_anon(dest, new_len, prot, flags, name, offset, v.dev, v.ino)
+            self.file.copy(nv.fileoff, tmp, data_len)
+            self.alloc.free(tmp, data_len)
+            return dest
+
+    def _copy_out_of(self, addr, fileoff, n):
+        """Copy n bytes of application memory at addr into the memory file at fileoff."""
+        done = 0
+        for off, k in self._chunks(addr, n, 0):
+            self.file.copy(fileoff + done, off, k)
+            done += k
+
+    # -- brk ---------------------------------------------------------------
+
+    def set_brk_start(self, addr):
+        self.brk_start = self.brk_end = page_up(addr)
+
+    def brk(self, addr):
+        """Implements brk(2): returns the new break, or the old one on failure."""
+        with self.lock:
+            if addr < self.brk_start:
+                return self.brk_end
+            old_top, new_top = page_up(self.brk_end), page_up(addr)
+            if new_top > old_top:
+                if not self.is_free(old_top, new_top) or new_top > self.mmap_base:
+                    return self.brk_end
+                try:
+                    self.map_anon(old_top, new_top - old_top, PROT_READ | PROT_WRITE, name=b"[heap]")
+                except SyscallError:
+                    return self.brk_end
+            elif new_top < old_top:
+                self._unmap_locked(new_top, old_top, push=True)
+            self.brk_end = addr
+            return addr
+
+    # -- copying -----------------------------------------------------------
+
+    def _chunks(self, addr, n, need):
+        """(fileoff, length) pieces of [addr, addr+n); EFAULT if any page lacks ``need``."""
+        out = []
+        end = addr + n
+        if addr < 0 or end > MM_TOP or end < addr:
+            raise SyscallError(errno.EFAULT)
+        with self.lock:
+            while addr < end:
+                v = self._find(addr)
+                if v is None or (v.prot & need) != need:
+                    raise SyscallError(errno.EFAULT)
+                k = min(end, v.end) - addr
+                out.append((v.fileoff + (addr - v.start), k))
+                addr += k
+        return out
+
+    def copy_in(self, addr, n):
+        if n == 0:
+            return b""
+        pieces = self._chunks(addr, n, PROT_READ)
+        if len(pieces) == 1:
+            return self.file.read(*pieces[0])
+        return b"".join(self.file.read(off, k) for off, k in pieces)
+
+    def copy_out(self, addr, data):
+        n = len(data)
+        if n == 0:
+            return
+        done = 0
+        mv = memoryview(data)
+        for off, k in self._chunks(addr, n, PROT_WRITE):
+            self.file.write(off, mv[done:done + k])
+            done += k
+
+    def copy_in_str(self, addr, maxlen):
+        """Bytes up to the NUL at addr; ENAMETOOLONG past maxlen, EFAULT if unreadable."""
+        out = []
+        got = 0
+        while got < maxlen:
+            # Read up to the end of this page only: the next may be unmapped.
+            k = min(PAGE - (addr + got) % PAGE, maxlen - got)
+            (off, k), = self._chunks(addr + got, k, PROT_READ)
+            i = self.file.find_byte(off, k, 0)
+            if i >= 0:
+                out.append(self.file.read(off, i))
+                return b"".join(out)
+            out.append(self.file.read(off, k))
+            got += k
+        raise SyscallError(errno.ENAMETOOLONG)
+
+    def write_forced(self, addr, data):
+        """Write ignoring protections: the loader filling read-only segments."""
+        done = 0
+        mv = memoryview(data)
+        for off, k in self._chunks(addr, len(data), 0):
+            self.file.write(off, mv[done:done + k])
+            done += k
+
+    def fill_from(self, addr, length, f, offset):
+        """Fill application memory at addr from file ``f`` at ``offset``; returns bytes read."""
+        done = 0
+        for off, k in self._chunks(addr, length, 0):
+            view = self.file.view(off, k)
+            got = 0
+            while got < k:
+                r = f.preadinto(view[got:], offset + done + got)
+                if r <= 0:
+                    return done + got
+                got += r
+            done += k
+        return done
+
+    def release(self):
+        """Give every page back; the address space is gone."""
+        with self.lock:
+            for v in self._vmas:
+                self.alloc.free(v.fileoff, v.end - v.start)
+            self._vmas = []
+            self._starts = []

@@ -1,0 +1,410 @@
+"""User and group IDs, supplementary groups and capabilities.
+
+Linux background (credentials(7), capabilities(7), setresuid(2)):
+
+- A task has real, effective, saved and filesystem IDs for both user and
+  group. The effective ID is the one permission checks mostly use; the
+  filesystem ID follows the effective ID on every change unless set with
+  setfsuid, and is what file access checks use.
+- "Privileged" means holding CAP_SETUID (for uid changes) or CAP_SETGID (for
+  gid changes and setgroups) in the effective set, not "uid is 0". A
+  non-privileged task may only move its IDs among its current real,
+  effective and saved values.
+- Changing user IDs changes capabilities (the "no SECBIT_KEEP_CAPS" rules of
+  capabilities(7), "Effect of user ID changes on capabilities"):
+  * if real, effective or saved uid was 0 and afterwards none is, the
+    permitted and effective sets are cleared;
+  * effective uid 0 -> non-zero clears the effective set;
+  * effective uid non-zero -> 0 copies permitted into effective;
+  * fsuid 0 -> non-zero drops the filesystem capabilities from effective,
+    and back to 0 restores those of them that are permitted.
+- An ID of -1 (0xffffffff) is "unchanged" for setre*/setres*; for setuid,
+  setgid it is not a valid ID, so EINVAL.
+
+Credentials are per task in Linux (glibc makes a process agree by signalling
+every thread); here `t.creds` is per task as well.
+"""
+
+import dataclasses
+import errno
+import struct
+
+from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.syscalls import _numbers as nr
+from pyvisor.sentry.syscalls._util import s32
+
+CAP_LAST_CAP = 40                       # CAP_CHECKPOINT_RESTORE, Linux 5.9+
+ALL_CAPS = (1 << (CAP_LAST_CAP + 1)) - 1
+CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID = 0, 1, 2, 3, 4
+CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 6, 7, 8
+CAP_LINUX_IMMUTABLE, CAP_MKNOD, CAP_MAC_OVERRIDE = 9, 27, 32
+# The capabilities that follow fsuid 0 (include/linux/capability.h CAP_FS_SET).
+FS_CAPS = sum(1 << c for c in (CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
+                               CAP_FOWNER, CAP_FSETID, CAP_LINUX_IMMUTABLE,
+                               CAP_MKNOD, CAP_MAC_OVERRIDE))
+
+UNCHANGED = 0xFFFFFFFF                  # (uid_t)-1
+NGROUPS_MAX = 65536
+
+# capget/capset header versions (linux/capability.h).
+CAP_V1, CAP_V2, CAP_V3 = 0x19980330, 0x20071026, 0x20080522
+_CAP_WORDS = {CAP_V1: 1, CAP_V2: 2, CAP_V3: 2}
+
+
+@dataclasses.dataclass
+class Credentials:
+    """One task's credentials. Mutable: the set*id handlers edit it in place.
+
+    fork() must give the child its own copy (`copy()`), since a later
+    setuid in one must not change the other.
+    """
+
+    uid: int = 0
+    euid: int = 0
+    suid: int = 0
+    fsuid: int = 0
+    gid: int = 0
+    egid: int = 0
+    sgid: int = 0
+    fsgid: int = 0
+    groups: list = dataclasses.field(default_factory=list)
+    cap_effective: int = ALL_CAPS
+    cap_permitted: int = ALL_CAPS
+    cap_inheritable: int = 0
+
+    @classmethod
+    def root(cls):
+        """uid/gid 0 with every capability: what a sandbox's init runs as."""
+        return cls()
+
+    @classmethod
+    def user(cls, uid, gid, groups=()):
+        """An unprivileged user: all IDs set to uid/gid, no capabilities."""
+        return cls(uid, uid, uid, uid, gid, gid, gid, gid, list(groups), 0, 0, 0)
+
+    def copy(self):
+        return dataclasses.replace(self, groups=list(self.groups))
+
+    def capable(self, cap):
+        """Whether cap is in the effective set."""
+        return bool(self.cap_effective >> cap & 1)
+
+    # --- the uid-change rules of capabilities(7) ---
+
+    def set_uids(self, ruid, euid, suid, fsuid):
+        """Install new user IDs and adjust capabilities as Linux does."""
+        old_any_root = 0 in (self.uid, self.euid, self.suid)
+        old_euid, old_fsuid = self.euid, self.fsuid
+        self.uid, self.euid, self.suid, self.fsuid = ruid, euid, suid, fsuid
+        if old_any_root and 0 not in (ruid, euid, suid):
+            self.cap_permitted = 0
+            self.cap_effective = 0
+        if old_euid == 0 and euid != 0:
+            self.cap_effective = 0
+        elif old_euid != 0 and euid == 0:
+            self.cap_effective = self.cap_permitted
+        self._fsuid_caps(old_fsuid)
+
+    def _fsuid_caps(self, old_fsuid):
+        if old_fsuid == 0 and self.fsuid != 0:
+            self.cap_effective &= ~FS_CAPS
+        elif old_fsuid != 0 and self.fsuid == 0:
+            self.cap_effective |= self.cap_permitted & FS_CAPS
+
+
+def _id(v):
+    return v & 0xFFFFFFFF
+
+
+def _check_valid(v):
+    if v == UNCHANGED:
+        raise SyscallError(errno.EINVAL)
+    return v
+
+
+# --- getters -----------------------------------------------------------------
+
+
+def sys_getuid(t, *_):
+    """Implements Linux syscall getuid(2)."""
+    return t.creds.uid
+
+
+def sys_geteuid(t, *_):
+    """Implements Linux syscall geteuid(2)."""
+    return t.creds.euid
+
+
+def sys_getgid(t, *_):
+    """Implements Linux syscall getgid(2)."""
+    return t.creds.gid
+
+
+def sys_getegid(t, *_):
+    """Implements Linux syscall getegid(2)."""
+    return t.creds.egid
+
+
+def _put_ids(t, addrs, values):
+    # Linux writes each in turn; a bad later pointer still fails the call.
+    for addr, v in zip(addrs, values):
+        t.copy_out(addr, struct.pack("<I", v))
+    return 0
+
+
+def sys_getresuid(t, ruid, euid, suid, *_):
+    """Implements Linux syscall getresuid(2)."""
+    c = t.creds
+    return _put_ids(t, (ruid, euid, suid), (c.uid, c.euid, c.suid))
+
+
+def sys_getresgid(t, rgid, egid, sgid, *_):
+    """Implements Linux syscall getresgid(2)."""
+    c = t.creds
+    return _put_ids(t, (rgid, egid, sgid), (c.gid, c.egid, c.sgid))
+
+
+def sys_getgroups(t, size, addr, *_):
+    """Implements Linux syscall getgroups(2)."""
+    size = s32(size)
+    groups = t.creds.groups
+    if size < 0:
+        raise SyscallError(errno.EINVAL)
+    if size == 0:
+        return len(groups)
+    if size < len(groups):
+        raise SyscallError(errno.EINVAL)
+    if groups:
+        t.copy_out(addr, struct.pack("<%dI" % len(groups), *groups))
+    return len(groups)
+
+
+# --- user IDs ----------------------------------------------------------------
+
+
+def sys_setuid(t, uid, *_):
+    """Implements Linux syscall setuid(2)."""
+    c = t.creds
+    uid = _check_valid(_id(uid))
+    if c.capable(CAP_SETUID):
+        c.set_uids(uid, uid, uid, uid)
+    elif uid in (c.uid, c.suid):
+        c.set_uids(c.uid, uid, c.suid, uid)
+    else:
+        raise SyscallError(errno.EPERM)
+    return 0
+
+
+def sys_setreuid(t, ruid, euid, *_):
+    """Implements Linux syscall setreuid(2)."""
+    c = t.creds
+    ruid, euid = _id(ruid), _id(euid)
+    priv = c.capable(CAP_SETUID)
+    new_r = c.uid if ruid == UNCHANGED else ruid
+    new_e = c.euid if euid == UNCHANGED else euid
+    if not priv:
+        if ruid != UNCHANGED and ruid not in (c.uid, c.euid):
+            raise SyscallError(errno.EPERM)
+        if euid != UNCHANGED and euid not in (c.uid, c.euid, c.suid):
+            raise SyscallError(errno.EPERM)
+    # The saved uid follows the effective one if the real uid was set or the
+    # effective uid was set to something other than the old real uid.
+    new_s = c.suid
+    if ruid != UNCHANGED or (euid != UNCHANGED and euid != c.uid):
+        new_s = new_e
+    c.set_uids(new_r, new_e, new_s, new_e)
+    return 0
+
+
+def sys_setresuid(t, ruid, euid, suid, *_):
+    """Implements Linux syscall setresuid(2)."""
+    c = t.creds
+    want = [_id(v) for v in (ruid, euid, suid)]
+    old = (c.uid, c.euid, c.suid)
+    if not c.capable(CAP_SETUID):
+        for v in want:
+            if v != UNCHANGED and v not in old:
+                raise SyscallError(errno.EPERM)
+    new = [o if v == UNCHANGED else v for v, o in zip(want, old)]
+    c.set_uids(new[0], new[1], new[2], new[1])
+    return 0
+
+
+def sys_setfsuid(t, fsuid, *_):
+    """Implements Linux syscall setfsuid(2). Returns the previous fsuid, always."""
+    c = t.creds
+    old = c.fsuid
+    fsuid = _id(fsuid)
+    if fsuid != UNCHANGED and (c.capable(CAP_SETUID) or fsuid in (c.uid, c.euid, c.suid, c.fsuid)):
+        c.fsuid = fsuid
+        c._fsuid_caps(old)
+    return old
+
+
+# --- group IDs ---------------------------------------------------------------
+
+
+def sys_setgid(t, gid, *_):
+    """Implements Linux syscall setgid(2)."""
+    c = t.creds
+    gid = _check_valid(_id(gid))
+    if c.capable(CAP_SETGID):
+        c.gid = c.egid = c.sgid = c.fsgid = gid
+    elif gid in (c.gid, c.sgid):
+        c.egid = c.fsgid = gid
+    else:
+        raise SyscallError(errno.EPERM)
+    return 0
+
+
+def sys_setregid(t, rgid, egid, *_):
+    """Implements Linux syscall setregid(2)."""
+    c = t.creds
+    rgid, egid = _id(rgid), _id(egid)
+    if not c.capable(CAP_SETGID):
+        if rgid != UNCHANGED and rgid not in (c.gid, c.egid):
+            raise SyscallError(errno.EPERM)
+        if egid != UNCHANGED and egid not in (c.gid, c.egid, c.sgid):
+            raise SyscallError(errno.EPERM)
+    new_r = c.gid if rgid == UNCHANGED else rgid
+    new_e = c.egid if egid == UNCHANGED else egid
+    if rgid != UNCHANGED or (egid != UNCHANGED and egid != c.gid):
+        c.sgid = new_e
+    c.gid, c.egid, c.fsgid = new_r, new_e, new_e
+    return 0
+
+
+def sys_setresgid(t, rgid, egid, sgid, *_):
+    """Implements Linux syscall setresgid(2)."""
+    c = t.creds
+    want = [_id(v) for v in (rgid, egid, sgid)]
+    old = (c.gid, c.egid, c.sgid)
+    if not c.capable(CAP_SETGID):
+        for v in want:
+            if v != UNCHANGED and v not in old:
+                raise SyscallError(errno.EPERM)
+    c.gid, c.egid, c.sgid = [o if v == UNCHANGED else v for v, o in zip(want, old)]
+    c.fsgid = c.egid
+    return 0
+
+
+def sys_setfsgid(t, fsgid, *_):
+    """Implements Linux syscall setfsgid(2). Returns the previous fsgid, always."""
+    c = t.creds
+    old = c.fsgid
+    fsgid = _id(fsgid)
+    if fsgid != UNCHANGED and (c.capable(CAP_SETGID) or fsgid in (c.gid, c.egid, c.sgid, c.fsgid)):
+        c.fsgid = fsgid
+    return old
+
+
+def sys_setgroups(t, size, addr, *_):
+    """Implements Linux syscall setgroups(2)."""
+    size = s32(size)
+    if size < 0 or size > NGROUPS_MAX:
+        raise SyscallError(errno.EINVAL)
+    if not t.creds.capable(CAP_SETGID):
+        raise SyscallError(errno.EPERM)
+    groups = list(struct.unpack("<%dI" % size, t.copy_in(addr, 4 * size))) if size else []
+    t.creds.groups = sorted(groups)          # Linux sorts (groups_sort) but keeps duplicates
+    return 0
+
+
+# --- capabilities ------------------------------------------------------------
+
+
+def _cap_header(t, hdr):
+    """Read (version, pid) from a cap header; EINVAL (and v3 written back) if unknown."""
+    version, pid = struct.unpack("<Ii", t.copy_in(hdr, 8))
+    if version not in _CAP_WORDS:
+        t.copy_out(hdr, struct.pack("<I", CAP_V3))
+        raise SyscallError(errno.EINVAL)
+    return version, pid
+
+
+def _task_creds(t, pid):
+    """Credentials of task pid in t's namespace (0 = t itself); ESRCH if none."""
+    if pid in (0, t.tid):
+        return t.creds
+    tasks = getattr(t.kernel, "tasks", None)
+    other = tasks.get(pid) if isinstance(tasks, dict) else None
+    if other is None:
+        raise SyscallError(errno.ESRCH)
+    return other.creds
+
+
+def sys_capget(t, hdr, data, *_):
+    """Implements Linux syscall capget(2).
+
+    N.B. Other tasks are looked up in t.kernel.tasks when it is a dict
+    {tid: task}; otherwise only the caller can be queried.
+    """
+    try:
+        version, pid = _cap_header(t, hdr)
+    except SyscallError as e:
+        # Probing the version with a NULL data pointer is not an error.
+        if e.errno == errno.EINVAL and data == 0:
+            return 0
+        raise
+    if data == 0:
+        return 0
+    if pid < 0:
+        raise SyscallError(errno.EINVAL)
+    c = _task_creds(t, pid)
+    out = b""
+    for word in range(_CAP_WORDS[version]):
+        shift = 32 * word
+        out += struct.pack("<III", (c.cap_effective >> shift) & 0xFFFFFFFF,
+                           (c.cap_permitted >> shift) & 0xFFFFFFFF,
+                           (c.cap_inheritable >> shift) & 0xFFFFFFFF)
+    t.copy_out(data, out)
+    return 0
+
+
+def sys_capset(t, hdr, data, *_):
+    """Implements Linux syscall capset(2): only the caller's own sets.
+
+    New permitted must be a subset of the old; effective of the new
+    permitted; inheritable of old inheritable|permitted unless CAP_SETPCAP.
+    """
+    version, pid = _cap_header(t, hdr)
+    if pid not in (0, t.tid):
+        raise SyscallError(errno.EPERM)
+    words = _CAP_WORDS[version]
+    raw = struct.unpack("<%dI" % (3 * words), t.copy_in(data, 12 * words))
+    eff = perm = inh = 0
+    for word in range(words):
+        e, p, i = raw[3 * word:3 * word + 3]
+        eff |= e << (32 * word)
+        perm |= p << (32 * word)
+        inh |= i << (32 * word)
+    c = t.creds
+    eff, perm, inh = eff & ALL_CAPS, perm & ALL_CAPS, inh & ALL_CAPS
+    if perm & ~c.cap_permitted or eff & ~perm:
+        raise SyscallError(errno.EPERM)
+    if not c.capable(CAP_SETPCAP) and inh & ~(c.cap_inheritable | c.cap_permitted):
+        raise SyscallError(errno.EPERM)
+    c.cap_effective, c.cap_permitted, c.cap_inheritable = eff, perm, inh
+    return 0
+
+
+SYSCALLS = {
+    nr.NR_getuid: sys_getuid,
+    nr.NR_geteuid: sys_geteuid,
+    nr.NR_getgid: sys_getgid,
+    nr.NR_getegid: sys_getegid,
+    nr.NR_getresuid: sys_getresuid,
+    nr.NR_getresgid: sys_getresgid,
+    nr.NR_getgroups: sys_getgroups,
+    nr.NR_setuid: sys_setuid,
+    nr.NR_setreuid: sys_setreuid,
+    nr.NR_setresuid: sys_setresuid,
+    nr.NR_setfsuid: sys_setfsuid,
+    nr.NR_setgid: sys_setgid,
+    nr.NR_setregid: sys_setregid,
+    nr.NR_setresgid: sys_setresgid,
+    nr.NR_setfsgid: sys_setfsgid,
+    nr.NR_setgroups: sys_setgroups,
+    nr.NR_capget: sys_capget,
+    nr.NR_capset: sys_capset,
+}

@@ -1,0 +1,1221 @@
+"""File system calls: open/read/write/stat and friends.
+
+Each handler implements one Linux syscall over the VFS (`t.kernel.vfs`)
+and the task's fd table. Arguments arrive as unsigned 64-bit register
+values; fds, flags and whence are read with s32, offsets with s64.
+
+Partial transfers follow Linux: a read or write that moved some bytes
+before failing (EFAULT on a later chunk, EAGAIN, EPIPE) returns the count;
+only a call that moved nothing raises (`_partial`).
+"""
+
+import errno
+import struct
+import time
+
+from ..errors import SyscallError
+from ..vfs.file import (O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEFILE, O_NONBLOCK,
+                        O_PATH, O_TRUNC, O_WRONLY, O_TMPFILE)
+from ..vfs.inode import VDentry
+from ..vfs.perm import creds_of
+from ..vfs.pipe import PipeFile, make_pipe
+from ..vfs.stat import (S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, pack_dirent,
+                        pack_dirent64, pack_stat, pack_statfs, pack_statx)
+from . import _numbers
+from ._util import AT_FDCWD, s32, s64
+
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_REMOVEDIR = 0x200
+AT_EACCESS = 0x200
+AT_SYMLINK_FOLLOW = 0x400
+AT_NO_AUTOMOUNT = 0x800
+AT_EMPTY_PATH = 0x1000
+AT_STATX_SYNC_TYPE = 0x6000
+STATX__RESERVED = 0x80000000
+
+PATH_MAX = 4096
+MAX_RW_COUNT = 0x7FFFF000          # INT_MAX & PAGE_MASK: Linux's cap on one transfer
+CHUNK = 1 << 20
+UIO_MAXIOV = 1024
+SSIZE_MAX = (1 << 63) - 1
+
+F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL = 0, 1, 2, 3, 4
+F_GETLK, F_SETLK, F_SETLKW, F_SETOWN, F_GETOWN = 5, 6, 7, 8, 9
+F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
+F_DUPFD_CLOEXEC, F_SETPIPE_SZ, F_GETPIPE_SZ = 1030, 1031, 1032
+FD_CLOEXEC = 1
+F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
+_FLOCK = struct.Struct("<hhxxxxqqixxxx")      # struct flock, 32 bytes
+
+FIONREAD, FIONBIO, FIONCLEX, FIOCLEX, FIOASYNC = 0x541B, 0x5421, 0x5450, 0x5451, 0x5452
+LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8
+UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
+RENAME_NOREPLACE = 1
+NO_ID = 0xFFFFFFFF
+
+_INT = struct.Struct("<i")
+_IOVEC = struct.Struct("<QQ")
+_TIMESPEC = struct.Struct("<qq")
+_TIMEVAL = struct.Struct("<qq")
+
+
+# --- helpers ----------------------------------------------------------------
+
+def _vfs(t):
+    return t.kernel.vfs
+
+
+def _path(t, addr):
+    return t.copy_in_str(addr, PATH_MAX)
+
+
+def _file(t, fd):
+    return t.fdtable.get(s32(fd))
+
+
+def _partial(done, exc):
+    """Linux's rule: bytes already moved win over a later error."""
+    if done:
+        return done
+    raise exc
+
+
+def _count(count):
+    if count > SSIZE_MAX:
+        raise SyscallError(errno.EINVAL)
+    return min(count, MAX_RW_COUNT)
+
+
+def _check_path_fd(f):
+    if f.flags & O_PATH:
+        raise SyscallError(errno.EBADF)
+
+
+def _read_loop(t, f, buf, count, offset=None):
+    """read/pread into user memory in chunks (seekable files) or once."""
+    done = 0
+    try:
+        while done < count:
+            n = min(CHUNK, count - done)
+            data = f.read(n) if offset is None else f.pread(n, offset + done)
+            try:
+                t.copy_out(buf + done, data)
+            except SyscallError:
+                if offset is None and f.seekable:
+                    f.offset -= len(data)      # the bytes were never delivered
+                raise
+            done += len(data)
+            if len(data) < n or not f.seekable:
+                break
+    except SyscallError as e:
+        return _partial(done, e)
+    return done
+
+
+def _write_loop(t, f, buf, count, offset=None):
+    done = 0
+    try:
+        while done < count:
+            n = min(CHUNK, count - done)
+            data = t.copy_in(buf + done, n)
+            w = f.write(data) if offset is None else f.pwrite(data, offset + done)
+            done += w
+            if w < n:
+                break
+    except SyscallError as e:
+        return _partial(done, e)
+    return done
+
+
+def _iovecs(t, iov, iovcnt):
+    iovcnt = s32(iovcnt)
+    if iovcnt < 0 or iovcnt > UIO_MAXIOV:
+        raise SyscallError(errno.EINVAL)
+    raw = t.copy_in(iov, iovcnt * 16) if iovcnt else b""
+    vecs = [_IOVEC.unpack_from(raw, i * 16) for i in range(iovcnt)]
+    total = 0
+    for _, length in vecs:
+        if length > SSIZE_MAX:
+            raise SyscallError(errno.EINVAL)
+        total += length
+        if total > SSIZE_MAX:
+            raise SyscallError(errno.EINVAL)
+    return vecs, min(total, MAX_RW_COUNT)
+
+
+def _scatter(t, vecs, data):
+    done = 0
+    try:
+        for base, length in vecs:
+            if done >= len(data):
+                break
+            piece = data[done:done + length]
+            t.copy_out(base, piece)
+            done += len(piece)
+    except SyscallError as e:
+        return _partial(done, e)
+    return done
+
+
+def _gather(t, vecs, total):
+    parts, have = [], 0
+    for base, length in vecs:
+        if have >= total:
+            break
+        length = min(length, total - have)
+        try:
+            parts.append(t.copy_in(base, length))
+        except SyscallError:
+            if not parts:
+                raise
+            break
+        have += length
+    return b"".join(parts)
+
+
+def _offset(v):
+    off = s64(v)
+    if off < 0:
+        raise SyscallError(errno.EINVAL)
+    return off
+
+
+def _need_seekable(f):
+    if not f.seekable:
+        raise SyscallError(errno.ESPIPE)
+
+
+# --- read and write -----------------------------------------------------------
+
+def sys_read(t, fd, buf, count, *_):
+    """Implements Linux syscall read(2)."""
+    f = _file(t, fd)
+    f.check_readable()
+    return _read_loop(t, f, buf, _count(count))
+
+
+def sys_write(t, fd, buf, count, *_):
+    """Implements Linux syscall write(2)."""
+    f = _file(t, fd)
+    f.check_writable()
+    return _write_loop(t, f, buf, _count(count))
+
+
+def sys_pread64(t, fd, buf, count, offset, *_):
+    """Implements Linux syscall pread64(2)."""
+    f = _file(t, fd)
+    f.check_readable()
+    off = _offset(offset)
+    _need_seekable(f)
+    return _read_loop(t, f, buf, _count(count), off)
+
+
+def sys_pwrite64(t, fd, buf, count, offset, *_):
+    """Implements Linux syscall pwrite64(2)."""
+    f = _file(t, fd)
+    f.check_writable()
+    off = _offset(offset)
+    _need_seekable(f)
+    return _write_loop(t, f, buf, _count(count), off)
+
+
+def sys_readv(t, fd, iov, iovcnt, *_):
+    """Implements Linux syscall readv(2): one read, scattered."""
+    f = _file(t, fd)
+    f.check_readable()
+    vecs, total = _iovecs(t, iov, iovcnt)
+    if total == 0:
+        return 0
+    return _scatter(t, vecs, f.read(total))
+
+
+def sys_writev(t, fd, iov, iovcnt, *_):
+    """Implements Linux syscall writev(2): gathered, one write."""
+    f = _file(t, fd)
+    f.check_writable()
+    vecs, total = _iovecs(t, iov, iovcnt)
+    if total == 0:
+        return 0
+    return f.write(_gather(t, vecs, total))
+
+
+def sys_preadv(t, fd, iov, iovcnt, pos_l, pos_h=0, *_):
+    """Implements Linux syscall preadv(2) (on x86-64 pos_l is the whole offset)."""
+    f = _file(t, fd)
+    f.check_readable()
+    off = _offset(pos_l)
+    _need_seekable(f)
+    vecs, total = _iovecs(t, iov, iovcnt)
+    if total == 0:
+        return 0
+    return _scatter(t, vecs, f.pread(total, off))
+
+
+def sys_pwritev(t, fd, iov, iovcnt, pos_l, pos_h=0, *_):
+    """Implements Linux syscall pwritev(2)."""
+    f = _file(t, fd)
+    f.check_writable()
+    off = _offset(pos_l)
+    _need_seekable(f)
+    vecs, total = _iovecs(t, iov, iovcnt)
+    if total == 0:
+        return 0
+    return f.pwrite(_gather(t, vecs, total), off)
+
+
+def sys_lseek(t, fd, offset, whence, *_):
+    """Implements Linux syscall lseek(2)."""
+    f = _file(t, fd)
+    _check_path_fd(f)
+    return f.lseek(s64(offset), s32(whence))
+
+
+def sys_sendfile(t, out_fd, in_fd, offset_ptr, count, *_):
+    """Implements Linux syscall sendfile(2)."""
+    fin, fout = _file(t, in_fd), _file(t, out_fd)
+    fin.check_readable()
+    fout.check_writable()
+    if fout.flags & O_APPEND:
+        raise SyscallError(errno.EINVAL)
+    count = _count(count)
+    off = None
+    if offset_ptr:
+        off = s64(t.copy_in_u64(offset_ptr))
+        if off < 0:
+            raise SyscallError(errno.EINVAL)
+        _need_seekable(fin)
+    done = 0
+    try:
+        while done < count:
+            n = min(CHUNK, count - done)
+            data = fin.read(n) if off is None else fin.pread(n, off + done)
+            if not data:
+                break
+            w = fout.write(data)
+            done += w
+            if w < len(data):
+                if off is None and fin.seekable:
+                    fin.offset -= len(data) - w
+                break
+            if not fin.seekable:
+                break
+    except SyscallError as e:
+        if off is not None and done:
+            t.copy_out_u64(offset_ptr, off + done)
+        return _partial(done, e)
+    if off is not None:
+        t.copy_out_u64(offset_ptr, off + done)
+    return done
+
+
+def sys_copy_file_range(t, fd_in, off_in_ptr, fd_out, off_out_ptr, length, flags, *_):
+    """Implements Linux syscall copy_file_range(2) between regular files."""
+    if flags:
+        raise SyscallError(errno.EINVAL)
+    fin, fout = _file(t, fd_in), _file(t, fd_out)
+    fin.check_readable()
+    fout.check_writable()
+    if fout.flags & O_APPEND:
+        raise SyscallError(errno.EBADF)
+    for f in (fin, fout):
+        mode = f.stat().st_mode & S_IFMT
+        if mode == 0o040000:
+            raise SyscallError(errno.EISDIR)
+        if mode != S_IFREG:
+            raise SyscallError(errno.EINVAL)
+    oin = s64(t.copy_in_u64(off_in_ptr)) if off_in_ptr else None
+    oout = s64(t.copy_in_u64(off_out_ptr)) if off_out_ptr else None
+    if (oin is not None and oin < 0) or (oout is not None and oout < 0):
+        raise SyscallError(errno.EINVAL)
+    length = _count(length)
+    rpos = oin if oin is not None else fin.offset
+    wpos = oout if oout is not None else fout.offset
+    done = 0
+    while done < length:
+        data = fin.pread(min(CHUNK, length - done), rpos + done)
+        if not data:
+            break
+        done += fout.pwrite(data, wpos + done)
+    if oin is None:
+        fin.offset = rpos + done
+    else:
+        t.copy_out_u64(off_in_ptr, oin + done)
+    if oout is None:
+        fout.offset = wpos + done
+    else:
+        t.copy_out_u64(off_out_ptr, oout + done)
+    return done
+
+
+# --- open and close -----------------------------------------------------------
+
+def _open_common(t, dirfd, path_addr, flags, mode):
+    flags = s32(flags)
+    path = _path(t, path_addr)
+    if flags & O_TMPFILE == O_TMPFILE:
+        raise SyscallError(errno.EOPNOTSUPP)
+    f = _vfs(t).open(t, path, flags | O_LARGEFILE, mode & 0o7777, dirfd)
+    if f.flags & O_PATH:
+        f.flags &= ~O_LARGEFILE
+    return t.fdtable.install(f, cloexec=bool(flags & O_CLOEXEC))
+
+
+def sys_open(t, path, flags, mode, *_):
+    """Implements Linux syscall open(2)."""
+    return _open_common(t, AT_FDCWD, path, flags, mode)
+
+
+def sys_openat(t, dirfd, path, flags, mode, *_):
+    """Implements Linux syscall openat(2)."""
+    return _open_common(t, s32(dirfd), path, flags, mode)
+
+
+def sys_creat(t, path, mode, *_):
+    """Implements Linux syscall creat(2)."""
+    return _open_common(t, AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode)
+
+
+def sys_close(t, fd, *_):
+    """Implements Linux syscall close(2)."""
+    t.fdtable.close(s32(fd))
+    return 0
+
+
+def sys_close_range(t, first, last, flags, *_):
+    """Implements Linux syscall close_range(2)."""
+    first, last, flags = first & 0xFFFFFFFF, last & 0xFFFFFFFF, flags & 0xFFFFFFFF
+    if flags & ~((1 << 1) | (1 << 2)) or first > last:
+        raise SyscallError(errno.EINVAL)
+    t.fdtable.close_range(first, last, flags)
+    return 0
+
+
+def sys_dup(t, fd, *_):
+    """Implements Linux syscall dup(2)."""
+    return t.fdtable.dup(s32(fd))
+
+
+def sys_dup2(t, oldfd, newfd, *_):
+    """Implements Linux syscall dup2(2)."""
+    return t.fdtable.dup2(s32(oldfd), s32(newfd))
+
+
+def sys_dup3(t, oldfd, newfd, flags, *_):
+    """Implements Linux syscall dup3(2)."""
+    flags = s32(flags)
+    if flags & ~O_CLOEXEC or s32(oldfd) == s32(newfd):
+        raise SyscallError(errno.EINVAL)
+    return t.fdtable.dup2(s32(oldfd), s32(newfd), cloexec=bool(flags & O_CLOEXEC))
+
+
+def _pipe(t, fds_addr, flags):
+    flags = s32(flags)
+    if flags & ~(O_CLOEXEC | O_NONBLOCK | O_DIRECT):
+        raise SyscallError(errno.EINVAL)
+    r, w = make_pipe(flags & O_NONBLOCK)
+    cloexec = bool(flags & O_CLOEXEC)
+    try:
+        rfd = t.fdtable.install(r, cloexec)
+    except SyscallError:
+        w.decref()
+        raise
+    try:
+        wfd = t.fdtable.install(w, cloexec)
+    except SyscallError:
+        t.fdtable.close(rfd)
+        raise
+    try:
+        t.copy_out(fds_addr, struct.pack("<ii", rfd, wfd))
+    except SyscallError:
+        t.fdtable.close(rfd)
+        t.fdtable.close(wfd)
+        raise
+    return 0
+
+
+def sys_pipe(t, fds, *_):
+    """Implements Linux syscall pipe(2)."""
+    return _pipe(t, fds, 0)
+
+
+def sys_pipe2(t, fds, flags, *_):
+    """Implements Linux syscall pipe2(2)."""
+    return _pipe(t, fds, flags)
+
+
+# --- fcntl, ioctl, sync, locks --------------------------------------------------
+
+def _fcntl_lock(t, f, cmd, arg):
+    l_type, l_whence, l_start, l_len, _pid = _FLOCK.unpack(t.copy_in(arg, _FLOCK.size))
+    if l_type not in (F_RDLCK, F_WRLCK, F_UNLCK) or l_whence not in (0, 1, 2):
+        raise SyscallError(errno.EINVAL)
+    if cmd in (F_GETLK, F_OFD_GETLK):
+        # One process holds every lock there is: nothing else conflicts.
+        t.copy_out(arg, _FLOCK.pack(F_UNLCK, l_whence, l_start, l_len, 0))
+        return 0
+    if l_type == F_RDLCK and not f.readable or l_type == F_WRLCK and not f.writable:
+        raise SyscallError(errno.EBADF)
+    return 0
+
+
+def sys_fcntl(t, fd, cmd, arg, *_):
+    """Implements Linux syscall fcntl(2)."""
+    fd, cmd = s32(fd), s32(cmd)
+    f = t.fdtable.get(fd)
+    if cmd in (F_DUPFD, F_DUPFD_CLOEXEC):
+        return t.fdtable.dup(fd, s32(arg), cloexec=cmd == F_DUPFD_CLOEXEC)
+    if cmd == F_GETFD:
+        return FD_CLOEXEC if t.fdtable.get_cloexec(fd) else 0
+    if cmd == F_SETFD:
+        t.fdtable.set_cloexec(fd, bool(arg & FD_CLOEXEC))
+        return 0
+    if cmd == F_GETFL:
+        return f.flags
+    if cmd == F_SETFL:
+        if f.flags & O_PATH:
+            raise SyscallError(errno.EBADF)
+        f.set_status_flags(s32(arg))
+        return 0
+    if cmd in (F_GETLK, F_SETLK, F_SETLKW, F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW):
+        if f.flags & O_PATH:
+            raise SyscallError(errno.EBADF)
+        return _fcntl_lock(t, f, cmd, arg)
+    if cmd == F_GETOWN:
+        return 0
+    if cmd == F_SETOWN:
+        return 0
+    if cmd in (F_GETPIPE_SZ, F_SETPIPE_SZ):
+        if not isinstance(f, PipeFile):
+            raise SyscallError(errno.EBADF)
+        if cmd == F_GETPIPE_SZ:
+            return f.pipe.capacity
+        size = arg & 0xFFFFFFFF
+        return f.pipe.set_capacity(size)
+    raise SyscallError(errno.EINVAL)
+
+
+def sys_ioctl(t, fd, request, arg, *_):
+    """Implements Linux syscall ioctl(2): the generic requests, then the file's own."""
+    fd, request = s32(fd), request & 0xFFFFFFFF
+    f = t.fdtable.get(fd)
+    if f.flags & O_PATH:
+        raise SyscallError(errno.EBADF)
+    if request == FIOCLEX or request == FIONCLEX:
+        t.fdtable.set_cloexec(fd, request == FIOCLEX)
+        return 0
+    if request == FIONBIO:
+        on = _INT.unpack(t.copy_in(arg, 4))[0]
+        f.flags = f.flags | O_NONBLOCK if on else f.flags & ~O_NONBLOCK
+        return 0
+    if request == FIOASYNC:
+        t.copy_in(arg, 4)
+        return 0
+    if request == FIONREAD:
+        t.copy_out(arg, _INT.pack(min(f.nread(), 0x7FFFFFFF)))
+        return 0
+    return f.ioctl(t, request, arg)
+
+
+def sys_fsync(t, fd, *_):
+    """Implements Linux syscall fsync(2) (data is in memory: nothing to flush)."""
+    f = _file(t, fd)
+    _check_path_fd(f)
+    if isinstance(f, PipeFile):
+        raise SyscallError(errno.EINVAL)
+    return f.fsync()
+
+
+sys_fdatasync = sys_fsync
+
+
+def sys_fadvise64(t, fd, offset, length, advice, *_):
+    """Implements Linux syscall fadvise64(2): checked, then ignored."""
+    f = _file(t, fd)
+    _check_path_fd(f)
+    if isinstance(f, PipeFile):
+        raise SyscallError(errno.ESPIPE)
+    if s32(advice) not in range(6) or s64(length) < 0:
+        raise SyscallError(errno.EINVAL)
+    return 0
+
+
+def sys_flock(t, fd, op, *_):
+    """Implements Linux syscall flock(2): one process, so every lock is granted."""
+    f = _file(t, fd)
+    _check_path_fd(f)
+    op = s32(op) & ~LOCK_NB
+    if op not in (LOCK_SH, LOCK_EX, LOCK_UN):
+        raise SyscallError(errno.EINVAL)
+    return 0
+
+
+def sys_fallocate(t, fd, mode, offset, length, *_):
+    """Implements Linux syscall fallocate(2): mode 0 only (extends the file)."""
+    f = _file(t, fd)
+    off, ln = s64(offset), s64(length)
+    if off < 0 or ln <= 0:
+        raise SyscallError(errno.EINVAL)
+    f.check_writable()
+    if s32(mode) != 0:
+        raise SyscallError(errno.EOPNOTSUPP)
+    if isinstance(f, PipeFile):
+        raise SyscallError(errno.ESPIPE)
+    st = f.stat()
+    if st.st_mode & S_IFMT != S_IFREG:
+        raise SyscallError(errno.ENODEV)
+    if off + ln > st.st_size:
+        f.truncate(off + ln)
+    return 0
+
+
+def sys_ftruncate(t, fd, length, *_):
+    """Implements Linux syscall ftruncate(2)."""
+    f = _file(t, fd)
+    length = s64(length)
+    if length < 0:
+        raise SyscallError(errno.EINVAL)
+    _check_path_fd(f)
+    if f.stat().st_mode & S_IFMT != S_IFREG or not f.writable:
+        raise SyscallError(errno.EINVAL)
+    f.truncate(length)
+    return 0
+
+
+def sys_truncate(t, path, length, *_):
+    """Implements Linux syscall truncate(2)."""
+    _vfs(t).truncate(t, _path(t, path), s64(length))
+    return 0
+
+
+# --- stat -----------------------------------------------------------------
+
+def _stat_of_file(f):
+    st = f.stat()
+    if f.vd is not None:
+        st.mnt_id = f.vd.mount.id
+    return st
+
+
+def _stat_at(t, dirfd, path_addr, flags, allowed):
+    if flags & ~allowed:
+        raise SyscallError(errno.EINVAL)
+    path = _path(t, path_addr)
+    if not path:
+        if not flags & AT_EMPTY_PATH:
+            raise SyscallError(errno.ENOENT)
+        if dirfd == AT_FDCWD:
+            return _vfs(t).stat(t, b".")
+        return _stat_of_file(t.fdtable.get(dirfd))
+    return _vfs(t).stat(t, path, dirfd, follow=not flags & AT_SYMLINK_NOFOLLOW)
+
+
+def sys_stat(t, path, buf, *_):
+    """Implements Linux syscall stat(2)."""
+    t.copy_out(buf, pack_stat(_vfs(t).stat(t, _path(t, path))))
+    return 0
+
+
+def sys_lstat(t, path, buf, *_):
+    """Implements Linux syscall lstat(2)."""
+    t.copy_out(buf, pack_stat(_vfs(t).stat(t, _path(t, path), follow=False)))
+    return 0
+
+
+def sys_fstat(t, fd, buf, *_):
+    """Implements Linux syscall fstat(2)."""
+    t.copy_out(buf, pack_stat(_stat_of_file(_file(t, fd))))
+    return 0
+
+
+def sys_newfstatat(t, dirfd, path, buf, flags, *_):
+    """Implements Linux syscall newfstatat(2)."""
+    st = _stat_at(t, s32(dirfd), path, s32(flags),
+                  AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT)
+    t.copy_out(buf, pack_stat(st))
+    return 0
+
+
+def sys_statx(t, dirfd, path, flags, mask, buf, *_):
+    """Implements Linux syscall statx(2): every basic field, whatever `mask` asks."""
+    flags = s32(flags)
+    if flags & AT_STATX_SYNC_TYPE == AT_STATX_SYNC_TYPE or mask & STATX__RESERVED:
+        raise SyscallError(errno.EINVAL)
+    st = _stat_at(t, s32(dirfd), path, flags,
+                  AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH | AT_NO_AUTOMOUNT | AT_STATX_SYNC_TYPE)
+    t.copy_out(buf, pack_statx(st))
+    return 0
+
+
+def sys_statfs(t, path, buf, *_):
+    """Implements Linux syscall statfs(2)."""
+    t.copy_out(buf, pack_statfs(_vfs(t).statfs(t, _path(t, path))))
+    return 0
+
+
+def sys_fstatfs(t, fd, buf, *_):
+    """Implements Linux syscall fstatfs(2)."""
+    t.copy_out(buf, pack_statfs(_file(t, fd).statfs()))
+    return 0
+
+
+def _faccess(t, dirfd, path_addr, mode, flags):
+    if mode & ~7 or flags & ~(AT_EACCESS | AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL)
+    path = _path(t, path_addr)
+    if not path and flags & AT_EMPTY_PATH:
+        path = b"."
+    _vfs(t).access(t, path, mode, dirfd, follow=not flags & AT_SYMLINK_NOFOLLOW,
+                   effective=bool(flags & AT_EACCESS))
+    return 0
+
+
+def sys_access(t, path, mode, *_):
+    """Implements Linux syscall access(2)."""
+    return _faccess(t, AT_FDCWD, path, s32(mode), 0)
+
+
+def sys_faccessat(t, dirfd, path, mode, *_):
+    """Implements Linux syscall faccessat(2) (no flags argument)."""
+    return _faccess(t, s32(dirfd), path, s32(mode), 0)
+
+
+def sys_faccessat2(t, dirfd, path, mode, flags, *_):
+    """Implements Linux syscall faccessat2(2)."""
+    return _faccess(t, s32(dirfd), path, s32(mode), s32(flags))
+
+
+# --- directories --------------------------------------------------------------
+
+def sys_getdents64(t, fd, dirp, count, *_):
+    """Implements Linux syscall getdents64(2)."""
+    return _getdents(t, fd, dirp, count, pack_dirent64)
+
+
+def _getdents(t, fd, dirp, count, pack):
+    f = _file(t, fd)
+    count = count & 0xFFFFFFFF
+    with f.offset_lock:
+        before = f.offset
+        data = f.getdents(count, pack)
+        try:
+            t.copy_out(dirp, data)
+        except SyscallError:
+            f.offset = before
+            raise
+    return len(data)
+
+
+def sys_getdents(t, fd, dirp, count, *_):
+    """Implements Linux syscall getdents(2) (the old linux_dirent layout)."""
+    return _getdents(t, fd, dirp, count, pack_dirent)
+
+
+def sys_getcwd(t, buf, size, *_):
+    """Implements Linux syscall getcwd(2): returns the length including the NUL."""
+    cwd = t.fs.cwd
+    if cwd.dentry.deleted:
+        raise SyscallError(errno.ENOENT)
+    path = _vfs(t).path_of(t, cwd) + b"\0"
+    if size < len(path):
+        raise SyscallError(errno.ERANGE)
+    t.copy_out(buf, path)
+    return len(path)
+
+
+def _set_cwd(t, vd):
+    from ..vfs.perm import X_OK, check_access
+    if not isinstance(vd, VDentry) or not vd.inode.is_dir():
+        raise SyscallError(errno.ENOTDIR)
+    check_access(vd.inode, creds_of(t), X_OK)
+    t.fs.cwd = vd
+    return 0
+
+
+def sys_chdir(t, path, *_):
+    """Implements Linux syscall chdir(2)."""
+    return _set_cwd(t, _vfs(t).resolve(t, _path(t, path)))
+
+
+def sys_fchdir(t, fd, *_):
+    """Implements Linux syscall fchdir(2)."""
+    f = _file(t, fd)
+    return _set_cwd(t, f.vd)
+
+
+def sys_mkdir(t, path, mode, *_):
+    """Implements Linux syscall mkdir(2)."""
+    _vfs(t).mkdir(t, _path(t, path), mode & 0o7777)
+    return 0
+
+
+def sys_mkdirat(t, dirfd, path, mode, *_):
+    """Implements Linux syscall mkdirat(2)."""
+    _vfs(t).mkdir(t, _path(t, path), mode & 0o7777, s32(dirfd))
+    return 0
+
+
+def _mknod(t, dirfd, path_addr, mode, dev):
+    mode &= 0xFFFFFFFF
+    ftype = mode & S_IFMT
+    if ftype not in (0, S_IFREG, S_IFCHR, S_IFBLK, S_IFIFO, S_IFSOCK):
+        raise SyscallError(errno.EINVAL)
+    _vfs(t).mknod(t, _path(t, path_addr), mode, dev & 0xFFFFFFFF, dirfd)
+    return 0
+
+
+def sys_mknod(t, path, mode, dev, *_):
+    """Implements Linux syscall mknod(2)."""
+    return _mknod(t, AT_FDCWD, path, mode, dev)
+
+
+def sys_mknodat(t, dirfd, path, mode, dev, *_):
+    """Implements Linux syscall mknodat(2)."""
+    return _mknod(t, s32(dirfd), path, mode, dev)
+
+
+def sys_rmdir(t, path, *_):
+    """Implements Linux syscall rmdir(2)."""
+    _vfs(t).rmdir(t, _path(t, path))
+    return 0
+
+
+def sys_unlink(t, path, *_):
+    """Implements Linux syscall unlink(2)."""
+    _vfs(t).unlink(t, _path(t, path))
+    return 0
+
+
+def sys_unlinkat(t, dirfd, path, flags, *_):
+    """Implements Linux syscall unlinkat(2)."""
+    flags = s32(flags)
+    if flags & ~AT_REMOVEDIR:
+        raise SyscallError(errno.EINVAL)
+    p = _path(t, path)
+    if flags & AT_REMOVEDIR:
+        _vfs(t).rmdir(t, p, s32(dirfd))
+    else:
+        _vfs(t).unlink(t, p, s32(dirfd))
+    return 0
+
+
+def sys_rename(t, old, new, *_):
+    """Implements Linux syscall rename(2)."""
+    _vfs(t).rename(t, _path(t, old), _path(t, new))
+    return 0
+
+
+def sys_renameat(t, olddirfd, old, newdirfd, new, *_):
+    """Implements Linux syscall renameat(2)."""
+    _vfs(t).rename(t, _path(t, old), _path(t, new), s32(olddirfd), s32(newdirfd))
+    return 0
+
+
+def sys_renameat2(t, olddirfd, old, newdirfd, new, flags, *_):
+    """Implements Linux syscall renameat2(2): RENAME_NOREPLACE; EXCHANGE and
+    WHITEOUT give EINVAL."""
+    _vfs(t).rename(t, _path(t, old), _path(t, new), s32(olddirfd), s32(newdirfd),
+                   flags & 0xFFFFFFFF)
+    return 0
+
+
+def sys_link(t, old, new, *_):
+    """Implements Linux syscall link(2)."""
+    _vfs(t).link(t, _path(t, old), _path(t, new))
+    return 0
+
+
+def sys_linkat(t, olddirfd, old, newdirfd, new, flags, *_):
+    """Implements Linux syscall linkat(2)."""
+    flags = s32(flags)
+    if flags & ~(AT_SYMLINK_FOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL)
+    vfs, oldpath, newpath = _vfs(t), _path(t, old), _path(t, new)
+    if not oldpath and flags & AT_EMPTY_PATH:
+        f = t.fdtable.get(s32(olddirfd))
+        if f.vd is None:
+            raise SyscallError(errno.ENOENT)
+        if f.vd.inode.is_dir():
+            raise SyscallError(errno.EPERM)
+        parent, name, slash = vfs._new_name(t, newpath, s32(newdirfd))
+        if parent.mount is not f.vd.mount:
+            raise SyscallError(errno.EXDEV)
+        parent.inode.link(name, f.vd.inode)
+        return 0
+    vfs.link(t, oldpath, newpath, s32(olddirfd), s32(newdirfd),
+             follow=bool(flags & AT_SYMLINK_FOLLOW))
+    return 0
+
+
+def sys_symlink(t, target, path, *_):
+    """Implements Linux syscall symlink(2)."""
+    _vfs(t).symlink(t, _path(t, target), _path(t, path))
+    return 0
+
+
+def sys_symlinkat(t, target, dirfd, path, *_):
+    """Implements Linux syscall symlinkat(2)."""
+    _vfs(t).symlink(t, _path(t, target), _path(t, path), s32(dirfd))
+    return 0
+
+
+def _readlink(t, dirfd, path_addr, buf, size):
+    size = s32(size)
+    if size <= 0:
+        raise SyscallError(errno.EINVAL)
+    path = _path(t, path_addr)
+    if not path:
+        # readlinkat(fd, "") reads an O_PATH|O_NOFOLLOW fd's own symlink.
+        if dirfd == AT_FDCWD:
+            raise SyscallError(errno.ENOENT)
+        f = t.fdtable.get(dirfd)
+        if f.vd is None or not f.vd.inode.is_symlink():
+            raise SyscallError(errno.ENOENT)
+        target = f.vd.inode.readlink(t)
+    else:
+        target = _vfs(t).readlink(t, path, dirfd)
+    target = target[:size]
+    t.copy_out(buf, target)
+    return len(target)
+
+
+def sys_readlink(t, path, buf, size, *_):
+    """Implements Linux syscall readlink(2)."""
+    return _readlink(t, AT_FDCWD, path, buf, size)
+
+
+def sys_readlinkat(t, dirfd, path, buf, size, *_):
+    """Implements Linux syscall readlinkat(2)."""
+    return _readlink(t, s32(dirfd), path, buf, size)
+
+
+# --- attributes -------------------------------------------------------------
+
+def _owner_or_root(t, inode):
+    creds = creds_of(t)
+    if creds.euid != 0 and creds.euid != inode.uid:
+        raise SyscallError(errno.EPERM)
+
+
+def _inode_at(t, dirfd, path_addr, follow=True, empty_ok=False):
+    path = _path(t, path_addr) if path_addr else b""
+    if not path:
+        if not empty_ok:
+            raise SyscallError(errno.ENOENT)
+        if dirfd == AT_FDCWD:
+            return t.fs.cwd.inode
+        return _fd_inode(t.fdtable.get(dirfd))
+    return _vfs(t).resolve_vd(t, path, dirfd, follow).inode
+
+
+def _fd_inode(f):
+    if f.vd is None:
+        raise SyscallError(errno.EPERM)
+    return f.vd.inode
+
+
+def _chmod(t, inode, mode):
+    _owner_or_root(t, inode)
+    inode.setattr(mode=mode & 0o7777)
+    return 0
+
+
+def sys_chmod(t, path, mode, *_):
+    """Implements Linux syscall chmod(2)."""
+    return _chmod(t, _inode_at(t, AT_FDCWD, path), mode)
+
+
+def sys_fchmod(t, fd, mode, *_):
+    """Implements Linux syscall fchmod(2)."""
+    f = _file(t, fd)
+    _check_path_fd(f)
+    return _chmod(t, _fd_inode(f), mode)
+
+
+def sys_fchmodat(t, dirfd, path, mode, *_):
+    """Implements Linux syscall fchmodat(2)."""
+    return _chmod(t, _inode_at(t, s32(dirfd), path), mode)
+
+
+def _chown(t, inode, uid, gid):
+    uid, gid = uid & 0xFFFFFFFF, gid & 0xFFFFFFFF
+    uid = None if uid == NO_ID else uid
+    gid = None if gid == NO_ID else gid
+    creds = creds_of(t)
+    if creds.euid != 0:
+        if uid is not None and uid != inode.uid:
+            raise SyscallError(errno.EPERM)
+        _owner_or_root(t, inode)
+        if gid is not None and gid != creds.egid and gid not in getattr(creds, "groups", ()):
+            raise SyscallError(errno.EPERM)
+    inode.setattr(uid=uid, gid=gid)
+    return 0
+
+
+def sys_chown(t, path, uid, gid, *_):
+    """Implements Linux syscall chown(2)."""
+    return _chown(t, _inode_at(t, AT_FDCWD, path), uid, gid)
+
+
+def sys_lchown(t, path, uid, gid, *_):
+    """Implements Linux syscall lchown(2)."""
+    return _chown(t, _inode_at(t, AT_FDCWD, path, follow=False), uid, gid)
+
+
+def sys_fchown(t, fd, uid, gid, *_):
+    """Implements Linux syscall fchown(2)."""
+    f = _file(t, fd)
+    _check_path_fd(f)
+    return _chown(t, _fd_inode(f), uid, gid)
+
+
+def sys_fchownat(t, dirfd, path, uid, gid, flags, *_):
+    """Implements Linux syscall fchownat(2)."""
+    flags = s32(flags)
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL)
+    inode = _inode_at(t, s32(dirfd), path, follow=not flags & AT_SYMLINK_NOFOLLOW,
+                      empty_ok=bool(flags & AT_EMPTY_PATH))
+    return _chown(t, inode, uid, gid)
+
+
+def _set_times(t, inode, atime, mtime):
+    """atime/mtime: ns, or None for UTIME_OMIT."""
+    if atime is None and mtime is None:
+        return 0
+    _owner_or_root(t, inode)
+    inode.setattr(atime_ns=atime, mtime_ns=mtime)
+    return 0
+
+
+def _timespec_ns(sec, nsec, now):
+    if nsec == UTIME_NOW:
+        return now
+    if nsec == UTIME_OMIT:
+        return None
+    if not 0 <= nsec < 1_000_000_000:
+        raise SyscallError(errno.EINVAL)
+    return sec * 1_000_000_000 + nsec
+
+
+def sys_utimensat(t, dirfd, path, times, flags, *_):
+    """Implements Linux syscall utimensat(2); a NULL path means dirfd itself."""
+    flags = s32(flags)
+    if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
+        raise SyscallError(errno.EINVAL)
+    now = time.time_ns()
+    if times:
+        raw = t.copy_in(times, 32)
+        a = _timespec_ns(*_TIMESPEC.unpack_from(raw, 0), now)
+        m = _timespec_ns(*_TIMESPEC.unpack_from(raw, 16), now)
+    else:
+        a = m = now
+    dirfd = s32(dirfd)
+    if not path:
+        if dirfd == AT_FDCWD:
+            raise SyscallError(errno.EFAULT)
+        inode = _fd_inode(t.fdtable.get(dirfd))
+    else:
+        inode = _inode_at(t, dirfd, path, follow=not flags & AT_SYMLINK_NOFOLLOW,
+                          empty_ok=bool(flags & AT_EMPTY_PATH))
+    return _set_times(t, inode, a, m)
+
+
+def sys_utimes(t, path, times, *_):
+    """Implements Linux syscall utimes(2) (struct timeval[2])."""
+    now = time.time_ns()
+    if times:
+        raw = t.copy_in(times, 32)
+        vals = []
+        for off in (0, 16):
+            sec, usec = _TIMEVAL.unpack_from(raw, off)
+            if not 0 <= usec < 1_000_000:
+                raise SyscallError(errno.EINVAL)
+            vals.append(sec * 1_000_000_000 + usec * 1000)
+        a, m = vals
+    else:
+        a = m = now
+    return _set_times(t, _inode_at(t, AT_FDCWD, path), a, m)
+
+
+def sys_utime(t, path, times, *_):
+    """Implements Linux syscall utime(2) (struct utimbuf: actime, modtime)."""
+    if times:
+        actime, modtime = struct.unpack("<qq", t.copy_in(times, 16))
+        a, m = actime * 1_000_000_000, modtime * 1_000_000_000
+    else:
+        a = m = time.time_ns()
+    return _set_times(t, _inode_at(t, AT_FDCWD, path), a, m)
+
+
+def sys_futimesat(t, dirfd, path, times, *_):
+    """Implements Linux syscall futimesat(2): utimes relative to dirfd."""
+    now = time.time_ns()
+    a = m = now
+    if times:
+        raw = t.copy_in(times, 32)
+        vals = []
+        for off in (0, 16):
+            sec, usec = _TIMEVAL.unpack_from(raw, off)
+            if not 0 <= usec < 1_000_000:
+                raise SyscallError(errno.EINVAL)
+            vals.append(sec * 1_000_000_000 + usec * 1000)
+        a, m = vals
+    return _set_times(t, _inode_at(t, s32(dirfd), path), a, m)
+
+
+# --- extended attributes ------------------------------------------------------
+# N.B. no filesystem here stores xattrs yet: every name is absent (ENODATA),
+# lists are empty, and setting one gives EOPNOTSUPP (tmpfs before Linux 6.6
+# answers user.* the same way). Names are still checked as xattr(7) says.
+
+XATTR_NAME_MAX = 255
+XATTR_SIZE_MAX = 65536
+XATTR_CREATE, XATTR_REPLACE = 1, 2
+_XATTR_PREFIXES = (b"user.", b"trusted.", b"security.", b"system.")
+
+
+def _xattr_inode(t, kind, target):
+    """kind: "" (follow), "l" (no follow) or "f" (fd)."""
+    if kind == "f":
+        f = _file(t, target)
+        _check_path_fd(f)
+        return _fd_inode(f)
+    return _inode_at(t, AT_FDCWD, target, follow=kind != "l")
+
+
+def _xattr_name(t, addr):
+    try:
+        name = t.copy_in_str(addr, XATTR_NAME_MAX + 1)
+    except SyscallError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise SyscallError(errno.ERANGE) from e
+        raise
+    if not name or len(name) > XATTR_NAME_MAX:
+        raise SyscallError(errno.ERANGE)
+    if not name.startswith(_XATTR_PREFIXES):
+        raise SyscallError(errno.EOPNOTSUPP)
+    return name
+
+
+def _getxattr(kind):
+    def handler(t, target, name, value, size, *_):
+        _xattr_inode(t, kind, target)
+        _xattr_name(t, name)
+        raise SyscallError(errno.ENODATA)
+    handler.__doc__ = "Implements Linux syscall %sgetxattr(2)." % kind
+    return handler
+
+
+def _listxattr(kind):
+    def handler(t, target, lst, size, *_):
+        _xattr_inode(t, kind, target)
+        return 0
+    handler.__doc__ = "Implements Linux syscall %slistxattr(2): always empty." % kind
+    return handler
+
+
+def _setxattr(kind):
+    def handler(t, target, name, value, size, flags, *_):
+        if s32(flags) & ~(XATTR_CREATE | XATTR_REPLACE):
+            raise SyscallError(errno.EINVAL)
+        _xattr_inode(t, kind, target)
+        _xattr_name(t, name)
+        if size > XATTR_SIZE_MAX:
+            raise SyscallError(errno.E2BIG)
+        raise SyscallError(errno.EOPNOTSUPP)
+    handler.__doc__ = "Implements Linux syscall %ssetxattr(2): unsupported." % kind
+    return handler
+
+
+def _removexattr(kind):
+    def handler(t, target, name, *_):
+        _xattr_inode(t, kind, target)
+        _xattr_name(t, name)
+        raise SyscallError(errno.ENODATA)
+    handler.__doc__ = "Implements Linux syscall %sremovexattr(2)." % kind
+    return handler
+
+
+# --- whole-filesystem calls ---------------------------------------------------------
+
+def sys_sync(t, *_):
+    """Implements Linux syscall sync(2): everything is in memory already."""
+    return 0
+
+
+def sys_syncfs(t, fd, *_):
+    """Implements Linux syscall syncfs(2)."""
+    _file(t, fd)
+    return 0
+
+
+def sys_sync_file_range(t, fd, offset, nbytes, flags, *_):
+    """Implements Linux syscall sync_file_range(2): checked, nothing to flush."""
+    f = _file(t, fd)
+    if s64(offset) < 0 or s64(nbytes) < 0 or flags & ~7:
+        raise SyscallError(errno.EINVAL)
+    if isinstance(f, PipeFile):
+        raise SyscallError(errno.ESPIPE)
+    return 0
+
+
+def sys_readahead(t, fd, offset, count, *_):
+    """Implements Linux syscall readahead(2): a hint, checked and ignored."""
+    f = _file(t, fd)
+    f.check_readable()
+    if f.stat().st_mode & S_IFMT != S_IFREG:
+        raise SyscallError(errno.EINVAL)
+    return 0
+
+
+def sys_chroot(t, path, *_):
+    """Implements Linux syscall chroot(2) (needs CAP_SYS_CHROOT: root here)."""
+    from ..vfs.perm import X_OK, check_access
+    vd = _vfs(t).resolve_vd(t, _path(t, path))
+    if not vd.inode.is_dir():
+        raise SyscallError(errno.ENOTDIR)
+    check_access(vd.inode, creds_of(t), X_OK)
+    if creds_of(t).euid != 0:
+        raise SyscallError(errno.EPERM)
+    t.fs.root = vd
+    return 0
+
+
+def sys_umask(t, mask, *_):
+    """Implements Linux syscall umask(2)."""
+    return t.fs.set_umask(mask & 0o777)
+
+
+_HANDLERS = {
+    "read": sys_read, "write": sys_write, "open": sys_open, "close": sys_close,
+    "stat": sys_stat, "fstat": sys_fstat, "lstat": sys_lstat, "lseek": sys_lseek,
+    "ioctl": sys_ioctl, "pread64": sys_pread64, "pwrite64": sys_pwrite64, "readv": sys_readv,
+    "writev": sys_writev, "access": sys_access, "pipe": sys_pipe, "dup": sys_dup,
+    "dup2": sys_dup2, "sendfile": sys_sendfile, "fcntl": sys_fcntl, "flock": sys_flock,
+    "fsync": sys_fsync, "fdatasync": sys_fdatasync, "truncate": sys_truncate,
+    "ftruncate": sys_ftruncate, "getdents": sys_getdents, "getcwd": sys_getcwd,
+    "chdir": sys_chdir, "fchdir": sys_fchdir, "rename": sys_rename, "mkdir": sys_mkdir,
+    "rmdir": sys_rmdir, "creat": sys_creat, "link": sys_link, "unlink": sys_unlink,
+    "symlink": sys_symlink, "readlink": sys_readlink, "chmod": sys_chmod,
+    "fchmod": sys_fchmod, "chown": sys_chown, "fchown": sys_fchown, "lchown": sys_lchown,
+    "umask": sys_umask, "mknod": sys_mknod, "statfs": sys_statfs, "fstatfs": sys_fstatfs,
+    "getdents64": sys_getdents64, "fadvise64": sys_fadvise64, "utimes": sys_utimes,
+    "openat": sys_openat, "mkdirat": sys_mkdirat, "mknodat": sys_mknodat,
+    "fchownat": sys_fchownat, "newfstatat": sys_newfstatat, "unlinkat": sys_unlinkat,
+    "renameat": sys_renameat, "linkat": sys_linkat, "symlinkat": sys_symlinkat,
+    "readlinkat": sys_readlinkat, "fchmodat": sys_fchmodat, "faccessat": sys_faccessat,
+    "utimensat": sys_utimensat, "fallocate": sys_fallocate, "dup3": sys_dup3,
+    "pipe2": sys_pipe2, "preadv": sys_preadv, "pwritev": sys_pwritev,
+    "renameat2": sys_renameat2, "copy_file_range": sys_copy_file_range, "statx": sys_statx,
+    "close_range": sys_close_range, "faccessat2": sys_faccessat2,
+    "utime": sys_utime, "futimesat": sys_futimesat, "sync": sys_sync, "syncfs": sys_syncfs,
+    "sync_file_range": sys_sync_file_range, "readahead": sys_readahead, "chroot": sys_chroot,
+}
+for _kind in ("", "l", "f"):
+    _HANDLERS[_kind + "getxattr"] = _getxattr(_kind)
+    _HANDLERS[_kind + "listxattr"] = _listxattr(_kind)
+    _HANDLERS[_kind + "setxattr"] = _setxattr(_kind)
+    _HANDLERS[_kind + "removexattr"] = _removexattr(_kind)
+
+NR = {name: getattr(_numbers, "NR_" + name) for name in _HANDLERS}
+SYSCALLS = {NR[name]: handler for name, handler in _HANDLERS.items()}

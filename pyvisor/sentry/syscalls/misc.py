@@ -1,0 +1,295 @@
+"""Small system-information calls: uname, sysinfo, getrandom, resource
+limits, CPU affinity, sched_yield, getcpu, personality.
+
+Contracts with the rest of the Sentry:
+
+- `t.rlimits` is a dict {resource: (soft, hard)}, one per thread group
+  (Linux keeps limits in the signal struct: threads share them, fork copies
+  them). Build the first one with `default_rlimits()`.
+- `t.personality` (int, default 0 = PER_LINUX when absent) is per task.
+- `t.kernel.hostname` (bytes), `t.kernel.start_time` (a time.monotonic()
+  value) and `t.kernel.tasks` (sized; `in` tests a pid) are read here.
+
+Host facts (CPU count, RAM size) are read once at import, which happens
+before the Sentry installs its seccomp filter.
+"""
+
+import errno
+import os
+import struct
+import time as _time
+
+from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.syscalls import _numbers as nr
+from pyvisor.sentry.syscalls._util import s32
+
+# --- uname -----------------------------------------------------------------
+
+# N.B. We report Linux 6.1.0 (an LTS release whose syscall set we aim at);
+# gVisor reports "4.4.0" for the same purpose. Nothing here is the host's.
+UTS_SYSNAME = b"Linux"
+UTS_RELEASE = b"6.1.0"
+UTS_VERSION = b"#1 SMP pyvisor"
+UTS_MACHINE = b"x86_64"
+UTS_DOMAINNAME = b"(none)"
+_UTS_LEN = 65                            # __NEW_UTS_LEN + 1
+
+
+def _uts_field(value):
+    return value[:_UTS_LEN - 1].ljust(_UTS_LEN, b"\0")
+
+
+def sys_uname(t, buf, *_):
+    """Implements Linux syscall uname(2). N.B. release is always 6.1.0."""
+    fields = (UTS_SYSNAME, t.kernel.hostname, UTS_RELEASE, UTS_VERSION,
+              UTS_MACHINE, UTS_DOMAINNAME)
+    t.copy_out(buf, b"".join(_uts_field(f) for f in fields))
+    return 0
+
+
+# --- sysinfo ---------------------------------------------------------------
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+HOST_TOTALRAM = os.sysconf("SC_PHYS_PAGES") * _PAGE
+HOST_NCPUS = os.cpu_count() or 1
+# struct sysinfo (x86-64): uptime, loads[3], totalram, freeram, sharedram,
+# bufferram, totalswap, freeswap, procs (u16), pad, totalhigh, freehigh,
+# mem_unit (u32), padding: 112 bytes.
+_SYSINFO = struct.Struct("<q3Q6QHH4xQQI4x")
+
+
+def _free_ram():
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * _PAGE
+    except (OSError, ValueError):    # sysconf may read /proc, refused under seccomp
+        return HOST_TOTALRAM // 2
+
+
+def sys_sysinfo(t, info, *_):
+    """Implements Linux syscall sysinfo(2).
+
+    N.B. Load averages are 0 and swap is absent; RAM figures are the host's;
+    uptime counts from the sandbox kernel's start.
+    """
+    uptime = int(_time.monotonic() - t.kernel.start_time)
+    procs = min(len(t.kernel.tasks), 0xFFFF)
+    data = _SYSINFO.pack(uptime, 0, 0, 0, HOST_TOTALRAM, _free_ram(), 0, 0,
+                         0, 0, procs, 0, 0, 0, 1)
+    t.copy_out(info, data)
+    return 0
+
+
+# --- getrandom -------------------------------------------------------------
+
+GRND_NONBLOCK, GRND_RANDOM, GRND_INSECURE = 1, 2, 4
+# Linux before 5.18 capped one read at INT_MAX >> 6 (just under 32 MiB);
+# we keep that cap so one call cannot make the Sentry allocate gigabytes.
+GETRANDOM_MAX = 0x7FFFFFFF >> 6
+_CHUNK = 1 << 16
+
+
+def sys_getrandom(t, buf, count, flags, *_):
+    """Implements Linux syscall getrandom(2). Bytes come from the Sentry's os.urandom.
+
+    Returns the number of bytes written, which is less than count only if
+    count exceeds GETRANDOM_MAX or a later page of buf is not writable.
+    """
+    flags &= 0xFFFFFFFF
+    if flags & ~(GRND_NONBLOCK | GRND_RANDOM | GRND_INSECURE):
+        raise SyscallError(errno.EINVAL)
+    if flags & (GRND_INSECURE | GRND_RANDOM) == GRND_INSECURE | GRND_RANDOM:
+        raise SyscallError(errno.EINVAL)
+    count = min(count, GETRANDOM_MAX)
+    done = 0
+    while done < count:
+        n = min(_CHUNK, count - done)
+        try:
+            t.copy_out(buf + done, os.urandom(n))
+        except SyscallError:
+            if done:
+                return done                  # partial transfer, as Linux
+            raise
+        done += n
+    return done
+
+
+# --- resource limits -------------------------------------------------------
+
+RLIM_INFINITY = (1 << 64) - 1
+(RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_DATA, RLIMIT_STACK, RLIMIT_CORE, RLIMIT_RSS,
+ RLIMIT_NPROC, RLIMIT_NOFILE, RLIMIT_MEMLOCK, RLIMIT_AS, RLIMIT_LOCKS,
+ RLIMIT_SIGPENDING, RLIMIT_MSGQUEUE, RLIMIT_NICE, RLIMIT_RTPRIO,
+ RLIMIT_RTTIME) = range(16)
+RLIM_NLIMITS = 16
+NR_OPEN = 1048576                        # fs.nr_open default: NOFILE's ceiling
+CAP_SYS_RESOURCE = 24
+
+
+def default_rlimits():
+    """The limits of a typical Linux login shell, {resource: (soft, hard)}."""
+    inf = RLIM_INFINITY
+    return {
+        RLIMIT_CPU: (inf, inf),
+        RLIMIT_FSIZE: (inf, inf),
+        RLIMIT_DATA: (inf, inf),
+        RLIMIT_STACK: (8 << 20, inf),
+        RLIMIT_CORE: (0, inf),
+        RLIMIT_RSS: (inf, inf),
+        RLIMIT_NPROC: (63_704, 63_704),
+        RLIMIT_NOFILE: (1024, NR_OPEN),
+        RLIMIT_MEMLOCK: (8 << 20, 8 << 20),
+        RLIMIT_AS: (inf, inf),
+        RLIMIT_LOCKS: (inf, inf),
+        RLIMIT_SIGPENDING: (63_704, 63_704),
+        RLIMIT_MSGQUEUE: (819_200, 819_200),
+        RLIMIT_NICE: (0, 0),
+        RLIMIT_RTPRIO: (0, 0),
+        RLIMIT_RTTIME: (inf, inf),
+    }
+
+
+def _limits_of(t, pid):
+    """The rlimits dict of pid (0 or the caller). N.B. other processes: ESRCH."""
+    if pid in (0, t.pid, t.tid):
+        return t.rlimits
+    raise SyscallError(errno.ESRCH)
+
+
+def _read_rlimit(t, addr):
+    return struct.unpack("<QQ", t.copy_in(addr, 16))
+
+
+def _do_prlimit(t, limits, resource, new):
+    """Linux's do_prlimit: validate, apply new (soft, hard) if given, return the old.
+
+    Raising the hard limit needs CAP_SYS_RESOURCE; NOFILE never goes past NR_OPEN.
+    """
+    if resource >= RLIM_NLIMITS:
+        raise SyscallError(errno.EINVAL)
+    old = limits[resource]
+    if new is not None:
+        soft, hard = new
+        if soft > hard:
+            raise SyscallError(errno.EINVAL)
+        if resource == RLIMIT_NOFILE and hard > NR_OPEN:
+            raise SyscallError(errno.EPERM)
+        if hard > old[1] and not t.creds.capable(CAP_SYS_RESOURCE):
+            raise SyscallError(errno.EPERM)
+        limits[resource] = (soft, hard)
+    return old
+
+
+def sys_getrlimit(t, resource, rlim, *_):
+    """Implements Linux syscall getrlimit(2)."""
+    old = _do_prlimit(t, t.rlimits, resource, None)
+    t.copy_out(rlim, struct.pack("<QQ", *old))
+    return 0
+
+
+def sys_setrlimit(t, resource, rlim, *_):
+    """Implements Linux syscall setrlimit(2)."""
+    _do_prlimit(t, t.rlimits, resource, _read_rlimit(t, rlim))
+    return 0
+
+
+def sys_prlimit64(t, pid, resource, new_limit, old_limit, *_):
+    """Implements Linux syscall prlimit(2).
+
+    N.B. Only the caller's own process (pid 0, its pid or tid) is served;
+    any other pid gives ESRCH. As in Linux, the new limit is applied before
+    the old one is copied out, so an EFAULT on old_limit keeps the change.
+    """
+    new = _read_rlimit(t, new_limit) if new_limit else None
+    limits = _limits_of(t, s32(pid))
+    old = _do_prlimit(t, limits, resource, new)
+    if old_limit:
+        t.copy_out(old_limit, struct.pack("<QQ", *old))
+    return 0
+
+
+# --- scheduling ------------------------------------------------------------
+
+_MASK_BYTES = (HOST_NCPUS + 63) // 64 * 8        # cpumask_size(): whole longs
+
+
+def _check_pid(t, pid):
+    pid = s32(pid)
+    if pid in (0, t.pid, t.tid) or pid in t.kernel.tasks:
+        return
+    raise SyscallError(errno.ESRCH)
+
+
+def sys_sched_getaffinity(t, pid, length, mask, *_):
+    """Implements Linux syscall sched_getaffinity(2): returns bytes written.
+
+    N.B. Every task may run on every host CPU; set masks are not kept.
+    """
+    length &= 0xFFFFFFFF
+    if length * 8 < HOST_NCPUS or length % 8:
+        raise SyscallError(errno.EINVAL)
+    _check_pid(t, pid)
+    out = ((1 << HOST_NCPUS) - 1).to_bytes(_MASK_BYTES, "little")
+    n = min(length, _MASK_BYTES)
+    t.copy_out(mask, out[:n])
+    return n
+
+
+def sys_sched_setaffinity(t, pid, length, mask, *_):
+    """Implements Linux syscall sched_setaffinity(2).
+
+    N.B. The mask is checked (EFAULT, EINVAL if it names no online CPU) and
+    then not applied: tasks are not pinned.
+    """
+    length &= 0xFFFFFFFF
+    data = t.copy_in(mask, min(length, _MASK_BYTES))
+    _check_pid(t, pid)
+    if not int.from_bytes(data, "little") & ((1 << HOST_NCPUS) - 1):
+        raise SyscallError(errno.EINVAL)
+    return 0
+
+
+def sys_sched_yield(t, *_):
+    """Implements Linux syscall sched_yield(2)."""
+    return 0
+
+
+def sys_getcpu(t, cpu, node, tcache, *_):
+    """Implements Linux syscall getcpu(2). N.B. always CPU 0, node 0."""
+    if cpu:
+        t.copy_out(cpu, struct.pack("<I", 0))
+    if node:
+        t.copy_out(node, struct.pack("<I", 0))
+    return 0
+
+
+# --- personality -----------------------------------------------------------
+
+PER_QUERY = 0xFFFFFFFF
+
+
+def sys_personality(t, persona, *_):
+    """Implements Linux syscall personality(2): returns the previous persona.
+
+    N.B. The persona is stored but no flag (ADDR_NO_RANDOMIZE, READ_IMPLIES_EXEC,
+    ...) changes behaviour yet.
+    """
+    old = getattr(t, "personality", 0)
+    persona &= 0xFFFFFFFF
+    if persona != PER_QUERY:
+        t.personality = persona
+    return old
+
+
+SYSCALLS = {
+    nr.NR_uname: sys_uname,
+    nr.NR_sysinfo: sys_sysinfo,
+    nr.NR_getrandom: sys_getrandom,
+    nr.NR_getrlimit: sys_getrlimit,
+    nr.NR_setrlimit: sys_setrlimit,
+    nr.NR_prlimit64: sys_prlimit64,
+    nr.NR_sched_getaffinity: sys_sched_getaffinity,
+    nr.NR_sched_setaffinity: sys_sched_setaffinity,
+    nr.NR_sched_yield: sys_sched_yield,
+    nr.NR_getcpu: sys_getcpu,
+    nr.NR_personality: sys_personality,
+}

@@ -1,0 +1,152 @@
+"""Memory syscalls: mmap, munmap, mprotect, mremap, madvise, brk and friends."""
+
+import errno
+import os
+
+from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.mm.mm import MAP_PRIVATE, MAP_SHARED, MM_TOP, PAGE, PROT_WRITE, page_up
+from pyvisor.sentry.syscalls import _numbers as nr
+from pyvisor.sentry.syscalls._util import s32
+
+MAP_TYPE = 0x0F
+MAP_SHARED_VALIDATE = 0x03
+MAP_FIXED, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE = 0x10, 0x20, 0x100000
+PROT_ALL = 0x7
+MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
+MADV_DONTNEED, MADV_FREE = 4, 8
+S_IFMT, S_IFREG, S_IFCHR = 0o170000, 0o100000, 0o020000
+
+
+def _check_range(addr, length):
+    if addr % PAGE:
+        raise SyscallError(errno.EINVAL)
+    end = addr + page_up(length)
+    if length == 0 or end > MM_TOP or end < addr:
+        raise SyscallError(errno.EINVAL if length == 0 else errno.ENOMEM)
+    return end
+
+
+def _mappable_file(t, fd, flags, prot):
+    f = t.fdtable.get(s32(fd))
+    acc = f.flags & os.O_ACCMODE
+    if acc == os.O_WRONLY or (flags & MAP_TYPE == MAP_SHARED and prot & PROT_WRITE and acc != os.O_RDWR):
+        raise SyscallError(errno.EACCES)
+    st = f.stat()
+    kind = st.st_mode & S_IFMT
+    if kind != S_IFREG and kind != S_IFCHR:
+        raise SyscallError(errno.ENODEV)
+    return f, st
+
+
+def sys_mmap(t, addr, length, prot, flags, fd, offset, *_):
+    """Implements Linux syscall mmap(2).
+
+    N.B. a MAP_SHARED file mapping is a snapshot of the file, like a private
+    one: writes through it do not reach the file.
+    """
+    prot, flags = s32(prot), s32(flags)
+    if length == 0 or offset % PAGE or prot & ~PROT_ALL:
+        raise SyscallError(errno.EINVAL)
+    if flags & MAP_TYPE not in (MAP_SHARED, MAP_PRIVATE, MAP_SHARED_VALIDATE):
+        raise SyscallError(errno.EINVAL)
+    length = page_up(length)
+    if length == 0 or length > MM_TOP:
+        raise SyscallError(errno.ENOMEM)
+    f = st = None
+    if not flags & MAP_ANONYMOUS:
+        f, st = _mappable_file(t, fd, flags, prot)
+    mm = t.mm
+    if flags & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+        _check_range(addr, length)
+        if flags & MAP_FIXED_NOREPLACE and not flags & MAP_FIXED and not mm.is_free(addr, addr + length):
+            raise SyscallError(errno.EEXIST)
+    else:
+        addr = mm.find_free(length, page_up(addr) if addr else 0)
+    vflags = MAP_SHARED if flags & MAP_TYPE != MAP_PRIVATE else MAP_PRIVATE
+    if f is None:
+        mm.map_anon(addr, length, prot, vflags)
+        return addr
+    mm.map_anon(addr, length, prot, vflags, name=f.path(), offset=offset,
+                dev=st.st_dev, ino=st.st_ino)
+    if st.st_mode & S_IFMT == S_IFREG and offset < st.st_size:
+        mm.fill_from(addr, min(length, st.st_size - offset), f, offset)
+    return addr
+
+
+def sys_munmap(t, addr, length, *_):
+    """Implements Linux syscall munmap(2)."""
+    end = _check_range(addr, length)
+    t.mm.unmap(addr, end)
+    return 0
+
+
+def sys_mprotect(t, addr, length, prot, *_):
+    """Implements Linux syscall mprotect(2)."""
+    prot = s32(prot)
+    if addr % PAGE or prot & ~(PROT_ALL | 0x01000000 | 0x02000000):   # GROWSDOWN/UP
+        raise SyscallError(errno.EINVAL)
+    if length == 0:
+        return 0
+    end = addr + page_up(length)
+    if end > MM_TOP or end < addr:
+        raise SyscallError(errno.ENOMEM)
+    t.mm.protect(addr, end, prot & PROT_ALL)
+    return 0
+
+
+def sys_mremap(t, old, old_len, new_len, flags, new_addr, *_):
+    """Implements Linux syscall mremap(2)."""
+    flags = s32(flags)
+    if old % PAGE or flags & ~(MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP):
+        raise SyscallError(errno.EINVAL)
+    if flags & MREMAP_FIXED and not flags & MREMAP_MAYMOVE or flags & MREMAP_DONTUNMAP:
+        raise SyscallError(errno.EINVAL)
+    old_len, new_len = page_up(old_len), page_up(new_len)
+    if new_len == 0 or old_len == 0:
+        raise SyscallError(errno.EINVAL)
+    fixed = None
+    if flags & MREMAP_FIXED:
+        _check_range(new_addr, new_len)
+        if new_addr < old + old_len and old < new_addr + new_len:
+            raise SyscallError(errno.EINVAL)
+        fixed = new_addr
+    return t.mm.remap(old, old_len, new_len, bool(flags & MREMAP_MAYMOVE), fixed)
+
+
+def sys_madvise(t, addr, length, advice, *_):
+    """Implements Linux syscall madvise(2): MADV_DONTNEED/FREE zero private pages; others are hints."""
+    if addr % PAGE:
+        raise SyscallError(errno.EINVAL)
+    advice = s32(advice)
+    if advice in (MADV_DONTNEED, MADV_FREE) and length:
+        end = addr + page_up(length)
+        for v in t.mm.vmas():
+            lo, hi = max(v.start, addr), min(v.end, end)
+            if lo < hi and v.flags == MAP_PRIVATE and not v.ino:   # anonymous only
+                t.mm.file.punch(v.fileoff + (lo - v.start), hi - lo)
+    return 0
+
+
+def sys_brk(t, addr, *_):
+    """Implements Linux syscall brk(2): returns the new break, or the old one on failure."""
+    return t.mm.brk(addr)
+
+
+def sys_ok(t, *_):
+    """msync, mlock, munlock, mlockall, munlockall: nothing to do with memory that never swaps."""
+    return 0
+
+
+SYSCALLS = {
+    nr.NR_mmap: sys_mmap,
+    nr.NR_munmap: sys_munmap,
+    nr.NR_mprotect: sys_mprotect,
+    nr.NR_mremap: sys_mremap,
+    nr.NR_madvise: sys_madvise,
+    nr.NR_brk: sys_brk,
+    nr.NR_msync: sys_ok,
+    nr.NR_mlock: sys_ok,
+    nr.NR_munlock: sys_ok,
+    nr.NR_mlockall: sys_ok,
+    nr.NR_munlockall: sys_ok,
+}

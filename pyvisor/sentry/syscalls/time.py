@@ -1,0 +1,252 @@
+"""Clocks, sleeps and CPU-time accounting.
+
+Linux background (clock_gettime(2), clock_nanosleep(2), time(7)):
+
+- Clock ids 0..11 name the system clocks. A *negative* id is a CPU-time
+  clock of some process or thread: id = (~pid << 3) | type, where bit 2
+  says "thread" and the low two bits pick PROF (0), VIRT (1) or SCHED (2);
+  3 is invalid. pid 0 means the caller. glibc's clock_getcpuclockid and
+  pthread_getcpuclockid make these.
+- A timespec is valid if tv_sec >= 0 and 0 <= tv_nsec < 1e9; otherwise
+  EINVAL. That holds for nanosleep, clock_nanosleep (relative and absolute).
+- clock_nanosleep ignores flag bits other than TIMER_ABSTIME. Clocks without
+  a sleep implementation (MONOTONIC_RAW, the COARSE ones) give EOPNOTSUPP,
+  a thread CPU clock EINVAL, an unknown id EINVAL. It returns the error
+  (glibc hands it back as a return value, not errno); at the syscall level
+  that is -errno all the same.
+- The remaining time is written to `rem` only if a relative sleep is
+  interrupted by a signal.
+
+N.B. The wall and monotonic clocks are the host's (as in gVisor). CPU-time
+clocks are approximations measured in the Sentry: the process clock is the
+whole Sentry's CPU time, the thread clock that of the Sentry thread serving
+the task (one Sentry thread per task, so this is close).
+"""
+
+import errno
+import os
+import struct
+import time as _time
+
+from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.syscalls import _numbers as nr
+from pyvisor.sentry.syscalls._util import s32
+
+NSEC = 1_000_000_000
+USER_HZ = 100                       # clock_t ticks per second for times(2)
+
+CLOCK_REALTIME = 0
+CLOCK_MONOTONIC = 1
+CLOCK_PROCESS_CPUTIME_ID = 2
+CLOCK_THREAD_CPUTIME_ID = 3
+CLOCK_MONOTONIC_RAW = 4
+CLOCK_REALTIME_COARSE = 5
+CLOCK_MONOTONIC_COARSE = 6
+CLOCK_BOOTTIME = 7
+CLOCK_TAI = 11
+TIMER_ABSTIME = 1
+
+# Sandbox clock id -> host clock id, for the clocks read from the host.
+_HOST_CLOCKS = {
+    CLOCK_REALTIME: _time.CLOCK_REALTIME,
+    CLOCK_MONOTONIC: _time.CLOCK_MONOTONIC,
+    CLOCK_MONOTONIC_RAW: getattr(_time, "CLOCK_MONOTONIC_RAW", _time.CLOCK_MONOTONIC),
+    CLOCK_REALTIME_COARSE: 5,
+    CLOCK_MONOTONIC_COARSE: 6,
+    CLOCK_BOOTTIME: getattr(_time, "CLOCK_BOOTTIME", 7),
+    CLOCK_TAI: getattr(_time, "CLOCK_TAI", 11),
+}
+_CPU_CLOCKS = (CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID)
+_SLEEP_CLOCKS = (CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_TAI)
+_CPUCLOCK_PERTHREAD = 4
+_CPUCLOCK_INVALID = 3
+
+
+# --- timespec helpers ------------------------------------------------------
+
+
+def pack_timespec(ns):
+    return struct.pack("<qq", ns // NSEC, ns % NSEC)
+
+
+def read_timespec(t, addr):
+    """A valid timespec from app memory as nanoseconds; EFAULT or EINVAL."""
+    sec, nsec = struct.unpack("<qq", t.copy_in(addr, 16))
+    if sec < 0 or not 0 <= nsec < NSEC:
+        raise SyscallError(errno.EINVAL)
+    return sec * NSEC + nsec
+
+
+# --- clock reading ---------------------------------------------------------
+
+
+def _cpu_clock_ns(t, clockid):
+    """The CPU-time clocks: fixed ids 2 and 3, or a negative dynamic id."""
+    if clockid == CLOCK_PROCESS_CPUTIME_ID:
+        return _time.process_time_ns()
+    if clockid == CLOCK_THREAD_CPUTIME_ID:
+        return _time.thread_time_ns()
+    pid = ~(clockid >> 3)
+    if clockid & 3 == _CPUCLOCK_INVALID:
+        raise SyscallError(errno.EINVAL)
+    if pid != 0 and not _task_exists(t, pid):
+        raise SyscallError(errno.EINVAL)
+    if clockid & _CPUCLOCK_PERTHREAD and pid in (0, t.tid):
+        return _time.thread_time_ns()
+    return _time.process_time_ns()
+
+
+def _task_exists(t, pid):
+    if pid in (getattr(t, "tid", None), getattr(t, "pid", None)):
+        return True
+    tasks = getattr(t.kernel, "tasks", ())
+    return pid in tasks
+
+
+def clock_ns(t, clockid):
+    """Current value of a sandbox clock in ns; EINVAL for an unknown id."""
+    host = _HOST_CLOCKS.get(clockid)
+    if host is not None:
+        return _time.clock_gettime_ns(host)
+    if clockid in _CPU_CLOCKS or clockid < 0:
+        return _cpu_clock_ns(t, clockid)
+    raise SyscallError(errno.EINVAL)
+
+
+def sys_clock_gettime(t, clockid, tp, *_):
+    """Implements Linux syscall clock_gettime(2). N.B. CPU clocks approximate (see module)."""
+    t.copy_out(tp, pack_timespec(clock_ns(t, s32(clockid))))
+    return 0
+
+
+def sys_clock_getres(t, clockid, res, *_):
+    """Implements Linux syscall clock_getres(2). A NULL res only validates the id."""
+    clockid = s32(clockid)
+    clock_ns(t, clockid)                    # EINVAL for a bad id
+    if clockid in (CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE):
+        ns = round(_time.clock_getres(_HOST_CLOCKS[clockid]) * NSEC)
+    else:
+        ns = 1                              # high-resolution clocks
+    if res:
+        t.copy_out(res, pack_timespec(ns))
+    return 0
+
+
+def sys_gettimeofday(t, tv, tz, *_):
+    """Implements Linux syscall gettimeofday(2). The timezone is always {0, 0} (UTC)."""
+    if tv:
+        ns = _time.clock_gettime_ns(_time.CLOCK_REALTIME)
+        t.copy_out(tv, struct.pack("<qq", ns // NSEC, (ns % NSEC) // 1000))
+    if tz:
+        t.copy_out(tz, struct.pack("<ii", 0, 0))
+    return 0
+
+
+def sys_time(t, tloc, *_):
+    """Implements Linux syscall time(2)."""
+    now = _time.clock_gettime_ns(_time.CLOCK_REALTIME) // NSEC
+    if tloc:
+        t.copy_out(tloc, struct.pack("<q", now))
+    return now
+
+
+# --- sleeping --------------------------------------------------------------
+
+
+def _sleep(t, seconds):
+    """Block the task; through the kernel's primitive when it has one."""
+    if seconds <= 0:
+        return
+    sleep = getattr(t.kernel, "sleep", None)
+    if sleep is not None:
+        sleep(t, seconds)
+    else:
+        _time.sleep(seconds)
+
+
+def sys_nanosleep(t, req, rem, *_):
+    """Implements Linux syscall nanosleep(2).
+
+    N.B. Sleeps are not yet interruptible by signals, so rem is never written.
+    """
+    _sleep(t, read_timespec(t, req) / NSEC)
+    return 0
+
+
+def sys_clock_nanosleep(t, clockid, flags, req, rem, *_):
+    """Implements Linux syscall clock_nanosleep(2).
+
+    N.B. Sleeping on a process CPU-time clock gives EINVAL (Linux supports it);
+    rem is never written, as sleeps are not yet interruptible.
+    """
+    clockid = s32(clockid)
+    if clockid in (CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE):
+        raise SyscallError(errno.EOPNOTSUPP)
+    if clockid not in _SLEEP_CLOCKS:         # CPU clocks and unknown ids
+        raise SyscallError(errno.EINVAL)
+    ns = read_timespec(t, req)
+    if flags & TIMER_ABSTIME:
+        ns -= clock_ns(t, clockid)
+    _sleep(t, ns / NSEC)
+    return 0
+
+
+# --- CPU accounting --------------------------------------------------------
+
+RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1
+
+
+def sys_times(t, buf, *_):
+    """Implements Linux syscall times(2).
+
+    N.B. utime/stime are the Sentry's own (all tasks); children's are 0.
+    The result counts clock ticks since the sandbox kernel started.
+    """
+    if buf:
+        cpu = os.times()
+        tms = (int(cpu.user * USER_HZ), int(cpu.system * USER_HZ), 0, 0)
+        t.copy_out(buf, struct.pack("<4q", *tms))
+    start = getattr(t.kernel, "start_time", 0.0)
+    return int((_time.monotonic() - start) * USER_HZ)
+
+
+def _timeval(seconds):
+    us = int(seconds * 1_000_000)
+    return (us // 1_000_000, us % 1_000_000)
+
+
+def sys_getrusage(t, who, usage, *_):
+    """Implements Linux syscall getrusage(2).
+
+    N.B. SELF and THREAD report the Sentry's process and current thread
+    times; CHILDREN reports zeros. Only times and ru_maxrss are filled.
+    """
+    who = s32(who)
+    if who == RUSAGE_SELF:
+        cpu = os.times()
+        user, system = cpu.user, cpu.system
+    elif who == RUSAGE_THREAD:
+        user, system = _time.thread_time(), 0.0
+    elif who == RUSAGE_CHILDREN:
+        user = system = 0.0
+    else:
+        raise SyscallError(errno.EINVAL)
+    maxrss = 0
+    if who != RUSAGE_CHILDREN:
+        import resource                     # only on this rare path
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fields = (*_timeval(user), *_timeval(system), maxrss) + (0,) * 13
+    t.copy_out(usage, struct.pack("<4q14q", *fields))
+    return 0
+
+
+SYSCALLS = {
+    nr.NR_clock_gettime: sys_clock_gettime,
+    nr.NR_clock_getres: sys_clock_getres,
+    nr.NR_gettimeofday: sys_gettimeofday,
+    nr.NR_time: sys_time,
+    nr.NR_nanosleep: sys_nanosleep,
+    nr.NR_clock_nanosleep: sys_clock_nanosleep,
+    nr.NR_times: sys_times,
+    nr.NR_getrusage: sys_getrusage,
+}

@@ -1,0 +1,84 @@
+"""The Sentry's virtual filesystem.
+
+Layout (one concern per module):
+
+    stat.py      Stat/StatFs and the Linux struct layouts (stat, statx, statfs, dirent64)
+    inode.py     Filesystem, Inode, Dentry, VDentry
+    mount.py     Mount, MountTable, vd_path
+    vfs.py       VirtualFilesystem: path resolution and path-based operations
+    perm.py      permission checks
+    file.py      FileDescription and the regular/directory files
+    fdtable.py   FDTable, FSContext
+    tmpfs.py, overlay.py, goferfs.py, devfs.py (+devices.py), procfs.py
+    pipe.py      anonymous pipes
+    host.py      host_file: the caller's stdio
+    testing.py   a Kernel-less task for unit tests
+
+`build_vfs(kernel, gofer_root)` assembles the sandbox's mount tree.
+"""
+
+from .fdtable import FDTable, FSContext
+from .file import FileDescription
+from .host import host_file
+from .inode import VDentry
+from .pipe import make_pipe
+from .stat import Stat
+from .vfs import VirtualFilesystem
+
+__all__ = ["build_vfs", "VirtualFilesystem", "FDTable", "FSContext", "FileDescription",
+           "VDentry", "Stat", "host_file", "make_pipe"]
+
+
+def _lower_root(gofer_root):
+    """The overlay's lower root from what the caller has: a GoferClient,
+    a GoferFS, or an Inode."""
+    from .goferfs import GoferFS
+    from .inode import Inode
+    if isinstance(gofer_root, Inode):
+        return gofer_root
+    if isinstance(gofer_root, GoferFS):
+        return gofer_root.root
+    return GoferFS(gofer_root).root
+
+
+def _ensure_dir(root_inode, name, mode):
+    try:
+        root_inode.lookup(name)
+    except Exception:                       # noqa: BLE001 - absent: create it
+        root_inode.mkdir(name, mode, 0, 0)
+
+
+def build_vfs(kernel, gofer_root):
+    """The sandbox's mount tree:
+
+        /          overlay: tmpfs upper over the Gofer's tree (plain tmpfs if
+                   gofer_root is None)
+        /tmp       tmpfs, mode 1777
+        /dev       devfs;  /dev/shm  tmpfs, mode 1777
+        /proc      procfs over `kernel` (.hostname, .tasks)
+
+    `gofer_root` is a connected GoferClient (or a GoferFS / lower root Inode).
+    """
+    from .devfs import make_devfs
+    from .overlay import OverlayFS
+    from .procfs import ProcFS
+    from .tmpfs import TmpFS
+
+    if gofer_root is None:
+        root_fs = TmpFS(0o755)
+        source = b"tmpfs"
+    else:
+        root_fs = OverlayFS(TmpFS(0o755), _lower_root(gofer_root))
+        source = b"overlay"
+    for name, mode in ((b"tmp", 0o1777), (b"dev", 0o755), (b"proc", 0o555)):
+        _ensure_dir(root_fs.root, name, mode)
+    vfs = VirtualFilesystem(root_fs, root_fs.root, source=source)
+    tmp = TmpFS(0o1777)
+    vfs.mount(tmp, tmp.root, b"/tmp", source=b"tmpfs", options=b"rw,nosuid,nodev")
+    dev = make_devfs()
+    vfs.mount(dev, dev.root, b"/dev", source=b"devtmpfs", options=b"rw,nosuid")
+    shm = TmpFS(0o1777)
+    vfs.mount(shm, shm.root, b"/dev/shm", source=b"tmpfs", options=b"rw,nosuid,nodev")
+    proc = ProcFS(kernel, vfs)
+    vfs.mount(proc, proc.root, b"/proc", source=b"proc", options=b"rw,nosuid,nodev,noexec")
+    return vfs

@@ -1,0 +1,284 @@
+"""Open file descriptions (Linux's `struct file`).
+
+A FileDescription is what an fd refers to: the file, the offset, the status
+flags (O_APPEND, O_NONBLOCK, the access mode). dup'd fds and fork share one
+description, so the offset is shared; `offset_lock` serialises read/write/
+lseek on it as Linux's f_pos_lock does.
+
+Lifetime: descriptions are reference counted by fd-table entries
+(`incref`/`decref`); when the last reference goes `release()` runs, which
+is how a pipe learns that its last writer closed.
+"""
+
+import errno
+import os
+import threading
+
+from ..errors import SyscallError
+from .stat import DT_DIR, pack_dirent64
+
+O_ACCMODE = 3
+O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
+O_CREAT, O_EXCL, O_NOCTTY, O_TRUNC = os.O_CREAT, os.O_EXCL, os.O_NOCTTY, os.O_TRUNC
+O_APPEND, O_NONBLOCK, O_DIRECTORY, O_NOFOLLOW = os.O_APPEND, os.O_NONBLOCK, os.O_DIRECTORY, os.O_NOFOLLOW
+O_CLOEXEC, O_PATH, O_TMPFILE = os.O_CLOEXEC, os.O_PATH, 0o20200000
+O_LARGEFILE, O_NOATIME, O_DSYNC, O_SYNC, O_DIRECT, O_ASYNC = (
+    0o100000, os.O_NOATIME, os.O_DSYNC, os.O_SYNC, os.O_DIRECT, os.O_ASYNC)
+
+# Flags open(2) keeps in the description (what F_GETFL may report).
+STATUS_KEEP = (O_ACCMODE | O_APPEND | O_NONBLOCK | O_DSYNC | O_SYNC | O_DIRECT | O_ASYNC
+               | O_NOATIME | O_LARGEFILE | O_PATH | O_DIRECTORY | O_NOFOLLOW)
+# Flags F_SETFL may change (fs/fcntl.c SETFL_MASK).
+SETFL_MASK = O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME
+
+SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE = 0, 1, 2, 3, 4
+MAX_OFFSET = (1 << 63) - 1
+
+FIONREAD = 0x541B
+
+
+class FileDescription:
+    """Base open file: flags, offset, refcount; operations default to the
+    errno Linux gives for a file that lacks them."""
+
+    seekable = True
+
+    def __init__(self, vd, flags):
+        self.vd = vd                      # VDentry, or None for anonymous files
+        self.flags = flags & STATUS_KEEP
+        self.offset = 0
+        self.offset_lock = threading.RLock()
+        self._refs = 1
+        self._ref_lock = threading.Lock()
+
+    # --- lifetime ---------------------------------------------------------
+
+    def incref(self):
+        with self._ref_lock:
+            self._refs += 1
+        return self
+
+    def decref(self):
+        with self._ref_lock:
+            self._refs -= 1
+            last = self._refs == 0
+        if last:
+            self.release()
+
+    def release(self):
+        """Called once, when the last reference is dropped."""
+
+    # --- flags ------------------------------------------------------------
+
+    @property
+    def readable(self):
+        return not self.flags & O_PATH and self.flags & O_ACCMODE in (O_RDONLY, O_RDWR)
+
+    @property
+    def writable(self):
+        return not self.flags & O_PATH and self.flags & O_ACCMODE in (O_WRONLY, O_RDWR)
+
+    @property
+    def nonblocking(self):
+        return bool(self.flags & O_NONBLOCK)
+
+    def set_status_flags(self, flags):
+        """F_SETFL: only SETFL_MASK bits change."""
+        self.flags = (self.flags & ~SETFL_MASK) | (flags & SETFL_MASK)
+
+    def check_readable(self):
+        if not self.readable:
+            raise SyscallError(errno.EBADF)
+
+    def check_writable(self):
+        if not self.writable:
+            raise SyscallError(errno.EBADF)
+
+    # --- I/O (offset-based files override pread/pwrite only) --------------
+
+    def read(self, count):
+        """Read at the file offset and advance it. Implements read(2)."""
+        self.check_readable()
+        if not self.seekable:
+            return self.pread(count, -1)
+        with self.offset_lock:
+            data = self.pread(count, self.offset)
+            self.offset += len(data)
+            return data
+
+    def write(self, data):
+        """Write at the file offset (or the end, with O_APPEND). Implements write(2)."""
+        self.check_writable()
+        if not self.seekable:
+            return self.pwrite(data, -1)
+        with self.offset_lock:
+            if self.flags & O_APPEND:
+                self.offset = self.stat().st_size
+            n = self.pwrite(data, self.offset)
+            self.offset += n
+            return n
+
+    def pread(self, count, offset):
+        """Read up to `count` bytes at `offset` without touching the file offset."""
+        raise SyscallError(errno.EINVAL)
+
+    def pwrite(self, data, offset):
+        raise SyscallError(errno.EINVAL)
+
+    def preadinto(self, buf, offset):
+        """Fill `buf` (a writable memoryview) from `offset`; bytes copied."""
+        data = self.pread(len(buf), offset)
+        buf[:len(data)] = data
+        return len(data)
+
+    def lseek(self, offset, whence):
+        """Implements lseek(2)."""
+        if not self.seekable:
+            raise SyscallError(errno.ESPIPE)
+        with self.offset_lock:
+            if whence == SEEK_SET:
+                new = offset
+            elif whence == SEEK_CUR:
+                new = self.offset + offset
+            elif whence == SEEK_END:
+                new = self.stat().st_size + offset
+            elif whence in (SEEK_DATA, SEEK_HOLE):
+                size = self.stat().st_size
+                if offset < 0 or offset >= size:
+                    raise SyscallError(errno.ENXIO)
+                new = offset if whence == SEEK_DATA else size
+            else:
+                raise SyscallError(errno.EINVAL)
+            if new < 0 or new > MAX_OFFSET:
+                raise SyscallError(errno.EINVAL)
+            self.offset = new
+            return new
+
+    def getdents(self, size, pack=None):
+        raise SyscallError(errno.ENOTDIR)
+
+    def truncate(self, size):
+        raise SyscallError(errno.EINVAL)
+
+    def fsync(self):
+        return 0
+
+    def ioctl(self, t, request, arg):
+        """File-specific ioctl; the syscall layer handled the generic ones."""
+        raise SyscallError(errno.ENOTTY)
+
+    def nread(self):
+        """Bytes readable without blocking, for FIONREAD."""
+        raise SyscallError(errno.ENOTTY)
+
+    # --- identity ---------------------------------------------------------
+
+    def stat(self):
+        return self.vd.inode.stat()
+
+    def statfs(self):
+        return self.vd.inode.fs.statfs()
+
+    def path(self):
+        """Absolute path, as /proc/self/fd shows it."""
+        from .mount import vd_path
+        return vd_path(self.vd)
+
+    def reopen(self, t, flags):
+        """A new description of the same object, for opening /proc/self/fd/N
+        on a file that has no path (pipes, host stdio)."""
+        raise SyscallError(errno.ENXIO)
+
+
+class InodeFile(FileDescription):
+    """A description whose data lives in an inode (read_at/write_at)."""
+
+    @property
+    def inode(self):
+        return self.vd.inode
+
+    def stat(self):
+        return self.inode.stat()
+
+
+class RegularFile(InodeFile):
+    """A regular file on tmpfs, overlay or the gofer fs."""
+
+    def pread(self, count, offset):
+        self.check_readable()
+        if offset < 0:
+            raise SyscallError(errno.EINVAL)
+        return self.inode.read_at(offset, count)
+
+    def pwrite(self, data, offset):
+        self.check_writable()
+        if offset < 0:
+            raise SyscallError(errno.EINVAL)
+        if offset + len(data) > MAX_OFFSET:
+            raise SyscallError(errno.EFBIG)
+        return self.inode.write_at(offset, data)
+
+    def preadinto(self, buf, offset):
+        self.check_readable()
+        if offset < 0:
+            raise SyscallError(errno.EINVAL)
+        return self.inode.read_into(buf, offset)
+
+    def truncate(self, size):
+        self.check_writable()
+        self.inode.truncate(size)
+
+    def nread(self):
+        return max(0, self.inode.stat().st_size - self.offset)
+
+
+class DirectoryFile(InodeFile):
+    """An open directory: getdents64 walks a snapshot taken at offset 0."""
+
+    def __init__(self, vd, flags):
+        super().__init__(vd, flags)
+        self._entries = None
+
+    def pread(self, count, offset):
+        raise SyscallError(errno.EISDIR)
+
+    def pwrite(self, data, offset):
+        raise SyscallError(errno.EISDIR)
+
+    def read(self, count):
+        raise SyscallError(errno.EISDIR)
+
+    def write(self, data):
+        raise SyscallError(errno.EBADF)
+
+    def _snapshot(self):
+        dentry = self.vd.dentry
+        parent = dentry.parent or dentry
+        entries = [(b".", self.inode.ino, DT_DIR), (b"..", parent.inode.ino, DT_DIR)]
+        entries.extend(self.inode.readdir())
+        return entries
+
+    def lseek(self, offset, whence):
+        if whence not in (SEEK_SET, SEEK_CUR):
+            raise SyscallError(errno.EINVAL)
+        return super().lseek(offset, whence)
+
+    def getdents(self, size, pack=pack_dirent64):
+        """Directory records (`pack`: linux_dirent64 by default) that fit in
+        `size` bytes; EINVAL if not even one fits."""
+        if self.flags & O_PATH:
+            raise SyscallError(errno.EBADF)
+        with self.offset_lock:
+            if self._entries is None or self.offset == 0:
+                self._entries = self._snapshot()
+            out = bytearray()
+            while self.offset < len(self._entries):
+                name, ino, dtype = self._entries[self.offset]
+                rec = pack(ino, self.offset + 1, dtype, name)
+                if len(out) + len(rec) > size:
+                    if not out:
+                        raise SyscallError(errno.EINVAL)
+                    break
+                out += rec
+                self.offset += 1
+            return bytes(out)

@@ -1,0 +1,218 @@
+"""The read-only filesystem the Gofer serves (the overlay's lower layer).
+
+Each inode holds a walked 9P fid (`GoferClient.walk`, one name per RPC,
+done lazily on lookup) and the attributes fetched once with it: the
+attribute cache. Absent names are remembered too, since programs probe a
+lot of them (ld.so's library search, $PATH lookups). Directory listings
+are fetched once (Treaddir until empty) and cached. File data is read
+through the host fd the Gofer donated with Rlopen (os.pread, no RPC), or
+with Tread when there is none; `GoferClient.read` chooses.
+
+Opened files are kept in a small LRU (`MAX_OPEN`): each holds a donated
+host fd in the Sentry, and the Sentry's fd budget is finite. Reads run
+under the fs lock so that eviction never closes an fd in use.
+
+N.B. the caches are never invalidated: the host tree is assumed not to
+change under a running sandbox (gVisor's default for an overlaid root too).
+N.B. walked fids are never clunked either, so the Gofer holds one O_PATH fd
+per file the sandbox has looked at.
+"""
+
+import errno
+import os
+import threading
+from collections import OrderedDict
+
+from ..errors import SyscallError
+from .inode import Filesystem, Inode
+from .stat import V9FS_MAGIC, Stat, StatFs
+
+O_RDONLY = 0
+READDIR_CHUNK = 1 << 16
+MAX_OPEN = 64
+
+
+def _err(e):
+    return SyscallError(e.errno)
+
+
+class GoferFS(Filesystem):
+    name = b"9p"
+    magic = V9FS_MAGIC
+    read_only = True
+
+    def __init__(self, client):
+        from pyvisor.gofer.client import GoferError
+        super().__init__()
+        self.client = client
+        self.GoferError = GoferError
+        self.lock = threading.RLock()
+        self.open_lru = OrderedDict()     # GoferInode -> None, most recent last
+        try:
+            node = client.attach()
+            self.root = GoferInode(self, node, client.getattr(node))
+        except GoferError as e:
+            raise _err(e) from e
+
+    def statfs(self):
+        try:
+            s = self.client.statfs(self.root.node)
+        except self.GoferError as e:
+            raise _err(e) from e
+        return StatFs(f_type=self.magic, f_bsize=s.bsize, f_blocks=s.blocks, f_bfree=s.bfree,
+                      f_bavail=s.bavail, f_files=s.files, f_ffree=s.ffree,
+                      f_fsid=(self.dev, 0), f_namelen=s.namelen, f_frsize=s.bsize, f_flags=1)
+
+
+def _ns(ts):
+    return ts[0] * 1_000_000_000 + ts[1]
+
+
+class GoferInode(Inode):
+    """A file on the Gofer's tree, with its attributes cached."""
+
+    def __init__(self, fs, node, attr):
+        super().__init__(fs, attr.ino, attr.mode, attr.uid, attr.gid, attr.nlink, attr.rdev)
+        self.node = node
+        self.attr = attr
+        self.atime_ns, self.mtime_ns, self.ctime_ns = _ns(attr.atime), _ns(attr.mtime), _ns(attr.ctime)
+        self._children = {}
+        self._missing = set()
+        self._listing = None
+        self._open = None
+        self._target = None
+
+    def size(self):
+        return self.attr.size
+
+    def stat(self):
+        a = self.attr
+        return Stat(st_mode=a.mode, st_ino=a.ino, st_dev=self.fs.dev, st_nlink=a.nlink,
+                    st_uid=a.uid, st_gid=a.gid, st_rdev=a.rdev, st_size=a.size,
+                    st_blksize=a.blksize or 4096, st_blocks=a.blocks,
+                    st_atime_ns=self.atime_ns, st_mtime_ns=self.mtime_ns,
+                    st_ctime_ns=self.ctime_ns)
+
+    def lookup(self, name):
+        if not self.is_dir():
+            raise SyscallError(errno.ENOTDIR)
+        fs = self.fs
+        with fs.lock:
+            child = self._children.get(name)
+            if child is not None:
+                return child
+            if name in self._missing:
+                raise SyscallError(errno.ENOENT)
+            try:
+                node = fs.client.walk(self.node, [name])
+            except fs.GoferError as e:
+                if e.errno == errno.ENOENT:
+                    self._missing.add(name)
+                raise _err(e) from e
+            try:
+                attr = fs.client.getattr(node)
+            except fs.GoferError as e:
+                fs.client.clunk(node)
+                raise _err(e) from e
+            child = self._children[name] = GoferInode(fs, node, attr)
+            return child
+
+    def readdir(self):
+        if not self.is_dir():
+            raise SyscallError(errno.ENOTDIR)
+        fs = self.fs
+        with fs.lock:
+            if self._listing is None:
+                self._listing = self._fetch_listing()
+            return list(self._listing)
+
+    def _fetch_listing(self):
+        fs = self.fs
+        try:
+            o = fs.client.lopen(self.node, O_RDONLY)
+        except fs.GoferError as e:
+            raise _err(e) from e
+        out, offset = [], 0
+        try:
+            while True:
+                ents = fs.client.readdir(o, offset, READDIR_CHUNK)
+                if not ents:
+                    break
+                for qid, next_off, dtype, name in ents:
+                    if name not in (b".", b".."):
+                        out.append((name, qid.path, dtype))
+                    offset = next_off
+        except fs.GoferError as e:
+            raise _err(e) from e
+        finally:
+            fs.client.clunk(o)
+        return out
+
+    def _opened_locked(self):
+        fs = self.fs
+        if self._open is None:
+            try:
+                self._open = fs.client.lopen(self.node, O_RDONLY)
+            except fs.GoferError as e:
+                raise _err(e) from e
+            while len(fs.open_lru) >= MAX_OPEN:
+                old, _ = fs.open_lru.popitem(last=False)
+                old._close_locked()
+        fs.open_lru[self] = None
+        fs.open_lru.move_to_end(self)
+        return self._open
+
+    def _close_locked(self):
+        o, self._open = self._open, None
+        if o is not None:
+            try:
+                self.fs.client.clunk(o)
+            except self.fs.GoferError:
+                pass
+
+    def read_at(self, offset, n):
+        if self.is_dir():
+            raise SyscallError(errno.EISDIR)
+        if offset < 0:
+            raise SyscallError(errno.EINVAL)
+        fs = self.fs
+        with fs.lock:
+            o = self._opened_locked()
+            try:
+                return fs.client.read(o, offset, n)
+            except fs.GoferError as e:
+                raise _err(e) from e
+
+    def read_into(self, buf, offset):
+        """Straight into `buf` with preadv on the donated fd, when there is one."""
+        if self.is_dir():
+            raise SyscallError(errno.EISDIR)
+        if offset < 0:
+            raise SyscallError(errno.EINVAL)
+        fs = self.fs
+        with fs.lock:
+            o = self._opened_locked()
+            if o.hostfd is None:
+                return super().read_into(buf, offset)
+            try:
+                return os.preadv(o.hostfd, [buf], offset)
+            except OSError as e:
+                raise SyscallError(e.errno or errno.EIO) from e
+
+    def readlink(self, t):
+        if not self.is_symlink():
+            raise SyscallError(errno.EINVAL)
+        if self._target is None:
+            try:
+                self._target = self.fs.client.readlink(self.node)
+            except self.fs.GoferError as e:
+                raise _err(e) from e
+        return self._target
+
+    def truncate(self, size):
+        if self.is_dir():
+            raise SyscallError(errno.EISDIR)
+        raise SyscallError(errno.EROFS)
+
+    def write_at(self, offset, data):
+        raise SyscallError(errno.EROFS)

@@ -1,0 +1,262 @@
+"""Inodes, dentries and the (mount, dentry) pair that names a file.
+
+An `Inode` is a filesystem's object: attributes, and the operations that
+its type allows. The base class answers every operation with the errno
+Linux gives when a file of the wrong kind is asked (ENOTDIR for lookups in
+a non-directory, EINVAL for readlink of a non-symlink, EROFS for changes to
+a read-only filesystem); filesystems override what they support.
+
+A `Dentry` is one name of an inode in its parent directory. Dentries are
+cached in their parent (`children`) so that the same path gives the same
+dentry: the mount table keys mount points by dentry, and an open file's
+path() walks the parent chain. Filesystems whose directories change behind
+the VFS's back (procfs) set `Filesystem.cache_dentries = False`.
+N.B. the cache is never pruned; Linux evicts unused dentries.
+
+Directory operations here are *mechanics only*: the VFS (`vfs.py`) has
+already checked existence, types, emptiness and mount points.
+"""
+
+import errno
+import threading
+import time
+
+from ..errors import SyscallError
+from .stat import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Stat, StatFs, dtype_of
+
+
+def now_ns():
+    return time.time_ns()
+
+
+class Filesystem:
+    """One mounted filesystem instance."""
+
+    name = b"none"
+    magic = 0
+    read_only = False
+    cache_dentries = True
+    _next_dev = 0x20
+    _dev_lock = threading.Lock()
+
+    def __init__(self):
+        with Filesystem._dev_lock:
+            self.dev = Filesystem._next_dev
+            Filesystem._next_dev += 1
+
+    def statfs(self):
+        return StatFs(f_type=self.magic, f_fsid=(self.dev, 0))
+
+
+class Inode:
+    """Base inode: attributes plus type-checked default operations.
+
+    Attributes are plain fields; filesystems that fetch them lazily (the
+    gofer-backed fs) override `stat()`.
+    """
+
+    def __init__(self, fs, ino, mode, uid=0, gid=0, nlink=1, rdev=0):
+        self.fs = fs
+        self.ino = ino
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.nlink = nlink
+        self.rdev = rdev
+        t = now_ns()
+        self.atime_ns = self.mtime_ns = self.ctime_ns = t
+
+    # --- attributes -------------------------------------------------------
+
+    @property
+    def ftype(self):
+        return self.mode & S_IFMT
+
+    def is_dir(self):
+        return self.mode & S_IFMT == S_IFDIR
+
+    def is_symlink(self):
+        return self.mode & S_IFMT == S_IFLNK
+
+    def is_reg(self):
+        return self.mode & S_IFMT == S_IFREG
+
+    def size(self):
+        return 0
+
+    def stat(self):
+        size = self.size()
+        return Stat(st_mode=self.mode, st_ino=self.ino, st_dev=self.fs.dev, st_nlink=self.nlink,
+                    st_uid=self.uid, st_gid=self.gid, st_rdev=self.rdev, st_size=size,
+                    st_blocks=(size + 4095) // 4096 * 8 if self.is_reg() else 0,
+                    st_atime_ns=self.atime_ns, st_mtime_ns=self.mtime_ns,
+                    st_ctime_ns=self.ctime_ns)
+
+    def dtype(self):
+        return dtype_of(self.mode)
+
+    def setattr(self, mode=None, uid=None, gid=None, atime_ns=None, mtime_ns=None):
+        """chmod/chown/utimes. `mode` holds permission bits only."""
+        if self.fs.read_only:
+            raise SyscallError(errno.EROFS)
+        if mode is not None:
+            self.mode = (self.mode & S_IFMT) | (mode & 0o7777)
+        if uid is not None:
+            self.uid = uid
+        if gid is not None:
+            self.gid = gid
+        if atime_ns is not None:
+            self.atime_ns = atime_ns
+        if mtime_ns is not None:
+            self.mtime_ns = mtime_ns
+        self.ctime_ns = now_ns()
+
+    # --- directories ------------------------------------------------------
+
+    def _need_dir(self):
+        if not self.is_dir():
+            raise SyscallError(errno.ENOTDIR)
+        if self.fs.read_only:
+            raise SyscallError(errno.EROFS)
+
+    def lookup(self, name):
+        """The child inode called `name` (not "." or ".."); ENOENT if absent."""
+        raise SyscallError(errno.ENOTDIR if not self.is_dir() else errno.ENOENT)
+
+    def readdir(self):
+        """[(name, ino, d_type)] of the children, without "." and ".."."""
+        raise SyscallError(errno.ENOTDIR)
+
+    def create(self, name, mode, uid, gid):
+        self._need_dir()
+        raise SyscallError(errno.EPERM)
+
+    def mkdir(self, name, mode, uid, gid):
+        self._need_dir()
+        raise SyscallError(errno.EPERM)
+
+    def symlink(self, name, target, uid, gid):
+        self._need_dir()
+        raise SyscallError(errno.EPERM)
+
+    def mknod(self, name, mode, rdev, uid, gid):
+        self._need_dir()
+        raise SyscallError(errno.EPERM)
+
+    def link(self, name, inode):
+        self._need_dir()
+        raise SyscallError(errno.EPERM)
+
+    def unlink(self, name, child):
+        self._need_dir()
+        raise SyscallError(errno.EPERM)
+
+    def rmdir(self, name, child):
+        self._need_dir()
+        raise SyscallError(errno.EPERM)
+
+    def rename(self, oldname, child, newdir, newname, victim):
+        """Move `child` to newdir/newname, replacing `victim` (or None)."""
+        self._need_dir()
+        raise SyscallError(errno.EPERM)
+
+    def is_empty_dir(self):
+        return not self.readdir()
+
+    # --- symlinks ---------------------------------------------------------
+
+    def readlink(self, t):
+        raise SyscallError(errno.EINVAL)
+
+    def get_link(self, t):
+        """What following this symlink reaches: bytes (a path to resolve),
+        or a VDentry / FileDescription for procfs's magic links."""
+        return self.readlink(t)
+
+    # --- data -------------------------------------------------------------
+
+    def read_at(self, offset, n):
+        raise SyscallError(errno.EINVAL)
+
+    def read_into(self, buf, offset):
+        """Fill the writable memoryview `buf` from `offset`; bytes copied.
+        Filesystems override this to skip the intermediate bytes object."""
+        data = self.read_at(offset, len(buf))
+        buf[:len(data)] = data
+        return len(data)
+
+    def write_at(self, offset, data):
+        raise SyscallError(errno.EINVAL)
+
+    def truncate(self, size):
+        if self.is_dir():
+            raise SyscallError(errno.EISDIR)
+        raise SyscallError(errno.EINVAL)
+
+    def open(self, t, vd, flags):
+        """A FileDescription for this inode reached through `vd`."""
+        from .file import DirectoryFile, RegularFile
+        if self.is_dir():
+            return DirectoryFile(vd, flags)
+        if self.is_reg():
+            return RegularFile(vd, flags)
+        raise SyscallError(errno.ENXIO)
+
+
+class Dentry:
+    """One name of an inode; cached in the parent's `children`."""
+
+    __slots__ = ("name", "parent", "inode", "children", "deleted", "__weakref__")
+
+    def __init__(self, name, parent, inode):
+        self.name = name
+        self.parent = parent          # None for a filesystem's root
+        self.inode = inode
+        self.children = {}
+        self.deleted = False
+
+    def lookup(self, name):
+        """Child dentry `name` (a plain name, not "." or "..")."""
+        child = self.children.get(name)
+        if child is not None:
+            return child
+        child = Dentry(name, self, self.inode.lookup(name))
+        if self.inode.fs.cache_dentries:
+            self.children[name] = child
+        return child
+
+    def forget(self, name):
+        """Drop the cached child `name` after it left the directory."""
+        child = self.children.pop(name, None)
+        if child is not None:
+            child.deleted = True
+
+    def __repr__(self):
+        return "Dentry(%r)" % (self.name,)
+
+
+class VDentry:
+    """A (mount, dentry) pair: a location in the mount tree."""
+
+    __slots__ = ("mount", "dentry")
+
+    def __init__(self, mount, dentry):
+        self.mount = mount
+        self.dentry = dentry
+
+    @property
+    def inode(self):
+        return self.dentry.inode
+
+    def __eq__(self, other):
+        return (isinstance(other, VDentry) and self.mount is other.mount
+                and self.dentry is other.dentry)
+
+    def __hash__(self):
+        return hash((id(self.mount), id(self.dentry)))
+
+    def __repr__(self):
+        return "VDentry(%r)" % (self.dentry.name,)
+
+
+__all__ = ["Filesystem", "Inode", "Dentry", "VDentry", "StatFs", "now_ns"]

@@ -1,0 +1,225 @@
+"""tmpfs: a filesystem in Sentry memory.
+
+Regular files keep their data in a bytearray, directories a dict of
+children, symlinks their target. Link counts follow Linux: a directory has
+2 + (number of subdirectories), a file one per name. st_blocks counts whole
+4 KiB pages in 512-byte units, as tmpfs does.
+
+Character-device inodes (mknod, and devfs's nodes) open through the device
+registry in `devices.py`. Overlay whiteouts are char devices 0:0 here, the
+same convention as Linux overlayfs; `opaque` marks an overlay-opaque dir.
+"""
+
+import errno
+import itertools
+import threading
+
+from ..errors import SyscallError
+from .inode import Filesystem, Inode, now_ns
+from .stat import S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, StatFs, TMPFS_MAGIC
+
+MAX_FILE_SIZE = 1 << 40
+
+
+class TmpFS(Filesystem):
+    name = b"tmpfs"
+    magic = TMPFS_MAGIC
+
+    def __init__(self, mode=0o1777, uid=0, gid=0):
+        super().__init__()
+        self._inos = itertools.count(1)
+        self.lock = threading.RLock()     # guards every inode's structure in this fs
+        self.root = TmpfsDir(self, mode, uid, gid)
+        self.root.nlink = 2
+
+    def next_ino(self):
+        return next(self._inos)
+
+    def statfs(self):
+        return StatFs(f_type=self.magic, f_blocks=1 << 20, f_bfree=1 << 20, f_bavail=1 << 20,
+                      f_files=1 << 20, f_ffree=1 << 20, f_fsid=(self.dev, 0))
+
+
+class TmpfsInode(Inode):
+    def __init__(self, fs, mode, uid=0, gid=0, rdev=0):
+        super().__init__(fs, fs.next_ino(), mode, uid, gid, 1, rdev)
+
+    def touch_ctime(self):
+        self.ctime_ns = now_ns()
+
+
+class TmpfsFile(TmpfsInode):
+    def __init__(self, fs, mode, uid=0, gid=0):
+        super().__init__(fs, S_IFREG | (mode & 0o7777), uid, gid)
+        self.data = bytearray()
+
+    def size(self):
+        return len(self.data)
+
+    def read_at(self, offset, n):
+        with self.fs.lock:
+            self.atime_ns = now_ns()
+            return bytes(self.data[offset:offset + n])
+
+    def read_into(self, buf, offset):
+        with self.fs.lock:
+            n = max(0, min(len(buf), len(self.data) - offset))
+            if n:
+                with memoryview(self.data) as mv:
+                    buf[:n] = mv[offset:offset + n]
+            self.atime_ns = now_ns()
+            return n
+
+    def write_at(self, offset, data):
+        if offset + len(data) > MAX_FILE_SIZE:
+            raise SyscallError(errno.EFBIG)
+        with self.fs.lock:
+            end = offset + len(data)
+            if offset > len(self.data):
+                self.data.extend(bytes(offset - len(self.data)))
+            self.data[offset:end] = data
+            self.mtime_ns = self.ctime_ns = now_ns()
+            return len(data)
+
+    def truncate(self, size):
+        if size < 0:
+            raise SyscallError(errno.EINVAL)
+        if size > MAX_FILE_SIZE:
+            raise SyscallError(errno.EFBIG)
+        with self.fs.lock:
+            if size < len(self.data):
+                del self.data[size:]
+            else:
+                self.data.extend(bytes(size - len(self.data)))
+            self.mtime_ns = self.ctime_ns = now_ns()
+
+
+class TmpfsSymlink(TmpfsInode):
+    def __init__(self, fs, target, uid=0, gid=0):
+        super().__init__(fs, S_IFLNK | 0o777, uid, gid)
+        self.target = target
+
+    def size(self):
+        return len(self.target)
+
+    def readlink(self, t):
+        return self.target
+
+
+class TmpfsDevice(TmpfsInode):
+    """A char/block device or fifo node; opening goes to the device registry."""
+
+    def open(self, t, vd, flags):
+        from .devices import open_device
+        return open_device(t, self, vd, flags)
+
+
+class TmpfsDir(TmpfsInode):
+    def __init__(self, fs, mode, uid=0, gid=0):
+        super().__init__(fs, S_IFDIR | (mode & 0o7777), uid, gid)
+        self.nlink = 2
+        self.children = {}
+        self.opaque = False               # overlay: hide the lower dir
+
+    def size(self):
+        return 40 + 20 * len(self.children)     # shmem's BOGO_DIRENT_SIZE
+
+    def lookup(self, name):
+        with self.fs.lock:
+            child = self.children.get(name)
+        if child is None:
+            raise SyscallError(errno.ENOENT)
+        return child
+
+    def readdir(self):
+        with self.fs.lock:
+            return [(name, c.ino, c.dtype()) for name, c in self.children.items()]
+
+    def is_empty_dir(self):
+        return not self.children
+
+    def _add_locked(self, name, inode):
+        if name in self.children:
+            raise SyscallError(errno.EEXIST)
+        self.children[name] = inode
+        if inode.is_dir():
+            self.nlink += 1
+        self.mtime_ns = self.ctime_ns = now_ns()
+        return inode
+
+    def _add(self, name, inode):
+        with self.fs.lock:
+            return self._add_locked(name, inode)
+
+    def create(self, name, mode, uid, gid):
+        return self._add(name, TmpfsFile(self.fs, mode, uid, gid))
+
+    def mkdir(self, name, mode, uid, gid):
+        return self._add(name, TmpfsDir(self.fs, mode, uid, gid))
+
+    def symlink(self, name, target, uid, gid):
+        return self._add(name, TmpfsSymlink(self.fs, target, uid, gid))
+
+    def mknod(self, name, mode, rdev, uid, gid):
+        ftype = mode & S_IFMT
+        if ftype == S_IFREG or ftype == 0:
+            return self.create(name, mode, uid, gid)
+        if ftype == S_IFDIR:
+            raise SyscallError(errno.EPERM)
+        return self._add(name, TmpfsDevice(self.fs, mode, uid, gid, rdev))
+
+    def link(self, name, inode):
+        if inode.fs is not self.fs:
+            raise SyscallError(errno.EXDEV)
+        with self.fs.lock:
+            self._add_locked(name, inode)
+            inode.nlink += 1
+            inode.touch_ctime()
+
+    def _remove_locked(self, name):
+        inode = self.children.pop(name)
+        if inode.is_dir():
+            self.nlink -= 1
+            inode.nlink = 0
+        else:
+            inode.nlink -= 1
+        inode.touch_ctime()
+        self.mtime_ns = self.ctime_ns = now_ns()
+        return inode
+
+    def unlink(self, name, child=None):
+        with self.fs.lock:
+            if name not in self.children:
+                raise SyscallError(errno.ENOENT)
+            self._remove_locked(name)
+
+    def rmdir(self, name, child=None):
+        with self.fs.lock:
+            if name not in self.children:
+                raise SyscallError(errno.ENOENT)
+            self._remove_locked(name)
+
+    def rename(self, oldname, child, newdir, newname, victim):
+        if not isinstance(newdir, TmpfsDir) or newdir.fs is not self.fs:
+            raise SyscallError(errno.EXDEV)
+        with self.fs.lock:
+            inode = self.children[oldname]
+            if newname in newdir.children:
+                newdir._remove_locked(newname)
+            del self.children[oldname]
+            if inode.is_dir():
+                self.nlink -= 1
+            newdir._add_locked(newname, inode)
+            self.mtime_ns = self.ctime_ns = now_ns()
+            inode.touch_ctime()
+
+    def make_whiteout(self, name):
+        """Overlay: record that lower's `name` is deleted (a 0:0 char device)."""
+        with self.fs.lock:
+            if name in self.children:
+                self._remove_locked(name)
+            self.children[name] = TmpfsDevice(self.fs, S_IFCHR, 0, 0, 0)
+
+
+def is_whiteout(inode):
+    return isinstance(inode, TmpfsDevice) and inode.mode & S_IFMT == S_IFCHR and inode.rdev == 0

@@ -1,0 +1,49 @@
+"""Build the Cython extensions and the ptrace stub program.
+
+Every ``.pyx`` under ``pyvisor/`` becomes an extension module. The stub is a
+tiny static program with no libc (``pyvisor/platform/stub.S``) that the ptrace
+platform runs as the host process for each address space; it is assembled
+here and installed as package data (``pyvisor/platform/_stub``).
+"""
+
+import glob
+import os
+import subprocess
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+from Cython.Build import cythonize
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STUB_SRC = os.path.join("pyvisor", "platform", "stub.S")
+STUB_ADDR = "0x7fffffe00000"
+
+
+def build_stub(out):
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    subprocess.check_call([
+        os.environ.get("CC", "gcc"), "-nostdlib", "-static", "-no-pie",
+        "-Wl,--build-id=none", "-Wl,-z,noexecstack",
+        "-Wl,-Ttext-segment=" + STUB_ADDR, "-o", out, STUB_SRC,
+    ])
+
+
+class BuildExtWithStub(build_ext):
+    def run(self):
+        super().run()
+        build_stub(os.path.join(self.build_lib, "pyvisor", "platform", "_stub"))
+        if self.inplace:
+            build_stub(os.path.join(HERE, "pyvisor", "platform", "_stub"))
+
+
+def extensions():
+    exts = []
+    for pyx in sorted(glob.glob("pyvisor/**/*.pyx", recursive=True)):
+        name = pyx[:-4].replace(os.sep, ".")
+        exts.append(Extension(name, [pyx], extra_compile_args=["-O2"]))
+    return cythonize(exts, language_level=3, compiler_directives={
+        "boundscheck": False, "wraparound": False, "cdivision": True,
+    })
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExtWithStub})

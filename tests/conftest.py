@@ -1,0 +1,158 @@
+"""Shared fixtures for tests that run real programs in a sandbox.
+
+The sandbox is invoked the way a user does: a subprocess running
+``python -m pyvisor run [OPTIONS] -- PROGRAM [ARGS...]``.
+
+Two facts about the sandbox shape these fixtures:
+
+- The sandbox's ``/tmp`` is a tmpfs in Sentry memory, so a file that a test
+  writes under pytest's ``tmp_path`` (normally below ``/tmp``) is invisible
+  inside. ``workdir`` is a directory below ``/var/tmp`` instead, which the
+  Gofer serves from the host root.
+- Every run must leave no stub or Gofer process behind. The test process
+  makes itself a child subreaper (prctl(2) PR_SET_CHILD_SUBREAPER), so any
+  process a run leaves behind is re-parented to us when ``pyvisor`` exits,
+  and ``SandboxRunner`` can find it exactly, without guessing from names
+  (other people may be running sandboxes on this machine at the same time).
+"""
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+PR_SET_CHILD_SUBREAPER = 36
+BUSYBOX = "/bin/busybox"
+# A fixed environment, so sandbox and native runs see the same one. PYTHONPATH
+# is kept because during development the package is found through it.
+BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
+if "PYTHONPATH" in os.environ:
+    BASE_ENV["PYTHONPATH"] = os.environ["PYTHONPATH"]
+
+
+def _become_subreaper():
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def _children():
+    """Map pid -> (state, comm, cmdline) of the processes whose parent is us."""
+    me, found = os.getpid(), {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+            with open("/proc/%s/cmdline" % name, "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").strip()
+        except OSError:
+            continue        # exited while we looked
+        comm = stat[stat.index(b"(") + 1:stat.rindex(b")")]
+        state, ppid = stat[stat.rindex(b")") + 2:].split()[:2]
+        if int(ppid) == me:
+            found[int(name)] = (state.decode(), comm.decode(), cmdline.decode(errors="replace"))
+    return found
+
+
+class SandboxRunner:
+    """Runs programs under ``pyvisor run`` and natively, and checks for leaks."""
+
+    def __init__(self):
+        _become_subreaper()
+
+    @staticmethod
+    def command(argv, options=()):
+        return [sys.executable, "-m", "pyvisor", "run", *options, "--", *argv]
+
+    def run(self, argv, options=(), input=b"", env=None, cwd=None, timeout=60):
+        """Run argv in a sandbox; returns CompletedProcess with bytes output.
+
+        Asserts that the run left no process behind.
+        """
+        before = set(_children())
+        proc = subprocess.run(self.command(argv, options), input=input, capture_output=True,
+                              env=BASE_ENV if env is None else env, cwd=cwd, timeout=timeout)
+        self.assert_no_leftovers(before)
+        return proc
+
+    def popen(self, argv, options=(), **kwargs):
+        kwargs.setdefault("env", BASE_ENV)
+        return subprocess.Popen(self.command(argv, options), **kwargs)
+
+    @staticmethod
+    def native(argv, input=b"", env=None, cwd=None, timeout=60):
+        return subprocess.run(argv, input=input, capture_output=True,
+                              env=BASE_ENV if env is None else env, cwd=cwd, timeout=timeout)
+
+    @staticmethod
+    def assert_no_leftovers(before, grace=3.0):
+        """Wait up to `grace` s for processes re-parented to us since `before`
+        (a set of pids) to exit; reap them; fail naming any that remain."""
+        deadline = time.monotonic() + grace
+        while True:
+            alive = {}
+            for pid, info in _children().items():
+                if pid in before:
+                    continue
+                if info[0] == "Z":
+                    os.waitpid(pid, os.WNOHANG)     # an orphan that died: reap it
+                else:
+                    alive[pid] = info
+            if not alive or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        for pid in alive:                           # don't leave them to the next test
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        assert not alive, "processes left behind by the run: %r" % alive
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    return SandboxRunner()
+
+
+@pytest.fixture
+def workdir():
+    """A fresh directory that is visible inside the sandbox (not below /tmp)."""
+    base = "/var/tmp" if os.access("/var/tmp", os.W_OK) else os.path.expanduser("~")
+    path = tempfile.mkdtemp(prefix="pyvisor-test-", dir=base)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def busybox():
+    if not os.access(BUSYBOX, os.X_OK):
+        pytest.skip("%s not installed (Debian package busybox-static)" % BUSYBOX)
+    return BUSYBOX
+
+
+@pytest.fixture(scope="session")
+def build_c():
+    """build_c(src_path, static=True, extra=()) -> path of the built program.
+
+    Programs are built below /var/tmp so the sandbox can see them."""
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("gcc not installed")
+    outdir = tempfile.mkdtemp(prefix="pyvisor-cbuild-", dir="/var/tmp")
+
+    def build(src, static=True, extra=()):
+        name = os.path.splitext(os.path.basename(src))[0] + ("-static" if static else "-dyn")
+        out = os.path.join(outdir, name)
+        if not os.path.exists(out):
+            cmd = [gcc, "-O1", "-Wall", "-o", out, src, *extra] + (["-static"] if static else [])
+            subprocess.run(cmd, check=True, capture_output=True)
+        return out
+
+    yield build
+    shutil.rmtree(outdir, ignore_errors=True)

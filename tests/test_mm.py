@@ -1,0 +1,98 @@
+"""The memory file, VMAs and the ptrace address space, on a real stub process."""
+
+import errno
+
+import pytest
+
+from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.mm.memfile import PAGE, MemoryFileAllocator
+from pyvisor.sentry.mm.mm import MM_TOP, MemoryManager
+
+ADDR = 0x400000
+
+
+@pytest.fixture()
+def mm():
+    from pyvisor.platform.ptrace import PtracePlatform
+    alloc = MemoryFileAllocator(1 << 30)
+    aspace = PtracePlatform(alloc.file, pin_cpu=False).new_address_space()
+    m = MemoryManager(alloc, aspace)
+    yield m
+    m.release()
+    aspace.release()
+
+
+def stub_maps(mm):
+    with open("/proc/%d/maps" % mm.aspace.tracee.pid) as f:
+        return [line.split()[:2] for line in f if "vsyscall" not in line]
+
+
+def test_allocator_reuses_and_merges_freed_ranges():
+    a = MemoryFileAllocator(16 * PAGE)
+    x, y, z = a.alloc(PAGE), a.alloc(2 * PAGE), a.alloc(PAGE)
+    a.file.write(y, b"dirty")
+    a.free(x, PAGE)
+    a.free(y, 2 * PAGE)
+    assert a.alloc(3 * PAGE) == x           # merged into one free range
+    assert a.file.read(y, 5) == bytes(5)    # freed pages come back zeroed
+    with pytest.raises(SyscallError) as e:
+        a.alloc(64 * PAGE)
+    assert e.value.errno == errno.ENOMEM
+    assert z == 3 * PAGE
+
+
+def test_stub_holds_only_what_the_sentry_maps(mm):
+    before = stub_maps(mm)
+    assert len(before) == 1 and before[0][1].startswith("r-x")   # the stub's code page
+    mm.map_anon(ADDR, 3 * PAGE, 3)
+    maps = stub_maps(mm)
+    assert ["%08x-%08x" % (ADDR, ADDR + 3 * PAGE), "rw-s"] in maps
+    mm.protect(ADDR + PAGE, ADDR + 2 * PAGE, 1)
+    assert ["%08x-%08x" % (ADDR + PAGE, ADDR + 2 * PAGE), "r--s"] in stub_maps(mm)
+    mm.unmap(ADDR, ADDR + 3 * PAGE)
+    assert stub_maps(mm) == before
+
+
+def test_copy_in_out_across_vmas_and_faults(mm):
+    mm.map_anon(ADDR, PAGE, 3)
+    mm.map_anon(ADDR + PAGE, PAGE, 3)
+    data = bytes(range(256)) * 20
+    mm.copy_out(ADDR + 100, data)
+    assert mm.copy_in(ADDR + 100, len(data)) == data
+    with pytest.raises(SyscallError) as e:
+        mm.copy_in(ADDR + PAGE, 2 * PAGE)            # runs off the end
+    assert e.value.errno == errno.EFAULT
+    mm.protect(ADDR, ADDR + PAGE, 1)
+    with pytest.raises(SyscallError):
+        mm.copy_out(ADDR, b"x")                      # read-only page
+    for bad in (0, MM_TOP - 4, (1 << 64) - 8):
+        with pytest.raises(SyscallError):
+            mm.copy_in(bad, 8)
+
+
+def test_copy_in_str_stops_at_nul_page_end_and_limit(mm):
+    mm.map_anon(ADDR, PAGE, 3)
+    mm.copy_out(ADDR + PAGE - 3, b"ab\0")
+    assert mm.copy_in_str(ADDR + PAGE - 3, 100) == b"ab"
+    mm.copy_out(ADDR + PAGE - 3, b"abc")             # no NUL before the unmapped page
+    with pytest.raises(SyscallError) as e:
+        mm.copy_in_str(ADDR + PAGE - 3, 100)
+    assert e.value.errno == errno.EFAULT
+    mm.copy_out(ADDR, b"x" * 50)
+    with pytest.raises(SyscallError) as e:
+        mm.copy_in_str(ADDR, 10)
+    assert e.value.errno == errno.ENAMETOOLONG
+
+
+def test_remap_grow_keeps_contents_and_brk(mm):
+    mm.map_anon(ADDR, PAGE, 3)
+    mm.copy_out(ADDR, b"keep me")
+    new = mm.remap(ADDR, PAGE, 4 * PAGE, may_move=True)
+    assert mm.copy_in(new, 7) == b"keep me"
+    mm.set_brk_start(0x600000)
+    assert mm.brk(0) == 0x600000
+    assert mm.brk(0x600000 + 10000) == 0x600000 + 10000
+    mm.copy_out(0x600000 + 9000, b"heap")
+    assert mm.brk(0x600000) == 0x600000
+    with pytest.raises(SyscallError):
+        mm.copy_in(0x600000 + 9000, 4)
