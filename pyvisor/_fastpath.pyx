@@ -37,6 +37,7 @@ cdef extern from "<sys/wait.h>" nogil:
 cdef extern from "<unistd.h>" nogil:
     pid_t fork()
     int dup2(int, int)
+    int setpgid(pid_t, pid_t)
     int execve(const char *path, char *const argv[], char *const envp[])
     void _exit(int)
     int ftruncate(int, long)
@@ -74,9 +75,15 @@ cdef enum:
     PTRACE_KILL = 8
     PTRACE_GETREGS = 12
     PTRACE_SETREGS = 13
+    PTRACE_GETFPREGS = 14
+    PTRACE_SETFPREGS = 15
     PTRACE_SYSEMU = 31
+    PTRACE_DETACH = 17
     PTRACE_SETOPTIONS = 0x4200
     PTRACE_GETSIGINFO = 0x4202
+    PTRACE_SEIZE = 0x4206
+    PTRACE_INTERRUPT = 0x4207
+    PTRACE_EVENT_STOP = 128
     PTRACE_O_TRACESYSGOOD = 1
     PTRACE_O_EXITKILL = 0x100000
     WALL = 0x40000000
@@ -103,6 +110,11 @@ STUB_MEMFD = STUB_FD
 EXIT_SYSCALL = 0
 EXIT_SIGNAL = 1
 EXIT_GONE = 2
+EXIT_INTERRUPT = 3   # a PTRACE_INTERRUPT or group stop: nothing for the application
+
+# Offsets of the stub's entry points from _start (platform/stub.S).
+STUB_CLONE = 16
+STUB_PAUSE = 0x18 + 16
 
 
 cdef inline object _oserror(str what):
@@ -206,6 +218,9 @@ def spawn_stub(bytes path, int memfd):
     pid = fork()
     if pid == 0:
         prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+        # Its own process group: terminal signals go to the Sentry, which
+        # decides what they mean for the sandbox.
+        setpgid(0, 0)
         if dup2(memfd, STUB_FD) < 0:
             _exit(126)
         syscall(SYS_close_range, <unsigned int>0, <unsigned int>(STUB_FD - 1), <unsigned int>0)
@@ -228,6 +243,28 @@ def spawn_stub(bytes path, int memfd):
               <void *>(<long>(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL))) != 0:
         raise _oserror("PTRACE_SETOPTIONS")
     return pid
+
+
+def seize(int pid, unsigned long long inject_rip):
+    """Trace a stub thread made by an injected clone (waiting in pause()); return its Tracee.
+
+    The calling thread becomes its tracer; it is stopped when this returns.
+    """
+    cdef int status = 0
+    cdef pid_t r
+    if ptrace(PTRACE_SEIZE, pid, NULL,
+              <void *>(<long>(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL))) != 0:
+        raise _oserror("PTRACE_SEIZE")
+    if ptrace(PTRACE_INTERRUPT, pid, NULL, NULL) != 0:
+        raise _oserror("PTRACE_INTERRUPT")
+    with nogil:
+        while True:
+            r = waitpid(pid, &status, WALL)
+            if r >= 0 or errno != EINTR:
+                break
+    if r < 0 or not WIFSTOPPED(status):
+        raise OSError(0, "new stub %d did not stop (wait status 0x%x)" % (pid, status))
+    return Tracee(pid, inject_rip)
 
 
 cdef class Tracee:
@@ -286,6 +323,8 @@ cdef class Tracee:
             self.syscalls += 1
             return EXIT_SYSCALL
         self.stop_signal = WSTOPSIG(status)
+        if (status >> 16) == PTRACE_EVENT_STOP:
+            return EXIT_INTERRUPT
         return EXIT_SIGNAL
 
     cpdef int switch(self, int sig=0) except -1:
@@ -312,15 +351,15 @@ cdef class Tracee:
             elif nr == SYS_gettid and self.fast_tid:
                 self.regs.rax = self.fast_tid
             else:
-                self.regs.rax = <unsigned long long>(<long long>dispatch(
-                    nr, self.regs.rdi, self.regs.rsi, self.regs.rdx,
-                    self.regs.r10, self.regs.r8, self.regs.r9))
+                ret = dispatch(nr, self.regs.rdi, self.regs.rsi, self.regs.rdx,
+                               self.regs.r10, self.regs.r8, self.regs.r9)
+                self.regs.rax = <unsigned long long>(ret & 0xFFFFFFFFFFFFFFFF)
             self.regs.orig_rax = <unsigned long long>-1
             self.dirty = 1
 
     def inject(self, long nr, unsigned long long a0=0, unsigned long long a1=0,
                unsigned long long a2=0, unsigned long long a3=0,
-               unsigned long long a4=0, unsigned long long a5=0):
+               unsigned long long a4=0, unsigned long long a5=0, int at=0):
         """Run one host syscall in the stub at its own ``syscall; int3``.
 
         Only address-space edits of the memory file are ever injected. The
@@ -338,7 +377,7 @@ cdef class Tracee:
         r.r10 = a3
         r.r8 = a4
         r.r9 = a5
-        r.rip = self.inject_rip
+        r.rip = self.inject_rip + at
         if ptrace(PTRACE_SETREGS, self.pid, NULL, &r) != 0:
             raise _oserror("PTRACE_SETREGS(inject)")
         self.dirty = 0
@@ -348,11 +387,12 @@ cdef class Tracee:
             status = self._wait()
             if not WIFSTOPPED(status):
                 raise OSError(0, "stub died during an injected call (status 0x%x)" % status)
-            if WSTOPSIG(status) == SIGTRAP:
+            if WSTOPSIG(status) == SIGTRAP and (status >> 16) == 0:
                 break
             # An asynchronous signal for the application arrived meanwhile:
             # keep it for the Sentry and let the injected call finish.
-            self.pending_signals.append(WSTOPSIG(status))
+            if (status >> 16) == 0:
+                self.pending_signals.append(WSTOPSIG(status))
             if ptrace(PTRACE_CONT, self.pid, NULL, NULL) != 0:
                 raise _oserror("PTRACE_CONT(inject)")
         if ptrace(PTRACE_GETREGS, self.pid, NULL, &r) != 0:
@@ -360,6 +400,37 @@ cdef class Tracee:
         self.regs = saved
         self.dirty = 1
         return <long long>r.rax
+
+    def exit_thread(self):
+        """End this host thread (not a process leader) and reap it."""
+        cdef int status
+        self.regs.rax = 60
+        self.regs.rdi = 0
+        self.regs.orig_rax = <unsigned long long>-1
+        self.regs.rip = self.inject_rip
+        self.dirty = 1
+        self._resume(PTRACE_CONT, 0)
+        while True:
+            status = self._wait()
+            if not WIFSTOPPED(status):
+                return status
+            ptrace(PTRACE_CONT, self.pid, NULL, NULL)
+
+    def park(self):
+        """Detach this host thread into the stub's pause loop, where it stays until its process dies.
+
+        For a process leader, whose exit would wait for the other threads.
+        """
+        self.regs.rip = self.inject_rip + STUB_PAUSE
+        self.regs.orig_rax = <unsigned long long>-1
+        if ptrace(PTRACE_SETREGS, self.pid, NULL, &self.regs) != 0:
+            raise _oserror("PTRACE_SETREGS(park)")
+        if ptrace(PTRACE_DETACH, self.pid, NULL, NULL) != 0:
+            raise _oserror("PTRACE_DETACH(park)")
+
+    def kick(self, int tgid):
+        """From any thread: make the running tracee stop with SIGSTOP, which its tracer absorbs."""
+        syscall(234, <int>tgid, <int>self.pid, <int>19)
 
     def take_pending_signals(self):
         sigs = self.pending_signals
@@ -384,6 +455,19 @@ cdef class Tracee:
         with nogil:
             r = waitpid(self.pid, &status, WALL)
         return status if r == self.pid else -1
+
+    def get_fpregs(self):
+        """The FPU/SSE state as the 512-byte FXSAVE image."""
+        cdef char buf[512]
+        if ptrace(PTRACE_GETFPREGS, self.pid, NULL, buf) != 0:
+            raise _oserror("PTRACE_GETFPREGS")
+        return PyBytes_FromStringAndSize(buf, 512)
+
+    def set_fpregs(self, bytes image):
+        if len(image) != 512:
+            raise ValueError("FXSAVE image must be 512 bytes")
+        if ptrace(PTRACE_SETFPREGS, self.pid, NULL, PyBytes_AS_STRING(image)) != 0:
+            raise _oserror("PTRACE_SETFPREGS")
 
     # Register access for handlers that need more than the arguments.
     def get_regs(self):

@@ -27,6 +27,25 @@ def _parser():
     return p
 
 
+def _caller_environ():
+    """The environment we were started with.
+
+    os.environ may hold what Python itself added (PEP 538 sets LC_CTYPE when
+    the locale is C); /proc/self/environ still shows the original block.
+    """
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return os.environ
+    env = {}
+    for item in raw.split(b"\0"):
+        k, sep, v = item.partition(b"=")
+        if sep and k:
+            env[k] = v
+    return env
+
+
 def _cmd_run(args):
     from pyvisor.config import SandboxConfig, env_with
     from pyvisor.sentry.kernel import LaunchError, run_sandbox
@@ -34,13 +53,15 @@ def _cmd_run(args):
 
     prog = args.program[1:] if args.program[:1] == ["--"] else args.program
     if not prog:
-        _parser().parse_args(["run", "--help"])
+        sys.stderr.write("usage: pyvisor run [options] -- PROGRAM [ARGS...]\n"
+                         "pyvisor: error: no PROGRAM given\n")
+        return EX_USAGE
     cwd = args.cwd
     if cwd is None:
         cwd = os.getcwd() if args.rootfs == "/" else "/"
     try:
         config = SandboxConfig(
-            argv=tuple(os.fsencode(a) for a in prog), env=env_with(os.environ, args.env),
+            argv=tuple(os.fsencode(a) for a in prog), env=env_with(_caller_environ(), args.env),
             cwd=cwd, rootfs=os.path.abspath(args.rootfs), hostname=args.hostname,
             platform=args.platform, strace=args.strace is not None,
             strace_file=None if args.strace in (None, "-") else args.strace,

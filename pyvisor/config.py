@@ -18,6 +18,8 @@ class SandboxConfig:
     strace_file: str = None
     debug: bool = False
     pin_cpu: bool = True
+    confine: bool = True              # the Sentry's own seccomp filter (pyvisor/seccomp.py)
+    pids_limit: int = 1024
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
@@ -29,7 +31,7 @@ class SandboxConfig:
 
 def env_with(base, overrides):
     """``base`` (a mapping) as "K=V" bytes, with overrides ("K=V" strings) applied in order."""
-    env = {os.fsencode(k): os.fsencode(v) for k, v in base.items()}
+    env = {os.fsencode(k): os.fsencode(v) for k, v in base.items()}   # str or bytes items
     for kv in overrides:
         k, sep, v = kv.partition("=")
         if not sep or not k:

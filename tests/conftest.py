@@ -36,9 +36,9 @@ if "PYTHONPATH" in os.environ:
     BASE_ENV["PYTHONPATH"] = os.environ["PYTHONPATH"]
 
 
-def _become_subreaper():
+def _set_subreaper(on):
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
@@ -65,16 +65,22 @@ def _children():
 class SandboxRunner:
     """Runs programs under ``pyvisor run`` and natively, and checks for leaks."""
 
-    def __init__(self):
-        _become_subreaper()
+    env = BASE_ENV
+
+    @staticmethod
+    def children():
+        """The pids of our current children (pass to assert_no_leftovers)."""
+        return set(_children())
 
     @staticmethod
     def command(argv, options=()):
         return [sys.executable, "-m", "pyvisor", "run", *options, "--", *argv]
 
-    def run(self, argv, options=(), input=b"", env=None, cwd=None, timeout=60):
+    def run(self, argv, options=(), input=b"", env=None, cwd="/", timeout=60):
         """Run argv in a sandbox; returns CompletedProcess with bytes output.
 
+        cwd is "/" unless given, so a run does not depend on where pytest was
+        started (a caller's cwd below /tmp does not exist in the sandbox).
         Asserts that the run left no process behind.
         """
         before = set(_children())
@@ -85,10 +91,11 @@ class SandboxRunner:
 
     def popen(self, argv, options=(), **kwargs):
         kwargs.setdefault("env", BASE_ENV)
+        kwargs.setdefault("cwd", "/")
         return subprocess.Popen(self.command(argv, options), **kwargs)
 
     @staticmethod
-    def native(argv, input=b"", env=None, cwd=None, timeout=60):
+    def native(argv, input=b"", env=None, cwd="/", timeout=60):
         return subprocess.run(argv, input=input, capture_output=True,
                               env=BASE_ENV if env is None else env, cwd=cwd, timeout=timeout)
 
@@ -115,9 +122,13 @@ class SandboxRunner:
         assert not alive, "processes left behind by the run: %r" % alive
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sandbox():
-    return SandboxRunner()
+    """A SandboxRunner; the test process is a subreaper while the module runs
+    (only then, so orphans of other tests' processes still go to init)."""
+    _set_subreaper(True)
+    yield SandboxRunner()
+    _set_subreaper(False)
 
 
 @pytest.fixture

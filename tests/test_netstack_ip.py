@@ -9,7 +9,6 @@ from pyvisor.netstack import _checksum as ck
 from pyvisor.netstack import arp, ethernet, icmp, ipv4
 from pyvisor.netstack.addr import ip, ip_str, mac, mac_str, prefix_mask
 from pyvisor.netstack.clock import FakeClock
-from pyvisor.netstack.link import memory_pair
 from pyvisor.netstack.stack import HEADROOM, Stack
 from pyvisor.netstack.testing import Network
 from pyvisor.sentry.errors import SyscallError

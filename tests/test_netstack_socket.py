@@ -197,7 +197,7 @@ def test_ttl_and_maxseg_reach_the_wire():
     net = Network()
     seen = []
     orig = net.b.ip_input
-    net.b.ip_input = lambda nic, data: (seen.append(bytes(data)), orig(nic, data))
+    net.b.ip_input = lambda nic, data, *rest: (seen.append(bytes(data)), orig(nic, data, *rest))
     srv = net.b.tcp_socket()
     srv.bind(("0.0.0.0", 80))
     srv.listen(1)
@@ -396,3 +396,57 @@ def test_10mb_under_10_percent_loss():
     got = transfer(net, c, a, data, timeout=36000)
     assert hashlib.sha256(got).hexdigest() == hashlib.sha256(data).hexdigest()
     assert c.conn.counters["retransmits"] > 0
+
+
+def test_new_syn_takes_over_time_wait_tuple():
+    net = Network()
+    srv = net.b.tcp_socket()
+    srv.bind(("0.0.0.0", 80))
+    srv.listen(4)
+    c = net.a.tcp_socket()
+    c.setsockopt(SOL, pysocket.SO_REUSEADDR, 1)
+    c.bind(("10.0.0.1", 4444))
+    err(c.connect, ("10.0.0.2", 80))
+    net.run_until(lambda: srv.poll())
+    a, _ = srv.accept()
+    a.close()  # the server closes first: it holds TIME-WAIT
+    net.run_for(0.5)
+    c.close()
+    net.run_for(0.5)
+    assert a.state is State.TIME_WAIT
+    d = net.a.tcp_socket()
+    d.setsockopt(SOL, pysocket.SO_REUSEADDR, 1)
+    d.bind(("10.0.0.1", 4444))
+    err(d.connect, ("10.0.0.2", 80))
+    # The ISS clock moved on (RFC 6528), so the SYN is above the old
+    # connection's sequence space and takes over at once.
+    net.run_until(lambda: srv.poll(), timeout=5)
+    b, peer = srv.accept()
+    assert peer == ("10.0.0.1", 4444)
+
+
+def test_icmp_fragmentation_needed_lowers_mss():
+    net = Network()
+    c, a, _ = tcp_pair(net)
+    from pyvisor.netstack import icmp
+    from pyvisor.netstack.tcp_segment import encode
+    conn = c.conn
+    assert conn.snd_mss == 1460
+    # Quote a segment we sent: IPv4 header + first 8 bytes of TCP.
+    from pyvisor.netstack import _checksum as ck
+    seg_buf, n = encode(conn._make_ack_segment(conn.snd_una, 0x10, net.clock.now(), b""),
+                        c.lport, 80, 0x0A000001, 0x0A000002)
+    ip_hdr = bytearray(20)
+    ck.build_ipv4(ip_hdr, 0, 20 + n, 1, 0x4000, 64, 6, 0x0A000001, 0x0A000002)
+    msg = icmp.build(icmp.TYPE_DEST_UNREACH, icmp.CODE_FRAG_NEEDED, 1000,
+                     bytes(ip_hdr) + bytes(seg_buf[:8]))
+    net.b._send_icmp(0x0A000002, 0x0A000001, msg)
+    net.run_for(0.1)
+    assert conn.snd_mss == 960
+    # A forged one quoting a sequence number outside the window is ignored.
+    bad = bytearray(seg_buf[:8])
+    ck.put32(bad, 4, (conn.snd_una + 10_000_000) & 0xFFFFFFFF)
+    net.b._send_icmp(0x0A000002, 0x0A000001, icmp.build(
+        icmp.TYPE_DEST_UNREACH, icmp.CODE_FRAG_NEEDED, 600, bytes(ip_hdr) + bytes(bad)))
+    net.run_for(0.1)
+    assert conn.snd_mss == 960 and net.a.drops["icmp_out_of_window"] == 1

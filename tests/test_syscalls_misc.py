@@ -168,18 +168,37 @@ def test_nanosleep_sleeps_and_validates(t):
     fails(errno.EFAULT, tm.sys_nanosleep, t, 0, 0)
 
 
-def test_nanosleep_uses_kernel_sleep(t):
-    slept = []
-    t.kernel.sleep = lambda task, seconds: slept.append((task, seconds))
-    assert tm.sys_nanosleep(t, put_ts(t, A, 2, 500_000_000), 0) == 0
-    assert slept == [(t, 2.5)]
-    assert tm.sys_nanosleep(t, put_ts(t, A, 0, 0), 0) == 0
-    assert len(slept) == 1                      # zero sleeps do not block
+def test_nanosleep_is_interrupted_and_writes_rem(t):
+    import threading
+    from pyvisor.sentry import waiting
+    flag = []
+    t.wait_lock, t.waiting_on, t.sleep_left = threading.Lock(), None, 0.0
+    t.interrupt_pending = lambda: bool(flag)
+
+    def signal_it():
+        time.sleep(0.05)
+        with t.wait_lock:
+            flag.append(1)
+            cond = t.waiting_on
+        with cond:
+            cond.notify_all()
+
+    waiting.set_current_task(t)
+    try:
+        threading.Thread(target=signal_it).start()
+        rem = A + 64
+        with pytest.raises(waiting.Interrupted):
+            tm.sys_nanosleep(t, put_ts(t, A, 5, 0), rem)
+        sec, nsec = struct.unpack("<qq", t.copy_in(rem, 16))
+        assert 4 <= sec < 5 and 0 <= nsec < 10**9
+    finally:
+        waiting.set_current_task(None)
 
 
-def test_clock_nanosleep(t):
+def test_clock_nanosleep(t, monkeypatch):
+    from pyvisor.sentry import waiting
     slept = []
-    t.kernel.sleep = lambda task, seconds: slept.append(seconds)
+    monkeypatch.setattr(waiting, "sleep", slept.append)
     assert tm.sys_clock_nanosleep(t, 1, 0, put_ts(t, A, 1, 0), 0) == 0
     # Absolute: a deadline 3 s ahead on CLOCK_MONOTONIC sleeps about 3 s.
     deadline = time.clock_gettime_ns(time.CLOCK_MONOTONIC) + 3 * 10**9

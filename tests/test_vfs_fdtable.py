@@ -128,3 +128,13 @@ def test_fscontext_umask_and_fork():
     child = ctx.fork()
     child.cwd = "X"
     assert ctx.cwd == "R" and child.umask == 0o777
+
+
+def test_anonymous_description_defaults():
+    """A pathless description (sockets, epoll...) still stats and names itself."""
+    f = Counted()
+    assert f.path() == b"anon_inode:[pyvisor]"
+    assert f.stat().st_mode == 0o600
+    assert f.statfs().f_type == 0x09041934
+    assert err(f.pread, 1, 0) == errno.EINVAL
+    assert err(f.ioctl, None, 0x5401, 0) == errno.ENOTTY

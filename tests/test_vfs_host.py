@@ -77,3 +77,33 @@ def test_tty_ioctl_on_non_tty_is_enotty():
     assert err(f.ioctl, t, TIOCGPGRP, buf) == errno.ENOTTY
     f.decref()
     os.close(w)
+
+
+def test_link_names_follow_linux(pty):
+    master, slave = pty
+    f = host_file(os.dup(slave), b"stdin")
+    assert f.path() == os.ttyname(slave).encode()
+    f.decref()
+    r, w = os.pipe()
+    p = host_file(r, b"stdin")
+    assert p.path() == b"pipe:[%d]" % os.fstat(r).st_ino
+    assert p.flags & 3 == os.O_RDONLY           # the host fd's own access mode
+    p.decref()
+    os.close(w)
+    import tempfile
+    with tempfile.TemporaryFile() as tf:
+        g = host_file(os.dup(tf.fileno()), b"stdout")
+        assert g.path() == b"stdout" and g.flags & 3 == os.O_RDWR
+        g.decref()
+
+
+def test_nonblocking_is_emulated_without_touching_the_host_fd():
+    r, w = os.pipe()
+    f = host_file(os.dup(r), b"stdin", flags=os.O_RDONLY | os.O_NONBLOCK)
+    assert err(f.read, 10) == errno.EAGAIN
+    assert os.get_blocking(r)                        # the host fd stays blocking
+    os.write(w, b"now")
+    assert f.read(10) == b"now"
+    f.decref()
+    os.close(r)
+    os.close(w)

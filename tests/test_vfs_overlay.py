@@ -286,3 +286,39 @@ def test_preadinto_lower_upper_and_tmpfs(env):
     w = vfs.open(t, b"/tmp/x", os.O_WRONLY)
     with pytest.raises(SyscallError):
         w.preadinto(memoryview(buf), 0)
+
+
+def test_merged_dir_attrs(env, host_tree):
+    vfs, t = env
+    root = vfs.stat(t, b"/")
+    host = os.stat(host_tree)
+    assert (root.st_mode, root.st_uid, root.st_gid) == (host.st_mode, host.st_uid, host.st_gid)
+    assert root.st_nlink == 1                                 # merged: as ovl_getattr
+    assert vfs.stat(t, b"/sub").st_nlink == os.stat(host_tree / "sub").st_nlink   # lower only
+    vfs.open(t, b"/sub/new", os.O_CREAT | os.O_WRONLY)
+    assert vfs.stat(t, b"/sub").st_nlink == 1                 # now merged
+
+
+def test_walked_fids_are_bounded(host_tree, monkeypatch):
+    """With a tiny fid budget the tree still reads right, and the Gofer
+    never holds more fids than the budget (plus the root and open files)."""
+    from pyvisor.sentry.vfs import goferfs
+    monkeypatch.setattr(goferfs, "MAX_FIDS", 3)
+    monkeypatch.setattr(goferfs, "MAX_OPEN", 1)
+    client, th, b = _gofer(host_tree, True)
+    try:
+        k, vfs, t = make_env(gofer_root=client)
+        for _ in range(2):
+            assert read(vfs, t, b"/sub/deep/c.txt") == b"C" * 100000
+            assert read(vfs, t, b"/a.txt") == b"lower A"
+            assert listing(vfs, t, b"/sub/deep") == [b"c.txt"]
+            assert vfs.readlink(t, b"/link") == b"a.txt"
+            assert read(vfs, t, b"/bin/prog") == b"\x7fELF"
+            assert client.nfids <= 1 + 3 + 1
+        lower = vfs.root.inode.lower.fs
+        assert len(lower.fid_lru) == 3
+        assert vfs.statfs(t, b"/").f_type == 0x794C7630
+    finally:
+        client.close()
+        th.join(5)
+        b.close()

@@ -172,3 +172,32 @@ def test_permission_denied_for_non_root():
     assert err(vfs.open, t, b"/ro", O_RDWR) == errno.EACCES
     assert vfs.open(t, b"/ro", O_RDONLY).read(1) == b""
     assert err(vfs.mkdir, t, b"/secret/d", 0o755) == errno.EACCES
+
+
+def test_capabilities_and_fsuid_decide_access():
+    """Credentials as the lead's Credentials has them: fsuid and capability bits."""
+    from types import SimpleNamespace
+    ALL = (1 << 41) - 1
+
+    def creds(uid, caps, fsuid=None):
+        fsuid = uid if fsuid is None else fsuid
+        return SimpleNamespace(uid=uid, gid=uid, euid=uid, egid=uid, suid=uid, sgid=uid,
+                               fsuid=fsuid, fsgid=fsuid, groups=[], cap_effective=caps)
+    k, vfs, t = make_env()
+    vfs.mkdir(t, b"/locked", 0o700)
+    vfs.open(t, b"/locked/f", O_CREAT | O_RDWR, 0o600)
+    vfs.setattr(t, b"/locked/f", uid=1234, gid=1234)
+    vfs.setattr(t, b"/locked", uid=1234, gid=1234)
+    t.creds = creds(0, 0)                                  # root without capabilities
+    assert err(vfs.stat, t, b"/locked/f") == errno.EACCES
+    t.creds = creds(0, 1 << 2)                             # CAP_DAC_READ_SEARCH only
+    assert vfs.open(t, b"/locked/f", O_RDONLY).read(1) == b""
+    assert err(vfs.open, t, b"/locked/f", O_RDWR) == errno.EACCES
+    t.creds = creds(1000, 0, fsuid=1234)                   # the fsuid owns them
+    assert vfs.open(t, b"/locked/f", O_RDWR) is not None
+    t.creds = creds(0, ALL)
+    f = vfs.open(t, b"/tmp/mine", O_CREAT | O_RDWR, 0o644)
+    t.creds = creds(0, ALL, fsuid=42)
+    vfs.open(t, b"/tmp/theirs", O_CREAT | O_RDWR, 0o644)
+    assert vfs.stat(t, b"/tmp/theirs").st_uid == 42       # new files belong to the fsuid
+    assert f.stat().st_uid == 0

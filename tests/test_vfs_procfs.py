@@ -182,3 +182,23 @@ def test_dev_stdin_reopens_host_file(env):
     finally:
         os.close(rfd)
         os.close(wfd)
+
+
+def test_fd_link_modes_follow_access_mode(env):
+    k, vfs, t = env
+    r, w = make_pipe()
+    rfd, wfd = t.fdtable.install(r), t.fdtable.install(w)
+    assert vfs.stat(t, b"/proc/self/fd/%d" % rfd, follow=False).st_mode == 0o120500
+    assert vfs.stat(t, b"/proc/self/fd/%d" % wfd, follow=False).st_mode == 0o120300
+
+
+def test_fdinfo(env):
+    k, vfs, t = env
+    f = vfs.open(t, b"/tmp/f", os.O_CREAT | os.O_RDWR)
+    f.write(b"abc")
+    fd = t.fdtable.install(f, cloexec=True)
+    info = dict(line.split(b":\t") for line in read(vfs, t, b"/proc/self/fdinfo/%d" % fd).splitlines())
+    assert info[b"pos"] == b"3"
+    assert int(info[b"flags"], 8) == os.O_RDWR | os.O_CLOEXEC
+    assert int(info[b"ino"]) == vfs.stat(t, b"/tmp/f").st_ino
+    assert err(vfs.stat, t, b"/proc/self/fdinfo/99") == errno.ENOENT

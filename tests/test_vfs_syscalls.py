@@ -306,6 +306,8 @@ def test_stat_lstat_fstat_newfstatat(t):
     assert sc(t, "newfstatat", fd, s(t, b""), buf, 0x1000) == 0
     assert unpack_stat(t.copy_in(buf, 144)).st_size == 5
     assert sc(t, "newfstatat", fd, s(t, b""), buf, 0) == -errno.ENOENT
+    assert sc(t, "newfstatat", fd, 0, buf, 0x1000) == 0
+    assert sc(t, "newfstatat", fd, 0, buf, 0) == -errno.EFAULT
     assert sc(t, "newfstatat", AT_FDCWD, s(t, b"/tmp/f"), buf, 0x4) == -errno.EINVAL
 
 
@@ -612,6 +614,13 @@ def test_sendfile_and_copy_file_range(t):
     assert sc(t, "copy_file_range", src, 0, out, 0, 100, 0) == 3  # from offset 7
     assert sc(t, "copy_file_range", src, 0, out, 0, 1, 1) == -errno.EINVAL
     assert sc(t, "copy_file_range", r, 0, out, 0, 1, 0) == -errno.EINVAL
+    proc = open_(t, b"/proc/uptime")
+    assert sc(t, "copy_file_range", proc, 0, out, 0, 100, 0) == -errno.EXDEV
+    import tempfile
+    from pyvisor.sentry.vfs import host_file
+    with tempfile.TemporaryFile() as tf:
+        host = t.fdtable.install(host_file(os.dup(tf.fileno()), b"stdout"))
+        assert sc(t, "copy_file_range", src, 0, host, 0, 100, 0) == -errno.EXDEV
     oin = t.put(struct.pack("<q", 0))
     assert sc(t, "copy_file_range", src, oin, out, 0, 2, 0) == 2
     assert sc(t, "pread64", out, buf, 16, 0) == 5 and t.copy_in(buf, 5) == b"hijab"
@@ -620,31 +629,6 @@ def test_sendfile_and_copy_file_range(t):
 def test_table_is_complete():
     assert set(SYSCALLS) == set(NR.values())
     assert NR["openat"] == 257 and NR["statx"] == 332 and NR["faccessat2"] == 439
-
-
-def test_xattrs(t):
-    write_file(t, b"/tmp/f", b"")
-    sc(t, "symlink", s(t, b"/tmp/f"), s(t, b"/tmp/l"))
-    buf = t.alloc(64)
-    acl = s(t, b"system.posix_acl_access")
-    assert sc(t, "getxattr", s(t, b"/tmp/f"), acl, buf, 64) == -errno.ENODATA
-    assert sc(t, "lgetxattr", s(t, b"/tmp/l"), acl, buf, 64) == -errno.ENODATA
-    fd = open_(t, b"/tmp/f")
-    assert sc(t, "fgetxattr", fd, acl, buf, 64) == -errno.ENODATA
-    assert sc(t, "getxattr", s(t, b"/tmp/none"), acl, buf, 64) == -errno.ENOENT
-    assert sc(t, "getxattr", s(t, b"/tmp/f"), s(t, b""), buf, 64) == -errno.ERANGE
-    assert sc(t, "getxattr", s(t, b"/tmp/f"), s(t, b"x" * 256), buf, 64) == -errno.ERANGE
-    assert sc(t, "getxattr", s(t, b"/tmp/f"), s(t, b"bogus.name"), buf, 64) == -errno.EOPNOTSUPP
-    assert sc(t, "fgetxattr", 99, acl, buf, 64) == -errno.EBADF
-    assert sc(t, "listxattr", s(t, b"/tmp/f"), buf, 64) == 0
-    assert sc(t, "llistxattr", s(t, b"/tmp/l"), buf, 64) == 0
-    assert sc(t, "flistxattr", fd, buf, 64) == 0
-    user = s(t, b"user.k")
-    assert sc(t, "setxattr", s(t, b"/tmp/f"), user, buf, 1, 0) == -errno.EOPNOTSUPP
-    assert sc(t, "setxattr", s(t, b"/tmp/f"), user, buf, 1, 4) == -errno.EINVAL
-    assert sc(t, "fsetxattr", fd, user, buf, 1 << 17, 0) == -errno.E2BIG
-    assert sc(t, "removexattr", s(t, b"/tmp/f"), user) == -errno.ENODATA
-    assert sc(t, "getxattr", s(t, b"/tmp/f"), BAD, buf, 64) == -errno.EFAULT
 
 
 def test_sync_chroot_utime_readahead(t):
@@ -668,3 +652,22 @@ def test_sync_chroot_utime_readahead(t):
     assert stat_(t, b"/inside").st_size == 1
     assert stat_(t, b"/../../inside").st_size == 1
     assert stat_(t, b"/tmp") == -errno.ENOENT
+
+
+def test_readv_writev_partial_and_streams(t):
+    write_file(t, b"/tmp/f", b"0123456789")
+    fd = open_(t, b"/tmp/f", os.O_RDWR)
+    x = t.alloc(4)
+    assert sc(t, "readv", fd, iov(t, [(x, 4), (BAD, 4)]), 2) == 4      # EFAULT after data
+    assert sc(t, "lseek", fd, 0, 1) == 4                                # nothing lost
+    assert sc(t, "readv", fd, iov(t, [(BAD, 4)]), 1) == -errno.EFAULT
+    assert sc(t, "writev", fd, iov(t, [(t.put(b"ab"), 2), (BAD, 4)]), 2) == 2
+    assert sc(t, "pwritev", fd, iov(t, [(t.put(b"Z"), 1), (t.put(b"Y"), 1)]), 2, 0) == 2
+    assert sc(t, "preadv", fd, iov(t, [(x, 2), (x + 2, 2)]), 2, 0) == 4
+    assert t.copy_in(x, 4) == b"ZY23"
+    r, w = pipe(t)
+    parts = [(t.put(b"p" * 100), 100), (t.put(b"q" * 100), 100)]
+    assert sc(t, "writev", w, iov(t, parts), 2) == 200
+    big = t.alloc(300)
+    assert sc(t, "readv", r, iov(t, [(big, 150), (big + 150, 150)]), 2) == 200
+    assert t.copy_in(big, 200) == b"p" * 100 + b"q" * 100

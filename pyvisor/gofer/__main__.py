@@ -39,6 +39,8 @@ def main(argv=None) -> int:
 
     from .server import serve
     sock = socket.socket(fileno=args.fd)
+    from pyvisor.seccomp import install_gofer_filter
+    install_gofer_filter()   # from here on: read-only service, no exec/sockets/ptrace
     try:
         serve(sock, args.root)
     finally:

@@ -1,4 +1,5 @@
-"""``python -m pyvisor.netstack``: bring a stack up on a TAP device.
+"""``python -m pyvisor.netstack``: bring a stack up on a TAP device (or, with
+``--packet IF``, on an existing interface through AF_PACKET).
 
 Examples::
 
@@ -14,6 +15,7 @@ device (applied to both directions).
 
 import argparse
 import json
+import signal
 import sys
 
 from .addr import ip
@@ -21,7 +23,9 @@ from .apps import (TCPEchoClient, TCPEchoServer, TCPSendClient, TCPSinkServer,
                    UDPEchoClient, UDPEchoServer)
 from .clock import MonotonicClock
 from .driver import Driver
+from .link.capture import CaptureLink
 from .link.impair import Impairment, ImpairedLink
+from .link.packet import PacketLink
 from .link.tap import TapLink
 from .stack import Stack
 
@@ -42,12 +46,16 @@ def _hostport(text):
 
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m pyvisor.netstack")
-    p.add_argument("--tap", required=True, help="TAP interface name")
+    dev = p.add_mutually_exclusive_group(required=True)
+    dev.add_argument("--tap", help="TAP interface name (created or attached)")
+    dev.add_argument("--packet", help="existing interface to take over with AF_PACKET")
     p.add_argument("--addr", required=True, help="our address, A.B.C.D/N")
     p.add_argument("--gateway", help="default gateway")
     p.add_argument("--mtu", type=int, default=1500)
-    p.add_argument("--vnet-hdr", action="store_true")
+    p.add_argument("--no-offload", action="store_true",
+                   help="open the TAP without IFF_VNET_HDR (no TSO, no checksum offload)")
     p.add_argument("--impair", default="", help="loss=,duplicate=,reorder=,delay=,seed=")
+    p.add_argument("--pcap", help="record every frame to this pcap file")
     p.add_argument("--cc", default="cubic", choices=("cubic", "reno"))
     p.add_argument("--tcp-echo", type=int, help="serve TCP echo on this port")
     p.add_argument("--udp-echo", type=int, help="serve UDP echo on this port")
@@ -58,18 +66,24 @@ def main(argv=None):
     p.add_argument("--bytes", type=int, default=1 << 20)
     p.add_argument("--count", type=int, default=20)
     p.add_argument("--timeout", type=float, default=None, help="seconds to run")
+    p.add_argument("--stats", action="store_true", help="print counters to stderr at exit")
     args = p.parse_args(argv)
 
     clock = MonotonicClock()
     stack = Stack(clock)
     stack.tcp_defaults.cc = args.cc
-    tap = TapLink(args.tap, mtu=args.mtu, vnet_hdr=args.vnet_hdr)
+    if args.tap:
+        tap = TapLink(args.tap, mtu=args.mtu, vnet_hdr=not args.no_offload)
+    else:
+        tap = PacketLink(args.packet, mtu=args.mtu)
     link = tap
+    if args.pcap:
+        link = CaptureLink(link, args.pcap)
     if args.impair:
         link = ImpairedLink(tap, clock, tx=_impairment(args.impair, 1),
                             rx=_impairment(args.impair, 2))
     addr, _, plen = args.addr.partition("/")
-    nic = stack.add_interface(link, addr, int(plen or 24), args.tap)
+    nic = stack.add_interface(link, addr, int(plen or 24), args.tap or args.packet)
     if args.gateway:
         stack.set_default_gateway(ip(args.gateway), nic)
     apps = []
@@ -94,6 +108,8 @@ def main(argv=None):
         for a in apps:
             a.step()
 
+    # SIGTERM ends the run cleanly (the pcap file gets flushed and closed).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     driver = Driver(stack, [tap])
     until = (lambda: client.result is not None) if client else None
     try:
@@ -101,7 +117,14 @@ def main(argv=None):
     except KeyboardInterrupt:
         pass
     finally:
-        tap.close()
+        link.close()
+        if args.stats:
+            tcp = {}
+            for sock in list(stack.tcp_conns.values()):
+                for k, v in sock.conn.counters.items():
+                    tcp[k] = tcp.get(k, 0) + v
+            print(json.dumps({"drops": dict(stack.drops), "stats": dict(stack.stats),
+                              "tcp": tcp}), file=sys.stderr, flush=True)
     if client is not None:
         result = client.result or {"ok": False, "error": "timeout"}
         result["drops"] = dict(stack.drops)

@@ -23,8 +23,9 @@ class NewReno:
 
     def on_ack(self, acked, now, srtt):
         if self.cwnd < self.ssthresh:
-            # Slow start with appropriate byte counting (RFC 3465, L=2).
-            self.cwnd += min(acked, 2 * self.mss)
+            # Slow start by bytes acked (RFC 3465), without the L=2 cap:
+            # like Linux, since batched ACKs cover many segments.
+            self.cwnd = min(self.cwnd + acked, max(self.ssthresh, self.cwnd))
             return
         self._acc += acked
         if self._acc >= self.cwnd:
@@ -61,7 +62,7 @@ class Cubic(NewReno):
 
     def on_ack(self, acked, now, srtt):
         if self.cwnd < self.ssthresh:
-            self.cwnd += min(acked, 2 * self.mss)
+            self.cwnd = min(self.cwnd + acked, max(self.ssthresh, self.cwnd))
             return
         seg = self.mss
         cwnd_seg = self.cwnd / seg

@@ -34,6 +34,7 @@ class Packet:
     flags_frag: int
     header: memoryview
     payload: memoryview
+    csum_ok: bool = False   # transport checksum vouched for by the link
 
 
 def validate(data, drops):

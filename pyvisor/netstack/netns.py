@@ -68,10 +68,12 @@ class Namespace:
         assert r.returncode == 0, r.stderr
         return r.stdout
 
-    def stack(self, addr, *args):
-        """Start ``python -m pyvisor.netstack`` on the TAP device; returns the
-        process once it printed READY."""
-        p = self.popen([sys.executable, "-m", "pyvisor.netstack", "--tap", self.tap,
+    def stack(self, addr, *args, device=None):
+        """Start ``python -m pyvisor.netstack`` on the TAP device (or on
+        ``device``, e.g. ``("--packet", "veth0")``); returns the process once
+        it printed READY."""
+        device = device or ("--tap", self.tap)
+        p = self.popen([sys.executable, "-m", "pyvisor.netstack", *device,
                         "--addr", addr, *args])
         line = p.stdout.readline()
         if line.strip() != "READY":
@@ -80,8 +82,13 @@ class Namespace:
         return p
 
     def stop(self, p):
-        p.kill()
-        p.communicate(timeout=10)
+        """SIGTERM (a clean exit), then SIGKILL if it lingers."""
+        p.terminate()
+        try:
+            p.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.communicate(timeout=5)
 
     def close(self):
         for p in self.procs:

@@ -25,7 +25,8 @@ from ..sentry.errors import SyscallError
 from . import icmp
 from .addr import INADDR_ANY, INADDR_BROADCAST, ip, ip_str
 from .stack import HEADROOM
-from .tcp import (Closed, ConnectionError_, Connected, TCPConnection)
+from .tcp import Closed, ConnectionError_, Connected, TCPConnection, _unwrap
+from .tcp_segment import ACK, RST, SYN
 from .tcp_state import SENDS_DATA, State
 
 EPOLLIN = select.EPOLLIN | select.EPOLLRDNORM
@@ -241,7 +242,10 @@ class TCPSocket(_Endpoint):
         child.raddr, child.rport = pkt.src, sport
         child.ttl = self.ttl
         child.listener = self
-        child.conn = TCPConnection.from_syn(seg, child.config, now)
+        iss = stack.isn(pkt.dst, dport, pkt.src, sport)
+        child.conn = TCPConnection.from_syn(seg, child.config, now, iss)
+        if nic is not None:
+            child.conn.gso_max = nic.link.gso_max_size
         key = (pkt.dst, dport, pkt.src, sport)
         stack.tcp_conns[key] = child
         self.syn_queue[key] = child
@@ -313,7 +317,8 @@ class TCPSocket(_Endpoint):
         self.raddr, self.rport = raddr, rport
         self.config.mss = min(self.config.mss, nic.mtu - 40)
         now = stack.clock.now()
-        self.conn = TCPConnection(self.config, None, now)
+        self.conn = TCPConnection(self.config, stack.isn(*key), now)
+        self.conn.gso_max = nic.link.gso_max_size
         stack.tcp_conns[key] = self
         self.conn.connect(now)
         stack.mark(self)
@@ -477,6 +482,19 @@ class TCPSocket(_Endpoint):
             self.listener = None
         if self.closed:
             self._unbind()
+
+    def _time_wait_yields_to(self, seg):
+        """A new SYN may take over a 4-tuple in TIME-WAIT when its sequence
+        number is above the old connection's (RFC 9293 3.6.1, RFC 6191;
+        Linux tcp_timewait_state_process)."""
+        c = self.conn
+        if c is None or c.state is not State.TIME_WAIT or seg.flags & (SYN | ACK | RST) != SYN:
+            return False
+        return _unwrap(c.rcv_nxt, seg.seq) > c.rcv_nxt
+
+    def _time_wait_kill(self):
+        self.conn._enter_closed()
+        self._events()
 
     def _icmp_error(self, code, next_mtu, quoted_seq):
         c = self.conn

@@ -16,6 +16,7 @@ Demultiplexing keys: TCP connections by (local ip, local port, remote ip,
 remote port); TCP listeners and UDP sockets by (local ip or 0, port).
 """
 
+import hashlib
 import heapq
 import os
 import random
@@ -62,8 +63,9 @@ class NIC:
     def _transmit(self, dst_mac, ethertype, payload):
         self.link.write(ethernet.header(dst_mac, self.mac, ethertype) + bytes(payload))
 
-    def receive(self, frame):
-        """The link's deliver callable: one inbound Ethernet frame."""
+    def receive(self, frame, csum_ok=False):
+        """The link's deliver callable: one inbound Ethernet frame.
+        ``csum_ok``: the link vouches for the transport checksum."""
         stack = self.stack
         parsed = ethernet.parse(frame)
         if parsed is None:
@@ -74,14 +76,15 @@ class NIC:
             stack.drops["eth_not_for_us"] += 1
             return
         if ethertype == ethernet.ETHERTYPE_IPV4:
-            stack.ip_input(self, payload)
+            stack.ip_input(self, payload, csum_ok)
         elif ethertype == ethernet.ETHERTYPE_ARP and self.arp is not None:
             self.arp.input(payload, stack.clock.now())
         else:
             stack.drops["eth_unknown_type"] += 1
 
-    def send_ip(self, buf, next_hop, now):
-        """Send an IPv4 packet held in buf[14:], buf[:14] free for the header."""
+    def send_ip(self, buf, next_hop, now, gso=None):
+        """Send an IPv4 packet held in buf[14:], buf[:14] free for the header.
+        ``gso``: (hdr_len, gso_size) for a TCP super-segment."""
         if self.loopback:
             ethernet.write_header(buf, self.mac, self.mac, ethernet.ETHERTYPE_IPV4)
             self.link.write(buf)
@@ -94,15 +97,19 @@ class NIC:
             self.arp.resolve(next_hop, memoryview(buf)[ethernet.ETH_HLEN:], now)
             return
         ethernet.write_header(buf, hw, self.mac, ethernet.ETHERTYPE_IPV4)
-        self.link.write(buf)
+        if gso is not None:
+            self.link.write_gso(buf, *gso)
+        else:
+            self.link.write(buf)
 
 
 class Stack:
     """One network stack.  ``clock`` has ``now()``; default: monotonic."""
 
-    def __init__(self, clock=None, tcp_config=None):
+    def __init__(self, clock=None, tcp_config=None, secret=None):
         from .tcp import TCPConfig
         self.clock = clock or MonotonicClock()
+        self.secret = secret if secret is not None else os.urandom(16)
         self.tcp_defaults = tcp_config or TCPConfig()
         self.drops = Counter()
         self.stats = Counter()
@@ -118,7 +125,7 @@ class Stack:
         self.echo_replies = deque(maxlen=64)
         self._timers = []        # heap of (deadline, n, socket)
         self._timer_n = 0
-        self._dirty = set()
+        self._dirty = {}         # insertion-ordered set: deterministic output order
         self._flushing = False
 
     # ------------------------------------------------------------- config
@@ -184,7 +191,7 @@ class Stack:
             _, _, sock = heapq.heappop(timers)
             if sock._timer_at is not None and sock._timer_at <= now:
                 sock._timer_at = None
-                self._dirty.add(sock)
+                self._dirty[sock] = None
         self.flush(now)
         return n
 
@@ -211,7 +218,7 @@ class Stack:
 
     def mark(self, sock):
         """A socket has output or timers to look at."""
-        self._dirty.add(sock)
+        self._dirty[sock] = None
 
     def flush(self, now=None):
         """Send what dirty sockets have to send; re-arm their timers."""
@@ -221,8 +228,10 @@ class Stack:
             now = self.clock.now()
         self._flushing = True
         try:
-            while self._dirty:
-                sock = self._dirty.pop()
+            dirty = self._dirty
+            while dirty:
+                sock = next(iter(dirty))
+                del dirty[sock]
                 sock._flush(now)
                 self._arm(sock)
         finally:
@@ -241,10 +250,11 @@ class Stack:
 
     # ------------------------------------------------------------- IPv4
 
-    def ip_input(self, nic, data):
+    def ip_input(self, nic, data, csum_ok=False):
         pkt = ipv4.validate(data, self.drops)
         if pkt is None:
             return
+        pkt.csum_ok = csum_ok
         dst = pkt.dst
         if not (dst == nic.addr or nic.loopback or dst == INADDR_BROADCAST
                 or dst == nic.broadcast or self.is_local(dst)):
@@ -265,9 +275,10 @@ class Stack:
         else:
             self.drops["ipv4_unknown_proto"] += 1
             self.send_icmp_unreachable(pkt, icmp.CODE_PROTO_UNREACH)
-        self.flush()
+        # No flush here: poll() flushes once per batch of frames, so a burst
+        # of segments is answered by one ACK (as GRO does in Linux).
 
-    def send_ip(self, src, dst, proto, payload_buf, ttl=ipv4.DEFAULT_TTL, df=True):
+    def send_ip(self, src, dst, proto, payload_buf, ttl=ipv4.DEFAULT_TTL, df=True, gso=None):
         """Send an IPv4 packet whose payload is payload_buf[HEADROOM:].
 
         Fragments when the packet exceeds the MTU and DF is off.  Returns
@@ -281,10 +292,10 @@ class Stack:
         now = self.clock.now()
         total = len(payload_buf) - ethernet.ETH_HLEN
         self.ident = (self.ident + 1) & 0xFFFF
-        if total <= nic.mtu:
+        if total <= nic.mtu or (gso is not None and nic.link.gso_max_size):
             ck.build_ipv4(payload_buf, ethernet.ETH_HLEN, total, self.ident,
                           ipv4.FLAG_DF if df else 0, ttl, proto, src, dst)
-            nic.send_ip(payload_buf, next_hop, now)
+            nic.send_ip(payload_buf, next_hop, now, gso if total > nic.mtu else None)
             self.stats["ipv4_out"] += 1
             return True
         if df:
@@ -392,7 +403,7 @@ class Stack:
     # ------------------------------------------------------------- TCP
 
     def tcp_input(self, pkt):
-        parsed = tcp_segment.parse(pkt.payload, pkt.src, pkt.dst, self.drops)
+        parsed = tcp_segment.parse(pkt.payload, pkt.src, pkt.dst, self.drops, pkt.csum_ok)
         if parsed is None:
             return
         sport, dport, seg = parsed
@@ -401,10 +412,12 @@ class Stack:
             return
         key = (pkt.dst, dport, pkt.src, sport)
         sock = self.tcp_conns.get(key)
-        if sock is not None:
-            sock._segment(seg, self.clock.now())
-            return
         lst = self.tcp_listeners.get((pkt.dst, dport)) or self.tcp_listeners.get((0, dport))
+        if sock is not None:
+            if lst is None or not sock._time_wait_yields_to(seg):
+                sock._segment(seg, self.clock.now())
+                return
+            sock._time_wait_kill()
         if lst is not None and seg.flags & (SYN | ACK | RST) == SYN:
             lst._syn(pkt, sport, dport, seg, self.clock.now())
             return
@@ -423,8 +436,21 @@ class Stack:
         self.send_tcp(laddr, lport, raddr, rport, rst)
 
     def send_tcp(self, laddr, lport, raddr, rport, seg, ttl=ipv4.DEFAULT_TTL):
-        buf, _n = tcp_segment.encode(seg, lport, rport, laddr, raddr, HEADROOM)
-        return self.send_ip(laddr, raddr, PROTO_TCP, buf, ttl)
+        buf, n = tcp_segment.encode(seg, lport, rport, laddr, raddr, HEADROOM)
+        gso = None
+        if seg.gso_size:
+            # Partial checksum: the link (kernel) sums each segment it cuts.
+            ck.put16(buf, HEADROOM + 16, ck.pseudo_sum(laddr, raddr, PROTO_TCP, n))
+            gso = (HEADROOM + n - len(seg.payload), seg.gso_size)
+        return self.send_ip(laddr, raddr, PROTO_TCP, buf, ttl, gso=gso)
+
+    def isn(self, laddr, lport, raddr, rport):
+        """Initial sequence number, RFC 6528: a 4-microsecond clock plus a
+        keyed hash of the 4-tuple.  A later incarnation of a 4-tuple starts
+        above the earlier one, which is what TIME-WAIT takeover relies on."""
+        h = hashlib.blake2s(b"%d:%d:%d:%d" % (laddr, lport, raddr, rport),
+                            key=self.secret, digest_size=4).digest()
+        return (int(self.clock.now() * 250_000) + int.from_bytes(h, "big")) & 0xFFFFFFFF
 
     # ------------------------------------------------------------- ports
 

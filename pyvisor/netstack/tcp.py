@@ -146,7 +146,9 @@ class TCPConnection:
         self.sack_ok = False
         self.ts_ok = False
         self.ts_recent = 0
-        self.ts_offset = int.from_bytes(os.urandom(4), "big")
+        # Per-connection timestamp offset (RFC 7323 7.1), derived from the
+        # ISS so a seeded stack is deterministic.
+        self.ts_offset = (self.iss * 2654435761 + 0x5BD1E995) & MASK32
         # Loss recovery.
         self.sacked = []                  # sorted, merged [start, end) above snd_una
         self.dupacks = 0
@@ -154,6 +156,7 @@ class TCPConnection:
         self.in_recovery = False
         self.recover = self.iss
         self.retx_hi = self.iss
+        self.retx_marks = {}              # retransmitted seq -> snd_nxt at the time
         self.cc = congestion.ALGORITHMS[self.config.cc](self.eff_mss)
         # RTT (RFC 6298) and timers.
         self.srtt = None
@@ -175,12 +178,13 @@ class TCPConnection:
         self.last_rto_at = now
         self.ack_now = False
         self.unacked_segs = 0
+        self.gso_max = 0                  # link segmentation offload: bytes, 0 = none
         # Outputs.
         self.error = 0                    # SO_ERROR, cleared when read
         self.events = []
         self._out = []
         self.counters = {"retransmits": 0, "fast_retransmits": 0, "rtos": 0,
-                         "dropped": 0, "challenge_acks": 0}
+                         "dropped": 0, "challenge_acks": 0, "lost_retransmits": 0}
 
     # ================================================================ opens
 
@@ -552,6 +556,7 @@ class TCPConnection:
         if self.in_recovery:
             if ack >= self.recover:
                 self.in_recovery = False
+                self.retx_marks.clear()
                 self.reno_sacked = 0
                 self.cc.on_recovery_end()
             else:
@@ -575,9 +580,16 @@ class TCPConnection:
             # RFC 6582 4.1: one reduction per window of data (recover is
             # also set by an RTO).
             return False
-        if self.dupacks >= 3:
+        mss = self.eff_mss
+        thresh = 3
+        oseg = -(-(self.snd_nxt - self.snd_una) // mss)
+        if oseg < 4 and self._fin_seq() <= self.snd_nxt:
+            # Early retransmit (RFC 5827): with fewer than four segments out
+            # and nothing new to send, three duplicate ACKs never come.
+            thresh = max(oseg - 1, 1)
+        if self.dupacks >= thresh:
             return True
-        return self.sack_ok and self._sacked_bytes() >= 3 * self.eff_mss
+        return self.sack_ok and self._sacked_bytes() >= thresh * mss
 
     def _enter_recovery(self, now):
         flight = self.snd_max - self.snd_una
@@ -592,6 +604,7 @@ class TCPConnection:
             start, end = holes[0]
             n = min(end - start, self.eff_mss)
             self._emit(start, n, now, retransmit=True)
+            self.retx_marks[start] = self.snd_nxt
             self.retx_hi = start + n
 
     def _update_sack(self, blocks):
@@ -717,6 +730,9 @@ class TCPConnection:
             self.events.append(DataReceived())
             self.unacked_segs += 1
             if filled or self.unacked_segs >= 2 or self.ooo:
+                # At least every second segment, and at once when a hole
+                # closes (RFC 5681 4.2): even inside a batch of frames, so
+                # one lost ACK does not stall the sender until its RTO.
                 self.ack_now = True
             elif self.delack_deadline is None:
                 self.delack_deadline = now + self.config.delack
@@ -821,17 +837,22 @@ class TCPConnection:
 
     def _send_pending(self, now):
         mss = self.eff_mss
+        # With segmentation offload one segment may carry many MSS.
+        seg_max = max(mss, self.gso_max // mss * mss) if self.gso_max else mss
         if self.in_recovery:
             self._retransmit_holes(now)
         while True:
             end_data = self._fin_seq()
             wnd_edge = self.snd_una + self.snd_wnd
-            room = self.cc.cwnd - self._pipe()
+            # Limited transmit (RFC 3042): the first two duplicate ACKs each
+            # let one new segment out beyond cwnd, to keep ACKs coming.
+            extra = min(self.dupacks, 2) * mss if not self.in_recovery else 0
+            room = self.cc.cwnd + extra - self._pipe()
             nxt = self._skip_sacked(self.snd_nxt)
             avail = min(end_data, wnd_edge) - nxt
             if avail <= 0 or room <= 0:
                 break
-            n = min(avail, mss, room)
+            n = min(avail, seg_max, room)
             if n < mss and n < end_data - nxt:
                 # Sender SWS avoidance (RFC 9293 3.8.6.2.1).
                 if n < self.max_snd_wnd // 2 and self.snd_nxt > self.snd_una:
@@ -858,13 +879,30 @@ class TCPConnection:
             self._emit(fin_seq, 0, now, fin=True)
 
     def _retransmit_holes(self, now):
+        if self.sack_ok and self.retx_marks:
+            self._resend_lost_retransmits(now)
         for start, end in self._holes():
             s = max(start, self.retx_hi)
             while s < end and self._pipe() < self.cc.cwnd:
                 n = min(end - s, self.eff_mss)
                 self._emit(s, n, now, retransmit=True)
+                self.retx_marks[s] = self.snd_nxt
                 s += n
                 self.retx_hi = s
+
+    def _resend_lost_retransmits(self, now):
+        """A retransmission is lost when data first sent after it has been
+        SACKed while it is still a hole (Linux tcp_mark_lost_retrans)."""
+        high_sack = self.sacked[-1][1] if self.sacked else self.snd_una
+        for start, end in self._holes():
+            for s in [s for s in self.retx_marks if start <= s < end]:
+                if self.retx_marks[s] < high_sack and self.retx_marks[s] < self.snd_nxt:
+                    if self._pipe() >= self.cc.cwnd:
+                        return
+                    n = min(end - s, self.eff_mss)
+                    self._emit(s, n, now, retransmit=True)
+                    self.retx_marks[s] = self.snd_nxt
+                    self.counters["lost_retransmits"] += 1
 
     def _emit(self, seq, n, now, retransmit=False, fin=False):
         """Queue a data (or FIN) segment covering [seq, seq + n)."""
@@ -874,6 +912,11 @@ class TCPConnection:
         if self.fin_queued and seq + n == self._fin_seq():
             flags |= FIN
         seg = self._make_ack_segment(seq, flags, now, payload)
+        if n > self.eff_mss:
+            seg.gso_size = self.eff_mss
+            seg.sack = ()
+        elif seg.sack and n + 4 + 8 * len(seg.sack) > self.eff_mss:
+            seg.sack = ()  # a full segment has no room for SACK blocks
         self._out.append(seg)
         end = seq + n + (1 if flags & FIN else 0)
         if retransmit or end <= self.snd_max:
@@ -974,8 +1017,14 @@ class TCPConnection:
             self.counters["retransmits"] += 1
             self.rto_deadline = now + self.rto
             return
-        self.cc.on_rto(self.snd_max - self.snd_una, now)
+        if self.retries <= 1:
+            self.cc.on_rto(self.snd_max - self.snd_una, now)
+        else:
+            # RFC 5681 3.1 (eq. 4 note): a segment already retransmitted by
+            # the timer holds ssthresh constant; only cwnd drops again.
+            self.cc.cwnd = self.eff_mss
         self.in_recovery = False
+        self.retx_marks.clear()
         self.recover = self.snd_max
         self.sacked = []          # RFC 6675 5.1: forget SACK after RTO
         self.reno_sacked = 0

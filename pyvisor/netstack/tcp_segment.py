@@ -32,7 +32,7 @@ class Segment:
     """One TCP segment as the state machine sees it."""
 
     __slots__ = ("seq", "ack", "flags", "window", "payload", "mss", "wscale",
-                 "sack_ok", "ts", "sack")
+                 "sack_ok", "ts", "sack", "gso_size")
 
     def __init__(self, seq, ack, flags, window=0, payload=b"", mss=None,
                  wscale=None, sack_ok=False, ts=None, sack=()):
@@ -46,6 +46,7 @@ class Segment:
         self.sack_ok = sack_ok
         self.ts = ts            # (tsval, tsecr) or None
         self.sack = sack        # ((left, right), ...) u32 edges
+        self.gso_size = 0       # >0: payload to be cut in segments of this size
 
     @property
     def seg_len(self):
@@ -60,16 +61,18 @@ class Segment:
             names, self.seq, self.ack, self.window, len(self.payload))
 
 
-def parse(data, src, dst, drops):
+def parse(data, src, dst, drops, csum_ok=False):
     """Validate and decode a TCP segment from an IPv4 payload.
 
-    Returns (sport, dport, Segment) or None after counting a drop reason.
+    ``csum_ok``: the link vouched for the checksum (offload from the host
+    kernel), so it is not verified.  Returns (sport, dport, Segment) or None
+    after counting a drop reason.
     """
     n = len(data)
     if n < TCP_HLEN:
         drops["tcp_truncated"] += 1
         return None
-    if ck.transport_checksum(src, dst, 6, data) != 0:
+    if not csum_ok and ck.transport_checksum(src, dst, 6, data) != 0:
         drops["tcp_bad_checksum"] += 1
         return None
     sport, dport, seq, ack, doff, flags, window, _urg = ck.parse_tcp(data, 0)

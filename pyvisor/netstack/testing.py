@@ -29,8 +29,8 @@ class Network:
             la = ImpairedLink(la, self.clock,
                               tx=Impairment(seed=seed * 2 + 1, **impair),
                               rx=Impairment(seed=seed * 2 + 2, **impair))
-        self.a = Stack(self.clock, tcp_config)
-        self.b = Stack(self.clock, tcp_config)
+        self.a = Stack(self.clock, tcp_config, secret=b"a%d" % seed)
+        self.b = Stack(self.clock, tcp_config, secret=b"b%d" % seed)
         self.link_a, self.link_b = la, lb
         self.nic_a = self.a.add_interface(la, "10.0.0.1", 24)
         self.nic_b = self.b.add_interface(lb, "10.0.0.2", 24)

@@ -19,7 +19,7 @@ def parse(pkt, drops):
     if length < UDP_HLEN or length > n:
         drops["udp_bad_length"] += 1
         return None
-    if ck.get16(data, 6) != 0 and ck.transport_checksum(pkt.src, pkt.dst, 17, data, 0, length) != 0:
+    if not pkt.csum_ok and ck.get16(data, 6) != 0 and ck.transport_checksum(pkt.src, pkt.dst, 17, data, 0, length) != 0:
         drops["udp_bad_checksum"] += 1
         return None
     sport = ck.get16(data, 0)

@@ -10,7 +10,7 @@ The platform knows nothing about what a system call means.
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-EXIT_SYSCALL, EXIT_SIGNAL, EXIT_GONE = 0, 1, 2
+EXIT_SYSCALL, EXIT_SIGNAL, EXIT_GONE, EXIT_INTERRUPT = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)

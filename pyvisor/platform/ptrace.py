@@ -17,14 +17,16 @@ thread pins itself and its stub to one CPU.
 
 import errno
 import os
+import threading
 
 from pyvisor import _fastpath
-from pyvisor.platform.base import (EXIT_GONE, EXIT_SIGNAL, AddressSpace, Context,
+from pyvisor.platform.base import (EXIT_GONE, EXIT_INTERRUPT, EXIT_SIGNAL, AddressSpace, Context,
                                    Exit, Platform)
 
 STUB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_stub")
 MAP_SHARED, MAP_FIXED = 0x01, 0x10
 SYS_MMAP, SYS_MPROTECT, SYS_MUNMAP = 9, 10, 11
+USER_TOP = 0x7FFFFFFFF000   # x86-64 TASK_SIZE with 4-level page tables
 
 
 def _stub_entry(path):
@@ -45,20 +47,33 @@ class PtracePlatform(Platform):
         self.entry = _stub_entry(STUB_PATH)
         self.cpu = None
         if pin_cpu:
-            # Stay where the scheduler put us; the stub inherits the mask.
+            # Stay where the scheduler put us; the stub and every later
+            # Sentry thread inherit the mask.
             self.cpu = _current_cpu()
             os.sched_setaffinity(0, {self.cpu})
 
     def new_address_space(self):
+        """The first address space: a stub exec'd by this thread, which becomes its tracer."""
         pid = _fastpath.spawn_stub(STUB_PATH.encode(), self.memfile.fd)
-        tracee = _fastpath.Tracee(pid, self.entry)
-        aspace = PtraceAddressSpace(tracee)
+        aspace = PtraceAddressSpace(pid)
+        aspace.add(_fastpath.Tracee(pid, self.entry))
         try:
-            aspace._clear(self.entry)
+            aspace.clear(keep=self.entry)
         except BaseException:
-            aspace.release()
+            aspace.kill()
             raise
         return aspace
+
+    def adopt_process(self, pid):
+        """A new address space from a stub made by ``clone_process``; the caller becomes its tracer."""
+        aspace = PtraceAddressSpace(pid)
+        aspace.add(_fastpath.seize(pid, self.entry))
+        aspace.clear(keep=self.entry)
+        return aspace
+
+    def adopt_thread(self, aspace, tid):
+        """A new Context in ``aspace`` from a stub thread made by ``clone_thread``."""
+        return aspace.add(_fastpath.seize(tid, self.entry))
 
 
 def _current_cpu():
@@ -67,28 +82,57 @@ def _current_cpu():
     return int(fields[36])  # field 39 (processor), counted after the comm
 
 
+CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
+CLONE_PARENT, CLONE_THREAD, CLONE_SYSVSEM = 0x8000, 0x10000, 0x40000
+HOST_THREAD_FLAGS = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM
+SYS_CLONE = 56
+
+
 class PtraceAddressSpace(AddressSpace):
-    def __init__(self, tracee):
-        self.tracee = tracee
-        self.context = PtraceContext(tracee)
+    """One stub process. Each Sentry thread reaches it through its own tracee (thread).
+
+    Edits are injected through the calling Sentry thread's tracee: ptrace
+    accepts requests only from a tracee's own tracer, and every thread of the
+    stub shares the one host address space, so any of them will do.
+    """
+
+    def __init__(self, pid):
+        self.pid = pid
+        self._tracees = {}          # Sentry thread ident -> Tracee; guarded by the GIL
+        self._contexts = {}
         self.injected = 0
 
-    def _inject(self, nr, *args):
+    def add(self, tracee):
+        ctx = PtraceContext(tracee, self)
+        self._tracees[threading.get_ident()] = tracee
+        self._contexts[threading.get_ident()] = ctx
+        return ctx
+
+    @property
+    def tracee(self):
+        return self._tracees[threading.get_ident()]
+
+    @property
+    def tracee_context(self):
+        """The Context the calling Sentry thread drives in this address space."""
+        return self._contexts[threading.get_ident()]
+
+    def _inject(self, nr, *args, at=0):
         self.injected += 1
-        r = self.tracee.inject(nr, *args)
+        r = self.tracee.inject(nr, *args, at=at)
         if -4096 < r < 0:
             raise OSError(-r, "injected syscall %d failed: %s" % (nr, os.strerror(-r)))
         return r
 
-    def _clear(self, entry):
-        """Unmap everything the exec left in the stub but the code page."""
-        with open("/proc/%d/maps" % self.tracee.pid) as f:
-            lines = f.read().splitlines()
-        for line in lines:
-            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
-            if lo <= entry < hi or lo >= 1 << 47:   # the stub page; [vsyscall]
-                continue
-            self._inject(SYS_MUNMAP, lo, hi - lo)
+    def clear(self, keep):
+        """Unmap everything in the stub but the code page holding ``keep``.
+
+        Two munmaps around that page: munmap over holes succeeds, and no
+        /proc read is needed (the Sentry cannot open files once confined).
+        """
+        page = keep & ~0xFFF
+        self._inject(SYS_MUNMAP, 0, page)
+        self._inject(SYS_MUNMAP, page + 0x1000, USER_TOP - page - 0x1000)
 
     def map(self, addr, length, prot, fileoff):
         self._inject(SYS_MMAP, addr, length, prot, MAP_SHARED | MAP_FIXED,
@@ -100,17 +144,54 @@ class PtraceAddressSpace(AddressSpace):
     def protect(self, addr, length, prot):
         self._inject(SYS_MPROTECT, addr, length, prot)
 
+    def clone_process(self):
+        """A copy of this stub as a new process, paused until adopted; returns its host pid.
+
+        CLONE_PARENT makes the Sentry its parent, so the Sentry reaps it.
+        """
+        return self._inject(SYS_CLONE, CLONE_PARENT, 0, 0, 0, 0, at=_fastpath.STUB_CLONE)
+
+    def clone_thread(self):
+        """A new host thread in this stub, paused until adopted; returns its host tid."""
+        return self._inject(SYS_CLONE, HOST_THREAD_FLAGS, 0, 0, 0, 0, at=_fastpath.STUB_CLONE)
+
+    def drop(self):
+        """The calling Sentry thread's task is gone: end its host thread.
+
+        The last one kills the process. A process leader with threads still
+        running is parked (its exit would wait for them), others exit.
+        """
+        t = self._tracees.pop(threading.get_ident(), None)
+        self._contexts.pop(threading.get_ident(), None)
+        if t is None:
+            return
+        if not self._tracees:
+            self.kill()
+        elif t.pid == self.pid:
+            t.park()
+        else:
+            t.exit_thread()
+
+    def kill(self):
+        try:
+            os.kill(self.pid, 9)
+        except ProcessLookupError:
+            return
+        try:
+            os.waitpid(self.pid, 0x40000000)   # __WALL: the stub is our child or tracee
+        except ChildProcessError:
+            pass
+
     def release(self):
-        t = self.tracee
-        if t is not None:
-            self.tracee = None
-            t.kill()
-            t.reap()
+        self._tracees.clear()
+        self._contexts.clear()
+        self.kill()
 
 
 class PtraceContext(Context):
-    def __init__(self, tracee):
+    def __init__(self, tracee, aspace):
         self.tracee = tracee
+        self.aspace = aspace
         self.regs = tracee   # register properties live on the Tracee
 
     def run(self, dispatch, sig=0):
@@ -118,4 +199,10 @@ class PtraceContext(Context):
         if kind == EXIT_SIGNAL:
             signo, code, addr = self.tracee.siginfo()
             return Exit(EXIT_SIGNAL, signo, code, addr)
+        if kind == _fastpath.EXIT_INTERRUPT:
+            return Exit(EXIT_INTERRUPT)
         return Exit(EXIT_GONE, status=self.tracee.status)
+
+    def interrupt(self):
+        """From any thread: make run() return soon, with a SIGSTOP stop the Sentry absorbs."""
+        self.tracee.kick(self.aspace.pid)

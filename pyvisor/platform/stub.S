@@ -4,13 +4,33 @@
  * It is exec'd already traced (PTRACE_TRACEME), so it stops at its entry
  * point before running anything. The Sentry then unmaps everything but this
  * page and never lets the application run code here: the page exists only as
- * the place where the Sentry injects address-space edits. To inject, the
- * Sentry sets rax and the arguments, points rip at _start and continues: the
- * host runs exactly that one call and the int3 after it stops the stub again.
+ * the place where the Sentry injects host calls. To inject, the Sentry sets
+ * rax and the arguments, points rip at an entry and continues; the host runs
+ * exactly that one call and the int3 after it stops the stub again.
+ *
+ *   _start       any address-space edit (mmap, munmap, mprotect) or exit.
+ *   _start+16    clone: the caller traps as above; the new stub process or
+ *                thread asks to die with its parent and waits in pause()
+ *                for the Sentry thread that will trace it to seize it.
  */
 	.text
 	.globl _start
 _start:
 	syscall
 	int3
+	ud2
+
+	.balign 16
+clone_entry:
+	syscall
+	test	%rax, %rax
+	jnz	2f
+	mov	$157, %eax		/* prctl(PR_SET_PDEATHSIG, SIGKILL) */
+	mov	$1, %edi
+	mov	$9, %esi
+	syscall
+1:	mov	$34, %eax		/* pause(), until seized */
+	syscall
+	jmp	1b
+2:	int3
 	ud2

@@ -15,12 +15,3 @@ class SyscallError(Exception):
 
     def __str__(self):
         return "%s (%s)" % (_errno.errorcode.get(self.errno, self.errno), os.strerror(self.errno))
-
-
-class SandboxExit(Exception):
-    """Raised inside the Sentry when the whole sandbox ends (exit_group, fatal signal)."""
-
-    def __init__(self, status, signal=0):
-        super().__init__(status, signal)
-        self.status = status
-        self.signal = signal

@@ -1,9 +1,14 @@
-"""Kernel: the sandbox's task set, PID namespace, clocks and its start and stop.
+"""Kernel: the sandbox's tasks, PID namespace and process tree, and its start and stop.
 
 Start-up order matters: the Gofer is started first (it needs the host's
 file system, which the Sentry never opens itself), then the memory file,
 the platform and the first task's address space; the program is loaded
 through the VFS, so through the Gofer.
+
+Each task runs ``task_loop`` on its own Sentry thread, which traces the
+task's stub thread. The first task runs on the thread that called
+``run``. Process-tree changes (fork, exit, wait, reparenting) happen under
+``Kernel.lock`` and are announced on ``Kernel.cond``.
 """
 
 import errno
@@ -12,22 +17,26 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 from pyvisor.platform.base import EXIT_GONE, EXIT_SIGNAL
-from pyvisor.sentry import loader
-from pyvisor.sentry.errors import SandboxExit, SyscallError
+from pyvisor.sentry import loader, waiting
+from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.memfile import MemoryFileAllocator
 from pyvisor.sentry.mm.mm import MemoryManager
 from pyvisor.sentry.syscalls import build_table, name_of
 from pyvisor.sentry.syscalls.creds import Credentials
 from pyvisor.sentry.syscalls.misc import default_rlimits
-from pyvisor.sentry.syscalls.signal import CORE_BY_DEFAULT, SignalState, fatal_action
-from pyvisor.sentry.task import SentryCrash, Task
+from pyvisor.sentry.task import (SIGCHLD, SIGKILL, ContextSwitch, GroupExit, SentryCrash,
+                                 SignalState, Task, TaskExit, ThreadGroup, exit_wstatus,
+                                 siginfo_bytes, signal_wstatus)
 
-# Synchronous faults: the instruction cannot continue, whatever the disposition.
-FAULT_SIGNALS = {4, 5, 7, 8, 11}   # SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV
 SI_KERNEL = 0x80
+CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
+FAULT_SIGNALS = frozenset({4, 5, 7, 8, 11})   # SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV
+HOST_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH,
+                signal.SIGUSR1, signal.SIGUSR2)
 
 
 class LaunchError(Exception):
@@ -42,7 +51,7 @@ class LaunchError(Exception):
 class Gofer:
     """The Gofer process and our end of its socket."""
 
-    def __init__(self, root, readonly=True):
+    def __init__(self, root):
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         cmd = [sys.executable, "-m", "pyvisor.gofer", "--fd", str(theirs.fileno()), "--root", root]
         self.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
@@ -67,16 +76,25 @@ class Kernel:
         self.hostname = config.hostname.encode()
         self.start_time = time.monotonic()
         self.start_time_ns = time.monotonic_ns()
-        self.tasks = {}
+        self.lock = threading.RLock()
+        self.cond = threading.Condition(self.lock)
+        self.tasks = {}            # tid -> Task, live tasks
+        self.groups = {}           # tgid -> ThreadGroup, live and zombie
+        self._next_tid = 1
+        self.pids_limit = getattr(config, "pids_limit", 1024)
         self.table = build_table()
         self.strace = config.strace
         self._strace_out = None
+        self._strace_lock = threading.Lock()
         self._unimplemented = set()
         self.debug = config.debug
         self.gofer = None
         self.platform = None
         self.allocator = None
         self.vfs = None
+        self.init = None
+        self.futexes = None
+        self.crash = None
 
     # -- reporting --------------------------------------------------------
 
@@ -92,19 +110,23 @@ class Kernel:
 
     def strace_line(self, t, number, args, ret):
         from pyvisor.sentry.strace import format_call
-        if self._strace_out is None:
-            path = self.config.strace_file
-            self._strace_out = open(path, "w", buffering=1) if path else sys.stderr
-        self._strace_out.write(format_call(t, number, args, ret) + "\n")
+        with self._strace_lock:
+            if self._strace_out is None:
+                path = self.config.strace_file
+                self._strace_out = open(path, "w", buffering=1) if path else sys.stderr
+            pid = t.tid if len(self.tasks) > 1 or t.tid != 1 else None
+            self._strace_out.write(format_call(t, number, args, ret, pid=pid) + "\n")
 
     # -- start --------------------------------------------------------------
 
     def start(self):
         from pyvisor.gofer.client import GoferClient
         from pyvisor.platform.ptrace import PtracePlatform
+        from pyvisor.sentry.futex import FutexTable
         from pyvisor.sentry.vfs import FDTable, FSContext, build_vfs, host_file
 
         cfg = self.config
+        self.futexes = FutexTable()
         self.gofer = Gofer(cfg.rootfs)
         self.allocator = MemoryFileAllocator()
         self.platform = PtracePlatform(self.allocator.file, pin_cpu=cfg.pin_cpu)
@@ -119,13 +141,31 @@ class Kernel:
             except OSError:
                 continue   # the caller closed it: so is the program's
             fdtable.install(host_file(hostfd, name), minfd=fd)
-        t = Task(self, 1, mm, aspace.context, fdtable, FSContext(self.vfs.root),
+        group = ThreadGroup(self, self._alloc_tid(), None)
+        t = Task(self, group.tgid, group, mm, fdtable, FSContext(self.vfs.root),
                  Credentials.root(), SignalState(), default_rlimits())
-        self.tasks[1] = t
+        t.set_context(aspace.tracee_context)
+        group.tasks[t.tid] = t
+        self.groups[group.tgid] = group
+        self.tasks[t.tid] = t
         self.init = t
         self._chdir(t, cfg.cwd)
         self._exec_first(t, cfg.argv, cfg.env)
+        if cfg.strace and cfg.strace_file:
+            self._strace_out = open(cfg.strace_file, "w", buffering=1)
+        if cfg.confine:
+            # From here on the Sentry cannot open, exec or reach the network.
+            from pyvisor import seccomp
+            seccomp.preimport()
+            seccomp.install_sentry_filter()
         return t
+
+    def _alloc_tid(self):
+        tid = self._next_tid
+        while tid in self.tasks or tid in self.groups:
+            tid += 1
+        self._next_tid = tid + 1
+        return tid
 
     def _chdir(self, t, cwd):
         path = cwd.encode() if isinstance(cwd, str) else cwd
@@ -158,6 +198,9 @@ class Kernel:
             res = loader.load(t, t.mm, self.vfs, path, argv, env)
         except SyscallError as e:
             raise LaunchError(e.errno, argv[0]) from None
+        self._finish_exec(t, res, env)
+
+    def _finish_exec(self, t, res, env):
         t.exe_path = res.exe_path
         t.argv = res.argv
         t.envp = list(env)
@@ -166,65 +209,412 @@ class Kernel:
                                "r8", "rax", "rcx", "rdx", "rsi", "rdi", "fs_base", "gs_base")}
         regs.update(rip=res.entry, rsp=res.sp, eflags=0x202, orig_rax=(1 << 64) - 1)
         t.regs.set_regs(regs)
-        self.log("loaded %s: entry %#x, sp %#x" % (res.exe_path.decode(errors="replace"),
-                                                  res.entry, res.sp))
+        self.log("task %d exec %s: entry %#x, sp %#x" % (
+            t.tid, res.exe_path.decode(errors="replace"), res.entry, res.sp))
+
+    # -- processes ------------------------------------------------------------
+
+    def clone(self, t, flags, stack, ptid, ctid, tls):
+        """The work of clone(2)/fork(2)/vfork(2) once flags are validated; returns the child's tid."""
+        from pyvisor.sentry.syscalls import process as P
+        with self.lock:
+            if len(self.tasks) >= self.pids_limit:
+                raise SyscallError(errno.EAGAIN)
+            tid = self._alloc_tid()
+            self.tasks[tid] = None          # reserved
+        try:
+            aspace = t.context.aspace
+            if flags & P.CLONE_VM:
+                host = aspace.clone_thread()
+                mm = t.mm
+                with self.lock:
+                    mm.users += 1
+            else:
+                host = aspace.clone_process()
+                mm = t.mm.fork()
+        except BaseException:
+            with self.lock:
+                del self.tasks[tid]
+            raise
+        regs = t.regs.get_regs()
+        regs.update(rax=0, orig_rax=(1 << 64) - 1)
+        if stack:
+            regs["rsp"] = stack
+        if flags & P.CLONE_SETTLS:
+            regs["fs_base"] = tls
+        fdtable = t.fdtable if flags & P.CLONE_FILES else t.fdtable.fork()
+        fs = t.fs if flags & P.CLONE_FS else t.fs.fork()
+        signals = SignalState(t.signals.actions if flags & P.CLONE_SIGHAND
+                              else dict(t.signals.actions))
+        signals.mask = t.signals.mask
+        with self.lock:
+            if flags & P.CLONE_THREAD:
+                group = t.group
+            else:
+                parent = t.group.parent if flags & P.CLONE_PARENT else t.group
+                group = ThreadGroup(self, tid, parent, flags & 0xFF)
+                group.pgid, group.sid = t.group.pgid, t.group.sid
+                if parent is not None:
+                    parent.children.append(group)
+                self.groups[tid] = group
+            child = Task(self, tid, group, mm, fdtable, fs, t.creds.copy(), signals,
+                         t.rlimits if flags & P.CLONE_THREAD else dict(t.rlimits))
+            child.exe_path, child.argv, child.envp, child.comm = t.exe_path, t.argv, t.envp, t.comm
+            group.tasks[tid] = child
+            self.tasks[tid] = child
+        if flags & P.CLONE_PARENT_SETTID:
+            t.copy_out(ptid, tid.to_bytes(4, "little"))
+        if flags & P.CLONE_CHILD_SETTID:
+            mm.copy_out(ctid, tid.to_bytes(4, "little"))
+        if flags & P.CLONE_CHILD_CLEARTID:
+            child.clear_child_tid = ctid
+        if flags & P.CLONE_VFORK:
+            child.vfork_parent = t
+        th = threading.Thread(target=self._child_main, name="task-%d" % tid,
+                              args=(child, host, not flags & P.CLONE_VM, aspace, regs), daemon=True)
+        child.thread = th
+        th.start()
+        if flags & P.CLONE_VFORK:
+            self._wait_vfork(t, child)
+        return tid
+
+    def _wait_vfork(self, t, child):
+        with self.lock:
+            while child.vfork_parent is not None:
+                try:
+                    waiting.wait(self.cond)
+                except waiting.Interrupted:
+                    # N.B. Linux keeps a vfork parent waiting through signals.
+                    if t.killed or t.group.exiting is not None:
+                        raise
+
+    def release_vfork(self, t):
+        if t.vfork_parent is not None:
+            with self.lock:
+                t.vfork_parent = None
+                self.cond.notify_all()
+
+    def _child_main(self, t, host, new_process, parent_aspace, regs):
+        waiting.set_current_task(t)
+        try:
+            if new_process:
+                aspace = self.platform.adopt_process(host)
+                t.mm.attach(aspace)
+                t.set_context(aspace.tracee_context)
+            else:
+                t.set_context(self.platform.adopt_thread(parent_aspace, host))
+            t.regs.set_regs(regs)
+        except BaseException as e:   # noqa: BLE001 - the child never ran
+            self.log("task %d failed to start: %s" % (t.tid, e))
+            self._task_gone(t, exit_wstatus(127), group_exit=True)
+            return
+        self.task_loop(t)
+
+    def execve(self, t, path, argv, envp):
+        """The work of execve(2): load into a fresh address space, then make it the task's."""
+        fresh = MemoryManager(self.allocator, None)
+        try:
+            res = loader.load(t, fresh, self.vfs, path, argv, envp)
+        except BaseException:
+            fresh.release()
+            raise
+        self._kill_other_threads(t)
+        old = t.mm
+        with self.lock:
+            shared_files = any(o is not t and o is not None and o.fdtable is t.fdtable
+                               for o in self.tasks.values())
+        if shared_files:
+            t.fdtable = t.fdtable.fork()
+        t.fdtable.close_on_exec()
+        self._mm_release(t)   # CLEARTID, robust list; vfork parent released below
+        with self.lock:
+            shared = old.users > 1
+            old.users -= 1
+        if not shared:
+            old.reset()
+            fresh.attach(old.aspace)
+            t.mm = fresh
+            switched = False
+        else:
+            host = t.context.aspace.clone_process()
+            t.context.aspace.drop()
+            aspace = self.platform.adopt_process(host)
+            fresh.attach(aspace)
+            t.mm = fresh
+            t.set_context(aspace.tracee_context)
+            switched = True
+        t.signals.actions = {s: a for s, a in t.signals.actions.items() if a[0] == 1}
+        t.signals.altstack = (0, 2, 0)
+        t.group.execed = True
+        self._finish_exec(t, res, envp)
+        self.release_vfork(t)
+        if switched:
+            raise ContextSwitch()
+        return 0
+
+    def _mm_release(self, t):
+        """What Linux does when a task lets go of its mm: CLEARTID and the futex wake."""
+        addr, t.clear_child_tid = t.clear_child_tid, 0
+        if addr:
+            try:
+                t.mm.copy_out(addr, b"\0\0\0\0")
+                self.futexes.wake(t, addr, 1, 0xFFFFFFFF)
+            except SyscallError:
+                pass
+
+    def _kill_other_threads(self, t):
+        with self.lock:
+            others = [o for o in t.group.tasks.values() if o is not t]
+            for o in others:
+                o.killed = True
+        for o in others:
+            o.interrupt()
+        with self.lock:
+            while len(t.group.tasks) > 1:
+                self.cond.wait(0.5)
+
+    # -- signals ----------------------------------------------------------------
+
+    def send_signal(self, target, signo, info, group=True):
+        """Make signo pending on a task (group=False) or its thread group, and wake someone to take it."""
+        if signo == 0:
+            return
+        with self.lock:
+            g = target.group if group else None
+            if g is not None and (g.wstatus is not None or g.exiting is not None):
+                return
+            h = target.signals.handler(signo)
+            if signo != SIGKILL and h == 1:
+                return
+            if signo == SIGKILL:
+                g = target.group
+                g.exiting = signal_wstatus(SIGKILL)
+                victims = list(g.tasks.values())
+            elif g is not None:
+                if signo in (p[0] for p in g.pending) and signo < 32:
+                    return
+                g.pending.append((signo, info))
+                victims = [x for x in g.tasks.values() if not x.signals.mask & (1 << (signo - 1))]
+                victims = victims[:1] or []
+            else:
+                if signo in (p[0] for p in target.pending) and signo < 32:
+                    return
+                target.pending.append((signo, info))
+                victims = [target]
+        for v in victims:
+            v.interrupt()
+
+    def kill_sandbox(self, wstatus):
+        with self.lock:
+            for g in self.groups.values():
+                if g.wstatus is None and g.exiting is None:
+                    g.exiting = wstatus
+            victims = list(self.tasks.values())
+        for v in victims:
+            if v is not None:
+                v.interrupt()
+
+    # -- the per-task loop ------------------------------------------------------------
+
+    def task_loop(self, t):
+        """Run task t until it exits; its Sentry thread ends with it."""
+        waiting.set_current_task(t)
+        wstatus, group_exit = exit_wstatus(0), False
+        try:
+            while True:
+                try:
+                    ex = t.context.run(t.syscall)
+                except ContextSwitch:
+                    continue
+                if ex.kind == EXIT_SIGNAL:
+                    self._on_stop_signal(t, ex)
+                elif ex.kind == EXIT_GONE:
+                    raise RuntimeError("stub of task %d vanished (wait status %#x)" % (t.tid, ex.status))
+                rax = t.deliver_signals(None)
+                del rax
+        except TaskExit as e:
+            wstatus = exit_wstatus(e.code)
+        except GroupExit as e:
+            wstatus, group_exit = e.wstatus, True
+        except SentryCrash as e:
+            self.crash = e
+            wstatus, group_exit = signal_wstatus(SIGKILL), True
+            self.kill_sandbox(wstatus)
+        except BaseException as e:   # noqa: BLE001 - a Sentry bug outside a handler
+            self.crash = e
+            wstatus, group_exit = signal_wstatus(SIGKILL), True
+            self.kill_sandbox(wstatus)
+        self._task_gone(t, wstatus, group_exit)
+
+    def _on_stop_signal(self, t, ex):
+        """A host signal stopped the stub: a fault of the program's, or our own kick."""
+        signo = ex.signo
+        if signo == signal.SIGSTOP:
+            return      # a kick (Task.interrupt): pending signals are handled by the caller
+        if signo in FAULT_SIGNALS and 0 < ex.code < SI_KERNEL or signo in (4, 8) or \
+                signo == 11 and ex.code == SI_KERNEL:
+            self.log("task %d: fault signal %d (code %d, addr %#x)" % (t.tid, signo, ex.code, ex.addr))
+            self._force_signal(t, signo, siginfo_bytes(signo, ex.code, addr=ex.addr))
+            return
+        self.log("task %d: host signal %d ignored" % (t.tid, signo))
+
+    def _force_signal(self, t, signo, info):
+        """A synchronous fault: delivered even if blocked or ignored (then the default kills)."""
+        h = t.signals.handler(signo)
+        if h in (0, 1) or t.signals.mask & (1 << (signo - 1)):
+            raise GroupExit(signal_wstatus(signo))
+        with self.lock:
+            t.pending.insert(0, (signo, info))
+
+    def _task_gone(self, t, wstatus, group_exit):
+        """Tear down a task that ended; the last task of a group makes it a zombie."""
+        g = t.group
+        if group_exit:
+            with self.lock:
+                if g.exiting is None:
+                    g.exiting = wstatus
+                others = [o for o in g.tasks.values() if o is not t]
+            for o in others:
+                o.interrupt()
+        self._mm_release(t)
+        self.release_vfork(t)
+        if t.context is not None:
+            try:
+                t.context.aspace.drop()
+            except OSError as e:
+                self.log("task %d: releasing its stub: %s" % (t.tid, e))
+        with self.lock:
+            t.mm.users -= 1
+            if t.mm.users == 0:
+                t.mm.release()
+            g.tasks.pop(t.tid, None)
+            self.tasks.pop(t.tid, None)
+            last = not g.tasks
+            if last:
+                g.wstatus = g.exiting if g.exiting is not None else wstatus
+        if last:
+            with self.lock:
+                shared_files = any(o is not None and o.fdtable is t.fdtable for o in self.tasks.values())
+            if not shared_files:
+                t.fdtable.close_all()
+            self._group_dead(g)
+        with self.lock:
+            self.cond.notify_all()
+
+    def _group_dead(self, g):
+        with self.lock:
+            init = self.groups.get(1)
+            for c in g.children:
+                c.parent = init if init is not g else None
+                if init is not None and init is not g:
+                    init.children.append(c)
+            g.children = []
+            parent = g.parent
+            if parent is None:
+                self.groups.pop(g.tgid, None)   # nobody will reap it
+            elif parent.tasks and parent.tasks and g.exit_signal:
+                code, status = self._child_code(g.wstatus)
+                info = siginfo_bytes(g.exit_signal, code, pid=g.tgid, status=status)
+                leader = next(iter(parent.tasks.values()))
+                self.send_signal(leader, g.exit_signal, info)
+            self.cond.notify_all()
+        if g.tgid == 1:
+            self.kill_sandbox(signal_wstatus(SIGKILL))
+
+    @staticmethod
+    def _child_code(wstatus):
+        if wstatus & 0x7F == 0:
+            return CLD_EXITED, (wstatus >> 8) & 0xFF
+        return (CLD_DUMPED if wstatus & 0x80 else CLD_KILLED), wstatus & 0x7F
+
+    def wait_child(self, t, pid, options, reap=True):
+        """Find a child group for wait4/waitid; (group, wstatus) or None with WNOHANG.
+
+        Raises ECHILD when nothing could ever match.
+        """
+        WNOHANG = 1
+        me = t.group
+        with self.lock:
+            while True:
+                cands = [c for c in me.children if self._matches(c, pid, me)]
+                if not cands:
+                    raise SyscallError(errno.ECHILD)
+                for c in cands:
+                    if c.wstatus is not None:
+                        if reap:
+                            me.children.remove(c)
+                            self.groups.pop(c.tgid, None)
+                        return c, c.wstatus
+                if options & WNOHANG:
+                    return None
+                waiting.wait(self.cond)
+
+    @staticmethod
+    def _matches(c, pid, me):
+        if pid == -1:
+            return True
+        if pid > 0:
+            return c.tgid == pid
+        if pid == 0:
+            return c.pgid == me.pgid
+        return c.pgid == -pid
 
     # -- run ------------------------------------------------------------------
 
     def run(self):
-        """Run the first task to its end; return the wait-status-style exit code."""
-        t = self.init
-        sig = 0
-        while True:
-            try:
-                ex = t.context.run(t.syscall, sig)
-            except SandboxExit as e:
-                if e.signal:
-                    self.log("killed by signal %d" % e.signal)
-                return e.status
-            sig = 0
-            if ex.kind == EXIT_SIGNAL:
-                status = self._on_signal(t, ex)
-                if status is not None:
-                    return status
-            elif ex.kind == EXIT_GONE:
-                raise RuntimeError("stub process vanished (wait status %#x)" % ex.status)
-
-    def _on_signal(self, t, ex):
-        """A signal stopped the stub: a fault of the program's, or a signal from outside."""
-        signo = ex.signo
-        fault = signo in FAULT_SIGNALS and ex.code != 0 and ex.code < SI_KERNEL or signo in (4, 8)
-        if fault or signo == 9:
-            self.log("fatal %s signal %d (code %d, addr %#x)" % (
-                "fault" if fault else "", signo, ex.code, ex.addr))
-            return 128 + signo
-        if fatal_action(t.signals, signo):
-            self.log("signal %d from outside: default action ends the sandbox" % signo)
-            return 128 + signo
-        return None
+        """Run the sandbox until its first process ends; return a shell-style exit code."""
+        self.task_loop(self.init)
+        g = self.init.group
+        with self.lock:
+            while g.wstatus is None:
+                self.cond.wait(0.5)
+        if self.crash is not None:
+            raise self.crash
+        st = g.wstatus
+        return (st >> 8) & 0xFF if st & 0x7F == 0 else 128 + (st & 0x7F)
 
     def stop(self):
-        for t in self.tasks.values():
-            ctx_space = getattr(t.mm, "aspace", None)
-            if ctx_space is not None:
-                ctx_space.release()
-        self.tasks.clear()
+        self.kill_sandbox(signal_wstatus(SIGKILL))
+        deadline = time.monotonic() + 2
+        with self.lock:
+            while any(x is not None for x in self.tasks.values()) and time.monotonic() < deadline:
+                self.cond.wait(0.1)
+            leftovers = [x for x in self.tasks.values() if x is not None]
+        for x in leftovers:
+            if x.context is not None:
+                x.context.aspace.kill()
         if self.gofer is not None:
             self.gofer.stop()
             self.gofer = None
 
 
+class _HostSignals:
+    """Signals sent to the Sentry from outside (Ctrl-C, kill) go to the sandbox's init, as to a container."""
+
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HOST_SIGNALS)
+        self.thread = threading.Thread(target=self._loop, name="host-signals", daemon=True)
+        self.thread.start()
+
+    def _loop(self):
+        while True:
+            signo = signal.sigwait(HOST_SIGNALS)
+            k = self.kernel
+            if k.init is not None:
+                k.send_signal(k.init, signo, siginfo_bytes(signo, 0))
+
+    def close(self):
+        signal.pthread_sigmask(signal.SIG_SETMASK, self.old_mask)
+
+
 def run_sandbox(config):
     """Start, run and stop a sandbox; return its exit code. Raises LaunchError, SentryCrash."""
     k = Kernel(config)
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGQUIT)}
+    host = _HostSignals(k)
     try:
         k.start()
         return k.run()
     finally:
         k.stop()
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
-__all__ = ["Kernel", "LaunchError", "SentryCrash", "run_sandbox", "CORE_BY_DEFAULT"]
+        host.close()

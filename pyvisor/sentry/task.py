@@ -1,20 +1,70 @@
-"""Task: one application thread as the Sentry sees it, and its syscall dispatch.
+"""Tasks and thread groups: the Sentry's processes and threads, and their signals.
 
-A Task owns the state syscall handlers reach through ``t`` (see the
-"Contract for syscall handlers" in docs/architecture.md): memory access
-through its MemoryManager, the fd table, the filesystem context,
-credentials, signal state and limits.
+A Task is one application thread; it has its own Sentry thread, which is the
+tracer of its stub thread (see platform/ptrace.py) and runs ``Kernel.task_loop``.
+A ThreadGroup is a process: tasks that share a tgid, signal handlers, and a
+place in the process tree. Handlers reach the task as ``t`` (the "Contract for
+syscall handlers" in docs/architecture.md).
+
+Signals (signal(7)): a signal is made pending on a task (tkill) or on its
+group (kill), and delivered when the task next returns to the application:
+after a system call, or at a stop the Sentry forces with a kick. Delivery
+with a handler builds a Linux rt_sigframe on the application's stack; a
+default action that ends the process ends the whole group.
+
+Lock order: Kernel.lock, then Task.wait_lock, then any wait condition.
 """
 
 import errno
 import struct
-import sys
+import threading
 import traceback
 
-from pyvisor.sentry.errors import SandboxExit, SyscallError
+from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls import name_of
+from pyvisor.sentry.waiting import Interrupted
 
 _U64 = struct.Struct("<Q")
+
+SIGKILL, SIGSTOP, SIGCHLD, SIGSEGV = 9, 19, 17, 11
+SIG_DFL, SIG_IGN = 0, 1
+SA_SIGINFO, SA_ONSTACK, SA_RESTART, SA_NODEFER, SA_RESETHAND, SA_RESTORER = (
+    4, 0x08000000, 0x10000000, 0x40000000, 0x80000000, 0x04000000)
+SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
+SI_USER, SI_TKILL, SI_KERNEL = 0, -6, 0x80
+IGNORE_BY_DEFAULT = frozenset({17, 23, 28})     # SIGCHLD, SIGURG, SIGWINCH
+STOP_BY_DEFAULT = frozenset({19, 20, 21, 22})   # N.B. job-control stops are ignored for now
+CORE_BY_DEFAULT = frozenset({3, 4, 5, 6, 7, 8, 11, 24, 25, 31})
+SIGCONT = 18
+# Calls that return EINTR rather than restart when a handler runs (signal(7)).
+NO_RESTART = frozenset({7, 23, 34, 35, 128, 130, 230, 232, 270, 271, 281, 441})
+
+SIGINFO_SIZE = 128
+FRAME_SIZE = 8 + 304 + SIGINFO_SIZE      # pretcode, ucontext, siginfo
+MCONTEXT_REGS = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi",
+                 "rbp", "rbx", "rdx", "rax", "rcx", "rsp", "rip", "eflags")
+USER_CS, USER_SS = 0x33, 0x2B
+RESTART = object()   # a blocked call was interrupted; decide EINTR or restart
+
+
+class TaskExit(Exception):
+    """This task ends (exit(2)); its group ends when it was the last."""
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
+
+
+class GroupExit(Exception):
+    """The whole thread group ends with ``wstatus`` (exit_group, a fatal signal)."""
+
+    def __init__(self, wstatus):
+        super().__init__(wstatus)
+        self.wstatus = wstatus
+
+
+class ContextSwitch(Exception):
+    """The task now runs on another platform Context (execve into a new stub)."""
 
 
 class SentryCrash(Exception):
@@ -38,15 +88,66 @@ class SentryCrash(Exception):
         return "\n".join(lines)
 
 
-class Task:
-    def __init__(self, kernel, tid, mm, context, fdtable, fs, creds, signals, rlimits):
+def exit_wstatus(code):
+    return (code & 0xFF) << 8
+
+
+def signal_wstatus(signo):
+    return signo | (0x80 if signo in CORE_BY_DEFAULT else 0)
+
+
+def siginfo_bytes(signo, code=SI_USER, pid=0, uid=0, addr=None, status=None):
+    """A Linux siginfo_t (128 bytes) for kill-like, fault and SIGCHLD signals."""
+    head = struct.pack("<iii4x", signo, 0, code)
+    if addr is not None:
+        body = struct.pack("<Q", addr)
+    elif status is not None:
+        body = struct.pack("<iIi4xqq", pid, uid, status, 0, 0)
+    else:
+        body = struct.pack("<iI", pid, uid)
+    return (head + body).ljust(SIGINFO_SIZE, b"\0")
+
+
+class SignalState:
+    """A task's view of signals: handlers (shared by CLONE_SIGHAND), its mask and altstack."""
+
+    def __init__(self, actions=None):
+        self.actions = {} if actions is None else actions   # signo -> (handler, flags, restorer, mask)
+        self.mask = 0
+        self.altstack = (0, SS_DISABLE, 0)
+
+    def handler(self, signo):
+        return self.actions.get(signo, (SIG_DFL, 0, 0, 0))[0]
+
+
+class ThreadGroup:
+    """A process. Fields are guarded by Kernel.lock."""
+
+    def __init__(self, kernel, tgid, parent, exit_signal=SIGCHLD):
         self.kernel = kernel
-        self.tid = self.pid = tid
-        self.ppid = 0
-        self.pgid = self.sid = tid
+        self.tgid = tgid
+        self.parent = parent
+        self.children = []
+        self.tasks = {}
+        self.pgid = parent.pgid if parent else tgid
+        self.sid = parent.sid if parent else tgid
+        self.exit_signal = exit_signal
+        self.exiting = None        # wstatus once exit_group or a fatal signal started the end
+        self.wstatus = None        # set when the last task is gone: a zombie until reaped
+        self.pending = []          # process-directed signals: (signo, siginfo)
+        self.vfork_waiters = 0
+        self.execed = False
+        self.child_subreaper = False
+
+
+class Task:
+    def __init__(self, kernel, tid, group, mm, fdtable, fs, creds, signals, rlimits):
+        self.kernel = kernel
+        self.tid = tid
+        self.group = group
         self.mm = mm
-        self.context = context
-        self.regs = context.regs
+        self.context = None
+        self.regs = None
         self.fdtable = fdtable
         self.fs = fs
         self.creds = creds
@@ -59,6 +160,27 @@ class Task:
         self.comm = b""
         self.clear_child_tid = 0
         self.robust_list = 0
+        self.pending = []          # thread-directed signals: (signo, siginfo)
+        self.killed = False
+        self.wait_lock = threading.Lock()
+        self.waiting_on = None
+        self.sleep_left = 0.0
+        self.saved_mask = None     # rt_sigsuspend's mask to restore after delivery
+        self.vfork_parent = None   # the task a CLONE_VFORK parent blocks on
+        self.thread = None
+
+    @property
+    def pid(self):
+        return self.group.tgid
+
+    @property
+    def ppid(self):
+        p = self.group.parent
+        return p.tgid if p is not None else 0
+
+    def set_context(self, context):
+        self.context = context
+        self.regs = context.regs
 
     # -- memory (the handler contract) --------------------------------
 
@@ -77,6 +199,33 @@ class Task:
     def copy_out_u64(self, addr, value):
         self.mm.copy_out(addr, _U64.pack(value & 0xFFFFFFFFFFFFFFFF))
 
+    # -- interruption (see waiting.py) ----------------------------------
+
+    def _deliverable(self):
+        """Index into (pending list, position) of the first unblocked signal, or None."""
+        mask = self.signals.mask
+        for src in (self.pending, self.group.pending):
+            for i, (signo, _info) in enumerate(src):
+                if signo in (SIGKILL, SIGSTOP) or not mask & (1 << (signo - 1)):
+                    return src, i
+        return None
+
+    def interrupt_pending(self):
+        return self.killed or self.group.exiting is not None or self._deliverable() is not None
+
+    def interrupt(self):
+        """Wake this task from a Sentry wait, or stop it in the application, so it sees its signals."""
+        with self.wait_lock:
+            cond = self.waiting_on
+        if cond is not None:
+            with cond:
+                cond.notify_all()
+        elif self.context is not None:
+            try:
+                self.context.interrupt()
+            except OSError:
+                pass
+
     # -- dispatch -------------------------------------------------------
 
     def syscall(self, number, a0, a1, a2, a3, a4, a5):
@@ -91,16 +240,128 @@ class Task:
                 ret = handler(self, a0, a1, a2, a3, a4, a5)
             except SyscallError as e:
                 ret = -e.errno
-            except SandboxExit:
+            except Interrupted:
+                ret = RESTART
+            except (TaskExit, GroupExit, ContextSwitch):
                 if k.strace:
                     k.strace_line(self, number, (a0, a1, a2, a3, a4, a5), None)
                 raise
             except Exception as e:   # noqa: BLE001 - a Sentry bug, reported once
                 raise SentryCrash(self, number, (a0, a1, a2, a3, a4, a5), e) from e
         if k.strace:
-            k.strace_line(self, number, (a0, a1, a2, a3, a4, a5), ret)
+            k.strace_line(self, number, (a0, a1, a2, a3, a4, a5),
+                          -errno.EINTR if ret is RESTART else ret)
+        if ret is RESTART or self.pending or self.group.pending or self.killed \
+                or self.group.exiting is not None:
+            ret = self.deliver_signals(ret, number)
         return ret
 
+    # -- signal delivery ------------------------------------------------------
 
-def debug(msg):
-    sys.stderr.write("pyvisor: debug: %s\n" % msg)
+    def _take_signal(self):
+        with self.kernel.lock:
+            found = self._deliverable()
+            if found is None:
+                return None
+            src, i = found
+            return src.pop(i)
+
+    def deliver_signals(self, ret=None, number=-1):
+        """On the way back to the application: act on pending signals.
+
+        ``ret`` is the result of the call just served (RESTART if it was
+        interrupted) or None at a non-syscall stop. Returns the value for
+        rax. Raises TaskExit/GroupExit when the task must end.
+        """
+        if self.killed:
+            raise TaskExit(0)
+        if self.group.exiting is not None:
+            raise GroupExit(self.group.exiting)
+        while True:
+            item = self._take_signal()
+            if item is None:
+                break
+            signo, info = item
+            h, flags, restorer, mask = self.signals.actions.get(signo, (SIG_DFL, 0, 0, 0))
+            if signo == SIGKILL or h == SIG_DFL:
+                if signo in IGNORE_BY_DEFAULT or signo in STOP_BY_DEFAULT or signo == SIGCONT:
+                    continue
+                raise GroupExit(signal_wstatus(signo))
+            if h == SIG_IGN:
+                continue
+            if ret is RESTART:
+                ret = -errno.EINTR if (number in NO_RESTART or not flags & SA_RESTART) else self._restart(number)
+            return self._setup_frame(signo, info, h, flags, restorer, mask, ret)
+        if ret is RESTART:
+            ret = self._restart(number)
+        if self.saved_mask is not None:
+            self.signals.mask, self.saved_mask = self.saved_mask, None
+        return ret
+
+    def _restart(self, number):
+        """Re-run the interrupted call when the task resumes: back up over `syscall`."""
+        self.regs.rip = self.regs.rip - 2
+        return number
+
+    def _setup_frame(self, signo, info, handler, flags, restorer, mask, ret):
+        """Build an x86-64 rt_sigframe and point the registers at the handler; returns rax (0)."""
+        regs = self.regs.get_regs()
+        if ret is not None:
+            regs["rax"] = ret & 0xFFFFFFFFFFFFFFFF
+        if not flags & SA_RESTORER:
+            raise GroupExit(signal_wstatus(SIGSEGV))
+        ss_sp, ss_flags, ss_size = self.signals.altstack
+        sp = regs["rsp"]
+        on_alt = not ss_flags & SS_DISABLE and ss_sp <= sp < ss_sp + ss_size
+        if flags & SA_ONSTACK and not ss_flags & SS_DISABLE and not on_alt:
+            sp = ss_sp + ss_size
+        else:
+            sp -= 128                                 # the red zone
+        fpstate = (sp - 512) & ~63
+        frame = ((fpstate - FRAME_SIZE) & ~15) - 8    # rsp+8 16-aligned at handler entry
+        uc_stack = struct.pack("<QiiQ", ss_sp, SS_ONSTACK if on_alt else ss_flags & ~SS_AUTODISARM,
+                               0, ss_size)
+        base_mask = self.signals.mask if self.saved_mask is None else self.saved_mask
+        self.saved_mask = None
+        mctx = struct.pack("<18Q", *(regs[r] for r in MCONTEXT_REGS))
+        mctx += struct.pack("<HHHH", USER_CS, 0, 0, USER_SS)
+        mctx += struct.pack("<QQQQQ", 0, 0, base_mask, 0, fpstate) + bytes(64)
+        uc = struct.pack("<QQ", 0, 0) + uc_stack + mctx + struct.pack("<Q", base_mask)
+        try:
+            self.copy_out(fpstate, self.regs.get_fpregs())
+            self.copy_out(frame, struct.pack("<Q", restorer) + uc + info)
+        except SyscallError:
+            raise GroupExit(signal_wstatus(SIGSEGV)) from None
+        if flags & SS_AUTODISARM and flags & SA_ONSTACK:
+            self.signals.altstack = (0, SS_DISABLE, 0)
+        blocked = base_mask | mask
+        if not flags & SA_NODEFER:
+            blocked |= 1 << (signo - 1)
+        self.signals.mask = blocked & ~((1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1)))
+        if flags & SA_RESETHAND:
+            self.signals.actions[signo] = (SIG_DFL, 0, 0, 0)
+        self.regs.set_regs({
+            "rip": handler, "rsp": frame, "rdi": signo, "rsi": frame + 8 + 304,
+            "rdx": frame + 8, "rax": 0, "eflags": regs["eflags"] & ~0x500,
+            "orig_rax": (1 << 64) - 1})
+        return 0
+
+    def sigreturn(self):
+        """rt_sigreturn(2): restore what _setup_frame saved; returns the restored rax."""
+        frame = self.regs.rsp - 8
+        uc = self.copy_in(frame + 8, 304)
+        vals = struct.unpack_from("<18Q", uc, 40)
+        regs = dict(zip(MCONTEXT_REGS, vals))
+        fpstate = struct.unpack_from("<Q", uc, 40 + 144 + 8 + 32)[0]
+        mask = struct.unpack_from("<Q", uc, 296)[0]
+        ss_sp, ss_flags, _pad, ss_size = struct.unpack_from("<QiiQ", uc, 16)
+        # The application may not pick its own privilege: only the flags a user can set.
+        regs["eflags"] = (regs["eflags"] & 0x50DD5) | 0x202
+        regs["orig_rax"] = (1 << 64) - 1
+        if fpstate:
+            self.regs.set_fpregs(self.copy_in(fpstate, 512))
+        self.regs.set_regs(regs)
+        self.signals.mask = mask & ~((1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1)))
+        if ss_flags & SS_DISABLE == 0 and ss_size:
+            self.signals.altstack = (ss_sp, ss_flags & ~SS_ONSTACK, ss_size)
+        return regs["rax"]

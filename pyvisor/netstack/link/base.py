@@ -17,6 +17,7 @@ class LinkEndpoint:
         self.mtu = mtu
         self.mac = mac or random_mac()
         self._deliver = None
+        self.gso_max_size = 0   # >0: write_gso() accepts TCP super-segments
         self.tx_frames = 0
         self.rx_frames = 0
 
@@ -24,6 +25,12 @@ class LinkEndpoint:
         self._deliver = deliver
 
     def write(self, frame):
+        raise NotImplementedError
+
+    def write_gso(self, frame, hdr_len, gso_size):
+        """Write a TCPv4 super-segment for the link to cut into segments of
+        gso_size payload bytes.  Precondition: gso_max_size > 0; the TCP
+        checksum field holds the pseudo-header sum (partial checksum)."""
         raise NotImplementedError
 
     def pump(self, now):

@@ -99,26 +99,29 @@ class ImpairedLink(LinkEndpoint):
             self._txq.push(t, frame)
         self._flush_tx(self.clock.now())
 
-    def _from_inner(self, frame):
+    def _from_inner(self, frame, csum_ok=False):
         when = self.rx.schedule(self.clock.now())
         if not when:
             self.lost += 1
         for t in when:
-            self._rxq.push(t, bytes(frame))
+            self._rxq.push(t, (bytes(frame), csum_ok))
 
     def _flush_tx(self, now):
         for frame in self._txq.pop_due(now):
             self.inner.write(frame)
 
+    # N.B. no write_gso: a lost super-segment would be forty lost segments,
+    # so impaired links run without segmentation offload (gso_max_size 0).
+
     def pump(self, now):
         self._flush_tx(now)
         self.inner.pump(now)
         n = 0
-        for frame in self._rxq.pop_due(now):
+        for frame, csum_ok in self._rxq.pop_due(now):
             n += 1
             self.rx_frames += 1
             if self._deliver is not None:
-                self._deliver(frame)
+                self._deliver(frame, csum_ok)
         return n
 
     def next_deadline(self):

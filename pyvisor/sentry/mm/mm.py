@@ -13,6 +13,7 @@ Lock order: MemoryManager.lock, then MemoryFileAllocator._lock.
 
 import bisect
 import errno
+import os
 import threading
 
 from pyvisor.sentry.errors import SyscallError
@@ -78,6 +79,7 @@ class MemoryManager:
         self._starts = []
         self.brk_start = self.brk_end = 0
         self.mmap_base = MMAP_BASE
+        self.users = 1       # tasks sharing this address space (CLONE_VM); kernel lock
 
     # -- queries ---------------------------------------------------------
 
@@ -127,7 +129,8 @@ class MemoryManager:
             i = bisect.bisect_left(self._starts, start)
             self._vmas.insert(i, vma)
             self._starts.insert(i, start)
-            self.aspace.map(start, length, prot, fileoff)
+            if self.aspace is not None:
+                self.aspace.map(start, length, prot, fileoff)
         return vma
 
     def unmap(self, start, end):
@@ -157,7 +160,7 @@ class MemoryManager:
             self.alloc.free(v.fileoff, v.end - v.start)
         del self._vmas[i:j]
         del self._starts[i:j]
-        if push:
+        if push and self.aspace is not None:
             self.aspace.unmap(start, end - start)
 
     def protect(self, start, end, prot):
@@ -167,7 +170,8 @@ class MemoryManager:
             i, j = self._range(start, end)
             for v in self._vmas[i:j]:
                 v.prot = prot
-            self.aspace.protect(start, end - start, prot)
+            if self.aspace is not None:
+                self.aspace.protect(start, end - start, prot)
 
     def _check_mapped(self, start, end):
         a = start
@@ -312,6 +316,58 @@ class MemoryManager:
                 got += r
             done += k
         return done
+
+    # -- whole address spaces ------------------------------------------------
+
+    def fork(self):
+        """A copy for fork(2): every VMA in fresh memory-file pages; attach() it to an AddressSpace.
+
+        Only pages that hold data are copied (SEEK_DATA over the memory
+        file), so an untouched stack or heap costs nothing.
+        N.B. MAP_SHARED anonymous memory is copied too, not shared.
+        """
+        child = MemoryManager(self.alloc, None)
+        with self.lock:
+            for v in self._vmas:
+                n = v.end - v.start
+                off = self.alloc.alloc(n)
+                self._copy_sparse(off, v.fileoff, n)
+                child._vmas.append(Vma(v.start, v.end, v.prot, v.flags, off, v.name, v.offset,
+                                       v.dev, v.ino))
+                child._starts.append(v.start)
+            child.brk_start, child.brk_end, child.mmap_base = self.brk_start, self.brk_end, self.mmap_base
+        return child
+
+    def _copy_sparse(self, dst, src, n):
+        fd, end, pos = self.alloc.fd, src + n, src
+        while pos < end:
+            try:
+                data = os.lseek(fd, pos, os.SEEK_DATA)
+            except OSError:      # ENXIO: no data after pos
+                return
+            if data >= end:
+                return
+            hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+            self.file.copy(dst + (data - src), data, hole - data)
+            pos = hole
+
+    def attach(self, aspace):
+        """Make ``aspace`` (empty) mirror every VMA."""
+        with self.lock:
+            self.aspace = aspace
+            for v in self._vmas:
+                aspace.map(v.start, v.end - v.start, v.prot, v.fileoff)
+
+    def reset(self):
+        """execve(2): drop every mapping, keep the address space."""
+        with self.lock:
+            for v in self._vmas:
+                self.alloc.free(v.fileoff, v.end - v.start)
+            self._vmas = []
+            self._starts = []
+            self.brk_start = self.brk_end = 0
+            if self.aspace is not None:
+                self.aspace.unmap(MIN_ADDR, MM_TOP - MIN_ADDR)
 
     def release(self):
         """Give every page back; the address space is gone."""

@@ -10,14 +10,16 @@ only a call that moved nothing raises (`_partial`).
 """
 
 import errno
+import functools
 import struct
 import time
 
 from ..errors import SyscallError
+from ..waiting import Interrupted
 from ..vfs.file import (O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEFILE, O_NONBLOCK,
                         O_PATH, O_TRUNC, O_WRONLY, O_TMPFILE)
 from ..vfs.inode import VDentry
-from ..vfs.perm import creds_of
+from ..vfs.perm import CAP_CHOWN, creds_of, fs_ids, has_cap, is_owner
 from ..vfs.pipe import PipeFile, make_pipe
 from ..vfs.stat import (S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, pack_dirent,
                         pack_dirent64, pack_stat, pack_statfs, pack_statx)
@@ -51,7 +53,9 @@ FIONREAD, FIONBIO, FIONCLEX, FIOCLEX, FIOASYNC = 0x541B, 0x5421, 0x5450, 0x5451,
 LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8
 UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
 RENAME_NOREPLACE = 1
+CAP_SYS_CHROOT = 18
 NO_ID = 0xFFFFFFFF
+SIGPIPE = 13
 
 _INT = struct.Struct("<i")
 _IOVEC = struct.Struct("<QQ")
@@ -124,7 +128,34 @@ def _write_loop(t, f, buf, count, offset=None):
                 break
     except SyscallError as e:
         return _partial(done, e)
+    except Interrupted:
+        if done:                    # a signal after some chunks: the count wins
+            return done
+        raise
     return done
+
+
+def _sigpipe_on_epipe(handler):
+    """Wrap a write handler: when it fails with EPIPE, send SIGPIPE to the
+    writing thread first, as Linux's pipe_write does (send_sig(SIGPIPE,
+    current, 0)); a handler or SIG_IGN leaves just the EPIPE."""
+    @functools.wraps(handler)
+    def wrapper(t, *args):
+        try:
+            return handler(t, *args)
+        except SyscallError as e:
+            if e.errno == errno.EPIPE:
+                _send_sigpipe(t)
+            raise
+    return wrapper
+
+
+def _send_sigpipe(t):
+    send = getattr(t.kernel, "send_signal", None)
+    if send is None:                # the Kernel-less test harness has no signals
+        return
+    from ..task import siginfo_bytes
+    send(t, SIGPIPE, siginfo_bytes(SIGPIPE, 0, pid=t.pid), group=False)
 
 
 def _iovecs(t, iov, iovcnt):
@@ -194,6 +225,7 @@ def sys_read(t, fd, buf, count, *_):
     return _read_loop(t, f, buf, _count(count))
 
 
+@_sigpipe_on_epipe
 def sys_write(t, fd, buf, count, *_):
     """Implements Linux syscall write(2)."""
     f = _file(t, fd)
@@ -210,6 +242,7 @@ def sys_pread64(t, fd, buf, count, offset, *_):
     return _read_loop(t, f, buf, _count(count), off)
 
 
+@_sigpipe_on_epipe
 def sys_pwrite64(t, fd, buf, count, offset, *_):
     """Implements Linux syscall pwrite64(2)."""
     f = _file(t, fd)
@@ -219,24 +252,49 @@ def sys_pwrite64(t, fd, buf, count, offset, *_):
     return _write_loop(t, f, buf, _count(count), off)
 
 
+def _vector_io(t, f, vecs, one, offset=None):
+    """Seekable files: each iovec in turn through `one` (_read_loop or
+    _write_loop), stopping at the first short transfer; partial counts win
+    over a later error, as in a single read/write."""
+    done = 0
+    try:
+        for base, length in vecs:
+            if not length:
+                continue
+            n = one(t, f, base, length, None if offset is None else offset + done)
+            done += n
+            if n < length:
+                break
+    except SyscallError as e:
+        return _partial(done, e)
+    return done
+
+
 def sys_readv(t, fd, iov, iovcnt, *_):
-    """Implements Linux syscall readv(2): one read, scattered."""
+    """Implements Linux syscall readv(2). Streams (pipes, ttys) get one read,
+    scattered, so that a readv never blocks after data arrived."""
     f = _file(t, fd)
     f.check_readable()
     vecs, total = _iovecs(t, iov, iovcnt)
     if total == 0:
         return 0
-    return _scatter(t, vecs, f.read(total))
+    if not f.seekable:
+        return _scatter(t, vecs, f.read(min(total, CHUNK)))
+    return _vector_io(t, f, vecs, _read_loop)
 
 
+@_sigpipe_on_epipe
 def sys_writev(t, fd, iov, iovcnt, *_):
-    """Implements Linux syscall writev(2): gathered, one write."""
+    """Implements Linux syscall writev(2). Streams get one gathered write, so
+    a writev of at most PIPE_BUF bytes to a pipe stays atomic."""
     f = _file(t, fd)
     f.check_writable()
     vecs, total = _iovecs(t, iov, iovcnt)
     if total == 0:
         return 0
-    return f.write(_gather(t, vecs, total))
+    if not f.seekable:
+        return f.write(_gather(t, vecs, total))
+    return _vector_io(t, f, vecs, _write_loop)
 
 
 def sys_preadv(t, fd, iov, iovcnt, pos_l, pos_h=0, *_):
@@ -245,22 +303,19 @@ def sys_preadv(t, fd, iov, iovcnt, pos_l, pos_h=0, *_):
     f.check_readable()
     off = _offset(pos_l)
     _need_seekable(f)
-    vecs, total = _iovecs(t, iov, iovcnt)
-    if total == 0:
-        return 0
-    return _scatter(t, vecs, f.pread(total, off))
+    vecs, _total = _iovecs(t, iov, iovcnt)
+    return _vector_io(t, f, vecs, _read_loop, off)
 
 
+@_sigpipe_on_epipe
 def sys_pwritev(t, fd, iov, iovcnt, pos_l, pos_h=0, *_):
     """Implements Linux syscall pwritev(2)."""
     f = _file(t, fd)
     f.check_writable()
     off = _offset(pos_l)
     _need_seekable(f)
-    vecs, total = _iovecs(t, iov, iovcnt)
-    if total == 0:
-        return 0
-    return f.pwrite(_gather(t, vecs, total), off)
+    vecs, _total = _iovecs(t, iov, iovcnt)
+    return _vector_io(t, f, vecs, _write_loop, off)
 
 
 def sys_lseek(t, fd, offset, whence, *_):
@@ -270,6 +325,7 @@ def sys_lseek(t, fd, offset, whence, *_):
     return f.lseek(s64(offset), s32(whence))
 
 
+@_sigpipe_on_epipe
 def sys_sendfile(t, out_fd, in_fd, offset_ptr, count, *_):
     """Implements Linux syscall sendfile(2)."""
     fin, fout = _file(t, in_fd), _file(t, out_fd)
@@ -323,6 +379,12 @@ def sys_copy_file_range(t, fd_in, off_in_ptr, fd_out, off_out_ptr, length, flags
             raise SyscallError(errno.EISDIR)
         if mode != S_IFREG:
             raise SyscallError(errno.EINVAL)
+    # Linux copies only within one filesystem type (EXDEV otherwise, and
+    # cat/cp fall back to read/write). Host stdio files are never a target:
+    # they write at the host fd's own offset, not at one we choose.
+    if (fin.vd is None or fout.vd is None
+            or type(fin.vd.inode.fs) is not type(fout.vd.inode.fs)):
+        raise SyscallError(errno.EXDEV)
     oin = s64(t.copy_in_u64(off_in_ptr)) if off_in_ptr else None
     oout = s64(t.copy_in_u64(off_out_ptr)) if off_out_ptr else None
     if (oin is not None and oin < 0) or (oout is not None and oout < 0):
@@ -599,7 +661,8 @@ def _stat_of_file(f):
 def _stat_at(t, dirfd, path_addr, flags, allowed):
     if flags & ~allowed:
         raise SyscallError(errno.EINVAL)
-    path = _path(t, path_addr)
+    # Linux 6.11+: a NULL path with AT_EMPTY_PATH means the fd itself.
+    path = b"" if path_addr == 0 and flags & AT_EMPTY_PATH else _path(t, path_addr)
     if not path:
         if not flags & AT_EMPTY_PATH:
             raise SyscallError(errno.ENOENT)
@@ -891,8 +954,7 @@ def sys_readlinkat(t, dirfd, path, buf, size, *_):
 # --- attributes -------------------------------------------------------------
 
 def _owner_or_root(t, inode):
-    creds = creds_of(t)
-    if creds.euid != 0 and creds.euid != inode.uid:
+    if not is_owner(inode, creds_of(t)):
         raise SyscallError(errno.EPERM)
 
 
@@ -941,11 +1003,14 @@ def _chown(t, inode, uid, gid):
     uid = None if uid == NO_ID else uid
     gid = None if gid == NO_ID else gid
     creds = creds_of(t)
-    if creds.euid != 0:
+    if not has_cap(creds, CAP_CHOWN):
+        # chown(2): without CAP_CHOWN the owner may only change the group,
+        # to one of its own.
+        fsuid, fsgid = fs_ids(creds)
         if uid is not None and uid != inode.uid:
             raise SyscallError(errno.EPERM)
         _owner_or_root(t, inode)
-        if gid is not None and gid != creds.egid and gid not in getattr(creds, "groups", ()):
+        if gid is not None and gid != fsgid and gid not in getattr(creds, "groups", ()):
             raise SyscallError(errno.EPERM)
     inode.setattr(uid=uid, gid=gid)
     return 0
@@ -1063,79 +1128,6 @@ def sys_futimesat(t, dirfd, path, times, *_):
     return _set_times(t, _inode_at(t, s32(dirfd), path), a, m)
 
 
-# --- extended attributes ------------------------------------------------------
-# N.B. no filesystem here stores xattrs yet: every name is absent (ENODATA),
-# lists are empty, and setting one gives EOPNOTSUPP (tmpfs before Linux 6.6
-# answers user.* the same way). Names are still checked as xattr(7) says.
-
-XATTR_NAME_MAX = 255
-XATTR_SIZE_MAX = 65536
-XATTR_CREATE, XATTR_REPLACE = 1, 2
-_XATTR_PREFIXES = (b"user.", b"trusted.", b"security.", b"system.")
-
-
-def _xattr_inode(t, kind, target):
-    """kind: "" (follow), "l" (no follow) or "f" (fd)."""
-    if kind == "f":
-        f = _file(t, target)
-        _check_path_fd(f)
-        return _fd_inode(f)
-    return _inode_at(t, AT_FDCWD, target, follow=kind != "l")
-
-
-def _xattr_name(t, addr):
-    try:
-        name = t.copy_in_str(addr, XATTR_NAME_MAX + 1)
-    except SyscallError as e:
-        if e.errno == errno.ENAMETOOLONG:
-            raise SyscallError(errno.ERANGE) from e
-        raise
-    if not name or len(name) > XATTR_NAME_MAX:
-        raise SyscallError(errno.ERANGE)
-    if not name.startswith(_XATTR_PREFIXES):
-        raise SyscallError(errno.EOPNOTSUPP)
-    return name
-
-
-def _getxattr(kind):
-    def handler(t, target, name, value, size, *_):
-        _xattr_inode(t, kind, target)
-        _xattr_name(t, name)
-        raise SyscallError(errno.ENODATA)
-    handler.__doc__ = "Implements Linux syscall %sgetxattr(2)." % kind
-    return handler
-
-
-def _listxattr(kind):
-    def handler(t, target, lst, size, *_):
-        _xattr_inode(t, kind, target)
-        return 0
-    handler.__doc__ = "Implements Linux syscall %slistxattr(2): always empty." % kind
-    return handler
-
-
-def _setxattr(kind):
-    def handler(t, target, name, value, size, flags, *_):
-        if s32(flags) & ~(XATTR_CREATE | XATTR_REPLACE):
-            raise SyscallError(errno.EINVAL)
-        _xattr_inode(t, kind, target)
-        _xattr_name(t, name)
-        if size > XATTR_SIZE_MAX:
-            raise SyscallError(errno.E2BIG)
-        raise SyscallError(errno.EOPNOTSUPP)
-    handler.__doc__ = "Implements Linux syscall %ssetxattr(2): unsupported." % kind
-    return handler
-
-
-def _removexattr(kind):
-    def handler(t, target, name, *_):
-        _xattr_inode(t, kind, target)
-        _xattr_name(t, name)
-        raise SyscallError(errno.ENODATA)
-    handler.__doc__ = "Implements Linux syscall %sremovexattr(2)." % kind
-    return handler
-
-
 # --- whole-filesystem calls ---------------------------------------------------------
 
 def sys_sync(t, *_):
@@ -1175,7 +1167,7 @@ def sys_chroot(t, path, *_):
     if not vd.inode.is_dir():
         raise SyscallError(errno.ENOTDIR)
     check_access(vd.inode, creds_of(t), X_OK)
-    if creds_of(t).euid != 0:
+    if not has_cap(creds_of(t), CAP_SYS_CHROOT):
         raise SyscallError(errno.EPERM)
     t.fs.root = vd
     return 0
@@ -1211,11 +1203,6 @@ _HANDLERS = {
     "utime": sys_utime, "futimesat": sys_futimesat, "sync": sys_sync, "syncfs": sys_syncfs,
     "sync_file_range": sys_sync_file_range, "readahead": sys_readahead, "chroot": sys_chroot,
 }
-for _kind in ("", "l", "f"):
-    _HANDLERS[_kind + "getxattr"] = _getxattr(_kind)
-    _HANDLERS[_kind + "listxattr"] = _listxattr(_kind)
-    _HANDLERS[_kind + "setxattr"] = _setxattr(_kind)
-    _HANDLERS[_kind + "removexattr"] = _removexattr(_kind)
 
 NR = {name: getattr(_numbers, "NR_" + name) for name in _HANDLERS}
 SYSCALLS = {NR[name]: handler for name, handler in _HANDLERS.items()}

@@ -1,7 +1,4 @@
-"""futex(2) for a single thread: wake finds no waiters; a wait can only time out.
-
-N.B. real waiting and waking between threads arrives with the processes issue.
-"""
+"""futex(2): WAIT, WAKE, their BITSET forms, REQUEUE, CMP_REQUEUE and WAKE_OP."""
 
 import errno
 import struct
@@ -11,40 +8,48 @@ from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls import _numbers as nr
 from pyvisor.sentry.syscalls._util import s32
 
-FUTEX_WAIT, FUTEX_WAKE, FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 0, 1, 9, 10
-FUTEX_CMD_MASK = ~(128 | 256)   # PRIVATE_FLAG, CLOCK_REALTIME
+FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP = 0, 1, 3, 4, 5
+FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 9, 10
+FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME = 128, 256
 TIMESPEC = struct.Struct("<qq")
 
 
-def sys_futex(t, uaddr, op, val, timeout, uaddr2, val3, *_):
-    """Implements Linux syscall futex(2): WAIT, WAKE and their BITSET forms."""
-    cmd = s32(op) & FUTEX_CMD_MASK
-    if uaddr % 4:
+def _deadline(t, timeout, absolute, realtime):
+    if not timeout:
+        return None
+    sec, nsec = TIMESPEC.unpack(t.copy_in(timeout, 16))
+    if sec < 0 or not 0 <= nsec < 1_000_000_000:
         raise SyscallError(errno.EINVAL)
-    if cmd in (FUTEX_WAKE, FUTEX_WAKE_BITSET):
-        if cmd == FUTEX_WAKE_BITSET and s32(val3) == 0:
+    span = sec + nsec / 1e9
+    if absolute:
+        span -= time.clock_gettime(time.CLOCK_REALTIME if realtime else time.CLOCK_MONOTONIC)
+    return time.monotonic() + span
+
+
+def sys_futex(t, uaddr, op, val, timeout, uaddr2, val3, *_):
+    """Implements Linux syscall futex(2). N.B. the PI operations give ENOSYS."""
+    op = s32(op)
+    cmd = op & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME)
+    table = t.kernel.futexes
+    if op & FUTEX_CLOCK_REALTIME and cmd not in (FUTEX_WAIT_BITSET, FUTEX_WAIT):
+        raise SyscallError(errno.ENOSYS)
+    if cmd == FUTEX_WAIT:
+        return table.wait(t, uaddr, val, _deadline(t, timeout, False, False), 0xFFFFFFFF)
+    if cmd == FUTEX_WAIT_BITSET:
+        return table.wait(t, uaddr, val, _deadline(t, timeout, True, op & FUTEX_CLOCK_REALTIME),
+                          val3 & 0xFFFFFFFF)
+    if cmd == FUTEX_WAKE:
+        return table.wake(t, uaddr, s32(val), 0xFFFFFFFF)
+    if cmd == FUTEX_WAKE_BITSET:
+        return table.wake(t, uaddr, s32(val), val3 & 0xFFFFFFFF)
+    if cmd in (FUTEX_REQUEUE, FUTEX_CMP_REQUEUE):
+        n_wake, n_requeue = s32(val), s32(timeout)
+        if n_wake < 0 or n_requeue < 0:
             raise SyscallError(errno.EINVAL)
-        t.copy_in(uaddr, 4)
-        return 0
-    if cmd in (FUTEX_WAIT, FUTEX_WAIT_BITSET):
-        if cmd == FUTEX_WAIT_BITSET and s32(val3) == 0:
-            raise SyscallError(errno.EINVAL)
-        cur = struct.unpack("<I", t.copy_in(uaddr, 4))[0]
-        if cur != val & 0xFFFFFFFF:
-            raise SyscallError(errno.EAGAIN)
-        if not timeout:
-            # Nobody else exists to wake us: Linux would hang forever here.
-            raise SyscallError(errno.EDEADLK)
-        sec, nsec = TIMESPEC.unpack(t.copy_in(timeout, 16))
-        if sec < 0 or not 0 <= nsec < 1_000_000_000:
-            raise SyscallError(errno.EINVAL)
-        delay = sec + nsec / 1e9
-        if cmd == FUTEX_WAIT_BITSET:   # absolute on the chosen clock
-            clock = time.CLOCK_REALTIME if s32(op) & 256 else time.CLOCK_MONOTONIC
-            delay -= time.clock_gettime(clock)
-        if delay > 0:
-            time.sleep(delay)
-        raise SyscallError(errno.ETIMEDOUT)
+        return table.requeue(t, uaddr, n_wake, n_requeue, uaddr2,
+                             val3 if cmd == FUTEX_CMP_REQUEUE else None)
+    if cmd == FUTEX_WAKE_OP:
+        return table.wake_op(t, uaddr, s32(val), uaddr2, s32(timeout), val3 & 0xFFFFFFFF)
     raise SyscallError(errno.ENOSYS)
 
 

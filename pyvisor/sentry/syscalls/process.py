@@ -2,8 +2,11 @@
 
 import errno
 
-from pyvisor.sentry.errors import SandboxExit, SyscallError
+import struct
+
+from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.mm import MM_TOP
+from pyvisor.sentry.task import GroupExit, TaskExit, exit_wstatus
 from pyvisor.sentry.syscalls import _numbers as nr
 from pyvisor.sentry.syscalls._util import s32
 
@@ -32,13 +35,227 @@ def sys_getppid(t, *_):
 
 
 def sys_exit(t, status, *_):
-    """Implements Linux syscall exit(2). N.B. with one thread per group, this ends the group."""
-    raise SandboxExit(status & 0xFF)
+    """Implements Linux syscall exit(2): this thread ends; the group when it was the last."""
+    raise TaskExit(status & 0xFF)
 
 
 def sys_exit_group(t, status, *_):
     """Implements Linux syscall exit_group(2)."""
-    raise SandboxExit(status & 0xFF)
+    raise GroupExit(exit_wstatus(status & 0xFF))
+
+
+CSIGNAL = 0xFF
+CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
+CLONE_PIDFD, CLONE_PTRACE, CLONE_VFORK, CLONE_PARENT = 0x1000, 0x2000, 0x4000, 0x8000
+CLONE_THREAD, CLONE_NEWNS, CLONE_SYSVSEM, CLONE_SETTLS = 0x10000, 0x20000, 0x40000, 0x80000
+CLONE_PARENT_SETTID, CLONE_CHILD_CLEARTID, CLONE_DETACHED = 0x100000, 0x200000, 0x400000
+CLONE_UNTRACED, CLONE_CHILD_SETTID, CLONE_IO = 0x800000, 0x1000000, 0x80000000
+CLONE_NEWMASK = 0x7E020000 & ~CLONE_THREAD   # every CLONE_NEW* namespace flag
+SUPPORTED = (CSIGNAL | CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_VFORK
+             | CLONE_PARENT | CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS | CLONE_PARENT_SETTID
+             | CLONE_CHILD_CLEARTID | CLONE_DETACHED | CLONE_UNTRACED | CLONE_CHILD_SETTID
+             | CLONE_IO | CLONE_PTRACE)
+SIGCHLD = 17
+
+
+def _clone(t, flags, stack, ptid, ctid, tls):
+    """clone(2)'s flag rules, then the Kernel's work."""
+    if flags & CLONE_THREAD and not flags & CLONE_SIGHAND or \
+            flags & CLONE_SIGHAND and not flags & CLONE_VM:
+        raise SyscallError(errno.EINVAL)
+    if flags & CLONE_THREAD and flags & CSIGNAL:
+        raise SyscallError(errno.EINVAL)
+    if flags & CLONE_NEWMASK:
+        raise SyscallError(errno.EPERM if flags & ~SUPPORTED & CLONE_NEWMASK else errno.EINVAL)
+    if flags & ~SUPPORTED:
+        raise SyscallError(errno.EINVAL)
+    if flags & CSIGNAL > 64:
+        raise SyscallError(errno.EINVAL)
+    return t.kernel.clone(t, flags, stack, ptid, ctid, tls)
+
+
+def sys_clone(t, flags, stack, ptid, ctid, tls, *_):
+    """Implements Linux syscall clone(2) (x86-64 argument order: flags, stack, ptid, ctid, tls)."""
+    return _clone(t, flags & 0xFFFFFFFF, stack, ptid, ctid, tls)
+
+
+CLONE_ARGS = struct.Struct("<11Q")
+
+
+def sys_clone3(t, uargs, size, *_):
+    """Implements Linux syscall clone3(2) for the fields clone(2) has."""
+    if size < 64 or size > 4096:
+        raise SyscallError(errno.EINVAL)
+    raw = t.copy_in(uargs, min(size, CLONE_ARGS.size)).ljust(CLONE_ARGS.size, b"\0")
+    flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, \
+        set_tid_size, cgroup = CLONE_ARGS.unpack(raw)
+    if exit_signal & ~CSIGNAL or flags & 0xFF or set_tid or set_tid_size or flags >> 32:
+        raise SyscallError(errno.EINVAL)
+    if (stack == 0) != (stack_size == 0):
+        raise SyscallError(errno.EINVAL)
+    return _clone(t, flags | exit_signal, stack + stack_size if stack else 0,
+                  parent_tid, child_tid, tls)
+
+
+def sys_fork(t, *_):
+    """Implements Linux syscall fork(2)."""
+    return _clone(t, SIGCHLD, 0, 0, 0, 0)
+
+
+def sys_vfork(t, *_):
+    """Implements Linux syscall vfork(2): the parent waits until the child execs or exits."""
+    return _clone(t, CLONE_VM | CLONE_VFORK | SIGCHLD, 0, 0, 0, 0)
+
+
+ARG_MAX = 2 << 20
+
+
+def _string_list(t, addr):
+    out, total = [], 0
+    if not addr:
+        return out
+    while True:
+        p = t.copy_in_u64(addr + 8 * len(out))
+        if not p:
+            return out
+        s = t.copy_in_str(p, 131072 + 1)
+        total += len(s) + 1 + 8
+        if total > ARG_MAX:
+            raise SyscallError(errno.E2BIG)
+        out.append(s)
+
+
+def sys_execve(t, path, argv, envp, *_):
+    """Implements Linux syscall execve(2)."""
+    p = t.copy_in_str(path)
+    if not p:
+        raise SyscallError(errno.ENOENT)
+    return t.kernel.execve(t, p, _string_list(t, argv), _string_list(t, envp))
+
+
+def sys_execveat(t, dirfd, path, argv, envp, flags, *_):
+    """Implements Linux syscall execveat(2) for AT_FDCWD and absolute paths."""
+    if s32(dirfd) != -100 and not t.copy_in_str(path).startswith(b"/"):
+        raise SyscallError(errno.ENOSYS)
+    if flags & ~0x1100:
+        raise SyscallError(errno.EINVAL)
+    return sys_execve(t, path, argv, envp)
+
+
+WNOHANG, WUNTRACED, WCONTINUED, WEXITED, WNOWAIT = 1, 2, 8, 4, 0x01000000
+WNOTHREAD, WALL, WCLONE = 0x20000000, 0x40000000, 0x80000000
+RUSAGE_SIZE = 144
+
+
+def sys_wait4(t, pid, status, options, rusage, *_):
+    """Implements Linux syscall wait4(2). N.B. stopped and continued children are never reported."""
+    pid, options = s32(pid), s32(options) & 0xFFFFFFFF
+    if options & ~(WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WALL | WCLONE):
+        raise SyscallError(errno.EINVAL)
+    if pid == -0x80000000:
+        raise SyscallError(errno.ESRCH)
+    found = t.kernel.wait_child(t, pid, options)
+    if found is None:
+        return 0
+    child, wstatus = found
+    if status:
+        t.copy_out(status, struct.pack("<i", wstatus))
+    if rusage:
+        t.copy_out(rusage, bytes(RUSAGE_SIZE))
+    return child.tgid
+
+
+P_ALL, P_PID, P_PGID = 0, 1, 2
+
+
+def sys_waitid(t, idtype, ident, infop, options, rusage, *_):
+    """Implements Linux syscall waitid(2) for exited children."""
+    idtype, ident, options = s32(idtype), s32(ident), s32(options) & 0xFFFFFFFF
+    if options & ~(WNOHANG | WUNTRACED | WEXITED | WCONTINUED | WNOWAIT | WNOTHREAD | WALL | WCLONE):
+        raise SyscallError(errno.EINVAL)
+    if not options & (WEXITED | WUNTRACED | WCONTINUED):
+        raise SyscallError(errno.EINVAL)
+    if idtype == P_ALL:
+        pid = -1
+    elif idtype == P_PID:
+        pid = ident
+    elif idtype == P_PGID:
+        pid = -ident if ident else 0
+    else:
+        raise SyscallError(errno.EINVAL)
+    if pid > 0 and ident <= 0 or idtype == P_PGID and ident < 0:
+        raise SyscallError(errno.EINVAL)
+    if not options & WEXITED:
+        found = None
+        t.kernel.wait_child(t, pid, WNOHANG, reap=False)
+    else:
+        found = t.kernel.wait_child(t, pid, options, reap=not options & WNOWAIT)
+    if infop:
+        if found is None:
+            t.copy_out(infop, bytes(128))
+        else:
+            child, wstatus = found
+            code, st = t.kernel._child_code(wstatus)
+            t.copy_out(infop, struct.pack("<iii4xiIi", SIGCHLD, 0, code, child.tgid, 0, st).ljust(128, b"\0"))
+    if rusage:
+        t.copy_out(rusage, bytes(RUSAGE_SIZE))
+    return 0
+
+
+def _group_of(t, pid):
+    if pid == 0:
+        return t.group
+    g = t.kernel.groups.get(pid)
+    if g is None or g.wstatus is not None:
+        raise SyscallError(errno.ESRCH)
+    return g
+
+
+def sys_getpgid(t, pid, *_):
+    """Implements Linux syscall getpgid(2)."""
+    return _group_of(t, s32(pid)).pgid
+
+
+def sys_getpgrp(t, *_):
+    """Implements Linux syscall getpgrp(2)."""
+    return t.group.pgid
+
+
+def sys_getsid(t, pid, *_):
+    """Implements Linux syscall getsid(2)."""
+    return _group_of(t, s32(pid)).sid
+
+
+def sys_setpgid(t, pid, pgid, *_):
+    """Implements Linux syscall setpgid(2): self or a child that has not exec'd, within the session."""
+    pid, pgid = s32(pid), s32(pgid)
+    if pgid < 0:
+        raise SyscallError(errno.EINVAL)
+    k = t.kernel
+    with k.lock:
+        g = _group_of(t, pid)
+        if g is not t.group and g.parent is not t.group:
+            raise SyscallError(errno.ESRCH)
+        if g is not t.group and g.execed:
+            raise SyscallError(errno.EACCES)
+        if g.sid != t.group.sid or g.sid == g.tgid:
+            raise SyscallError(errno.EPERM)
+        pgid = pgid or g.tgid
+        if pgid != g.tgid and not any(o.pgid == pgid and o.sid == g.sid for o in k.groups.values()):
+            raise SyscallError(errno.EPERM)
+        g.pgid = pgid
+    return 0
+
+
+def sys_setsid(t, *_):
+    """Implements Linux syscall setsid(2)."""
+    k = t.kernel
+    with k.lock:
+        g = t.group
+        if any(o.pgid == g.tgid for o in k.groups.values() if o.wstatus is None):
+            raise SyscallError(errno.EPERM)
+        g.sid = g.pgid = g.tgid
+    return g.tgid
 
 
 def sys_set_tid_address(t, addr, *_):
@@ -125,10 +342,10 @@ def sys_prctl(t, option, a2, a3, a4, a5, *_):
     if option == PR_GET_NO_NEW_PRIVS:
         return int(getattr(t, "no_new_privs", False))
     if option == PR_SET_CHILD_SUBREAPER:
-        t.child_subreaper = bool(a2)
+        t.group.child_subreaper = bool(a2)
         return 0
     if option == PR_GET_CHILD_SUBREAPER:
-        t.copy_out(a2, int(getattr(t, "child_subreaper", False)).to_bytes(4, "little"))
+        t.copy_out(a2, int(t.group.child_subreaper).to_bytes(4, "little"))
         return 0
     if option == PR_CAPBSET_READ:
         if a2 > 40:
@@ -147,6 +364,19 @@ SYSCALLS = {
     nr.NR_getppid: sys_getppid,
     nr.NR_exit: sys_exit,
     nr.NR_exit_group: sys_exit_group,
+    nr.NR_clone: sys_clone,
+    nr.NR_clone3: sys_clone3,
+    nr.NR_fork: sys_fork,
+    nr.NR_vfork: sys_vfork,
+    nr.NR_execve: sys_execve,
+    nr.NR_execveat: sys_execveat,
+    nr.NR_wait4: sys_wait4,
+    nr.NR_waitid: sys_waitid,
+    nr.NR_getpgid: sys_getpgid,
+    nr.NR_getpgrp: sys_getpgrp,
+    nr.NR_getsid: sys_getsid,
+    nr.NR_setpgid: sys_setpgid,
+    nr.NR_setsid: sys_setsid,
     nr.NR_set_tid_address: sys_set_tid_address,
     nr.NR_set_robust_list: sys_set_robust_list,
     nr.NR_get_robust_list: sys_get_robust_list,

@@ -1,58 +1,34 @@
-"""Signal state: dispositions, masks and the alternate stack are recorded.
+"""Signal syscalls: dispositions, masks, the alternate stack, sending and waiting.
 
-N.B. Delivery to application handlers is not implemented yet (the processes
-issue): a signal whose action is a handler is treated by its default action.
+Delivery itself (frames, default actions) lives in sentry/task.py.
 """
 
 import errno
 import struct
+import time
 
-from pyvisor.sentry.errors import SandboxExit, SyscallError
+from pyvisor.sentry import waiting
+from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls import _numbers as nr
 from pyvisor.sentry.syscalls._util import s32
+from pyvisor.sentry.task import (SI_TKILL, SI_USER, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
+                                 SignalState, siginfo_bytes)
 
 NSIG = 64
 SIGKILL, SIGSTOP = 9, 19
 SIG_DFL, SIG_IGN = 0, 1
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
-SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
 MINSIGSTKSZ = 2048
 UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
 SIGACTION = struct.Struct("<QQQQ")    # handler, flags, restorer, mask
 STACK_T = struct.Struct("<QiiQ")      # ss_sp, ss_flags, pad, ss_size
 
-# Default actions (signal(7)): what happens when no handler runs.
-IGNORE_BY_DEFAULT = {17, 23, 28}            # SIGCHLD, SIGURG, SIGWINCH
-STOP_BY_DEFAULT = {19, 20, 21, 22}          # SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU
-CONTINUE = 18                               # SIGCONT
-CORE_BY_DEFAULT = {3, 4, 5, 6, 7, 8, 11, 24, 25, 31}
-
-
-class SignalState:
-    """Per-thread-group dispositions and per-thread mask and altstack."""
-
-    def __init__(self):
-        self.actions = {}          # signo -> (handler, flags, restorer, mask)
-        self.mask = 0
-        self.altstack = (0, SS_DISABLE, 0)
-
-    def handler(self, signo):
-        return self.actions.get(signo, (SIG_DFL, 0, 0, 0))[0]
+__all__ = ["SignalState"]
 
 
 def _check_signo(sig):
     if not 1 <= sig <= NSIG:
         raise SyscallError(errno.EINVAL)
-
-
-def fatal_action(state, signo):
-    """True if signo ends the sandbox now (default terminate or core, or a handler we cannot run)."""
-    h = state.handler(signo)
-    if h == SIG_IGN and signo not in (SIGKILL, SIGSTOP):
-        return False
-    if h == SIG_DFL and (signo in IGNORE_BY_DEFAULT or signo in STOP_BY_DEFAULT or signo == CONTINUE):
-        return False
-    return True
 
 
 def sys_rt_sigaction(t, sig, act, oldact, sigsetsize, *_):
@@ -92,10 +68,13 @@ def sys_rt_sigprocmask(t, how, setp, oldp, sigsetsize, *_):
 
 
 def sys_rt_sigpending(t, setp, sigsetsize, *_):
-    """Implements Linux syscall rt_sigpending(2): nothing is ever pending yet."""
+    """Implements Linux syscall rt_sigpending(2): signals pending and blocked."""
     if sigsetsize > 8:
         raise SyscallError(errno.EINVAL)
-    t.copy_out(setp, bytes(sigsetsize))
+    bits = 0
+    for signo, _info in t.pending + t.group.pending:
+        bits |= 1 << (signo - 1)
+    t.copy_out(setp, (bits & t.signals.mask).to_bytes(8, "little")[:sigsetsize])
     return 0
 
 
@@ -118,22 +97,43 @@ def sys_sigaltstack(t, ss, old_ss, *_):
     return 0
 
 
-def _signal_self(t, sig):
-    if sig == 0:
-        return 0
-    if fatal_action(t.signals, sig):
-        raise SandboxExit(128 + sig, signal=sig)
+def _send(t, target, sig, group, code):
+    if not 0 <= sig <= NSIG:
+        raise SyscallError(errno.EINVAL)
+    if sig:
+        t.kernel.send_signal(target, sig, siginfo_bytes(sig, code, pid=t.pid, uid=t.creds.uid),
+                             group=group)
     return 0
 
 
 def sys_kill(t, pid, sig, *_):
-    """Implements Linux syscall kill(2) within the sandbox (one process so far)."""
+    """Implements Linux syscall kill(2): a process, a process group, or every process."""
     pid, sig = s32(pid), s32(sig)
     if not 0 <= sig <= NSIG:
         raise SyscallError(errno.EINVAL)
-    if pid not in (0, -1, t.pid, -t.pid):
+    k = t.kernel
+    with k.lock:
+        live = [g for g in k.groups.values() if g.tasks and g.exiting is None]
+        if pid > 0:
+            targets = [g for g in live if g.tgid == pid]
+        elif pid == -1:
+            targets = [g for g in live if g.tgid != 1 and g is not t.group] + [t.group]
+        else:
+            pgid = t.group.pgid if pid == 0 else -pid
+            targets = [g for g in live if g.pgid == pgid]
+        leaders = [next(iter(g.tasks.values())) for g in targets]
+    if not leaders:
         raise SyscallError(errno.ESRCH)
-    return _signal_self(t, sig)
+    for x in leaders:
+        _send(t, x, sig, True, SI_USER)
+    return 0
+
+
+def _task(t, tid, tgid=None):
+    x = t.kernel.tasks.get(tid)
+    if x is None or (tgid is not None and x.pid != tgid):
+        raise SyscallError(errno.ESRCH)
+    return x
 
 
 def sys_tgkill(t, tgid, tid, sig, *_):
@@ -141,9 +141,7 @@ def sys_tgkill(t, tgid, tid, sig, *_):
     tgid, tid, sig = s32(tgid), s32(tid), s32(sig)
     if tgid <= 0 or tid <= 0 or not 0 <= sig <= NSIG:
         raise SyscallError(errno.EINVAL)
-    if (tgid, tid) != (t.pid, t.tid):
-        raise SyscallError(errno.ESRCH)
-    return _signal_self(t, sig)
+    return _send(t, _task(t, tid, tgid), sig, False, SI_TKILL)
 
 
 def sys_tkill(t, tid, sig, *_):
@@ -151,9 +149,91 @@ def sys_tkill(t, tid, sig, *_):
     tid, sig = s32(tid), s32(sig)
     if tid <= 0 or not 0 <= sig <= NSIG:
         raise SyscallError(errno.EINVAL)
-    if tid != t.tid:
+    return _send(t, _task(t, tid), sig, False, SI_TKILL)
+
+
+def _queueinfo(t, target, sig, info, group):
+    if not 1 <= sig <= NSIG:
+        raise SyscallError(errno.EINVAL)
+    raw = t.copy_in(info, 128)
+    code = struct.unpack_from("<i", raw, 8)[0]
+    if (code >= 0 or code == SI_TKILL) and target.pid != t.pid:
+        raise SyscallError(errno.EPERM)
+    t.kernel.send_signal(target, sig, struct.pack("<i", sig) + raw[4:], group=group)
+    return 0
+
+
+def sys_rt_sigqueueinfo(t, tgid, sig, info, *_):
+    """Implements Linux syscall rt_sigqueueinfo(2)."""
+    g = t.kernel.groups.get(s32(tgid))
+    if g is None or not g.tasks:
         raise SyscallError(errno.ESRCH)
-    return _signal_self(t, sig)
+    return _queueinfo(t, next(iter(g.tasks.values())), s32(sig), info, True)
+
+
+def sys_rt_tgsigqueueinfo(t, tgid, tid, sig, info, *_):
+    """Implements Linux syscall rt_tgsigqueueinfo(2)."""
+    return _queueinfo(t, _task(t, s32(tid), s32(tgid)), s32(sig), info, False)
+
+
+def sys_rt_sigreturn(t, *_):
+    """Implements Linux syscall rt_sigreturn(2)."""
+    return t.sigreturn()
+
+
+def _suspend_until_signal(t):
+    with t.kernel.lock:
+        while True:
+            waiting.wait(t.kernel.cond)
+
+
+def sys_pause(t, *_):
+    """Implements Linux syscall pause(2): sleeps until a signal handler has run (EINTR)."""
+    _suspend_until_signal(t)
+
+
+def sys_rt_sigsuspend(t, mask, sigsetsize, *_):
+    """Implements Linux syscall rt_sigsuspend(2): the old mask returns through the handler's frame."""
+    if sigsetsize != 8:
+        raise SyscallError(errno.EINVAL)
+    new = int.from_bytes(t.copy_in(mask, 8), "little") & ~UNBLOCKABLE
+    if t.saved_mask is None:
+        t.saved_mask = t.signals.mask
+    t.signals.mask = new
+    _suspend_until_signal(t)
+
+
+def sys_rt_sigtimedwait(t, setp, info, timeout, sigsetsize, *_):
+    """Implements Linux syscall rt_sigtimedwait(2)."""
+    if sigsetsize != 8:
+        raise SyscallError(errno.EINVAL)
+    wanted = int.from_bytes(t.copy_in(setp, 8), "little") & ~UNBLOCKABLE
+    deadline = None
+    if timeout:
+        sec, nsec = struct.unpack("<qq", t.copy_in(timeout, 16))
+        if sec < 0 or not 0 <= nsec < 1_000_000_000:
+            raise SyscallError(errno.EINVAL)
+        deadline = time.monotonic() + sec + nsec / 1e9
+    k = t.kernel
+    with k.lock:
+        while True:
+            for src in (t.pending, t.group.pending):
+                for i, (signo, raw) in enumerate(src):
+                    if wanted & (1 << (signo - 1)):
+                        del src[i]
+                        if info:
+                            t.copy_out(info, raw)
+                        return signo
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise SyscallError(errno.EAGAIN)
+            # Only signals outside `wanted` interrupt this wait.
+            old = t.signals.mask
+            t.signals.mask = old | wanted
+            try:
+                waiting.wait(k.cond, left)
+            finally:
+                t.signals.mask = old
 
 
 SYSCALLS = {
@@ -164,4 +244,10 @@ SYSCALLS = {
     nr.NR_kill: sys_kill,
     nr.NR_tgkill: sys_tgkill,
     nr.NR_tkill: sys_tkill,
+    nr.NR_rt_sigqueueinfo: sys_rt_sigqueueinfo,
+    nr.NR_rt_tgsigqueueinfo: sys_rt_tgsigqueueinfo,
+    nr.NR_rt_sigreturn: sys_rt_sigreturn,
+    nr.NR_pause: sys_pause,
+    nr.NR_rt_sigsuspend: sys_rt_sigsuspend,
+    nr.NR_rt_sigtimedwait: sys_rt_sigtimedwait,
 }

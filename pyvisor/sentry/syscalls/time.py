@@ -153,31 +153,33 @@ def sys_time(t, tloc, *_):
 # --- sleeping --------------------------------------------------------------
 
 
-def _sleep(t, seconds):
-    """Block the task; through the kernel's primitive when it has one."""
+def _sleep(t, seconds, rem=0):
+    """Block the task interruptibly; on a signal, write the time left to rem (if given) first."""
+    from pyvisor.sentry import waiting
     if seconds <= 0:
         return
-    sleep = getattr(t.kernel, "sleep", None)
-    if sleep is not None:
-        sleep(t, seconds)
-    else:
-        _time.sleep(seconds)
+    try:
+        waiting.sleep(seconds)
+    except waiting.Interrupted:
+        if rem:
+            left = int(t.sleep_left * NSEC)
+            t.copy_out(rem, struct.pack("<qq", left // NSEC, left % NSEC))
+        raise
 
 
 def sys_nanosleep(t, req, rem, *_):
     """Implements Linux syscall nanosleep(2).
 
-    N.B. Sleeps are not yet interruptible by signals, so rem is never written.
+    N.B. when no handler runs, an interrupted sleep restarts from its full length.
     """
-    _sleep(t, read_timespec(t, req) / NSEC)
+    _sleep(t, read_timespec(t, req) / NSEC, rem)
     return 0
 
 
 def sys_clock_nanosleep(t, clockid, flags, req, rem, *_):
     """Implements Linux syscall clock_nanosleep(2).
 
-    N.B. Sleeping on a process CPU-time clock gives EINVAL (Linux supports it);
-    rem is never written, as sleeps are not yet interruptible.
+    N.B. Sleeping on a process CPU-time clock gives EINVAL (Linux supports it).
     """
     clockid = s32(clockid)
     if clockid in (CLOCK_MONOTONIC_RAW, CLOCK_REALTIME_COARSE, CLOCK_MONOTONIC_COARSE):
@@ -187,7 +189,8 @@ def sys_clock_nanosleep(t, clockid, flags, req, rem, *_):
     ns = read_timespec(t, req)
     if flags & TIMER_ABSTIME:
         ns -= clock_ns(t, clockid)
-    _sleep(t, ns / NSEC)
+        rem = 0
+    _sleep(t, ns / NSEC, rem)
     return 0
 
 

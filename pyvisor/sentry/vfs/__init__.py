@@ -14,7 +14,8 @@ Layout (one concern per module):
     host.py      host_file: the caller's stdio
     testing.py   a Kernel-less task for unit tests
 
-`build_vfs(kernel, gofer_root)` assembles the sandbox's mount tree.
+`build_vfs(kernel, gofer_root)` assembles the sandbox's mount tree; a new
+task starts with `FDTable()` and `FSContext(vfs.root)`.
 """
 
 from .fdtable import FDTable, FSContext
@@ -53,7 +54,8 @@ def build_vfs(kernel, gofer_root):
 
         /          overlay: tmpfs upper over the Gofer's tree (plain tmpfs if
                    gofer_root is None)
-        /tmp       tmpfs, mode 1777
+        /tmp       tmpfs, mode 1777, only without a Gofer root; with one, /tmp
+                   is the overlay's view of the host's /tmp (writes in memory)
         /dev       devfs;  /dev/shm  tmpfs, mode 1777
         /proc      procfs over `kernel` (.hostname, .tasks)
 
@@ -73,8 +75,12 @@ def build_vfs(kernel, gofer_root):
     for name, mode in ((b"tmp", 0o1777), (b"dev", 0o755), (b"proc", 0o555)):
         _ensure_dir(root_fs.root, name, mode)
     vfs = VirtualFilesystem(root_fs, root_fs.root, source=source)
-    tmp = TmpFS(0o1777)
-    vfs.mount(tmp, tmp.root, b"/tmp", source=b"tmpfs", options=b"rw,nosuid,nodev")
+    if gofer_root is None:
+        # N.B. with a host root, /tmp is the overlay's view of the host's
+        # /tmp (writes stay in memory), as under `runsc do`: a program started
+        # in a host temporary directory finds its files.
+        tmp = TmpFS(0o1777)
+        vfs.mount(tmp, tmp.root, b"/tmp", source=b"tmpfs", options=b"rw,nosuid,nodev")
     dev = make_devfs()
     vfs.mount(dev, dev.root, b"/dev", source=b"devtmpfs", options=b"rw,nosuid")
     shm = TmpFS(0o1777)

@@ -15,7 +15,7 @@ import os
 import threading
 
 from ..errors import SyscallError
-from .stat import DT_DIR, pack_dirent64
+from .stat import DT_DIR, Stat, StatFs, pack_dirent64
 
 O_ACCMODE = 3
 O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
@@ -35,6 +35,8 @@ SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE = 0, 1, 2, 3, 4
 MAX_OFFSET = (1 << 63) - 1
 
 FIONREAD = 0x541B
+ANON_INODE_FS_MAGIC = 0x09041934
+_ANON_DEV = 0x0E
 
 
 class FileDescription:
@@ -173,14 +175,27 @@ class FileDescription:
 
     # --- identity ---------------------------------------------------------
 
+    # Files without a path (sockets, epoll, eventfd, ...) are Linux
+    # "anonymous inodes": subclasses set `anon_name`, and get a plausible
+    # stat/statfs/path from these defaults until they say more.
+    anon_name = b"[pyvisor]"
+
     def stat(self):
+        if self.vd is None:
+            return Stat(st_mode=0o600, st_ino=id(self) & 0xFFFFFFFF, st_dev=_ANON_DEV,
+                        st_blksize=4096)
         return self.vd.inode.stat()
 
     def statfs(self):
+        if self.vd is None:
+            return StatFs(f_type=ANON_INODE_FS_MAGIC)
         return self.vd.inode.fs.statfs()
 
     def path(self):
-        """Absolute path, as /proc/self/fd shows it."""
+        """Absolute path, as /proc/self/fd shows it ("anon_inode:[name]"
+        for a file without one)."""
+        if self.vd is None:
+            return b"anon_inode:" + self.anon_name
         from .mount import vd_path
         return vd_path(self.vd)
 

@@ -12,10 +12,13 @@ Opened files are kept in a small LRU (`MAX_OPEN`): each holds a donated
 host fd in the Sentry, and the Sentry's fd budget is finite. Reads run
 under the fs lock so that eviction never closes an fd in use.
 
+Walked fids are kept in an LRU too (`MAX_FIDS`): each is an O_PATH fd in
+the Gofer, and a `find /usr` must not exhaust its fd limit. An inode whose
+fid was evicted keeps its cached attributes and walks again from its
+parent (by name) when it next needs one.
+
 N.B. the caches are never invalidated: the host tree is assumed not to
 change under a running sandbox (gVisor's default for an overlaid root too).
-N.B. walked fids are never clunked either, so the Gofer holds one O_PATH fd
-per file the sandbox has looked at.
 """
 
 import errno
@@ -30,6 +33,7 @@ from .stat import V9FS_MAGIC, Stat, StatFs
 O_RDONLY = 0
 READDIR_CHUNK = 1 << 16
 MAX_OPEN = 64
+MAX_FIDS = 4096
 
 
 def _err(e):
@@ -48,6 +52,7 @@ class GoferFS(Filesystem):
         self.GoferError = GoferError
         self.lock = threading.RLock()
         self.open_lru = OrderedDict()     # GoferInode -> None, most recent last
+        self.fid_lru = OrderedDict()      # GoferInode with a walked fid (not the root)
         try:
             node = client.attach()
             self.root = GoferInode(self, node, client.getattr(node))
@@ -56,7 +61,8 @@ class GoferFS(Filesystem):
 
     def statfs(self):
         try:
-            s = self.client.statfs(self.root.node)
+            with self.lock:
+                s = self.client.statfs(self.root.node_locked())
         except self.GoferError as e:
             raise _err(e) from e
         return StatFs(f_type=self.magic, f_bsize=s.bsize, f_blocks=s.blocks, f_bfree=s.bfree,
@@ -71,9 +77,11 @@ def _ns(ts):
 class GoferInode(Inode):
     """A file on the Gofer's tree, with its attributes cached."""
 
-    def __init__(self, fs, node, attr):
+    def __init__(self, fs, node, attr, parent=None, name=b""):
         super().__init__(fs, attr.ino, attr.mode, attr.uid, attr.gid, attr.nlink, attr.rdev)
-        self.node = node
+        self._node = node
+        self.parent = parent              # GoferInode, None for the root
+        self.name = name
         self.attr = attr
         self.atime_ns, self.mtime_ns, self.ctime_ns = _ns(attr.atime), _ns(attr.mtime), _ns(attr.ctime)
         self._children = {}
@@ -104,7 +112,7 @@ class GoferInode(Inode):
             if name in self._missing:
                 raise SyscallError(errno.ENOENT)
             try:
-                node = fs.client.walk(self.node, [name])
+                node = fs.client.walk(self.node_locked(), [name])
             except fs.GoferError as e:
                 if e.errno == errno.ENOENT:
                     self._missing.add(name)
@@ -114,8 +122,35 @@ class GoferInode(Inode):
             except fs.GoferError as e:
                 fs.client.clunk(node)
                 raise _err(e) from e
-            child = self._children[name] = GoferInode(fs, node, attr)
+            child = self._children[name] = GoferInode(fs, node, attr, self, name)
+            child._track_locked()
             return child
+
+    def node_locked(self):
+        """This inode's fid, walking again from the parent if it was evicted.
+        Precondition: fs.lock held."""
+        if self.parent is None:
+            return self._node
+        if self._node is None:
+            try:
+                self._node = self.fs.client.walk(self.parent.node_locked(), [self.name])
+            except self.fs.GoferError as e:
+                raise _err(e) from e
+        self._track_locked()
+        return self._node
+
+    def _track_locked(self):
+        lru = self.fs.fid_lru
+        lru[self] = None
+        lru.move_to_end(self)
+        while len(lru) > MAX_FIDS:
+            old, _ = lru.popitem(last=False)
+            node, old._node = old._node, None
+            if node is not None:
+                try:
+                    self.fs.client.clunk(node)
+                except self.fs.GoferError:
+                    pass
 
     def readdir(self):
         if not self.is_dir():
@@ -129,7 +164,7 @@ class GoferInode(Inode):
     def _fetch_listing(self):
         fs = self.fs
         try:
-            o = fs.client.lopen(self.node, O_RDONLY)
+            o = fs.client.lopen(self.node_locked(), O_RDONLY)
         except fs.GoferError as e:
             raise _err(e) from e
         out, offset = [], 0
@@ -152,7 +187,7 @@ class GoferInode(Inode):
         fs = self.fs
         if self._open is None:
             try:
-                self._open = fs.client.lopen(self.node, O_RDONLY)
+                self._open = fs.client.lopen(self.node_locked(), O_RDONLY)
             except fs.GoferError as e:
                 raise _err(e) from e
             while len(fs.open_lru) >= MAX_OPEN:
@@ -202,12 +237,13 @@ class GoferInode(Inode):
     def readlink(self, t):
         if not self.is_symlink():
             raise SyscallError(errno.EINVAL)
-        if self._target is None:
-            try:
-                self._target = self.fs.client.readlink(self.node)
-            except self.fs.GoferError as e:
-                raise _err(e) from e
-        return self._target
+        with self.fs.lock:
+            if self._target is None:
+                try:
+                    self._target = self.fs.client.readlink(self.node_locked())
+                except self.fs.GoferError as e:
+                    raise _err(e) from e
+            return self._target
 
     def truncate(self, size):
         if self.is_dir():

@@ -22,6 +22,7 @@ import threading
 import time
 
 from ..errors import SyscallError
+from .file import DirectoryFile, RegularFile
 from .stat import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, Stat, StatFs, dtype_of
 
 
@@ -195,7 +196,6 @@ class Inode:
 
     def open(self, t, vd, flags):
         """A FileDescription for this inode reached through `vd`."""
-        from .file import DirectoryFile, RegularFile
         if self.is_dir():
             return DirectoryFile(vd, flags)
         if self.is_reg():
@@ -206,7 +206,7 @@ class Inode:
 class Dentry:
     """One name of an inode; cached in the parent's `children`."""
 
-    __slots__ = ("name", "parent", "inode", "children", "deleted", "__weakref__")
+    __slots__ = ("name", "parent", "inode", "children", "deleted", "mounted", "__weakref__")
 
     def __init__(self, name, parent, inode):
         self.name = name
@@ -214,6 +214,7 @@ class Dentry:
         self.inode = inode
         self.children = {}
         self.deleted = False
+        self.mounted = False          # something is mounted here (in some mount)
 
     def lookup(self, name):
         """Child dentry `name` (a plain name, not "." or "..")."""
@@ -222,7 +223,8 @@ class Dentry:
             return child
         child = Dentry(name, self, self.inode.lookup(name))
         if self.inode.fs.cache_dentries:
-            self.children[name] = child
+            # setdefault: if another task raced us here, both get one dentry.
+            child = self.children.setdefault(name, child)
         return child
 
     def forget(self, name):

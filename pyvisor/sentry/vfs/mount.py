@@ -46,6 +46,7 @@ class MountTable:
     def mount(self, fs, root, at, source=b"none", options=b"rw"):
         """Mount `fs` (root dentry `root`) on the VDentry `at`; returns the Mount."""
         m = Mount(fs, root, at.mount, at.dentry, source, options)
+        at.dentry.mounted = True          # lets path walks skip the table elsewhere
         with self._lock:
             self._children[(at.mount.id, id(at.dentry))] = m
             self._mounts.append(m)

@@ -40,7 +40,12 @@ class OverlayFS(Filesystem):
         super().__init__()
         self.upper_fs = upper_fs
         self.lock = threading.RLock()
-        self.root = OverlayInode(self, upper_fs.root, lower_root, None, b"/")
+        # The upper root stands for the lower one: same mode, owner, times.
+        st = lower_root.stat()
+        up = upper_fs.root
+        up.mode, up.uid, up.gid = st.st_mode, st.st_uid, st.st_gid
+        up.atime_ns, up.mtime_ns, up.ctime_ns = st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
+        self.root = OverlayInode(self, up, lower_root, None, b"/")
 
     def statfs(self):
         st = self.upper_fs.statfs()
@@ -93,6 +98,10 @@ class OverlayInode(Inode):
         st = self.real.stat()
         st.st_ino = self.ino
         st.st_dev = self.fs.dev
+        if self.upper is not None and self.lower is not None and self.is_dir():
+            # Linux's ovl_getattr: counting merged subdirs is not worth it,
+            # and nlink 1 tells find(1) not to rely on the count.
+            st.st_nlink = 1
         return st
 
     # --- lookup and listing -------------------------------------------------

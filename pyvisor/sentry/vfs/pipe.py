@@ -10,8 +10,16 @@
   caller's job). Reading an empty pipe with no write end gives EOF (b"");
   with writers, it blocks, or EAGAIN with O_NONBLOCK.
 
-Blocking waits on one Condition per pipe. N.B. a blocked task is not yet
-interruptible by signals; `t.block` will take over when signals land.
+Blocking waits on one Condition per pipe, through `waiting.wait`, so a
+signal interrupts them (`waiting.Interrupted`); a read or write that already
+moved bytes returns that partial count instead, as Linux does.
+
+Readiness (vfs/waitq.py): the Pipe holds one WaitQueue, notified after every
+change of state (data in, space freed, an end opened or closed, capacity
+changed), outside the pipe's lock. Each end answers `poll_events()` from its
+own side, as pipe_poll() in fs/pipe.c does: a read end is POLLIN with data
+and POLLHUP once no writer is left (after one has been); a write end is
+POLLOUT when at least PIPE_BUF bytes are free and POLLERR with no reader.
 """
 
 import errno
@@ -19,10 +27,13 @@ import itertools
 import struct
 import threading
 
+from .. import waiting
 from ..errors import SyscallError
 from .file import FIONREAD, FileDescription, O_ACCMODE, O_NONBLOCK, O_RDONLY, O_WRONLY
 from .inode import now_ns
 from .stat import PIPEFS_MAGIC, S_IFIFO, Stat, StatFs
+from .waitq import (POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDNORM, POLLWRNORM,
+                    WaitQueue)
 
 PIPE_BUF = 4096
 DEFAULT_CAPACITY = 65536
@@ -45,6 +56,7 @@ class Pipe:
         self.reader_opens = 0     # open counters: a FIFO opener waits for the
         self.writer_opens = 0     # other side to *have opened*, even if it closed since
         self.cond = threading.Condition()
+        self.waitq = WaitQueue()
         self.ctime_ns = now_ns()
 
     def set_capacity(self, size):
@@ -61,22 +73,35 @@ class Pipe:
                 raise SyscallError(errno.EBUSY)
             self.capacity = cap
             self.cond.notify_all()
+        self.waitq.notify()
         return cap
 
     def read(self, count, nonblock):
+        """Up to `count` bytes; b"" at EOF. Blocks (interruptibly) while empty
+        with a writer, or EAGAIN when `nonblock`."""
         with self.cond:
             while not self.buf:
                 if self.writers == 0:
                     return b""
                 if nonblock:
                     raise SyscallError(errno.EAGAIN)
-                self.cond.wait()
+                waiting.wait(self.cond)
             data = bytes(self.buf[:count])
             del self.buf[:count]
             self.cond.notify_all()
-            return data
+        self.waitq.notify(POLLOUT | POLLWRNORM)
+        return data
 
     def write(self, data, nonblock):
+        """Write `data` by pipe(7)'s rules; returns the count. EPIPE with no
+        reader (the caller sends SIGPIPE). A wait interrupted by a signal
+        returns the bytes already written, or raises Interrupted if none."""
+        try:
+            return self._write(data, nonblock)
+        finally:
+            self.waitq.notify(POLLIN | POLLRDNORM)
+
+    def _write(self, data, nonblock):
         n = len(data)
         with self.cond:
             if n <= PIPE_BUF:
@@ -89,7 +114,7 @@ class Pipe:
                         return n
                     if nonblock:
                         raise SyscallError(errno.EAGAIN)
-                    self.cond.wait()
+                    waiting.wait(self.cond)
             done = 0
             while done < n:
                 if self.readers == 0:
@@ -102,12 +127,20 @@ class Pipe:
                     self.buf += chunk
                     done += len(chunk)
                     self.cond.notify_all()
+                    # Readers (poll, epoll) learn of each piece, or a big
+                    # write would wait for a reader that never woke.
+                    self.waitq.notify(POLLIN | POLLRDNORM)
                     continue
                 if nonblock:
                     if done:
                         return done
                     raise SyscallError(errno.EAGAIN)
-                self.cond.wait()
+                try:
+                    waiting.wait(self.cond)
+                except waiting.Interrupted:
+                    if done:
+                        return done
+                    raise
             return done
 
     def open_end(self, writer):
@@ -119,16 +152,17 @@ class Pipe:
                 self.readers += 1
                 self.reader_opens += 1
             self.cond.notify_all()
+        self.waitq.notify()
 
     def wait_for_peer(self, writer, seen):
         """FIFO open: block until the other side has opened since `seen`."""
         with self.cond:
             if writer:
                 while self.readers == 0 and self.reader_opens == seen:
-                    self.cond.wait()
+                    waiting.wait(self.cond)
             else:
                 while self.writers == 0 and self.writer_opens == seen:
-                    self.cond.wait()
+                    waiting.wait(self.cond)
 
     def close_end(self, writer):
         with self.cond:
@@ -137,10 +171,29 @@ class Pipe:
             else:
                 self.readers -= 1
             self.cond.notify_all()
+        self.waitq.notify()
 
     def nread(self):
         with self.cond:
             return len(self.buf)
+
+    def poll_events(self, reader, writer):
+        """Ready events for a description that is a reader and/or a writer
+        (fs/pipe.c pipe_poll). A FIFO reader that never saw a writer gets
+        no POLLHUP, as Linux (it tracks w_counter)."""
+        mask = 0
+        with self.cond:
+            if reader:
+                if self.buf:
+                    mask |= POLLIN | POLLRDNORM
+                if self.writers == 0 and self.writer_opens:
+                    mask |= POLLHUP
+            if writer:
+                if self.capacity - len(self.buf) >= PIPE_BUF:
+                    mask |= POLLOUT | POLLWRNORM
+                if self.readers == 0:
+                    mask |= POLLERR
+        return mask
 
 
 class PipeFile(FileDescription):
@@ -171,6 +224,14 @@ class PipeFile(FileDescription):
 
     def nread(self):
         return self.pipe.nread()
+
+    @property
+    def waitq(self):
+        return self.pipe.waitq
+
+    def poll_events(self):
+        """Readiness of this end (vfs/waitq.py contract)."""
+        return self.pipe.poll_events(not self.is_writer, self.is_writer)
 
     def ioctl(self, t, request, arg):
         if request == FIONREAD:
@@ -220,6 +281,9 @@ class _RdwrFifo(FifoFile):
         self.pipe.close_end(False)
         self.pipe.close_end(True)
 
+    def poll_events(self):
+        return self.pipe.poll_events(True, True)
+
 
 def open_fifo(t, inode, vd, flags):
     """Open a FIFO node, as fifo(7) says: O_RDONLY waits for a writer and
@@ -237,7 +301,11 @@ def open_fifo(t, inode, vd, flags):
     seen = pipe.reader_opens if writer else pipe.writer_opens
     f = FifoFile(pipe, flags, vd)
     if not flags & O_NONBLOCK:
-        pipe.wait_for_peer(writer, seen)
+        try:
+            pipe.wait_for_peer(writer, seen)
+        except waiting.Interrupted:
+            f.decref()          # the open never happened: drop our end
+            raise
     return f
 
 

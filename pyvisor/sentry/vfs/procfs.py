@@ -170,6 +170,7 @@ class ProcFS(Filesystem):
         ch[b"cwd"] = lambda: ProcLink(self, key + b"cwd", lambda t: task().fs.cwd)
         ch[b"root"] = lambda: ProcLink(self, key + b"root", lambda t: task().fs.root)
         ch[b"fd"] = self._dir(key + b"fd", lambda: self._fd_children(pid))
+        ch[b"fdinfo"] = self._dir(key + b"fdinfo", lambda: self._fdinfo_children(pid))
         ch[b"task"] = self._dir(key + b"task", lambda: {
             b"%d" % pid: self._pid_dir_factory(pid)})
         return ch
@@ -181,9 +182,30 @@ class ProcFS(Filesystem):
             ch[b"%d" % fd] = self._fd_link(pid, fd, f)
         return ch
 
+    def _fdinfo_children(self, pid):
+        task = self.task(pid)
+        return {b"%d" % fd: self._file(b"%d/fdinfo/%d" % (pid, fd), self._fdinfo(task, fd, f))
+                for fd, f in task.fdtable.items()}
+
+    @staticmethod
+    def _fdinfo(task, fd, f):
+        def gen(t):
+            try:
+                cloexec = task.fdtable.get_cloexec(fd)
+            except SyscallError:
+                cloexec = False
+            flags = f.flags | (0o2000000 if cloexec else 0)
+            st = f.stat()
+            mnt = f.vd.mount.id if f.vd is not None else 0
+            return b"pos:\t%d\nflags:\t0%o\nmnt_id:\t%d\nino:\t%d\n" % (
+                f.offset, flags, mnt, st.st_ino)
+        return gen
+
     def _fd_link(self, pid, fd, f):
         target = f.vd if f.vd is not None else f
-        return lambda: ProcLink(self, b"%d/fd/%d" % (pid, fd), lambda t: target, mode=0o700)
+        # lr-x, l-wx or lrwx, as the description's access mode says.
+        mode = 0o700 if f.readable and f.writable else 0o500 if f.readable else 0o300
+        return lambda: ProcLink(self, b"%d/fd/%d" % (pid, fd), lambda t: target, mode=mode)
 
     # --- generators -------------------------------------------------------
 
@@ -218,8 +240,8 @@ class ProcFS(Filesystem):
             (b"Name", task.comm[:15]), (b"Umask", b"%04o" % task.fs.umask),
             (b"State", b"R (running)"), (b"Tgid", b"%d" % task.pid), (b"Ngid", b"0"),
             (b"Pid", b"%d" % task.tid), (b"PPid", b"%d" % task.ppid), (b"TracerPid", b"0"),
-            (b"Uid", b"%d\t%d\t%d\t%d" % (c.uid, c.euid, c.suid, c.euid)),
-            (b"Gid", b"%d\t%d\t%d\t%d" % (c.gid, c.egid, c.sgid, c.egid)),
+            (b"Uid", b"%d\t%d\t%d\t%d" % (c.uid, c.euid, c.suid, getattr(c, "fsuid", c.euid))),
+            (b"Gid", b"%d\t%d\t%d\t%d" % (c.gid, c.egid, c.sgid, getattr(c, "fsgid", c.egid))),
             (b"FDSize", b"%d" % max(64, len(task.fdtable))), (b"Groups", groups),
             (b"VmPeak", b"%8d kB" % vm), (b"VmSize", b"%8d kB" % vm),
             (b"VmLck", b"       0 kB"), (b"VmPin", b"       0 kB"),

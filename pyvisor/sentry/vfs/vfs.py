@@ -28,8 +28,8 @@ from .file import (FileDescription, O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, 
                    O_NOFOLLOW, O_PATH, O_RDONLY, O_TMPFILE, O_TRUNC, O_WRONLY, O_RDWR)
 from .inode import VDentry
 from .mount import Mount, MountTable, vd_path
-from .perm import R_OK, W_OK, X_OK, check_access, creds_of
-from .stat import S_IFMT, S_IFREG
+from .perm import R_OK, W_OK, X_OK, check_access, creds_of, fs_ids, is_owner
+from .stat import S_IFDIR, S_IFMT, S_IFREG
 
 MAXSYMLINKS = 40
 PATH_MAX = 4096
@@ -115,21 +115,25 @@ class VirtualFilesystem:
 
     def _step(self, t, vd, name):
         """One component from directory `vd` (no symlink following)."""
-        inode = vd.inode
-        if not inode.is_dir():
+        mode = vd.dentry.inode.mode
+        if mode & S_IFMT != S_IFDIR:
             raise SyscallError(errno.ENOTDIR)
-        check_access(inode, creds_of(t), X_OK)
+        if mode & 0o111 != 0o111:         # searchable by all: no need to ask
+            check_access(vd.dentry.inode, creds_of(t), X_OK)
         if name == b".":
             return vd
         if name == b"..":
             return self._dotdot(t, vd)
         if len(name) > NAME_MAX:
             raise SyscallError(errno.ENAMETOOLONG)
-        child = VDentry(vd.mount, vd.dentry.lookup(name))
-        m = self.mounts.child_at(child)
-        while m is not None:
-            child = m.root_vd
+        dentry = vd.dentry.lookup(name)
+        child = VDentry(vd.mount, dentry)
+        while dentry.mounted:
             m = self.mounts.child_at(child)
+            if m is None:
+                break
+            child = m.root_vd
+            dentry = child.dentry
         return child
 
     def _dotdot(self, t, vd):
@@ -166,9 +170,8 @@ class VirtualFilesystem:
             raise SyscallError(errno.ENAMETOOLONG)
         vd = self._root_of(t) if path.startswith(b"/") else start
         parts = [p for p in path.split(b"/") if p]
-        for p in parts:
-            if len(p) > NAME_MAX:
-                raise SyscallError(errno.ENAMETOOLONG)
+        if len(path) > NAME_MAX and max(map(len, parts), default=0) > NAME_MAX:
+            raise SyscallError(errno.ENAMETOOLONG)
         if not parts:
             return vd, None, True
         for name in parts[:-1]:
@@ -274,7 +277,7 @@ class VirtualFilesystem:
     def _create(self, t, parent, name, flags, mode):
         creds = creds_of(t)
         check_access(parent.inode, creds, W_OK | X_OK)
-        inode = parent.inode.create(name, mode & ~_umask(t) & 0o7777, creds.euid, creds.egid)
+        inode = parent.inode.create(name, mode & ~_umask(t) & 0o7777, *fs_ids(creds))
         vd = VDentry(parent.mount, parent.dentry.lookup(name))
         return inode.open(t, vd, flags & ~(O_TRUNC | O_CREAT | O_EXCL))
 
@@ -319,7 +322,7 @@ class VirtualFilesystem:
         """Implements mkdir(2)."""
         parent, name, _ = self._new_name(t, path, dirfd)
         creds = creds_of(t)
-        parent.inode.mkdir(name, mode & ~_umask(t) & 0o1777, creds.euid, creds.egid)
+        parent.inode.mkdir(name, mode & ~_umask(t) & 0o1777, *fs_ids(creds))
 
     def mknod(self, t, path, mode, rdev, dirfd=AT_FDCWD):
         """Implements mknod(2)."""
@@ -329,7 +332,7 @@ class VirtualFilesystem:
         creds = creds_of(t)
         ftype = mode & S_IFMT
         perm = mode & ~_umask(t) & 0o7777
-        parent.inode.mknod(name, (ftype or S_IFREG) | perm, rdev, creds.euid, creds.egid)
+        parent.inode.mknod(name, (ftype or S_IFREG) | perm, rdev, *fs_ids(creds))
 
     def symlink(self, t, target, path, dirfd=AT_FDCWD):
         """Implements symlink(2)."""
@@ -339,7 +342,7 @@ class VirtualFilesystem:
         if slash:
             raise SyscallError(errno.ENOENT)
         creds = creds_of(t)
-        parent.inode.symlink(name, target, creds.euid, creds.egid)
+        parent.inode.symlink(name, target, *fs_ids(creds))
 
     def link(self, t, oldpath, newpath, olddirfd=AT_FDCWD, newdirfd=AT_FDCWD, follow=False):
         """Implements linkat(2)."""
@@ -401,8 +404,8 @@ class VirtualFilesystem:
         the directory may remove or replace a name."""
         creds = creds_of(t)
         check_access(parent.inode, creds, W_OK | X_OK)
-        if (parent.inode.mode & 0o1000 and creds.euid != 0
-                and creds.euid not in (parent.inode.uid, child.inode.uid)):
+        if (parent.inode.mode & 0o1000 and not is_owner(child.inode, creds)
+                and fs_ids(creds)[0] != parent.inode.uid):
             raise SyscallError(errno.EPERM)
 
     def _check_busy(self, child, parent):

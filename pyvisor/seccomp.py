@@ -1,0 +1,417 @@
+"""Seccomp confinement of the Sentry and the Gofer (DESIGN.md, invariant 4).
+
+Each process installs, once its start-up is done, an ALLOWLIST filter on
+itself: a host system call not listed fails with EPERM (never a kill: a
+denied call surfaces as a Python OSError that the Sentry can report). The
+calls that would reach the host's files, programs or network are also named
+in an explicit deny list, which the builder checks against the allowlist.
+
+Sentry: after ``Kernel.start()`` it holds every host resource it needs (the
+Gofer socket, the memory file, the stubs, stdio), so it cannot open, exec
+or create network sockets. Gofer: it must open files under its root (by
+``openat`` relative to fds it holds; seccomp cannot check paths), so it may
+open read-only, but never exec, connect, trace or write.
+
+Why hand-written BPF and not libseccomp (``pyseccomp``): importing
+pyseccomp costs ~20 ms of start-up (it runs ``ctypes.util.find_library``
+twice) and needs the system's libseccomp; the filter here is one linear
+program of about a hundred instructions that reads as the rules do. The
+kernel's seccomp action cache (Linux >= 5.11) makes the calls allowed
+whatever their arguments cost nothing per call.
+
+Argument checks read only the low 32 bits of an argument: the checked
+arguments are C ints or unsigned ints (the kernel ignores the upper half),
+or, for ptrace's ``long request`` and clone's flags, values whose upper
+half the kernel rejects or never uses.
+
+Typical use in the Sentry (after the program is loaded)::
+
+    seccomp.preimport()
+    seccomp.install_sentry_filter()
+"""
+
+import ctypes
+import errno
+import importlib
+import pkgutil
+import socket
+import struct
+
+from pyvisor.sentry.syscalls import _numbers
+
+# -- BPF and seccomp constants (linux/filter.h, linux/seccomp.h, linux/audit.h)
+
+_LD_W_ABS = 0x20          # BPF_LD | BPF_W | BPF_ABS
+_ALU_AND_K = 0x54         # BPF_ALU | BPF_AND | BPF_K
+_JEQ_K = 0x15             # BPF_JMP | BPF_JEQ | BPF_K
+_JGE_K = 0x35             # BPF_JMP | BPF_JGE | BPF_K
+_JSET_K = 0x45            # BPF_JMP | BPF_JSET | BPF_K
+_RET_K = 0x06             # BPF_RET | BPF_K
+
+_OFF_NR, _OFF_ARCH, _OFF_ARGS = 0, 4, 16     # struct seccomp_data
+AUDIT_ARCH_X86_64 = 0xC000003E
+X32_SYSCALL_BIT = 0x40000000
+
+RET_ALLOW = 0x7FFF0000
+_RET_ERRNO = 0x00050000
+
+
+def ret_errno(err):
+    """The SECCOMP_RET_ERRNO action that fails a call with ``err``."""
+    return _RET_ERRNO | (err & 0xFFFF)
+
+
+RET_EPERM = ret_errno(errno.EPERM)
+
+_PR_SET_NO_NEW_PRIVS = 38
+_SYS_SECCOMP = 317
+_SECCOMP_SET_MODE_FILTER = 1
+_SECCOMP_FILTER_FLAG_TSYNC = 1
+_SECCOMP_FILTER_FLAG_LOG = 2
+
+# -- argument conditions ------------------------------------------------------
+
+
+class ArgIn:
+    """Allow the call only if argument ``index`` is one of ``values``."""
+
+    def __init__(self, index, values):
+        self.index = index
+        self.values = tuple(sorted(set(values)))
+
+    def code(self):
+        prog = [(_LD_W_ABS, 0, 0, _OFF_ARGS + 8 * self.index)]
+        for v in self.values:
+            prog += [(_JEQ_K, 0, 1, v), (_RET_K, 0, 0, RET_ALLOW)]
+        return prog
+
+
+class ArgBitsClear:
+    """Allow the call only if argument ``index`` has none of ``mask``'s bits."""
+
+    def __init__(self, index, mask):
+        self.index, self.mask = index, mask
+
+    def code(self):
+        return [(_LD_W_ABS, 0, 0, _OFF_ARGS + 8 * self.index), (_ALU_AND_K, 0, 0, self.mask),
+                (_JEQ_K, 0, 1, 0), (_RET_K, 0, 0, RET_ALLOW)]
+
+
+class ArgBitsSet:
+    """Allow the call only if argument ``index`` has all of ``mask``'s bits."""
+
+    def __init__(self, index, mask):
+        self.index, self.mask = index, mask
+
+    def code(self):
+        return [(_LD_W_ABS, 0, 0, _OFF_ARGS + 8 * self.index), (_ALU_AND_K, 0, 0, self.mask),
+                (_JEQ_K, 0, 1, self.mask), (_RET_K, 0, 0, RET_ALLOW)]
+
+
+# -- the rules ----------------------------------------------------------------
+
+AT_EMPTY_PATH = 0x1000
+CLONE_THREAD = 0x10000
+# Terminal ioctls the Sentry forwards to a host tty (vfs/host.py). Not
+# TIOCSTI (which would push input into the user's terminal), nor any other.
+_TTY_IOCTLS = (0x5401, 0x5402, 0x5403, 0x5404,   # TCGETS, TCSETS, TCSETSW, TCSETSF
+               0x5413, 0x5414,                   # TIOCGWINSZ, TIOCSWINSZ
+               0x541B)                           # FIONREAD
+# ptrace requests of the platform (_fastpath.pyx), and the register, event
+# and signal requests a platform needs for signals and clone. Not
+# PTRACE_ATTACH, PTRACE_TRACEME nor PEEK/POKE (memory goes by the memory file).
+_PTRACE_REQUESTS = (
+    7, 8,                   # PTRACE_CONT, PTRACE_KILL
+    12, 13, 14, 15,         # PTRACE_GETREGS, SETREGS, GETFPREGS, SETFPREGS
+    17,                     # PTRACE_DETACH
+    31, 32,                 # PTRACE_SYSEMU, PTRACE_SYSEMU_SINGLESTEP
+    0x4200, 0x4201,         # PTRACE_SETOPTIONS, PTRACE_GETEVENTMSG
+    0x4202, 0x4203,         # PTRACE_GETSIGINFO, PTRACE_SETSIGINFO
+    0x4204, 0x4205,         # PTRACE_GETREGSET, PTRACE_SETREGSET
+    0x4206, 0x4207,         # PTRACE_SEIZE (stubs made by an injected clone), PTRACE_INTERRUPT
+)
+
+# What the Sentry does after start-up, found by tracing real runs (ls -la /,
+# python3, sqlite3, --strace) with strace; each entry says why.
+_SENTRY_RULES = {
+    # Data on fds it already holds: host stdio, the Gofer socket, files the
+    # Gofer donated, the memory file.
+    "read": None,
+    "write": None,
+    "readv": None,
+    "writev": None,
+    "pread64": None,           # donated files; the memory file
+    "pwrite64": None,
+    "preadv": None,
+    "pwritev": None,
+    "preadv2": None,           # os.preadv on donated files
+    "pwritev2": None,
+    "lseek": None,             # host stdio when it is a file
+    "close": None,
+    "fstat": None,
+    "newfstatat": ArgIn(3, [AT_EMPTY_PATH]),   # glibc's fstat(); not a stat by path
+    "fcntl": None,             # F_GETFL of host fds, F_DUPFD_CLOEXEC
+    "dup": None,               # host stdio for /dev/stdin re-opens
+    "dup2": None,
+    "dup3": None,
+    "ioctl": ArgIn(1, _TTY_IOCTLS),
+    "fallocate": None,         # punching holes in the memory file (freed pages)
+    # The Gofer socket (9P messages, donated fds with SCM_RIGHTS).
+    "recvfrom": None,
+    "sendto": None,
+    "recvmsg": None,
+    "sendmsg": None,
+    "shutdown": None,
+    "socket": ArgIn(0, [socket.AF_UNIX]),      # never a network socket; no connect/bind
+    "socketpair": ArgIn(0, [socket.AF_UNIX]),
+    # Python's allocator, and the memory file's one mapping.
+    "mmap": None,
+    "munmap": None,
+    "mprotect": None,
+    "mremap": None,
+    "madvise": None,
+    "brk": None,
+    # Driving the stubs.
+    "ptrace": ArgIn(0, _PTRACE_REQUESTS),
+    "wait4": None,             # stub stops; the Gofer's exit (subprocess.wait)
+    "waitid": None,
+    "kill": None,              # SIGKILL to a stub
+    "tgkill": None,
+    # Signals (Python handlers, SIGINT/SIGQUIT ignored during a run).
+    "rt_sigaction": None,
+    "rt_sigprocmask": None,
+    "rt_sigtimedwait": None,   # the thread that forwards host signals (Ctrl-C) to the sandbox
+    "rt_sigreturn": None,
+    "restart_syscall": None,   # an interrupted sleep resumed by the kernel
+    # Threads and locks (clone only for threads: no new processes).
+    "clone": ArgBitsSet(0, CLONE_THREAD),
+    "futex": None,
+    "set_robust_list": None,
+    "rseq": None,
+    "exit": None,
+    "exit_group": None,
+    "getpid": None,
+    "gettid": None,
+    "sched_getaffinity": None,  # os.cpu_count()'s fallback once /sys cannot be read
+    "sched_setaffinity": None,  # pinning a tracer thread to its stub's CPU
+    "sched_yield": None,
+    # Time and resources, for the sandbox's clocks, times(2), getrusage(2), sysinfo(2).
+    "clock_gettime": None,
+    "clock_getres": None,
+    "gettimeofday": None,
+    "clock_nanosleep": None,
+    "nanosleep": None,
+    "times": None,
+    "getrusage": None,
+    "sysinfo": None,
+    "getrandom": None,         # os.urandom: AT_RANDOM, /dev/urandom, getrandom(2)
+}
+
+# Calls named here fail with another errno than EPERM, on purpose.
+_SENTRY_ERRNO = {
+    # glibc's pthread_create tries clone3 and falls back to clone on ENOSYS;
+    # clone3's flags are in memory, where seccomp cannot check CLONE_THREAD.
+    "clone3": errno.ENOSYS,
+}
+
+# Never allowed, whatever the allowlist says; checked at build time.
+_ALWAYS_DENIED = ("execve", "execveat", "open", "openat", "openat2", "creat")
+SENTRY_DENIED = _ALWAYS_DENIED + (
+    "connect", "bind", "listen", "accept", "accept4",
+    "stat", "lstat", "access", "faccessat", "faccessat2", "readlink", "readlinkat",
+    "getdents64", "chdir", "fchdir", "chroot", "mount", "umount2", "pivot_root",
+    "fork", "vfork", "memfd_create", "process_vm_readv", "process_vm_writev",
+    "unlink", "unlinkat", "rename", "renameat", "renameat2", "mkdir", "mkdirat",
+    "link", "linkat", "symlink", "symlinkat", "mknod", "mknodat", "truncate",
+    "chmod", "fchmodat", "chown", "fchownat", "setuid", "setgid", "prctl",
+)
+
+# The Gofer, after start-up: the 9P serve loop, as traced serving real runs.
+_O_WRITE_OR_CREATE = 0o3 | 0o100 | 0o1000 | 0o2000 | 0o20000000   # ACCMODE CREAT TRUNC APPEND TMPFILE
+_GOFER_RULES = {
+    "recvfrom": None,          # 9P requests
+    "sendto": None,            # 9P replies
+    "sendmsg": None,           # replies that donate an fd (SCM_RIGHTS)
+    "shutdown": None,          # end of service
+    # Walking and reading under its root, read-only: openat is relative to an
+    # fd it holds (O_PATH|O_NOFOLLOW), or a re-open through /proc/self/fd.
+    "openat": ArgBitsClear(2, _O_WRITE_OR_CREATE),
+    "newfstatat": None,        # fstat of fids; scandir entries
+    "fstat": None,
+    "getdents64": None,        # Treaddir
+    "lseek": None,             # rewinding a directory
+    "readlinkat": None,        # Treadlink
+    "fstatfs": None,           # Tstatfs
+    "pread64": None,           # Tread of files not donated
+    "read": None,
+    "fcntl": None,             # os.dup is F_DUPFD_CLOEXEC
+    "close": None,             # Tclunk
+    "write": None,             # a report on stderr
+    # Python itself.
+    "mmap": None,
+    "munmap": None,
+    "mprotect": None,
+    "mremap": None,
+    "madvise": None,
+    "brk": None,
+    "futex": None,
+    "rt_sigaction": None,
+    "rt_sigprocmask": None,
+    "rt_sigreturn": None,
+    "restart_syscall": None,
+    "getrandom": None,
+    "clock_gettime": None,
+    "getpid": None,
+    "gettid": None,
+    "exit": None,
+    "exit_group": None,
+}
+GOFER_DENIED = ("execve", "execveat", "open", "creat", "openat2", "socket", "socketpair",
+                "connect", "bind", "listen", "accept", "accept4", "ptrace", "clone", "clone3",
+                "fork", "vfork", "kill", "tgkill", "unlinkat", "renameat2", "mkdirat", "linkat",
+                "symlinkat", "mknodat", "fchmodat", "fchownat", "ftruncate", "pwrite64",
+                "mount", "chroot", "prctl", "process_vm_writev")
+
+SENTRY_ALLOWED = frozenset(_SENTRY_RULES)
+GOFER_ALLOWED = frozenset(_GOFER_RULES)
+
+
+# -- building ------------------------------------------------------------------
+
+
+def syscall_number(name):
+    """The x86-64 number of syscall ``name``; KeyError if there is none."""
+    nr = getattr(_numbers, "NR_" + name, None)
+    if nr is None:
+        raise KeyError("no x86-64 syscall %r" % name)
+    return nr
+
+
+def _one_rule(nr, cond):
+    """Code for one allowed syscall: a match falls into its checks; a miss skips them."""
+    body = cond.code() + [(_RET_K, 0, 0, RET_EPERM)]
+    if len(body) > 255:
+        raise ValueError("rule for syscall %d too long for a BPF jump" % nr)
+    return [(_JEQ_K, 0, len(body), nr)] + body
+
+
+def build_filter(allowed, denied, errnos=None):
+    """The BPF program (a list of (code, jt, jf, k)) for an allowlist.
+
+    ``allowed`` maps syscall names to None (always allowed) or a condition
+    on an argument; ``denied`` names calls that must never be allowed (a
+    ValueError if one is in ``allowed``); ``errnos`` maps names to the errno
+    they fail with. Everything else, a foreign architecture and the x32 ABI
+    fail with EPERM.
+    """
+    errnos = errnos or {}
+    clash = set(allowed) & (set(denied) | set(errnos))
+    if clash:
+        raise ValueError("allowed and denied: %s" % ", ".join(sorted(clash)))
+    prog = [
+        (_LD_W_ABS, 0, 0, _OFF_ARCH),
+        (_JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+        (_RET_K, 0, 0, RET_EPERM),
+        (_LD_W_ABS, 0, 0, _OFF_NR),
+        (_JGE_K, 0, 1, X32_SYSCALL_BIT),
+        (_RET_K, 0, 0, RET_EPERM),
+    ]
+    for name in denied:
+        prog += [(_JEQ_K, 0, 1, syscall_number(name)), (_RET_K, 0, 0, RET_EPERM)]
+    for name, err in sorted(errnos.items()):
+        prog += [(_JEQ_K, 0, 1, syscall_number(name)), (_RET_K, 0, 0, ret_errno(err))]
+    for name, cond in sorted(allowed.items()):
+        if cond is not None:
+            prog += _one_rule(syscall_number(name), cond)
+    plain = sorted(syscall_number(n) for n, c in allowed.items() if c is None)
+    if len(plain) > 255:
+        raise ValueError("too many plain rules for one BPF jump: %d" % len(plain))
+    for i, nr in enumerate(plain):
+        # Jump over the remaining checks and the default to the final ALLOW.
+        prog.append((_JEQ_K, len(plain) - i, 0, nr))
+    prog += [(_RET_K, 0, 0, RET_EPERM), (_RET_K, 0, 0, RET_ALLOW)]
+    if len(prog) > 4096:            # BPF_MAXINSNS
+        raise ValueError("filter too long: %d instructions" % len(prog))
+    return prog
+
+
+def sentry_filter():
+    """The Sentry's BPF program; see build_filter()."""
+    return build_filter(_SENTRY_RULES, SENTRY_DENIED, _SENTRY_ERRNO)
+
+
+def gofer_filter():
+    """The Gofer's BPF program; see build_filter()."""
+    return build_filter(_GOFER_RULES, GOFER_DENIED)
+
+
+# -- installing ------------------------------------------------------------------
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def install(prog, log_denials=False):
+    """Install a BPF program on every thread of this process, with no_new_privs.
+
+    Irreversible. ``log_denials`` asks the kernel to log every denied call
+    to the audit log (SECCOMP_FILTER_FLAG_LOG). Raises OSError on failure.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    raw = b"".join(struct.pack("<HBBI", *insn) for insn in prog)
+    buf = ctypes.create_string_buffer(raw, len(raw))
+    fprog = _SockFprog(len(prog), ctypes.addressof(buf))
+    flags = _SECCOMP_FILTER_FLAG_TSYNC | (_SECCOMP_FILTER_FLAG_LOG if log_denials else 0)
+    libc.syscall.restype = ctypes.c_long
+    r = libc.syscall(ctypes.c_long(_SYS_SECCOMP), ctypes.c_long(_SECCOMP_SET_MODE_FILTER),
+                     ctypes.c_long(flags), ctypes.byref(fprog))
+    if r < 0:
+        raise OSError(ctypes.get_errno(), "seccomp(SECCOMP_SET_MODE_FILTER)")
+    if r > 0:   # TSYNC: this thread could not be synchronised
+        raise OSError(errno.EBUSY, "seccomp: thread %d cannot take the filter" % r)
+
+
+def install_sentry_filter(log_denials=False):
+    """Confine the Sentry: from now on it cannot open, exec or make network sockets.
+
+    Call once the kernel has started (Gofer running, stubs spawned, program
+    loaded) and after preimport(). Spawning a stub by fork+exec fails after
+    this; new address spaces must come from a clone injected into a stub.
+    """
+    install(sentry_filter(), log_denials)
+
+
+def install_gofer_filter(log_denials=False):
+    """Confine the Gofer to read-only service: no exec, sockets, tracing, writes."""
+    install(gofer_filter(), log_denials)
+
+
+# Modules the Sentry imports on first use (a report's traceback, getrusage).
+_LAZY_STDLIB = ("traceback", "linecache", "tokenize", "resource")
+_LAZY_PACKAGES = ("pyvisor.sentry", "pyvisor.platform")
+_SKIP = ("__main__", "testing")
+_CODECS = ("utf-8", "latin-1", "ascii")
+
+
+def preimport():
+    """Import now what the Sentry would import lazily: once filtered, an
+    import that needs open() fails with PermissionError."""
+    import codecs
+    for name in _LAZY_STDLIB:
+        importlib.import_module(name)
+    for codec in _CODECS:
+        codecs.lookup(codec)
+    for pkg_name in _LAZY_PACKAGES:
+        pkg = importlib.import_module(pkg_name)
+        for mod in pkgutil.walk_packages(pkg.__path__, pkg_name + "."):
+            if mod.name.rsplit(".", 1)[-1] not in _SKIP:
+                importlib.import_module(mod.name)
+
+
+__all__ = ["SENTRY_ALLOWED", "SENTRY_DENIED", "GOFER_ALLOWED", "GOFER_DENIED",
+           "ArgIn", "ArgBitsClear", "ArgBitsSet", "build_filter", "sentry_filter",
+           "gofer_filter", "install", "install_sentry_filter", "install_gofer_filter",
+           "preimport", "syscall_number"]

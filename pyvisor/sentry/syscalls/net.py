@@ -1,0 +1,650 @@
+"""Socket system calls: socket(2), bind(2), connect(2), sendmsg(2), ...
+
+Only AF_UNIX is served for now (`vfs/unix.py`); every other family gives
+EAFNOSUPPORT until netstack is wired in. This module decodes the user's
+structures, exactly as x86-64 Linux lays them out, and leaves semantics
+to the socket:
+
+- ``struct sockaddr_un``: u16 family, char sun_path[108]. Lengths in and
+  out follow move_addr_to_kernel/move_addr_to_user: at most 128 bytes in;
+  out, copy min(user length, real length) and store the real length.
+- ``struct msghdr`` (56 bytes): name u64, namelen i32 (+4), iov u64,
+  iovlen u64, control u64, controllen u64, flags i32 (+4).
+- ``struct cmsghdr``: len u64, level i32, type i32, then data; each is
+  aligned to 8 bytes (CMSG_ALIGN).
+- ``struct mmsghdr`` (64 bytes): a msghdr then msg_len u32 (+4).
+"""
+
+import errno
+import struct
+import time
+
+from ..errors import SyscallError
+from ..vfs.file import O_CLOEXEC, O_NONBLOCK, O_PATH
+from ..vfs.perm import has_cap
+from ..vfs.unix import (AF_UNIX, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF, MSG_CMSG_CLOEXEC, MSG_CTRUNC,
+                        MSG_DONTWAIT, MSG_TRUNC, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET,
+                        SOCK_STREAM, SUN_PATH_OFFSET, Creds, UnixSocket, new_socket,
+                        parse_sockaddr, socket_pair)
+from . import _numbers
+from ._util import s32
+
+AF_UNSPEC = 0
+NPROTO = 46
+SOCK_MAX = 11
+SOCK_NONBLOCK, SOCK_CLOEXEC = O_NONBLOCK, O_CLOEXEC
+SOCKADDR_STORAGE = 128
+MAX_RW_COUNT = 0x7FFFF000
+INT_MAX = 0x7FFFFFFF
+UIO_MAXIOV = 1024
+SCM_MAX_FD = 253
+MSG_WAITFORONE = 0x10000
+
+SOL_SOCKET = 1
+SCM_RIGHTS, SCM_CREDENTIALS = 1, 2
+CAP_SETUID, CAP_SETGID, CAP_SYS_ADMIN = 7, 6, 21
+
+SO_DEBUG, SO_REUSEADDR, SO_TYPE, SO_ERROR, SO_DONTROUTE, SO_BROADCAST = 1, 2, 3, 4, 5, 6
+SO_SNDBUF, SO_RCVBUF, SO_KEEPALIVE, SO_OOBINLINE, SO_NO_CHECK, SO_PRIORITY = 7, 8, 9, 10, 11, 12
+SO_LINGER, SO_REUSEPORT, SO_PASSCRED, SO_PEERCRED = 13, 15, 16, 17
+SO_RCVLOWAT, SO_SNDLOWAT, SO_RCVTIMEO, SO_SNDTIMEO = 18, 19, 20, 21
+SO_ACCEPTCONN, SO_SNDBUFFORCE, SO_RCVBUFFORCE = 30, 32, 33
+SO_PROTOCOL, SO_DOMAIN = 38, 39
+SO_RCVTIMEO_NEW, SO_SNDTIMEO_NEW = 66, 67
+# Options kept and read back as an int, without further effect here.
+_STORED_INT_OPTS = {SO_REUSEADDR, SO_KEEPALIVE, SO_BROADCAST, SO_DONTROUTE, SO_OOBINLINE,
+                    SO_PRIORITY, SO_REUSEPORT, SO_NO_CHECK, SO_DEBUG}
+
+_INT = struct.Struct("<i")
+_IOVEC = struct.Struct("<QQ")
+_MSGHDR = struct.Struct("<Qi4xQQQQi4x")
+_CMSGHDR = struct.Struct("<Qii")
+_TIMEVAL = struct.Struct("<qq")
+_LINGER = struct.Struct("<ii")
+MMSGHDR_SIZE = 64
+
+
+def _align(n):
+    return (n + 7) & ~7
+
+
+# --- helpers ------------------------------------------------------------------
+
+def _sock(t, fd):
+    """The socket at `fd`: EBADF if none, ENOTSOCK if not a socket."""
+    f = t.fdtable.get(s32(fd))
+    if not isinstance(f, UnixSocket):
+        raise SyscallError(errno.ENOTSOCK)
+    return f
+
+
+def _addr_in(t, addr, addrlen):
+    """move_addr_to_kernel: the raw sockaddr bytes."""
+    addrlen = s32(addrlen)
+    if addrlen < 0 or addrlen > SOCKADDR_STORAGE:
+        raise SyscallError(errno.EINVAL)
+    if addrlen == 0:
+        return b""
+    return t.copy_in(addr, addrlen)
+
+
+def _addr_out(t, addr, len_ptr, data):
+    """move_addr_to_user: copy what fits, store the full length."""
+    ulen = _INT.unpack(t.copy_in(len_ptr, 4))[0]
+    n = min(ulen, len(data))
+    if n < 0:
+        raise SyscallError(errno.EINVAL)
+    if n:
+        t.copy_out(addr, data[:n])
+    t.copy_out(len_ptr, _INT.pack(len(data)))
+
+
+def _install(t, f, flags):
+    """Put a new socket in the fd table with SOCK_NONBLOCK/SOCK_CLOEXEC."""
+    if flags & SOCK_NONBLOCK:
+        f.flags |= O_NONBLOCK
+    return t.fdtable.install(f, cloexec=bool(flags & SOCK_CLOEXEC))
+
+
+def _socket_type(domain, stype, protocol):
+    """__sock_create and unix_create's checks: (base type, flags)."""
+    domain, stype, protocol = s32(domain), s32(stype), s32(protocol)
+    flags = stype & (SOCK_NONBLOCK | SOCK_CLOEXEC)
+    base = stype & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
+    if domain < 0 or domain >= NPROTO:
+        raise SyscallError(errno.EAFNOSUPPORT)
+    if base < 0 or base >= SOCK_MAX:
+        raise SyscallError(errno.EINVAL)
+    if domain != AF_UNIX:
+        # N.B. AF_INET/AF_INET6 wait for netstack; AF_NETLINK is not served.
+        raise SyscallError(errno.EAFNOSUPPORT)
+    if protocol not in (0, AF_UNIX):
+        raise SyscallError(errno.EPROTONOSUPPORT)
+    if base == SOCK_RAW:
+        base = SOCK_DGRAM                      # unix_create: raw is dgram
+    if base not in (SOCK_STREAM, SOCK_DGRAM, SOCK_SEQPACKET):
+        raise SyscallError(errno.ESOCKTNOSUPPORT)
+    return base, flags
+
+
+# --- creation, names, connections --------------------------------------------
+
+def sys_socket(t, domain, stype, protocol, *_):
+    """Implements Linux syscall socket(2)."""
+    base, flags = _socket_type(domain, stype, protocol)
+    return _install(t, new_socket(t, base), flags)
+
+
+def sys_socketpair(t, domain, stype, protocol, sv, *_):
+    """Implements Linux syscall socketpair(2)."""
+    base, flags = _socket_type(domain, stype, protocol)
+    a, b = socket_pair(t, base)
+    try:
+        fa = _install(t, a, flags)
+    except SyscallError:
+        b.decref()
+        raise
+    try:
+        fb = _install(t, b, flags)
+    except SyscallError:
+        t.fdtable.close(fa)
+        raise
+    try:
+        t.copy_out(sv, struct.pack("<ii", fa, fb))
+    except SyscallError:
+        t.fdtable.close(fa)
+        t.fdtable.close(fb)
+        raise
+    return 0
+
+
+def sys_bind(t, fd, addr, addrlen, *_):
+    """Implements Linux syscall bind(2)."""
+    s = _sock(t, fd)
+    raw = _addr_in(t, addr, addrlen)
+    if len(raw) == SUN_PATH_OFFSET and struct.unpack("<H", raw)[0] == AF_UNIX:
+        s.bind(t, b"", autobind=True)
+    else:
+        s.bind(t, parse_sockaddr(raw))
+    return 0
+
+
+def sys_listen(t, fd, backlog, *_):
+    """Implements Linux syscall listen(2)."""
+    _sock(t, fd).listen(t, s32(backlog))
+    return 0
+
+
+def sys_connect(t, fd, addr, addrlen, *_):
+    """Implements Linux syscall connect(2)."""
+    s = _sock(t, fd)
+    raw = _addr_in(t, addr, addrlen)
+    if s.type == SOCK_DGRAM:
+        if len(raw) < 2:
+            raise SyscallError(errno.EINVAL)
+        if struct.unpack_from("<H", raw)[0] == AF_UNSPEC:
+            s.disconnect()
+            return 0
+    s.connect(t, parse_sockaddr(raw))
+    return 0
+
+
+def _accept(t, fd, addr, len_ptr, flags):
+    flags = s32(flags)
+    if flags & ~(SOCK_NONBLOCK | SOCK_CLOEXEC):
+        raise SyscallError(errno.EINVAL)
+    s = _sock(t, fd)
+    new = s.accept(False)
+    try:
+        peer = new.peername() if new.peer is not None else struct.pack("<H", AF_UNIX)
+        if addr:
+            _addr_out(t, addr, len_ptr, peer)
+    except SyscallError:
+        new.decref()                            # Linux drops the connection too
+        raise
+    return _install(t, new, flags)
+
+
+def sys_accept(t, fd, addr, addrlen, *_):
+    """Implements Linux syscall accept(2)."""
+    return _accept(t, fd, addr, addrlen, 0)
+
+
+def sys_accept4(t, fd, addr, addrlen, flags, *_):
+    """Implements Linux syscall accept4(2)."""
+    return _accept(t, fd, addr, addrlen, flags)
+
+
+def sys_getsockname(t, fd, addr, addrlen, *_):
+    """Implements Linux syscall getsockname(2)."""
+    _addr_out(t, addr, addrlen, _sock(t, fd).sockname())
+    return 0
+
+
+def sys_getpeername(t, fd, addr, addrlen, *_):
+    """Implements Linux syscall getpeername(2)."""
+    _addr_out(t, addr, addrlen, _sock(t, fd).peername())
+    return 0
+
+
+def sys_shutdown(t, fd, how, *_):
+    """Implements Linux syscall shutdown(2)."""
+    _sock(t, fd).shut(s32(how))
+    return 0
+
+
+# --- data ------------------------------------------------------------------------
+
+def _dest(s, raw):
+    """The destination a send names: None for none; stream sockets only
+    need to know one was given (they refuse it)."""
+    if not raw:
+        return None
+    return raw if s.type == SOCK_STREAM else parse_sockaddr(raw)
+
+
+def sys_sendto(t, fd, buf, length, flags, addr, addrlen, *_):
+    """Implements Linux syscall sendto(2) (and send(2))."""
+    s = _sock(t, fd)
+    length = min(length, INT_MAX)
+    raw = _addr_in(t, addr, addrlen) if addr else b""
+    data = t.copy_in(buf, length) if length else b""
+    return s.send(t, data, s32(flags), _dest(s, raw))
+
+
+def _recv_result(s, r, flags):
+    """recv's return value: the record's full length under MSG_TRUNC."""
+    if flags & MSG_TRUNC and s.type != SOCK_STREAM:
+        return r.length
+    return len(r.data)
+
+
+def _sender_name(r):
+    from ..vfs.unix import pack_sockaddr
+    return pack_sockaddr(r.addr) if r.addr else b""
+
+
+def sys_recvfrom(t, fd, buf, length, flags, addr, addrlen, *_):
+    """Implements Linux syscall recvfrom(2) (and recv(2)). Passed fds are dropped."""
+    s = _sock(t, fd)
+    flags = s32(flags)
+    length = min(length, INT_MAX)
+    r = s.recv(length, flags)
+    for f in r.rights:
+        f.decref()
+    t.copy_out(buf, r.data)
+    if addr:
+        _addr_out(t, addr, addrlen, _sender_name(r))
+    return _recv_result(s, r, flags)
+
+
+def _read_msghdr(t, msg):
+    name, namelen, iov, iovlen, control, controllen, _flags = _MSGHDR.unpack(t.copy_in(msg, 56))
+    if iovlen > UIO_MAXIOV:
+        raise SyscallError(errno.EMSGSIZE)
+    raw = t.copy_in(iov, iovlen * 16) if iovlen else b""
+    vecs, total = [], 0
+    for i in range(iovlen):
+        base, n = _IOVEC.unpack_from(raw, i * 16)
+        if n > INT_MAX or total + n > INT_MAX:
+            raise SyscallError(errno.EINVAL)
+        total += n
+        vecs.append((base, n))
+    return name, namelen, vecs, min(total, MAX_RW_COUNT), control, controllen
+
+
+def _gather(t, vecs, total):
+    parts, have = [], 0
+    for base, n in vecs:
+        n = min(n, total - have)
+        if n:
+            parts.append(t.copy_in(base, n))
+            have += n
+    return b"".join(parts)
+
+
+def _scatter(t, vecs, data):
+    off = 0
+    for base, n in vecs:
+        if off >= len(data):
+            break
+        piece = data[off:off + n]
+        t.copy_out(base, piece)
+        off += len(piece)
+
+
+def _check_creds(t, c):
+    """scm_check_creds: a sender may only claim ids it holds (or caps)."""
+    cr = t.creds
+    ok_pid = c.pid == t.pid or has_cap(cr, CAP_SYS_ADMIN)
+    ok_uid = c.uid in (cr.uid, cr.euid, cr.suid) or has_cap(cr, CAP_SETUID)
+    ok_gid = c.gid in (cr.gid, cr.egid, cr.sgid) or has_cap(cr, CAP_SETGID)
+    if not (ok_pid and ok_uid and ok_gid):
+        raise SyscallError(errno.EPERM)
+
+
+def _parse_control(t, control, controllen):
+    """__scm_send: (rights [new references], creds or None)."""
+    if controllen > INT_MAX:
+        raise SyscallError(errno.ENOBUFS)
+    if controllen < _CMSGHDR.size:
+        return [], None
+    buf = t.copy_in(control, controllen)
+    rights, creds, off = [], None, 0
+    try:
+        while off + _CMSGHDR.size <= controllen:
+            clen, level, ctype = _CMSGHDR.unpack_from(buf, off)
+            if clen < _CMSGHDR.size or clen > controllen - off:
+                raise SyscallError(errno.EINVAL)
+            data = buf[off + _CMSGHDR.size:off + clen]
+            off += _align(clen)
+            if level != SOL_SOCKET:
+                continue
+            if ctype == SCM_RIGHTS:
+                _take_rights(t, data, rights)
+            elif ctype == SCM_CREDENTIALS:
+                if clen != _CMSGHDR.size + 12:
+                    raise SyscallError(errno.EINVAL)
+                creds = Creds(*struct.unpack("<iII", data))
+                _check_creds(t, creds)
+            else:
+                raise SyscallError(errno.EINVAL)
+    except SyscallError:
+        for f in rights:
+            f.decref()
+        raise
+    return rights, creds
+
+
+def _take_rights(t, data, rights):
+    """scm_fp_copy: a reference to each fd's description (EBADF, EINVAL)."""
+    n = len(data) // 4
+    if n <= 0:
+        return
+    if len(rights) + n > SCM_MAX_FD:
+        raise SyscallError(errno.EINVAL)
+    for (fd,) in struct.iter_unpack("<i", data[:n * 4]):
+        f = t.fdtable.get(fd)
+        if f.flags & O_PATH:
+            raise SyscallError(errno.EBADF)
+        rights.append(f.incref())
+
+
+def _sendmsg(t, s, msg, flags):
+    name, namelen, vecs, total, control, controllen = _read_msghdr(t, msg)
+    raw = b""
+    if name and namelen:
+        raw = _addr_in(t, name, namelen)
+    data = _gather(t, vecs, total)
+    rights, creds = _parse_control(t, control, controllen)
+    return s.send(t, data, flags, _dest(s, raw), rights, creds)
+
+
+def sys_sendmsg(t, fd, msg, flags, *_):
+    """Implements Linux syscall sendmsg(2)."""
+    return _sendmsg(t, _sock(t, fd), msg, s32(flags))
+
+
+class _Control:
+    """put_cmsg / scm_detach_fds: fill the user's control buffer."""
+
+    def __init__(self, room):
+        self.room = room
+        self.out = bytearray()
+        self.flags = 0
+
+    def put(self, level, ctype, data):
+        if self.room < _CMSGHDR.size:
+            self.flags |= MSG_CTRUNC
+            return
+        cmlen = _CMSGHDR.size + len(data)
+        if self.room < cmlen:
+            self.flags |= MSG_CTRUNC
+            cmlen = self.room
+        rec = (_CMSGHDR.pack(cmlen, level, ctype) + data)[:cmlen]
+        space = min(_align(_CMSGHDR.size + len(data)), self.room)
+        self.out += rec.ljust(space, b"\0")
+        self.room -= space
+
+    def rights(self, t, files, cloexec):
+        """Install what fits; the rest are dropped and MSG_CTRUNC is set."""
+        fdmax = (self.room - _CMSGHDR.size) // 4 if self.room > _CMSGHDR.size else 0
+        fds = []
+        for f in files:
+            if len(fds) >= fdmax:
+                f.decref()
+                continue
+            try:
+                fds.append(t.fdtable.install(f, cloexec=cloexec))
+            except SyscallError:
+                fdmax = len(fds)            # EMFILE: install() dropped f
+        if fds:
+            self.put(SOL_SOCKET, SCM_RIGHTS, struct.pack("<%di" % len(fds), *fds))
+        if len(fds) < len(files):
+            self.flags |= MSG_CTRUNC
+
+
+def _recvmsg(t, s, msg, flags):
+    name, namelen, vecs, total, control, controllen = _read_msghdr(t, msg)
+    if namelen < 0:
+        raise SyscallError(errno.EINVAL)
+    r = s.recv(total, flags & ~MSG_CMSG_CLOEXEC)
+    try:
+        _scatter(t, vecs, r.data)
+    except SyscallError:
+        for f in r.rights:
+            f.decref()
+        raise
+    out_flags = r.flags
+    ctl = _Control(min(controllen, INT_MAX) if control else 0)
+    if not control:
+        if s.passcred or r.rights:
+            out_flags |= MSG_CTRUNC
+        for f in r.rights:
+            f.decref()
+    else:
+        if s.passcred:
+            ctl.put(SOL_SOCKET, SCM_CREDENTIALS, (r.creds or Creds(0, 65534, 65534)).pack())
+        if r.rights:
+            ctl.rights(t, r.rights, bool(flags & MSG_CMSG_CLOEXEC))
+        out_flags |= ctl.flags
+        if ctl.out:
+            t.copy_out(control, bytes(ctl.out))
+    if name:
+        sender = _sender_name(r)
+        n = min(namelen, SOCKADDR_STORAGE, len(sender))
+        if n:
+            t.copy_out(name, sender[:n])
+        t.copy_out(msg + 8, _INT.pack(len(sender)))
+    t.copy_out(msg + 40, struct.pack("<Q", len(ctl.out)))
+    t.copy_out(msg + 48, _INT.pack(out_flags))
+    return _recv_result(s, r, flags)
+
+
+def sys_recvmsg(t, fd, msg, flags, *_):
+    """Implements Linux syscall recvmsg(2)."""
+    return _recvmsg(t, _sock(t, fd), msg, s32(flags))
+
+
+def sys_sendmmsg(t, fd, msgvec, vlen, flags, *_):
+    """Implements Linux syscall sendmmsg(2): stops at the first error after
+    a success (and reports the successes)."""
+    s = _sock(t, fd)
+    flags, vlen = s32(flags), min(vlen & 0xFFFFFFFF, UIO_MAXIOV)
+    done = 0
+    while done < vlen:
+        entry = msgvec + done * MMSGHDR_SIZE
+        try:
+            n = _sendmsg(t, s, entry, flags)
+            t.copy_out(entry + 56, struct.pack("<I", n))
+        except SyscallError:
+            if done:
+                return done
+            raise
+        done += 1
+    return done
+
+
+def sys_recvmmsg(t, fd, msgvec, vlen, flags, timeout, *_):
+    """Implements Linux syscall recvmmsg(2): MSG_WAITFORONE turns on
+    MSG_DONTWAIT after the first record; the timeout is checked between
+    records, as Linux does."""
+    s = _sock(t, fd)
+    flags, vlen = s32(flags), min(vlen & 0xFFFFFFFF, UIO_MAXIOV)
+    deadline = None
+    if timeout:
+        sec, nsec = _TIMEVAL.unpack(t.copy_in(timeout, 16))
+        if sec < 0 or not 0 <= nsec < 1000000000:
+            raise SyscallError(errno.EINVAL)
+        deadline = time.monotonic() + sec + nsec / 1e9
+    done = 0
+    while done < vlen:
+        entry = msgvec + done * MMSGHDR_SIZE
+        try:
+            n = _recvmsg(t, s, entry, flags)
+            t.copy_out(entry + 56, struct.pack("<I", n))
+        except SyscallError:
+            if done:
+                break
+            raise
+        done += 1
+        if flags & MSG_WAITFORONE:
+            flags |= MSG_DONTWAIT
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+    return done
+
+
+# --- options ------------------------------------------------------------------------
+
+def _timeval_in(t, optval, optlen):
+    """sock_set_timeout: seconds, or None for "forever" ({0, 0})."""
+    if optlen < _TIMEVAL.size:
+        raise SyscallError(errno.EINVAL)
+    sec, usec = _TIMEVAL.unpack(t.copy_in(optval, _TIMEVAL.size))
+    if usec < 0 or usec >= 1000000:
+        raise SyscallError(errno.EDOM)
+    if sec < 0:
+        return 0.0
+    if sec == 0 and usec == 0:
+        return None
+    return sec + usec / 1e6
+
+
+def _timeval_out(v):
+    if v is None:
+        return _TIMEVAL.pack(0, 0)
+    sec = int(v)
+    return _TIMEVAL.pack(sec, int(round((v - sec) * 1e6)))
+
+
+def _set_buf(v, minimum):
+    """SO_SNDBUF/SO_RCVBUF: capped at the sysctl maximum, doubled for overhead."""
+    v = min(v & 0xFFFFFFFF, MAX_BUF)
+    return max(v * 2, minimum)
+
+
+def sys_setsockopt(t, fd, level, optname, optval, optlen, *_):
+    """Implements Linux syscall setsockopt(2) for SOL_SOCKET."""
+    s = _sock(t, fd)
+    level, optname, optlen = s32(level), s32(optname), s32(optlen)
+    if level != SOL_SOCKET:
+        raise SyscallError(errno.EOPNOTSUPP)
+    if optlen < 0:
+        raise SyscallError(errno.EINVAL)
+    if optname in (SO_RCVTIMEO, SO_RCVTIMEO_NEW):
+        s.rcvtimeo = _timeval_in(t, optval, optlen)
+        return 0
+    if optname in (SO_SNDTIMEO, SO_SNDTIMEO_NEW):
+        s.sndtimeo = _timeval_in(t, optval, optlen)
+        return 0
+    if optname == SO_LINGER:
+        if optlen < _LINGER.size:
+            raise SyscallError(errno.EINVAL)
+        onoff, secs = _LINGER.unpack(t.copy_in(optval, _LINGER.size))
+        s.linger = (1 if onoff else 0, secs if onoff else s.linger[1])
+        return 0
+    if optlen < 4:
+        raise SyscallError(errno.EINVAL)
+    v = _INT.unpack(t.copy_in(optval, 4))[0]
+    if optname in (SO_SNDBUF, SO_SNDBUFFORCE):
+        s.sndbuf = _set_buf(v, MIN_SNDBUF)
+    elif optname in (SO_RCVBUF, SO_RCVBUFFORCE):
+        s.rcvbuf = _set_buf(v, MIN_RCVBUF)
+    elif optname == SO_PASSCRED:
+        s.passcred = bool(v)
+    elif optname in _STORED_INT_OPTS:
+        s.opts[optname] = 1 if v and optname != SO_PRIORITY else v
+    elif optname in (SO_RCVLOWAT,):
+        s.opts[optname] = max(v, 1)
+    else:
+        raise SyscallError(errno.ENOPROTOOPT)
+    return 0
+
+
+def _getopt_value(s, optname):
+    """The bytes getsockopt(SOL_SOCKET, optname) reports."""
+    if optname == SO_TYPE:
+        return _INT.pack(s.type)
+    if optname == SO_DOMAIN:
+        return _INT.pack(AF_UNIX)
+    if optname == SO_PROTOCOL:
+        return _INT.pack(0)
+    if optname == SO_ERROR:
+        err, s.err = s.err, 0
+        return _INT.pack(err)
+    if optname == SO_PEERCRED:
+        return s.peercred.pack()
+    if optname == SO_SNDBUF:
+        return _INT.pack(s.sndbuf)
+    if optname == SO_RCVBUF:
+        return _INT.pack(s.rcvbuf)
+    if optname == SO_PASSCRED:
+        return _INT.pack(int(s.passcred))
+    if optname == SO_ACCEPTCONN:
+        from ..vfs.unix import LISTENING
+        return _INT.pack(int(s.state == LISTENING))
+    if optname == SO_LINGER:
+        return _LINGER.pack(*s.linger)
+    if optname in (SO_RCVTIMEO, SO_RCVTIMEO_NEW):
+        return _timeval_out(s.rcvtimeo)
+    if optname in (SO_SNDTIMEO, SO_SNDTIMEO_NEW):
+        return _timeval_out(s.sndtimeo)
+    if optname in _STORED_INT_OPTS:
+        return _INT.pack(s.opts.get(optname, 0))
+    if optname == SO_RCVLOWAT:
+        return _INT.pack(s.opts.get(optname, 1))
+    if optname == SO_SNDLOWAT:
+        return _INT.pack(1)
+    raise SyscallError(errno.ENOPROTOOPT)
+
+
+def sys_getsockopt(t, fd, level, optname, optval, optlen, *_):
+    """Implements Linux syscall getsockopt(2) for SOL_SOCKET: copies at most
+    the user's length and stores the length copied."""
+    s = _sock(t, fd)
+    level, optname = s32(level), s32(optname)
+    if level != SOL_SOCKET:
+        raise SyscallError(errno.EOPNOTSUPP)
+    ulen = _INT.unpack(t.copy_in(optlen, 4))[0]
+    if ulen < 0:
+        raise SyscallError(errno.EINVAL)
+    value = _getopt_value(s, optname)
+    n = min(ulen, len(value))
+    if n:
+        t.copy_out(optval, value[:n])
+    t.copy_out(optlen, _INT.pack(n))
+    return 0
+
+
+_HANDLERS = {
+    "socket": sys_socket, "socketpair": sys_socketpair, "bind": sys_bind,
+    "listen": sys_listen, "connect": sys_connect, "accept": sys_accept,
+    "accept4": sys_accept4, "getsockname": sys_getsockname, "getpeername": sys_getpeername,
+    "shutdown": sys_shutdown, "sendto": sys_sendto, "recvfrom": sys_recvfrom,
+    "sendmsg": sys_sendmsg, "recvmsg": sys_recvmsg, "sendmmsg": sys_sendmmsg,
+    "recvmmsg": sys_recvmmsg, "setsockopt": sys_setsockopt, "getsockopt": sys_getsockopt,
+}
+
+NR = {name: getattr(_numbers, "NR_" + name) for name in _HANDLERS}
+SYSCALLS = {NR[name]: handler for name, handler in _HANDLERS.items()}

@@ -1,0 +1,426 @@
+"""Waiting for many files: poll, select, epoll; and eventfd, signalfd.
+
+All of them share one wait (`wait_ready`): register a waker on the WaitQueue
+of every watched file (vfs/waitq.py), check readiness, and sleep through
+`waiting.wait` until a waker fires, the timeout passes, or a signal comes
+(`waiting.Interrupted`: the dispatcher returns EINTR, since these calls are
+in task.NO_RESTART, as signal(7) lists them).
+
+N.B. files that cannot notify a WaitQueue (host files, signalfd until the
+signal sender notifies; see `poll_periodically` in vfs/host.py and
+vfs/signalfd.py) are re-checked every POLL_INTERVAL (20 ms) while waiting,
+so readiness on them is seen up to that late.
+
+Timeouts are relative; a negative poll/epoll timeout or a NULL pointer is
+infinite, 0 checks once. select, pselect6 and ppoll write the time left
+back, as Linux does. The sigmask of ppoll/pselect6/epoll_pwait replaces the
+task's mask for the wait; if a signal interrupts, the old mask comes back
+through the handler's frame (`t.saved_mask`, as rt_sigsuspend does),
+otherwise it is restored before returning.
+"""
+
+import contextlib
+import errno
+import struct
+import threading
+import time
+
+from pyvisor.sentry import waiting
+from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.syscalls import _numbers as nr
+from pyvisor.sentry.syscalls._util import s32
+from pyvisor.sentry.vfs.epoll import (EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLL_EVENT,
+                                      EpollFile, pack_events)
+from pyvisor.sentry.vfs.eventfd import EFD_CLOEXEC, make_eventfd
+from pyvisor.sentry.vfs.host import POLL_INTERVAL
+from pyvisor.sentry.vfs.signalfd import SFD_CLOEXEC, SignalFile, make_signalfd
+from pyvisor.sentry.vfs.waitq import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI,
+                                      POLLRDBAND, POLLRDNORM, POLLWRBAND, POLLWRNORM,
+                                      poll_events)
+
+RLIMIT_NOFILE = 7
+EPOLL_CLOEXEC = 0o2000000
+EP_MAX_EVENTS = 0x7FFFFFFF // EPOLL_EVENT.size
+SIGKILL, SIGSTOP = 9, 19
+UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
+POLLFD = struct.Struct("<ihh")
+TIMESPEC = struct.Struct("<qq")
+TIMEVAL = struct.Struct("<qq")
+# fs/select.c: which poll bits make an fd readable, writable, exceptional.
+POLLIN_SET = POLLRDNORM | POLLRDBAND | POLLIN | POLLHUP | POLLERR
+POLLOUT_SET = POLLWRBAND | POLLWRNORM | POLLOUT | POLLERR
+POLLEX_SET = POLLPRI
+NSEC = 1_000_000_000
+
+
+# --- the shared wait ----------------------------------------------------------
+
+def wait_ready(files, check, deadline):
+    """Call `check()` until it returns something true, or the deadline
+    (time.monotonic(); None for never) passes; returns its last result.
+
+    Wakes when a file in `files` notifies its WaitQueue; re-checks every
+    POLL_INTERVAL when one of them cannot notify. Raises waiting.Interrupted
+    when a signal comes for the task."""
+    cond = threading.Condition()
+    woken = [False]
+
+    def waker(_events):
+        with cond:
+            woken[0] = True
+            cond.notify_all()
+
+    queues = {id(q): q for q in (getattr(f, "waitq", None) for f in files) if q is not None}
+    periodic = any(getattr(f, "poll_periodically", False) for f in files)
+    for q in queues.values():
+        q.register(waker)
+    try:
+        while True:
+            with cond:
+                woken[0] = False
+            result = check()
+            if result:
+                return result
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return result
+            if periodic:
+                left = POLL_INTERVAL if left is None else min(left, POLL_INTERVAL)
+            with cond:
+                if not woken[0]:
+                    waiting.wait(cond, left)
+    finally:
+        for q in queues.values():
+            q.unregister(waker)
+
+
+def _deadline_ms(ms):
+    """poll/epoll_wait's int timeout in ms: negative is infinite."""
+    if ms < 0:
+        return None
+    return time.monotonic() + ms / 1000.0
+
+
+def _read_timespec(t, addr):
+    """A relative struct timespec: its deadline, None for NULL; EINVAL if malformed."""
+    if not addr:
+        return None
+    sec, nsec = TIMESPEC.unpack(t.copy_in(addr, TIMESPEC.size))
+    if sec < 0 or not 0 <= nsec < NSEC:
+        raise SyscallError(errno.EINVAL)
+    return time.monotonic() + sec + nsec / NSEC
+
+
+def _time_left(deadline):
+    """(sec, nsec) left before deadline, never negative."""
+    left = max(0, int((deadline - time.monotonic()) * NSEC))
+    return divmod(left, NSEC)
+
+
+@contextlib.contextmanager
+def _sigmask(t, addr, size):
+    """Swap in the user's signal mask at `addr` for the wait (module doc)."""
+    if not addr:
+        yield
+        return
+    if size != 8:
+        raise SyscallError(errno.EINVAL)
+    new = int.from_bytes(t.copy_in(addr, 8), "little") & ~UNBLOCKABLE
+    if t.saved_mask is None:
+        t.saved_mask = t.signals.mask
+    t.signals.mask = new
+    try:
+        yield
+    except waiting.Interrupted:
+        raise                   # the old mask returns through the handler's frame
+    except BaseException:
+        _restore_mask(t)
+        raise
+    else:
+        _restore_mask(t)
+
+
+def _restore_mask(t):
+    if t.saved_mask is not None:
+        t.signals.mask, t.saved_mask = t.saved_mask, None
+
+
+def _nofile_limit(t):
+    limits = getattr(t, "rlimits", None)
+    if limits and RLIMIT_NOFILE in limits:
+        return limits[RLIMIT_NOFILE][0]
+    return t.fdtable.limit
+
+
+# --- poll ------------------------------------------------------------------------
+
+def _do_poll(t, fds_addr, nfds, deadline):
+    """The work of poll(2) and ppoll(2): returns the count of ready entries."""
+    if nfds > _nofile_limit(t):
+        raise SyscallError(errno.EINVAL)
+    raw = t.copy_in(fds_addr, nfds * POLLFD.size) if nfds else b""
+    entries = [POLLFD.unpack_from(raw, i * POLLFD.size) for i in range(nfds)]
+    files = []
+    for fd, _ev, _rev in entries:
+        if fd >= 0:
+            try:
+                files.append(t.fdtable.get(fd))
+            except SyscallError:
+                pass
+    revents = [0] * nfds
+
+    def check():
+        n = 0
+        for i, (fd, events, _rev) in enumerate(entries):
+            if fd < 0:
+                revents[i] = 0
+                continue
+            try:
+                f = t.fdtable.get(fd)
+            except SyscallError:
+                revents[i] = POLLNVAL
+            else:
+                revents[i] = poll_events(f) & ((events & 0xFFFF) | POLLERR | POLLHUP)
+            if revents[i]:
+                n += 1
+        return n
+
+    n = wait_ready(files, check, deadline)
+    out = b"".join(POLLFD.pack(fd, ev, rev - (1 << 16) if rev & 0x8000 else rev)
+                   for (fd, ev, _), rev in zip(entries, revents))
+    if out:
+        t.copy_out(fds_addr, out)
+    return n
+
+
+def sys_poll(t, fds, nfds, timeout, *_):
+    """Implements Linux syscall poll(2)."""
+    return _do_poll(t, fds, nfds & 0xFFFFFFFF, _deadline_ms(s32(timeout)))
+
+
+def sys_ppoll(t, fds, nfds, tsp, sigmask, sigsetsize, *_):
+    """Implements Linux syscall ppoll(2); the timespec gets the time left."""
+    deadline = _read_timespec(t, tsp)
+    with _sigmask(t, sigmask, sigsetsize):
+        try:
+            return _do_poll(t, fds, nfds & 0xFFFFFFFF, deadline)
+        finally:
+            if deadline is not None:
+                _write_left(t, tsp, TIMESPEC, deadline, 1)
+
+
+def _write_left(t, addr, struct_, deadline, unit):
+    """Write the time left to a timespec (unit 1) or timeval (unit 1000);
+    a fault here is ignored, as Linux does (poll_select_finish)."""
+    sec, nsec = _time_left(deadline)
+    try:
+        t.copy_out(addr, struct_.pack(sec, nsec // unit))
+    except SyscallError:
+        pass
+
+
+# --- select ----------------------------------------------------------------------
+
+def _read_fdset(t, addr, nbytes):
+    if not addr:
+        return None
+    return int.from_bytes(t.copy_in(addr, nbytes), "little")
+
+
+def _do_select(t, nfds, raddr, waddr, eaddr, deadline):
+    """The work of select(2) and pselect6(2): returns the count of set bits."""
+    if nfds < 0:
+        raise SyscallError(errno.EINVAL)
+    nfds = min(nfds, max(_nofile_limit(t), 0))
+    nbytes = (nfds + 63) // 64 * 8
+    limit = (1 << nfds) - 1
+    sets = [_read_fdset(t, a, nbytes) for a in (raddr, waddr, eaddr)]
+    sets = [None if s is None else s & limit for s in sets]
+    wanted = 0
+    for s in sets:
+        if s:
+            wanted |= s
+    files = {}
+    fd = 0
+    while wanted >> fd:
+        if wanted >> fd & 1:
+            files[fd] = t.fdtable.get(fd)          # EBADF for a bad fd, as Linux
+        fd += 1
+    result = [0, 0, 0]
+
+    def check():
+        res = [0, 0, 0]
+        for fd, f in files.items():
+            ev = poll_events(f)
+            for i, bits in enumerate((POLLIN_SET, POLLOUT_SET, POLLEX_SET)):
+                if sets[i] and sets[i] >> fd & 1 and ev & bits:
+                    res[i] |= 1 << fd
+        result[:] = res
+        return sum(bin(r).count("1") for r in res)
+
+    n = wait_ready(list(files.values()), check, deadline)
+    for addr, bits in zip((raddr, waddr, eaddr), result):
+        if addr:
+            t.copy_out(addr, bits.to_bytes(nbytes, "little"))
+    return n
+
+
+def _read_timeval(t, addr):
+    if not addr:
+        return None
+    sec, usec = TIMEVAL.unpack(t.copy_in(addr, TIMEVAL.size))
+    if sec < 0 or not 0 <= usec < 1_000_000:
+        raise SyscallError(errno.EINVAL)
+    return time.monotonic() + sec + usec / 1e6
+
+
+def sys_select(t, nfds, readfds, writefds, exceptfds, timeout, *_):
+    """Implements Linux syscall select(2); the timeval gets the time left."""
+    deadline = _read_timeval(t, timeout)
+    try:
+        return _do_select(t, s32(nfds), readfds, writefds, exceptfds, deadline)
+    finally:
+        if deadline is not None:
+            _write_left(t, timeout, TIMEVAL, deadline, 1000)
+
+
+def sys_pselect6(t, nfds, readfds, writefds, exceptfds, timeout, sig, *_):
+    """Implements Linux syscall pselect6(2): the sixth argument points to
+    {const sigset_t *ss; size_t ss_len}; the timespec gets the time left."""
+    deadline = _read_timespec(t, timeout)
+    ss = ss_len = 0
+    if sig:
+        ss, ss_len = struct.unpack("<QQ", t.copy_in(sig, 16))
+    with _sigmask(t, ss, ss_len):
+        try:
+            return _do_select(t, s32(nfds), readfds, writefds, exceptfds, deadline)
+        finally:
+            if deadline is not None:
+                _write_left(t, timeout, TIMESPEC, deadline, 1)
+
+
+# --- epoll -----------------------------------------------------------------------
+
+def _epoll_create(t, flags):
+    if flags & ~EPOLL_CLOEXEC:
+        raise SyscallError(errno.EINVAL)
+    return t.fdtable.install(EpollFile(), cloexec=bool(flags & EPOLL_CLOEXEC))
+
+
+def sys_epoll_create(t, size, *_):
+    """Implements Linux syscall epoll_create(2): size must be positive, else unused."""
+    if s32(size) <= 0:
+        raise SyscallError(errno.EINVAL)
+    return _epoll_create(t, 0)
+
+
+def sys_epoll_create1(t, flags, *_):
+    """Implements Linux syscall epoll_create1(2)."""
+    return _epoll_create(t, s32(flags))
+
+
+def _epoll_file(t, epfd):
+    ep = t.fdtable.get(s32(epfd))
+    if not isinstance(ep, EpollFile):
+        raise SyscallError(errno.EINVAL)
+    return ep
+
+
+def sys_epoll_ctl(t, epfd, op, fd, event, *_):
+    """Implements Linux syscall epoll_ctl(2)."""
+    op = s32(op)
+    events = data = 0
+    if op in (EPOLL_CTL_ADD, EPOLL_CTL_MOD):
+        events, data = EPOLL_EVENT.unpack(t.copy_in(event, EPOLL_EVENT.size))
+    ep_any = t.fdtable.get(s32(epfd))
+    fd = s32(fd)
+    f = t.fdtable.get(fd)
+    if not isinstance(ep_any, EpollFile):
+        raise SyscallError(errno.EINVAL)
+    return ep_any.ctl(op, fd, f, events, data)
+
+
+def _do_epoll_wait(t, epfd, events_addr, maxevents, deadline):
+    maxevents = s32(maxevents)
+    if maxevents <= 0 or maxevents > EP_MAX_EVENTS:
+        raise SyscallError(errno.EINVAL)
+    ep = _epoll_file(t, epfd)
+    got = wait_ready([ep], lambda: ep.collect(maxevents), deadline)
+    if got:
+        t.copy_out(events_addr, pack_events(got))
+    return len(got)
+
+
+def sys_epoll_wait(t, epfd, events, maxevents, timeout, *_):
+    """Implements Linux syscall epoll_wait(2)."""
+    return _do_epoll_wait(t, epfd, events, maxevents, _deadline_ms(s32(timeout)))
+
+
+def sys_epoll_pwait(t, epfd, events, maxevents, timeout, sigmask, sigsetsize, *_):
+    """Implements Linux syscall epoll_pwait(2)."""
+    with _sigmask(t, sigmask, sigsetsize):
+        return _do_epoll_wait(t, epfd, events, maxevents, _deadline_ms(s32(timeout)))
+
+
+def sys_epoll_pwait2(t, epfd, events, maxevents, timeout, sigmask, sigsetsize, *_):
+    """Implements Linux syscall epoll_pwait2(2): a timespec timeout (NULL: infinite)."""
+    deadline = _read_timespec(t, timeout)
+    with _sigmask(t, sigmask, sigsetsize):
+        return _do_epoll_wait(t, epfd, events, maxevents, deadline)
+
+
+# --- eventfd and signalfd -----------------------------------------------------------
+
+def sys_eventfd2(t, initval, flags, *_):
+    """Implements Linux syscall eventfd2(2)."""
+    flags = s32(flags)
+    f = make_eventfd(initval, flags)
+    return t.fdtable.install(f, cloexec=bool(flags & EFD_CLOEXEC))
+
+
+def sys_eventfd(t, initval, *_):
+    """Implements Linux syscall eventfd(2) (no flags)."""
+    return sys_eventfd2(t, initval, 0)
+
+
+def sys_signalfd4(t, fd, mask, sizemask, flags, *_):
+    """Implements Linux syscall signalfd4(2): fd -1 makes a new signalfd,
+    else fd's mask is replaced (EINVAL if fd is not a signalfd)."""
+    flags = s32(flags)
+    if sizemask != 8:
+        raise SyscallError(errno.EINVAL)
+    sigset = int.from_bytes(t.copy_in(mask, 8), "little")
+    fd = s32(fd)
+    if fd != -1:
+        f = t.fdtable.get(fd)
+        if not isinstance(f, SignalFile):
+            raise SyscallError(errno.EINVAL)
+        if flags & ~(SFD_CLOEXEC | 0o4000):
+            raise SyscallError(errno.EINVAL)
+        f.set_mask(sigset)
+        return fd
+    f = make_signalfd(t.kernel, sigset, flags)
+    return t.fdtable.install(f, cloexec=bool(flags & SFD_CLOEXEC))
+
+
+def sys_signalfd(t, fd, mask, sizemask, *_):
+    """Implements Linux syscall signalfd(2) (no flags)."""
+    return sys_signalfd4(t, fd, mask, sizemask, 0)
+
+
+SYSCALLS = {
+    nr.NR_poll: sys_poll,
+    nr.NR_ppoll: sys_ppoll,
+    nr.NR_select: sys_select,
+    nr.NR_pselect6: sys_pselect6,
+    nr.NR_epoll_create: sys_epoll_create,
+    nr.NR_epoll_create1: sys_epoll_create1,
+    nr.NR_epoll_ctl: sys_epoll_ctl,
+    nr.NR_epoll_wait: sys_epoll_wait,
+    nr.NR_epoll_pwait: sys_epoll_pwait,
+    nr.NR_epoll_pwait2: sys_epoll_pwait2,
+    nr.NR_eventfd: sys_eventfd,
+    nr.NR_eventfd2: sys_eventfd2,
+    nr.NR_signalfd: sys_signalfd,
+    nr.NR_signalfd4: sys_signalfd4,
+}

@@ -1,0 +1,68 @@
+"""The one blocking primitive, and how a signal interrupts it.
+
+Every Sentry wait that a task makes (an empty pipe, wait4, a futex, a sleep)
+goes through ``wait(cond, timeout)`` with the condition's lock held, as
+``threading.Condition.wait`` would. The waiting task is known from a
+thread-local (each task has its own Sentry thread), so file code does not
+need a task argument. A signal sent to the task, or a request to kill it,
+calls ``Task.interrupt()``, which notifies the condition the task is waiting
+on; ``wait`` then raises ``Interrupted`` and the dispatcher turns that into
+EINTR, or restarts the call, as Linux does.
+"""
+
+import threading
+
+_local = threading.local()
+
+
+class Interrupted(Exception):
+    """A blocked call was interrupted by a signal or by the task's death."""
+
+
+def current_task():
+    return getattr(_local, "task", None)
+
+
+def set_current_task(t):
+    _local.task = t
+
+
+def wait(cond, timeout=None):
+    """Wait on ``cond`` (its lock held); False on timeout. Raises Interrupted.
+
+    Spurious wake-ups are the caller's to handle, as with Condition.wait.
+    """
+    t = getattr(_local, "task", None)
+    if t is None:
+        return cond.wait(timeout)
+    with t.wait_lock:
+        if t.interrupt_pending():
+            raise Interrupted()
+        t.waiting_on = cond
+    try:
+        ok = cond.wait(timeout)
+    finally:
+        with t.wait_lock:
+            t.waiting_on = None
+    if t.interrupt_pending():
+        raise Interrupted()
+    return ok
+
+
+def sleep(seconds):
+    """Sleep for ``seconds``, interruptibly; returns the time left (0 when slept through)."""
+    import time
+    cond = threading.Condition()
+    end = time.monotonic() + seconds
+    with cond:
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                return 0.0
+            try:
+                wait(cond, left)
+            except Interrupted:
+                t = current_task()
+                if t is not None:
+                    t.sleep_left = max(0.0, end - time.monotonic())
+                raise
