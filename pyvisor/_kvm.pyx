@@ -35,6 +35,9 @@ from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport errno, EINTR, EAGAIN
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
+
+cdef extern from "<sched.h>" nogil:
+    int sched_yield()
 from libc.string cimport memcpy, memset, strerror
 
 cdef extern from "<signal.h>" nogil:
@@ -163,6 +166,20 @@ cdef extern from *:
         for (i = 0; i < n; i++) { m.e[i].index = idx[i]; m.e[i].data = val[i]; }
         return ioctl(fd, KVM_SET_MSRS, &m);
     }
+    /* The vCPU's FPU/SSE state as an XSAVE image; its first 512 bytes are FXSAVE. */
+    static int pv_xsave_size(int vm)
+    {
+        int n = ioctl(vm, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+        return n > 4096 ? n : 4096;
+    }
+    static int pv_get_xsave(int vm, int vcpu, void *buf)
+    {
+        return ioctl(vcpu, pv_xsave_size(vm) > 4096 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, buf);
+    }
+    static int pv_set_xsave(int vcpu, void *buf)
+    {
+        return ioctl(vcpu, KVM_SET_XSAVE, buf);
+    }
     static int pv_set_cpuid(int kvm, int vcpu)
     {
         static struct { struct kvm_cpuid2 h; struct kvm_cpuid_entry2 e[256]; } c;
@@ -174,6 +191,9 @@ cdef extern from *:
     """
     int pv_set_msrs(int fd, int n, const unsigned int *idx, const unsigned long long *val) nogil
     int pv_set_cpuid(int kvm, int vcpu) nogil
+    int pv_xsave_size(int vm) nogil
+    int pv_get_xsave(int vm, int vcpu, void *buf) nogil
+    int pv_set_xsave(int vcpu, void *buf) nogil
 
 # Exit kinds, as in platform/base.py.
 EXIT_SYSCALL = 0
@@ -222,6 +242,9 @@ cdef enum:
     # Offsets of labels in the kernel code page (see GUEST_CODE).
     K_IRET = 0x0
     K_FLUSH_IRET = 0x2
+    K_COMMON = 0xe
+    K_FLUSH_BRANCH = 0x28
+    K_REPORT = 0x55
     K_VECTORS = 0x60
     K_SPURIOUS = 0x260
     EXC_PORT = 0x12
@@ -322,6 +345,12 @@ cdef enum:
     BUS_ADRALN = 1
     TRAP_TRACE = 2
 
+# Where an EINTR left a vCPU.
+cdef enum:
+    WHERE_NOT_ENTERED = 0
+    WHERE_USER = 1
+    WHERE_OUR_CODE = 2
+
 # Where a vCPU stopped, which decides how it goes back to the application.
 cdef enum:
     MODE_KERNEL = 0     # at CPL0 (an exception stub, or before the first run): iretq
@@ -396,7 +425,10 @@ cdef class Vm:
     cdef size_t pool_nfree
     cdef uint64_t pool_bump
     cdef uint64_t *page_epoch      # per pool page: the owner's epoch when it was made
-    cdef list retired_safe         # retired pages no vCPU can still be using
+    cdef list retired              # (page offset, clock when it retired)
+    cdef readonly uint64_t clock   # bumped by every publish of any PageTables
+    cdef size_t next_gc            # try a collection when this many pages retired
+    cdef list vcpus                # every vCPU made (pooled ones have active = 0)
     cdef readonly unsigned long long shadow_resets
     cdef readonly int nvcpus
     cdef public int syscall_cpl    # -1 unknown; 0 or 3: where SYSCALL lands (probed once)
@@ -409,7 +441,10 @@ cdef class Vm:
         self.page_epoch = <uint64_t *>malloc(sizeof(uint64_t) * (PRIV_SIZE // PAGE))
         if self.pool_free == NULL or self.page_epoch == NULL:
             raise MemoryError()
-        self.retired_safe = []
+        self.retired = []
+        self.vcpus = []
+        self.clock = 1
+        self.next_gc = GC_PAGES
         self.pool_bump = OFF_POOL
         self.kvm_fd = open(b"/dev/kvm", O_RDWR | O_CLOEXEC)
         if self.kvm_fd < 0:
@@ -521,9 +556,10 @@ cdef class Vm:
 
     cdef uint64_t _pt_alloc(self, uint64_t epoch) except 0:
         cdef uint64_t off
-        if self.pool_nfree == 0 and (len(self.retired_safe) >= GC_PAGES
+        if self.pool_nfree == 0 and (len(self.retired) >= self.next_gc
                                      or self.pool_bump >= PRIV_SIZE):
             self._collect()
+            self.next_gc = len(self.retired) + GC_PAGES
         if self.pool_nfree:
             self.pool_nfree -= 1
             off = <uint64_t>self.pool_free[self.pool_nfree] * PAGE
@@ -538,15 +574,30 @@ cdef class Vm:
         return off
 
     cdef int _collect(self) except -1:
-        """Reuse the safely retired pages, after making KVM forget their shadows."""
-        if not self.retired_safe:
+        """Reuse the retired pages no vCPU can still reach, after making KVM
+        forget their shadows. A page retired at clock c is out of reach once
+        every active vCPU has loaded a root published after c (the entry
+        paths walk the old root until their mov to CR3)."""
+        cdef uint64_t horizon = self.clock + 1
+        cdef Vcpu v
+        for v in self.vcpus:
+            if v.active and v.holds_root and v.loaded_clock < horizon:
+                horizon = v.loaded_clock
+        keep, safe = [], []
+        for off, c in self.retired:
+            (safe if c < horizon else keep).append(off)
+        if not safe:
             return 0
         self.reset_shadow()
-        for off in self.retired_safe:
+        for off in safe:
             self.pool_free[self.pool_nfree] = <uint32_t>(off // PAGE)
             self.pool_nfree += 1
-        self.retired_safe = []
+        self.retired = keep
         return 0
+
+    cdef void _retire(self, uint64_t off):
+        self.retired.append((off, self.clock))
+        self.pt_pages -= 1
 
     def reset_shadow(self):
         """Delete and re-add slot 1: KVM drops every shadow page made from our tables.
@@ -559,7 +610,7 @@ cdef class Vm:
         def __get__(self): return self.pool_nfree
 
     property retired_pages:
-        def __get__(self): return len(self.retired_safe)
+        def __get__(self): return len(self.retired)
 
     def __dealloc__(self):
         if self.mem != NULL:
@@ -585,6 +636,7 @@ cdef class Vm:
             raise KvmError("too many vCPUs (%d)" % MAX_VCPUS)
         v = Vcpu(self, self.nvcpus, tables)
         self.nvcpus += 1
+        self.vcpus.append(v)
         return v
 
     def write_private(self, uint64_t off, const unsigned char[::1] data):
@@ -615,12 +667,12 @@ cdef class PageTables:
     cdef readonly uint64_t root      # offset in slot 1 of the PML4
     cdef readonly uint64_t gen       # bumped by every edit
     cdef readonly uint64_t epoch     # bumped by publish(); pages of this epoch are private
-    cdef list retired                # pages replaced in this epoch (a vCPU may use them)
+    cdef list vcpus                  # the vCPUs running on these tables
 
     def __cinit__(self, Vm vm):
         self.vm = vm
         self.epoch = 1
-        self.retired = []
+        self.vcpus = []
         self.root = vm._pt_alloc(self.epoch)
         cdef uint64_t *pml4 = vm._q(self.root)
         pml4[511] = (vm.priv_gpa + OFF_KPDPT) | PTE_P | PTE_W
@@ -632,12 +684,11 @@ cdef class PageTables:
         def __get__(self): return self.vm.priv_gpa + self.root
 
     cdef uint64_t publish(self):
-        """The CR3 to load now; later edits copy what it points to."""
-        if self.retired:
-            self.vm.retired_safe.extend(self.retired)
-            self.retired = []
+        """Freeze the current root for a vCPU to load; returns the clock of this
+        publish. Later edits copy what it points to."""
         self.epoch += 1
-        return self.vm.priv_gpa + self.root
+        self.vm.clock += 1
+        return self.vm.clock
 
     cdef uint64_t _own(self, uint64_t off) except 0:
         """``off`` if this epoch made it, else a fresh copy (the old page retires)."""
@@ -645,8 +696,7 @@ cdef class PageTables:
             return off
         cdef uint64_t new = self.vm._pt_alloc(self.epoch)
         memcpy(self.vm.priv + new, self.vm.priv + off, PAGE)
-        self.retired.append(off)
-        self.vm.pt_pages -= 1
+        self.vm._retire(off)
         return new
 
     cdef uint64_t *_table(self, uint64_t va, int level, bint create) except? NULL:
@@ -671,14 +721,18 @@ cdef class PageTables:
             lvl -= 1
         return t
 
-    cdef uint64_t *_find_pt(self, uint64_t va):
-        """The PT covering va, read-only, or NULL if none."""
+    cdef uint64_t *_find_pt(self, uint64_t va, uint64_t *skip_to=NULL):
+        """The PT covering va, read-only, or NULL if none; then ``*skip_to`` is
+        the end of the hole (the next 2 MiB, 1 GiB or 512 GiB boundary)."""
         cdef uint64_t *t = self.vm._q(self.root)
         cdef int lvl = 4
-        cdef uint64_t idx
+        cdef uint64_t idx, span
         while lvl > 1:
-            idx = (va >> (12 + 9 * (lvl - 1))) & 511
+            span = 1ULL << (12 + 9 * (lvl - 1))
+            idx = (va // span) & 511
             if not t[idx] & PTE_P:
+                if skip_to != NULL:
+                    skip_to[0] = (va | (span - 1)) + 1
                 return NULL
             t = self.vm._q((t[idx] & PTE_ADDR) - self.vm.priv_gpa)
             lvl -= 1
@@ -707,7 +761,7 @@ cdef class PageTables:
                 va += PAGE
                 if va >= end or (va >> 12) & 511 == 0:
                     break
-        self.gen += 1
+        self._edited()
 
     def unmap(self, uint64_t addr, uint64_t length):
         """Remove [addr, addr+length); tables left empty are retired."""
@@ -716,14 +770,14 @@ cdef class PageTables:
         cdef uint64_t *pt
         while va < end:
             nxt = (va | 0x1FFFFF) + 1
-            if self._find_pt(va) != NULL:
+            if self._find_pt(va, &nxt) != NULL:
                 pt = self._table(va, 1, 0)
                 while va < end and va < nxt:
                     pt[(va >> 12) & 511] = 0
                     va += PAGE
                 self._drop_if_empty(va - PAGE, pt)
             va = nxt
-        self.gen += 1
+        self._edited()
 
     cdef int _drop_if_empty(self, uint64_t va, uint64_t *pt) except -1:
         cdef int i
@@ -731,8 +785,7 @@ cdef class PageTables:
             if pt[i]:
                 return 0
         cdef uint64_t *pd = self._table(va, 2, 0)
-        self.retired.append((pd[(va >> 21) & 511] & PTE_ADDR) - self.vm.priv_gpa)
-        self.vm.pt_pages -= 1
+        self.vm._retire((pd[(va >> 21) & 511] & PTE_ADDR) - self.vm.priv_gpa)
         pd[(va >> 21) & 511] = 0
         return 0
 
@@ -743,7 +796,7 @@ cdef class PageTables:
         cdef uint64_t *pt
         while va < end:
             nxt = (va | 0x1FFFFF) + 1
-            if self._find_pt(va) != NULL:
+            if self._find_pt(va, &nxt) != NULL:
                 pt = self._table(va, 1, 0)
                 while va < end and va < nxt:
                     e = pt[(va >> 12) & 511]
@@ -751,7 +804,25 @@ cdef class PageTables:
                         pt[(va >> 12) & 511] = _leaf(e & PTE_ADDR, prot)
                     va += PAGE
             va = nxt
+        self._edited()
+
+    cdef int _edited(self) except -1:
+        """After an edit: no vCPU may run user code on the old root any more.
+
+        Every other vCPU on these tables that is inside KVM_RUN (or about to
+        enter, which immediate_exit covers) is kicked, and we wait, without the
+        GIL, until it is out; it reloads before running user code again. Linux's munmap and
+        mprotect are synchronous for all threads; this is their shootdown."""
         self.gen += 1
+        cdef Vcpu v
+        for v in self.vcpus:
+            # A vCPU not in (or entering) KVM_RUN reloads in its next _enter.
+            if v.running_tid:
+                v._kick()
+                with nogil:
+                    while v.running_tid:
+                        sched_yield()
+        return 0
 
     def translate(self, uint64_t va):
         """The leaf PTE for va, or 0 (tests and diagnostics)."""
@@ -766,10 +837,7 @@ cdef class PageTables:
         if self.root == 0:
             return
         self._retire_level(self.vm._q(self.root), 4, 256)
-        self.retired.append(self.root)
-        self.vm.pt_pages -= 1
-        self.vm.retired_safe.extend(self.retired)
-        self.retired = []
+        self.vm._retire(self.root)
         self.root = 0
 
     cdef void _retire_level(self, uint64_t *t, int level, int n):
@@ -783,8 +851,7 @@ cdef class PageTables:
                 continue
             if level > 2:
                 self._retire_level(self.vm._q(off), level - 1, 512)
-            self.retired.append(off)
-            self.vm.pt_pages -= 1
+            self.vm._retire(off)
 
 
 cdef inline void _regs_in(user_regs_struct *u, kvm_regs *k):
@@ -833,7 +900,11 @@ cdef class Vcpu:
     cdef readonly int vector
     cdef readonly unsigned long long error_code
     cdef bint interrupted           # interrupt() asked run() to return
-    cdef long running_tid           # the thread inside KVM_RUN, or 0
+    cdef long running_tid           # the thread inside KVM_RUN (set under the GIL), or 0
+    cdef readonly bint active       # attached to tables (not in the platform's pool)
+    cdef readonly bint holds_root   # CR3 is some tables' root, not OFF_KROOT
+    cdef readonly uint64_t loaded_clock   # Vm.clock of the root CR3 holds
+    cdef uint64_t entry_clock       # the publish this entry loads, 0 if none
 
     def __cinit__(self, Vm vm, int index, PageTables tables):
         self.vm = vm
@@ -856,6 +927,8 @@ cdef class Vcpu:
         (<uint16_t *>(vm.priv + self.area + 102))[0] = 104
         self._set_sregs()
         self._set_msrs()
+        self.active = 1
+        tables.vcpus.append(self)
         self.run_page.kvm_valid_regs = KVM_SYNC_X86_REGS
         _install_kick_handler()
         self.mode = MODE_KERNEL
@@ -898,6 +971,7 @@ cdef class Vcpu:
         s.cr4 = 0x620               # OSXMMEXCPT OSFXSR PAE
         s.efer = 0xD01              # NXE LMA LME SCE
         s.cr3 = self.vm.priv_gpa + OFF_KROOT
+        self.holds_root = 0
         self.must_publish = 1
         if ioctl(self.fd, KVM_SET_SREGS, &s) != 0:
             raise _oserror("KVM_SET_SREGS")
@@ -933,7 +1007,11 @@ cdef class Vcpu:
         cdef bint flush = self.must_publish or self.tables.gen != self.seen_gen
         cdef uint64_t *frame
         if flush:
-            (<uint64_t *>(self.vm.priv + self.rsp0 + 24))[0] = self.tables.publish()
+            self.entry_clock = self.tables.publish()
+            if not self.holds_root:     # it may hold this root from now on
+                self.holds_root = 1
+                self.loaded_clock = self.entry_clock
+            (<uint64_t *>(self.vm.priv + self.rsp0 + 24))[0] = self.tables.cr3
             self.must_publish = 0
         if self.bases_dirty:
             self._write_bases()
@@ -974,6 +1052,7 @@ cdef class Vcpu:
             self.running_tid = 0
             if r == 0:
                 self.exits += 1
+                self._entered()
                 return 0
             if errno != EINTR and errno != EAGAIN:
                 raise _oserror("KVM_RUN")
@@ -981,18 +1060,23 @@ cdef class Vcpu:
             # what we wrote is loaded: nothing is dirty any more.
             self.run_page.kvm_dirty_regs = 0
             self.run_page.immediate_exit = 0
-            if self.interrupted and self._stop_for_interrupt():
+            where = self._where()
+            if where != WHERE_NOT_ENTERED:
+                self._entered()
+            if self.interrupted and where != WHERE_OUR_CODE:
+                self._stopped_at(where)
                 return 1
+            if self.tables.gen != self.seen_gen and where != WHERE_OUR_CODE:
+                # A shootdown: reload the new root before user code runs on.
+                self._stopped_at(where)
+                self._enter()
             PyErr_CheckSignals()
 
     def interrupt(self):
         """From any thread: make run() return EXIT_INTERRUPT soon (at once if
         inside KVM_RUN: immediate_exit covers the race before it enters)."""
         self.interrupted = 1
-        self.run_page.immediate_exit = 1
-        cdef long tid = self.running_tid
-        if tid:
-            syscall(SYS_tgkill, getpid(), tid, _kick_signal)
+        self._kick()
 
     cdef int _complete_pending(self) except -1:
         """Finish an MMIO/PIO exit without entering the guest (immediate_exit)."""
@@ -1034,26 +1118,58 @@ cdef class Vcpu:
             return self._on_exception(k)
         raise KvmError(self._describe(reason))
 
-    cdef bint _stop_for_interrupt(self):
-        """After a kick: stop here (1) if the application's state is known, else
-        let the guest finish the few instructions of our entry/exit paths (0).
+    cdef void _entered(self):
+        """The guest ran since _enter: it loaded the root that entry published."""
+        if self.entry_clock:
+            self.loaded_clock = self.entry_clock
+            self.holds_root = 1
+            self.entry_clock = 0
 
-        Not entered yet (immediate_exit): self.regs still holds the state, and
-        the CR3 switch must be redone next time. In user code: take its registers;
-        the vCPU is at CPL3, so it resumes by setting them directly."""
+    cdef int _where(self):
+        """Where a vCPU stopped by EINTR is.
+
+        WHERE_NOT_ENTERED: no application instruction ran since _enter (still
+        at the entry, or in the CR3-loading paths, which have no effect the
+        application can see): self.regs is the state. WHERE_USER: in
+        application code at CPL3. WHERE_OUR_CODE: in the syscall trampoline or
+        an exception stub, whose exit comes before any application code."""
         cdef kvm_regs *k = &self.run_page.s.regs.regs
         cdef uint64_t kcode = KBASE + OFF_KCODE
-        if k.rip == C_TRAMP_FLUSH or (k.rsp == KBASE + self.rsp0 - 40 and (
-                k.rip == kcode + K_IRET or k.rip == kcode + K_FLUSH_IRET)):
+        cdef uint64_t *frame = <uint64_t *>(self.vm.priv + self.rsp0 - 56)   # vec err rip
+        cdef uint64_t off
+        if k.rip == C_TRAMP_FLUSH:
+            return WHERE_NOT_ENTERED
+        if k.rip < USER_TOP:
+            return WHERE_OUR_CODE if (k.rip & ~(<uint64_t>PAGE - 1)) == C_TRAMP_VA else WHERE_USER
+        off = k.rip - kcode
+        if off < K_COMMON or K_FLUSH_BRANCH <= off < K_REPORT:
+            return WHERE_NOT_ENTERED            # k_iret, k_flush_iret, the #UD flush
+        if off < K_FLUSH_BRANCH and frame[0] == 6 and frame[2] == C_TRAMP_FLUSH:
+            return WHERE_NOT_ENTERED            # common, deciding on that flush
+        return WHERE_OUR_CODE
+
+    cdef void _stopped_at(self, int where):
+        """Make self.regs/mode describe a vCPU stopped at ``where`` (not our code).
+
+        Not entered: self.regs still holds the state, and the CR3 switch must
+        be redone. In user code: take its registers; it is at CPL3, so it
+        resumes by setting them directly."""
+        cdef kvm_regs *k = &self.run_page.s.regs.regs
+        if where == WHERE_NOT_ENTERED:
             self.must_publish = 1
-            return 1
-        if k.rip < USER_TOP and (k.rip & ~(<uint64_t>PAGE - 1)) != C_TRAMP_VA:
-            _regs_in(&self.regs, k)
-            self.regs.rip = k.rip
-            self.regs.eflags = k.rflags
-            self.mode = MODE_USER
-            return 1
-        return 0
+            self.entry_clock = 0
+            return
+        _regs_in(&self.regs, k)
+        self.regs.rip = k.rip
+        self.regs.eflags = k.rflags
+        self.mode = MODE_USER
+
+    cdef void _kick(self) noexcept:
+        """Make this vCPU's KVM_RUN return (or not start): immediate_exit, then a signal."""
+        self.run_page.immediate_exit = 1
+        cdef long tid = self.running_tid
+        if tid:
+            syscall(SYS_tgkill, getpid(), tid, _kick_signal)
 
     cdef int _on_syscall(self, kvm_regs *k) except -1:
         if self.vm.syscall_cpl < 0:
@@ -1172,9 +1288,16 @@ cdef class Vcpu:
             elif nr == 186 and self.fast_tid:
                 self.regs.rax = self.fast_tid
             else:
-                self.regs.rax = <unsigned long long>(<long long>dispatch(
-                    nr, self.regs.rdi, self.regs.rsi, self.regs.rdx,
-                    self.regs.r10, self.regs.r8, self.regs.r9))
+                ret = dispatch(nr, self.regs.rdi, self.regs.rsi, self.regs.rdx,
+                               self.regs.r10, self.regs.r8, self.regs.r9)
+                self.regs.rax = <unsigned long long>(ret & 0xFFFFFFFFFFFFFFFF)
+            self.regs.orig_rax = <unsigned long long>-1     # out of the syscall, as on ptrace
+
+    def detach(self):
+        """Back to the pool: off its tables, holding nothing a collection must wait for."""
+        if self in self.tables.vcpus:
+            self.tables.vcpus.remove(self)
+        self.active = 0
 
     def siginfo(self):
         """(signo, code, addr) of the last EXIT_SIGNAL."""
@@ -1182,7 +1305,11 @@ cdef class Vcpu:
 
     def attach(self, PageTables tables):
         """Run on another address space from now on (one KVM_SET_SREGS)."""
+        if self in self.tables.vcpus:
+            self.tables.vcpus.remove(self)
         self.tables = tables
+        tables.vcpus.append(self)
+        self.active = 1
         self._set_sregs()       # back at CPL0, CR3 off the old tables' pages
         self.must_publish = 1
         self.mode = MODE_KERNEL
@@ -1192,8 +1319,48 @@ cdef class Vcpu:
         self.regs.eflags = RFLAGS_FIXED
         self.regs.orig_rax = <unsigned long long>-1
         self.bases_dirty = 1
+        self.fast_pid = self.fast_tid = 0
+        self.interrupted = 0
+        self.run_page.immediate_exit = 0
 
     # -- registers (the same surface as _fastpath.Tracee) -----------------------
+
+    def get_fpregs(self):
+        """The FPU/SSE state as the 512-byte FXSAVE image (one KVM_GET_XSAVE)."""
+        cdef int n = pv_xsave_size(self.vm.vm_fd)
+        cdef char *buf = <char *>malloc(n)
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            if pv_get_xsave(self.vm.vm_fd, self.fd, buf) != 0:
+                raise _oserror("KVM_GET_XSAVE")
+            return buf[:512]
+        finally:
+            free(buf)
+
+    def set_fpregs(self, bytes image):
+        """Load a 512-byte FXSAVE image (as rt_sigreturn does). MXCSR bits the
+        CPU does not support are dropped, as Linux does, rather than refused."""
+        if len(image) != 512:
+            raise ValueError("FXSAVE image must be 512 bytes")
+        cdef int n = pv_xsave_size(self.vm.vm_fd)
+        cdef char *buf = <char *>malloc(n)
+        cdef uint32_t mask
+        cdef const char *src = image
+        if buf == NULL:
+            raise MemoryError()
+        try:
+            if pv_get_xsave(self.vm.vm_fd, self.fd, buf) != 0:
+                raise _oserror("KVM_GET_XSAVE")
+            mask = (<uint32_t *>(buf + 28))[0] or 0xFFBF     # the CPU's MXCSR_MASK
+            memcpy(buf, src, 512)
+            (<uint32_t *>(buf + 28))[0] = mask
+            (<uint32_t *>(buf + 24))[0] &= mask
+            (<uint64_t *>(buf + 512))[0] |= 3                 # XSTATE_BV: x87 and SSE are in the image
+            if pv_set_xsave(self.fd, buf) != 0:
+                raise _oserror("KVM_SET_XSAVE")
+        finally:
+            free(buf)
 
     def get_regs(self):
         r = self.regs

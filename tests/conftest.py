@@ -5,10 +5,9 @@ The sandbox is invoked the way a user does: a subprocess running
 
 Two facts about the sandbox shape these fixtures:
 
-- The sandbox's ``/tmp`` is a tmpfs in Sentry memory, so a file that a test
-  writes under pytest's ``tmp_path`` (normally below ``/tmp``) is invisible
-  inside. ``workdir`` is a directory below ``/var/tmp`` instead, which the
-  Gofer serves from the host root.
+- ``workdir`` is a directory below ``/var/tmp``, which the Gofer serves from
+  the host root, so the tests do not depend on how the sandbox's ``/tmp``
+  is set up.
 - Every run must leave no stub or Gofer process behind. The test process
   makes itself a child subreaper (prctl(2) PR_SET_CHILD_SUBREAPER), so any
   process a run leaves behind is re-parented to us when ``pyvisor`` exits,
@@ -167,3 +166,17 @@ def build_c():
 
     yield build
     shutil.rmtree(outdir, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _neutral_cwd(tmp_path_factory):
+    """Run every test outside the source tree.
+
+    CI installs the package and runs pytest from the checkout, whose
+    ``pyvisor/`` has no compiled extensions: a ``python -m pyvisor…``
+    subprocess started there would import that copy and fail.
+    """
+    old = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    yield
+    os.chdir(old)

@@ -495,3 +495,89 @@ def test_guest_code_matches_its_assembly_source(tmp_path):
     code = (tmp_path / "g.bin").read_bytes()
     assert code[:32] == _kvm.TRAMP_CODE
     assert code[32:] == _kvm.KCODE
+
+
+# movq %xmm0,%rdi; mov $60,%eax; syscall
+XMM0_EXIT = bytes.fromhex("66480f7ec7b83c0000000f05")
+# mov $0x1234,%eax; movq %rax,%xmm1; mov $1000,%eax; syscall; ud2
+XMM1_SET = bytes.fromhex("b83412000066480f6ec8b8e80300000f050f0b")
+# 1: mov 0x500000,%rax; jmp 1b
+SPIN_READ = bytes.fromhex("488b042500005000ebf6")
+
+
+@needs_kvm
+def test_fpregs_are_the_fxsave_image(kvm):
+    _, aspace, mm = kvm
+    load(aspace, mm, XMM1_SET)
+    regs = aspace.context.regs
+    images = []
+
+    def handler(nr, *_):
+        images.append(regs.get_fpregs())
+        return 0
+    run(aspace, handler)
+    image = images[0]
+    assert len(image) == 512
+    assert image[160 + 16:160 + 24] == (0x1234).to_bytes(8, "little")     # xmm1
+    new = bytearray(image)
+    new[160:168] = (0xFEEDFACE).to_bytes(8, "little")                     # xmm0
+    new[24:28] = (0xFFFFFFFF).to_bytes(4, "little")                       # MXCSR, junk bits too
+    regs.set_fpregs(bytes(new))
+    mm.write_forced(CODE, XMM0_EXIT)
+    regs.set_regs(dict(rip=CODE))
+    assert run(aspace)[0] == 0xFEEDFACE
+    with pytest.raises(ValueError):
+        regs.set_fpregs(b"short")
+
+
+@needs_kvm
+def test_mprotect_stops_another_thread_spinning_on_the_page(kvm):
+    """The shootdown: an edit from one task waits until no other vCPU runs on the old tables."""
+    import threading
+    platform, aspace, mm = kvm
+    load(aspace, mm, SPIN_READ)                 # the main thread's context is not run
+    result = {}
+
+    def other_task():
+        ctx = platform.adopt_thread(aspace, aspace.clone_thread())
+        ctx.regs.set_regs(dict(rip=CODE, rsp=DATA + PAGE, eflags=0x202))
+        started.set()
+        result["exit"] = ctx.run(lambda *a: -errno.ENOSYS)
+        aspace.drop()
+    started = threading.Event()
+    th = threading.Thread(target=other_task)
+    th.start()
+    started.wait(5)
+    threading.Event().wait(0.05)                # let it spin in the guest
+    mm.protect(DATA, DATA + PAGE, 0)            # returns only once the spinner is out
+    th.join(5)
+    assert not th.is_alive()
+    ex = result["exit"]
+    assert (ex.kind, ex.signo, ex.code, ex.addr) == (EXIT_SIGNAL, SIGSEGV, SEGV_ACCERR, DATA)
+
+
+@needs_kvm
+def test_fork_shape_clone_process_adopt_attach(kvm):
+    platform, aspace, mm = kvm
+    load(aspace, mm, READ_TOUCH)
+    mm.copy_out(DATA + 0x10, (77).to_bytes(8, "little"))
+    child_mm = mm.fork()
+    child_space = platform.adopt_process(aspace.clone_process())
+    child_mm.attach(child_space)
+    mm.copy_out(DATA + 0x10, (88).to_bytes(8, "little"))        # the parent's own copy
+    child_space.context.regs.set_regs(dict(rip=CODE, rsp=DATA + PAGE, eflags=0x202))
+    assert run(child_space)[0] == 77
+    assert run(aspace)[0] == 88
+    child_mm.release()
+    child_space.drop()
+    with pytest.raises(TypeError):
+        platform.adopt_process("not a token")
+
+
+@needs_kvm
+def test_kill_makes_run_report_gone(kvm):
+    from pyvisor.platform.base import EXIT_GONE
+    _, aspace, mm = kvm
+    load(aspace, mm, GETPID_LOOP)
+    aspace.kill()
+    assert run(aspace)[0].kind == EXIT_GONE

@@ -173,7 +173,6 @@ def test_conditions_compose():
 
 PRELUDE = """
 import ctypes, errno, json, os, socket, sys, threading, time
-sys.path.insert(0, %r)
 from pyvisor import seccomp
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -190,7 +189,7 @@ def raw(nr, *args):
     return ctypes.get_errno() if r == -1 else 0
 
 out = {}
-""" % ROOT
+"""
 
 
 def confined(body, *, setup=""):
@@ -375,7 +374,6 @@ def test_install_failure_is_an_oserror():
 
 RUNNER = """
 import errno, os, sys
-sys.path.insert(0, %r)
 from pyvisor import seccomp
 from pyvisor.config import SandboxConfig
 from pyvisor.sentry.kernel import Kernel
@@ -394,7 +392,7 @@ except PermissionError:
     pass
 sys.stdout.flush()
 os._exit(code if 0 <= code < 256 else 255)
-""" % ROOT
+"""
 
 
 def confined_run(argv, strace=False):

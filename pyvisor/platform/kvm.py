@@ -2,24 +2,28 @@
 memory is the Sentry's memory file.
 
 One VM per sandbox (KvmPlatform), one set of 4-level page tables per address
-space (KvmAddressSpace), one vCPU per Context. The machinery lives in
-``pyvisor._kvm``; docs/kvm.md explains the guest and the kvm_pvm quirks it
-works around (limits/RESULTS.md, "KVM under kvm_pvm").
+space (KvmAddressSpace), one vCPU per Context, i.e. per task thread. The
+machinery lives in ``pyvisor._kvm``; docs/kvm.md explains the guest and the
+kvm_pvm quirks it works around (limits/RESULTS.md, "KVM under kvm_pvm").
 
-Threading: a Context is driven by one thread at a time; an AddressSpace is
-edited only while its Context is not inside ``run`` (the Sentry serves a
-syscall with the vCPU stopped, so mmap/munmap/mprotect from a handler are
-fine). vCPUs of released address spaces are kept and reused, since KVM
-cannot destroy a vCPU before the VM.
+Threading: each Sentry thread drives its own Context (the kernel finds it
+with ``aspace.tracee_context``); unlike a ptrace tracee, a vCPU could be
+driven from any thread, one at a time. Edits of an address space are
+serialised by the MemoryManager's lock; an edit stops the other vCPUs of
+that address space that are inside KVM_RUN and waits for them (the
+shootdown, in ``_kvm.PageTables``). vCPUs of dropped contexts go back to a
+pool and are reused, since KVM cannot destroy a vCPU before its VM.
 """
 
 import os
+import threading
 
 from pyvisor import _kvm
-from pyvisor.platform.base import (EXIT_INTERRUPT, EXIT_SIGNAL, AddressSpace, Context, Exit,
-                                   Platform)
+from pyvisor.platform.base import (EXIT_GONE, EXIT_INTERRUPT, EXIT_SIGNAL, AddressSpace, Context,
+                                   Exit, Platform)
 
 KvmError = _kvm.KvmError
+SIGKILL_WSTATUS = 9
 
 
 def kvm_usable():
@@ -27,6 +31,14 @@ def kvm_usable():
     if not os.path.exists("/dev/kvm"):
         return False, "/dev/kvm does not exist (no KVM on this host)"
     return _kvm.probe()
+
+
+class _NewProcess:
+    """What clone_process hands to adopt_process: nothing to carry on KVM."""
+
+
+class _NewThread:
+    """What clone_thread hands to adopt_thread."""
 
 
 class KvmPlatform(Platform):
@@ -38,7 +50,8 @@ class KvmPlatform(Platform):
             raise OSError("KVM platform unusable: %s" % why)
         self.memfile = memfile
         self.vm = _kvm.Vm(memfile.fd, memfile.size)
-        self._idle_vcpus = []
+        self._idle_vcpus = []       # guarded by _lock
+        self._lock = threading.Lock()
         self.cpu = None
         if pin_cpu:
             # A vCPU thread that migrates pays for reloading the vCPU; stay put.
@@ -46,23 +59,49 @@ class KvmPlatform(Platform):
             os.sched_setaffinity(0, {self.cpu})
 
     def new_address_space(self):
+        """A fresh, empty address space; its Context belongs to the calling thread."""
         tables = self.vm.new_tables()
+        aspace = KvmAddressSpace(self, tables)
         try:
-            if self._idle_vcpus:
-                vcpu = self._idle_vcpus.pop()
-                vcpu.attach(tables)
-            else:
-                vcpu = self.vm.new_vcpu(tables)
+            aspace._add_context()
         except BaseException:
             tables.release()
             raise
-        return KvmAddressSpace(self, tables, vcpu)
+        return aspace
+
+    def adopt_process(self, token):
+        """The address space for a process made by ``clone_process`` (empty: the
+        Sentry's MemoryManager.attach fills it)."""
+        if not isinstance(token, _NewProcess):
+            raise TypeError("not a KVM clone_process result: %r" % (token,))
+        return self.new_address_space()
+
+    def adopt_thread(self, aspace, token):
+        """A new Context in ``aspace`` for the calling thread (``clone_thread``)."""
+        if not isinstance(token, _NewThread):
+            raise TypeError("not a KVM clone_thread result: %r" % (token,))
+        return aspace._add_context()
+
+    def _vcpu_for(self, tables):
+        with self._lock:
+            vcpu = self._idle_vcpus.pop() if self._idle_vcpus else None
+        if vcpu is None:
+            return self.vm.new_vcpu(tables)
+        try:
+            vcpu.attach(tables)
+        except BaseException:
+            self._vcpu_done(vcpu)
+            raise
+        return vcpu
 
     def _vcpu_done(self, vcpu):
-        self._idle_vcpus.append(vcpu)
+        vcpu.detach()
+        with self._lock:
+            self._idle_vcpus.append(vcpu)
 
     def close(self):
-        self._idle_vcpus = []
+        with self._lock:
+            self._idle_vcpus = []
 
 
 def _current_cpu():
@@ -72,17 +111,26 @@ def _current_cpu():
 
 
 class KvmAddressSpace(AddressSpace):
-    """Page tables of one address space and the Context that runs in it."""
+    """Page tables of one address space and the Contexts (vCPUs) running in it."""
 
-    def __init__(self, platform, tables, vcpu):
+    def __init__(self, platform, tables):
         self.platform = platform
         self.tables = tables
-        self.context = KvmContext(vcpu, self)
+        self.dead = False
+        self.context = None         # the first Context: what a one-task user drives
+        self._contexts = {}         # Sentry thread ident -> KvmContext; GIL-guarded
+
+    def _add_context(self):
+        ctx = KvmContext(self.platform._vcpu_for(self.tables), self)
+        self._contexts[threading.get_ident()] = ctx
+        if self.context is None:
+            self.context = ctx
+        return ctx
 
     @property
     def tracee_context(self):
         """The Context the calling Sentry thread drives (the kernel's name, from ptrace)."""
-        return self.context
+        return self._contexts.get(threading.get_ident(), self.context)
 
     def map(self, addr, length, prot, fileoff):
         self.tables.map(addr, length, prot, fileoff)
@@ -93,21 +141,44 @@ class KvmAddressSpace(AddressSpace):
     def protect(self, addr, length, prot):
         self.tables.protect(addr, length, prot)
 
+    def clone_process(self):
+        """fork(2): the new address space is built by adopt_process, in the child's thread."""
+        return _NewProcess()
+
+    def clone_thread(self):
+        """clone(CLONE_VM): the new vCPU is made by adopt_thread, in the child's thread."""
+        return _NewThread()
+
     def drop(self):
-        """The calling Sentry thread's task is gone; with one Context, so is the space."""
-        self.release()
+        """The calling Sentry thread's task is gone: free its vCPU; the last one ends the space."""
+        ctx = self._contexts.pop(threading.get_ident(), None)
+        if ctx is None and not self._contexts and self.context is not None:
+            ctx = self.context          # dropped from another thread than the one that made it
+        if ctx is not None:
+            ctx._retire()
+            if ctx is self.context:
+                self.context = next(iter(self._contexts.values()), None)
+        if not self._contexts and self.context is None:
+            self.tables.release()
 
     def kill(self):
-        """End everything running here (from any thread): stop the vCPU; release frees it."""
-        if self.context is not None:
-            self.context.interrupt()
+        """From any thread: everything running here stops and gets EXIT_GONE."""
+        self.dead = True
+        for ctx in list(self._contexts.values()) + [self.context]:
+            if ctx is not None:
+                ctx.interrupt()
 
     def release(self):
-        ctx, self.context = self.context, None
-        if ctx is not None:
-            self.platform._vcpu_done(ctx.vcpu)
-            ctx.vcpu = None
-            self.tables.release()
+        """End the address space: every vCPU back to the pool, every table retired."""
+        self.dead = True
+        ctxs = set(self._contexts.values())
+        if self.context is not None:
+            ctxs.add(self.context)
+        self._contexts.clear()
+        self.context = None
+        for ctx in ctxs:
+            ctx._retire()
+        self.tables.release()
 
 
 class KvmContext(Context):
@@ -125,8 +196,13 @@ class KvmContext(Context):
         self.vcpu.fast_pid = pid
 
     def run(self, dispatch, sig=0):
-        """Run until a fault or a syscall dispatch raises; raises KvmError if the VM breaks."""
-        if self.vcpu.run(dispatch, sig) == _kvm.EXIT_INTERRUPT:
+        """Run until a fault, an interrupt() or a raising dispatch; KvmError if the VM breaks."""
+        if self.aspace.dead or self.vcpu is None:
+            return Exit(EXIT_GONE, status=SIGKILL_WSTATUS)
+        kind = self.vcpu.run(dispatch, sig)
+        if kind == _kvm.EXIT_INTERRUPT:
+            if self.aspace.dead:
+                return Exit(EXIT_GONE, status=SIGKILL_WSTATUS)
             return Exit(EXIT_INTERRUPT)
         signo, code, addr = self.vcpu.siginfo()
         return Exit(EXIT_SIGNAL, signo, code, addr)
@@ -136,3 +212,8 @@ class KvmContext(Context):
         vcpu = self.vcpu
         if vcpu is not None:
             vcpu.interrupt()
+
+    def _retire(self):
+        vcpu, self.vcpu = self.vcpu, None
+        if vcpu is not None:
+            self.aspace.platform._vcpu_done(vcpu)

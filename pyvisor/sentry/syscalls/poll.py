@@ -29,7 +29,7 @@ from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls import _numbers as nr
 from pyvisor.sentry.syscalls._util import s32
-from pyvisor.sentry.vfs.epoll import (EPOLL_CTL_ADD, EPOLL_CTL_DEL, EPOLL_CTL_MOD, EPOLL_EVENT,
+from pyvisor.sentry.vfs.epoll import (EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_EVENT,
                                       EpollFile, pack_events)
 from pyvisor.sentry.vfs.eventfd import EFD_CLOEXEC, make_eventfd
 from pyvisor.sentry.vfs.host import POLL_INTERVAL
@@ -269,7 +269,8 @@ def _read_timeval(t, addr):
     if not addr:
         return None
     sec, usec = TIMEVAL.unpack(t.copy_in(addr, TIMEVAL.size))
-    if sec < 0 or not 0 <= usec < 1_000_000:
+    # Linux (kern_select) folds whole seconds out of tv_usec before checking.
+    if sec < 0 or usec < 0:
         raise SyscallError(errno.EINVAL)
     return time.monotonic() + sec + usec / 1e6
 
