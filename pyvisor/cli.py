@@ -12,8 +12,8 @@ def _parser():
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run PROGRAM in a new sandbox",
                          usage="pyvisor run [options] -- PROGRAM [ARGS...]")
-    run.add_argument("--platform", default="ptrace", choices=["ptrace"],
-                     help="how system calls are caught (default: ptrace)")
+    run.add_argument("--platform", default="auto", choices=["auto", "ptrace", "kvm"],
+                     help="how system calls are caught: ptrace, kvm, or auto (the faster here; default)")
     run.add_argument("--strace", nargs="?", const="-", default=None, metavar="FILE",
                      help="print each system call, as strace does, to stderr or FILE")
     run.add_argument("--debug", action="store_true", help="log decisions and tracebacks to stderr")
@@ -69,6 +69,12 @@ def _cmd_run(args):
     except ValueError as e:
         sys.stderr.write("pyvisor: %s\n" % e)
         return EX_USAGE
+    if config.platform == "kvm":
+        from pyvisor.platform import kvm_usable
+        ok, why = kvm_usable()
+        if not ok:
+            sys.stderr.write("pyvisor: the kvm platform cannot run here: %s\n" % why)
+            return EX_USAGE
     try:
         return run_sandbox(config)
     except LaunchError as e:

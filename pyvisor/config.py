@@ -3,7 +3,7 @@
 import os
 from dataclasses import dataclass, field
 
-PLATFORMS = ("ptrace",)
+PLATFORMS = ("ptrace", "kvm", "auto")
 
 
 @dataclass(frozen=True)
@@ -13,7 +13,7 @@ class SandboxConfig:
     cwd: str = "/"
     rootfs: str = "/"
     hostname: str = "pyvisor"
-    platform: str = "ptrace"
+    platform: str = "auto"
     strace: bool = False
     strace_file: str = None
     debug: bool = False

@@ -114,6 +114,19 @@ AT_EMPTY_PATH = 0x1000
 CLONE_THREAD = 0x10000
 # Terminal ioctls the Sentry forwards to a host tty (vfs/host.py). Not
 # TIOCSTI (which would push input into the user's terminal), nor any other.
+# KVM platform (_kvm.pyx): the vCPU loop and what adopting a task needs
+# (a new vCPU, its registers, FPU and CPUID). Only on the KVM fds we hold:
+# /dev/kvm itself cannot be opened any more.
+_KVM_IOCTLS = (
+    0xAE03, 0xAE04, 0xC008AE05,   # KVM_CHECK_EXTENSION, GET_VCPU_MMAP_SIZE, GET_SUPPORTED_CPUID
+    0xAE41, 0x4020AE46,           # KVM_CREATE_VCPU, SET_USER_MEMORY_REGION
+    0xAE80,                       # KVM_RUN
+    0x8090AE81, 0x4090AE82,       # KVM_GET/SET_REGS
+    0x8138AE83, 0x4138AE84,       # KVM_GET/SET_SREGS
+    0x4008AE89, 0x4008AE90,       # KVM_SET_MSRS, SET_CPUID2
+    0x9000AEA4, 0x5000AEA5,       # KVM_GET/SET_XSAVE
+    0x9000AECF,                   # KVM_GET_XSAVE2
+)
 _TTY_IOCTLS = (0x5401, 0x5402, 0x5403, 0x5404,   # TCGETS, TCSETS, TCSETSW, TCSETSF
                0x5413, 0x5414,                   # TIOCGWINSZ, TIOCSWINSZ
                0x541B)                           # FIONREAD
@@ -154,7 +167,7 @@ _SENTRY_RULES = {
     "dup": None,               # host stdio for /dev/stdin re-opens
     "dup2": None,
     "dup3": None,
-    "ioctl": ArgIn(1, _TTY_IOCTLS),
+    "ioctl": ArgIn(1, _TTY_IOCTLS + _KVM_IOCTLS),
     "fallocate": None,         # punching holes in the memory file (freed pages)
     # The Gofer socket (9P messages, donated fds with SCM_RIGHTS).
     "recvfrom": None,
@@ -180,6 +193,9 @@ _SENTRY_RULES = {
     # Signals (Python handlers, SIGINT/SIGQUIT ignored during a run).
     "rt_sigaction": None,
     "rt_sigprocmask": None,
+    "sched_yield": None,       # the KVM platform waiting for a kicked vCPU to leave KVM_RUN
+    "poll": None,              # readiness of the caller's stdio (vfs/host.py)
+    "ppoll": None,
     "rt_sigtimedwait": None,   # the thread that forwards host signals (Ctrl-C) to the sandbox
     "rt_sigreturn": None,
     "restart_syscall": None,   # an interrupted sleep resumed by the kernel

@@ -66,14 +66,17 @@ class SandboxRunner:
 
     env = BASE_ENV
 
+    def __init__(self, platform="ptrace"):
+        self.platform = platform
+
     @staticmethod
     def children():
         """The pids of our current children (pass to assert_no_leftovers)."""
         return set(_children())
 
-    @staticmethod
-    def command(argv, options=()):
-        return [sys.executable, "-m", "pyvisor", "run", *options, "--", *argv]
+    def command(self, argv, options=()):
+        return [sys.executable, "-m", "pyvisor", "run", "--platform", self.platform, *options,
+                "--", *argv]
 
     def run(self, argv, options=(), input=b"", env=None, cwd="/", timeout=60):
         """Run argv in a sandbox; returns CompletedProcess with bytes output.
@@ -121,12 +124,18 @@ class SandboxRunner:
         assert not alive, "processes left behind by the run: %r" % alive
 
 
-@pytest.fixture(scope="module")
-def sandbox():
-    """A SandboxRunner; the test process is a subreaper while the module runs
-    (only then, so orphans of other tests' processes still go to init)."""
+@pytest.fixture(scope="module", params=["ptrace", "kvm"])
+def sandbox(request):
+    """A SandboxRunner for each platform; the test process is a subreaper while
+    the module runs (only then, so orphans of other tests' processes still go
+    to init). The kvm runs skip, with the reason, where KVM cannot run."""
+    if request.param == "kvm":
+        from pyvisor.platform import kvm_usable
+        ok, why = kvm_usable()
+        if not ok:
+            pytest.skip("kvm platform: " + why)
     _set_subreaper(True)
-    yield SandboxRunner()
+    yield SandboxRunner(request.param)
     _set_subreaper(False)
 
 

@@ -28,6 +28,7 @@ from pyvisor.sentry.mm.mm import MemoryManager
 from pyvisor.sentry.syscalls import build_table, name_of
 from pyvisor.sentry.syscalls.creds import Credentials
 from pyvisor.sentry.syscalls.misc import default_rlimits
+from pyvisor.sentry.vfs import signalfd
 from pyvisor.sentry.task import (SIGCHLD, SIGKILL, ContextSwitch, GroupExit, SentryCrash,
                                  SignalState, Task, TaskExit, ThreadGroup, exit_wstatus,
                                  siginfo_bytes, signal_wstatus)
@@ -121,7 +122,7 @@ class Kernel:
 
     def start(self):
         from pyvisor.gofer.client import GoferClient
-        from pyvisor.platform.ptrace import PtracePlatform
+        from pyvisor.platform import auto_choice, make_platform
         from pyvisor.sentry.futex import FutexTable
         from pyvisor.sentry.vfs import FDTable, FSContext, build_vfs, host_file
 
@@ -129,7 +130,11 @@ class Kernel:
         self.futexes = FutexTable()
         self.gofer = Gofer(cfg.rootfs)
         self.allocator = MemoryFileAllocator()
-        self.platform = PtracePlatform(self.allocator.file, pin_cpu=cfg.pin_cpu)
+        name = cfg.platform
+        if name == "auto":
+            name, why = auto_choice()
+            self.log("platform auto: %s (%s)" % (name, why))
+        self.platform = make_platform(name, self.allocator.file, pin_cpu=cfg.pin_cpu)
         self.log("platform %s, pinned to CPU %s" % (self.platform.name, self.platform.cpu))
         self.vfs = build_vfs(self, GoferClient(self.gofer.sock))
         aspace = self.platform.new_address_space()
@@ -403,6 +408,7 @@ class Kernel:
                 victims = [target]
         for v in victims:
             v.interrupt()
+        signalfd.notify_signal(self)
 
     def kill_sandbox(self, wstatus):
         with self.lock:

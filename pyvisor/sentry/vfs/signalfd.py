@@ -11,11 +11,9 @@ task that polls. SIGKILL and SIGSTOP are silently dropped from the mask.
 The signals are normally blocked (else they are delivered before anyone
 reads them); that is the program's job, not ours.
 
-Waking readers: a signal sender must call `notify_signal(kernel)`, which
+Waking readers: Kernel.send_signal calls `notify_signal(kernel)`, which
 notifies the one WaitQueue all signalfds of a kernel share (readers re-check
-their own task's queues). N.B. until Kernel.send_signal makes that call,
-signalfds set `poll_periodically`: readers and pollers re-check every
-POLL_INTERVAL, like host files.
+their own task's queues).
 """
 
 import errno
@@ -87,7 +85,7 @@ class SignalFile(FileDescription):
 
     seekable = False
     anon_name = b"[signalfd]"
-    poll_periodically = True      # N.B. see the module doc
+    poll_periodically = False     # Kernel.send_signal notifies
 
     def __init__(self, kernel, mask, flags=0):
         super().__init__(None, O_RDWR | (flags & O_NONBLOCK))
