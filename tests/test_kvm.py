@@ -5,7 +5,7 @@ import errno
 
 import pytest
 
-from pyvisor.platform import PLATFORM_NAMES, kvm_usable, make_platform
+from pyvisor.platform import auto_choice, PLATFORM_NAMES, kvm_usable, make_platform
 from pyvisor.platform.base import EXIT_SIGNAL
 from pyvisor.sentry.mm.memfile import PAGE, MemoryFileAllocator
 from pyvisor.sentry.mm.mm import MM_TOP, MemoryManager
@@ -374,8 +374,20 @@ def test_make_platform_names():
         make_platform("bochs", alloc.file)
     assert set(PLATFORM_NAMES) == {"ptrace", "kvm", "auto"}
     p = make_platform("auto", alloc.file, pin_cpu=False)
-    assert p.name == ("kvm" if USABLE else "ptrace")
+    assert p.name == auto_choice()[0]
     p.close()
+
+
+def test_auto_prefers_ptrace_without_hardware_virtualisation(monkeypatch):
+    import pyvisor.platform as plat
+    monkeypatch.setattr(plat, "hardware_virtualization", lambda: False)
+    name, why = plat.auto_choice()
+    assert name == "ptrace" and why
+    monkeypatch.setattr(plat, "hardware_virtualization", lambda: True)
+    monkeypatch.setattr(plat, "kvm_usable", lambda: (True, ""))
+    assert plat.auto_choice()[0] == "kvm"
+    monkeypatch.setattr(plat, "kvm_usable", lambda: (False, "no /dev/kvm"))
+    assert plat.auto_choice() == ("ptrace", "KVM unusable: no /dev/kvm")
 
 
 def test_kvm_usable_says_why():
