@@ -21,6 +21,8 @@ def _parser():
     run.add_argument("--env", action="append", default=[], metavar="K=V", help="set an environment variable")
     run.add_argument("--cwd", default=None, metavar="DIR", help="working directory inside the sandbox")
     run.add_argument("--hostname", default="pyvisor", help="the sandbox's host name (default: pyvisor)")
+    run.add_argument("--pids-limit", type=int, default=1024, metavar="N",
+                     help="most tasks (processes and threads) the sandbox may hold (default: 1024)")
     run.add_argument("--no-pin", dest="pin_cpu", action="store_false",
                      help="do not pin the Sentry and the stub to one CPU")
     run.add_argument("program", nargs=argparse.REMAINDER, help="PROGRAM [ARGS...]")
@@ -65,7 +67,7 @@ def _cmd_run(args):
             cwd=cwd, rootfs=os.path.abspath(args.rootfs), hostname=args.hostname,
             platform=args.platform, strace=args.strace is not None,
             strace_file=None if args.strace in (None, "-") else args.strace,
-            debug=args.debug, pin_cpu=args.pin_cpu)
+            debug=args.debug, pin_cpu=args.pin_cpu, pids_limit=args.pids_limit)
     except ValueError as e:
         sys.stderr.write("pyvisor: %s\n" % e)
         return EX_USAGE

@@ -25,6 +25,8 @@ class SandboxConfig:
     def __post_init__(self):
         if not self.argv:
             raise ValueError("no program to run")
+        if self.pids_limit < 1:
+            raise ValueError("--pids-limit must be at least 1")
         if self.platform not in PLATFORMS:
             raise ValueError("unknown platform %r (have: %s)" % (self.platform, ", ".join(PLATFORMS)))
 

@@ -82,6 +82,7 @@ class Kernel:
         self.tasks = {}            # tid -> Task, live tasks
         self.groups = {}           # tgid -> ThreadGroup, live and zombie
         self._next_tid = 1
+        self._reserved = set()     # tids being created by clone; guarded by lock
         self.pids_limit = getattr(config, "pids_limit", 1024)
         self.table = build_table()
         self.strace = config.strace
@@ -167,7 +168,7 @@ class Kernel:
 
     def _alloc_tid(self):
         tid = self._next_tid
-        while tid in self.tasks or tid in self.groups:
+        while tid in self.tasks or tid in self.groups or tid in self._reserved:
             tid += 1
         self._next_tid = tid + 1
         return tid
@@ -223,10 +224,10 @@ class Kernel:
         """The work of clone(2)/fork(2)/vfork(2) once flags are validated; returns the child's tid."""
         from pyvisor.sentry.syscalls import process as P
         with self.lock:
-            if len(self.tasks) >= self.pids_limit:
+            if len(self.tasks) + len(self._reserved) >= self.pids_limit:
                 raise SyscallError(errno.EAGAIN)
             tid = self._alloc_tid()
-            self.tasks[tid] = None          # reserved
+            self._reserved.add(tid)
         try:
             aspace = t.context.aspace
             if flags & P.CLONE_VM:
@@ -239,7 +240,7 @@ class Kernel:
                 mm = t.mm.fork()
         except BaseException:
             with self.lock:
-                del self.tasks[tid]
+                self._reserved.discard(tid)
             raise
         regs = t.regs.get_regs()
         regs.update(rax=0, orig_rax=(1 << 64) - 1)
@@ -267,6 +268,7 @@ class Kernel:
             child.exe_path, child.argv, child.envp, child.comm = t.exe_path, t.argv, t.envp, t.comm
             group.tasks[tid] = child
             self.tasks[tid] = child
+            self._reserved.discard(tid)
         if flags & P.CLONE_PARENT_SETTID:
             t.copy_out(ptid, tid.to_bytes(4, "little"))
         if flags & P.CLONE_CHILD_SETTID:
@@ -326,8 +328,7 @@ class Kernel:
         self._kill_other_threads(t)
         old = t.mm
         with self.lock:
-            shared_files = any(o is not t and o is not None and o.fdtable is t.fdtable
-                               for o in self.tasks.values())
+            shared_files = any(o is not t and o.fdtable is t.fdtable for o in self.tasks.values())
         if shared_files:
             t.fdtable = t.fdtable.fork()
         t.fdtable.close_on_exec()
@@ -396,11 +397,20 @@ class Kernel:
                 g.exiting = signal_wstatus(SIGKILL)
                 victims = list(g.tasks.values())
             elif g is not None:
-                if signo in (p[0] for p in g.pending) and signo < 32:
+                if signo < 32 and (signo in (p[0] for p in g.pending) or
+                                   any(signo in (p[0] for p in x.pending) for x in g.tasks.values())):
                     return
-                g.pending.append((signo, info))
-                victims = [x for x in g.tasks.values() if not x.signals.mask & (1 << (signo - 1))]
-                victims = victims[:1] or []
+                # Linux (complete_signal): the thread named by the pid first, else
+                # any thread that does not block it takes the signal; if all
+                # block it, it stays with the process.
+                bit = 1 << (signo - 1)
+                takers = [x for x in ([target] + list(g.tasks.values())) if not x.signals.mask & bit]
+                if takers:
+                    takers[0].pending.append((signo, info))
+                    victims = takers[:1]
+                else:
+                    g.pending.append((signo, info))
+                    victims = []
             else:
                 if signo in (p[0] for p in target.pending) and signo < 32:
                     return
@@ -417,8 +427,7 @@ class Kernel:
                     g.exiting = wstatus
             victims = list(self.tasks.values())
         for v in victims:
-            if v is not None:
-                v.interrupt()
+            v.interrupt()
 
     # -- the per-task loop ------------------------------------------------------------
 
@@ -500,7 +509,7 @@ class Kernel:
                 g.wstatus = g.exiting if g.exiting is not None else wstatus
         if last:
             with self.lock:
-                shared_files = any(o is not None and o.fdtable is t.fdtable for o in self.tasks.values())
+                shared_files = any(o.fdtable is t.fdtable for o in self.tasks.values())
             if not shared_files:
                 t.fdtable.close_all()
             self._group_dead(g)
@@ -583,9 +592,9 @@ class Kernel:
         self.kill_sandbox(signal_wstatus(SIGKILL))
         deadline = time.monotonic() + 2
         with self.lock:
-            while any(x is not None for x in self.tasks.values()) and time.monotonic() < deadline:
+            while self.tasks and time.monotonic() < deadline:
                 self.cond.wait(0.1)
-            leftovers = [x for x in self.tasks.values() if x is not None]
+            leftovers = list(self.tasks.values())
         for x in leftovers:
             if x.context is not None:
                 x.context.aspace.kill()

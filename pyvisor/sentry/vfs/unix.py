@@ -612,7 +612,7 @@ class UnixSocket(FileDescription):
                 return self._send_stream(data, flags, name, box, creds)
             return self._send_record(t, data, flags, name, box, creds)
         except SyscallError as e:
-            if e.errno == errno.EPIPE and not flags & MSG_NOSIGNAL and self.type != SOCK_DGRAM:
+            if e.errno == errno.EPIPE and not flags & MSG_NOSIGNAL and self.type == SOCK_STREAM:
                 send_sigpipe(t)
             raise
         finally:
@@ -777,8 +777,8 @@ class UnixSocket(FileDescription):
                             break
                         raise
                     continue
-                if got and (m.rights or (self.passcred and m.creds != creds)):
-                    break                            # never glue across fds or writers
+                if got and self.passcred and m.creds != creds:
+                    break                            # never glue writers' bytes together
                 if creds is None:
                     creds, addr = m.creds, m.addr
                 n = min(size - got, m.left())
