@@ -33,11 +33,11 @@ def auto_choice():
     25 µs, against about 10-15 µs for a pinned ptrace round trip, so ptrace
     wins there; on VMX/SVM a KVM exit costs around 1 µs and KVM wins.
     """
+    if not hardware_virtualization():
+        return "ptrace", "no vmx/svm in /proc/cpuinfo (nested KVM backend: exits cost more than ptrace stops)"
     ok, why = kvm_usable()
     if not ok:
         return "ptrace", "KVM unusable: " + why
-    if not hardware_virtualization():
-        return "ptrace", "no vmx/svm in /proc/cpuinfo (nested KVM backend: exits cost more than ptrace stops)"
     return "kvm", "KVM with hardware virtualisation"
 
 

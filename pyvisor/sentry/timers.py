@@ -47,15 +47,17 @@ SIGALRM = 14
 SI_KERNEL, SI_TIMER = 0x80, -2
 DELAYTIMER_MAX = 0x7FFFFFFF
 CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME = 0, 1, 7
-CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM = 8, 9
+CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM, CLOCK_TAI = 8, 9, 11
 _HOST_CLOCK = {
     CLOCK_REALTIME: time.CLOCK_REALTIME,
     CLOCK_MONOTONIC: time.CLOCK_MONOTONIC,
     CLOCK_BOOTTIME: getattr(time, "CLOCK_BOOTTIME", 7),
     CLOCK_REALTIME_ALARM: time.CLOCK_REALTIME,
     CLOCK_BOOTTIME_ALARM: getattr(time, "CLOCK_BOOTTIME", 7),
+    CLOCK_TAI: getattr(time, "CLOCK_TAI", 11),
 }
-TIMER_CLOCKS = frozenset(_HOST_CLOCK)
+TIMER_CLOCKS = frozenset(_HOST_CLOCK)                     # timer_create's
+TIMERFD_CLOCKS = TIMER_CLOCKS - {CLOCK_TAI}               # timerfd_create's
 # siginfo_t for a POSIX timer: signo, errno, code, pad; si_tid, si_overrun, si_value.
 _TIMER_INFO = struct.Struct("<iii4xiiQ")
 _OVERRUN_OFFSET = 20

@@ -114,6 +114,6 @@ class TimerFile(FileDescription):
 def make_timerfd(service, clockid, flags):
     """timerfd_create(2)'s object: EINVAL for an unknown clock or flag.
     The caller installs it with close-on-exec when `flags & TFD_CLOEXEC`."""
-    if clockid not in timers.TIMER_CLOCKS or flags & ~TFD_CREATE_FLAGS:
+    if clockid not in timers.TIMERFD_CLOCKS or flags & ~TFD_CREATE_FLAGS:
         raise SyscallError(errno.EINVAL)
     return TimerFile(service, clockid, flags)
