@@ -8,6 +8,8 @@ the difference in wall time by the difference in N, so start-up cancels out:
   sandbox's job);
 - floor: bench/c/ptrace_floor.c, the least any ptrace sandbox pays per call
   (SYSEMU stop, GETREGS, SETREGS, pinned to one CPU), measured inside it;
+- kvm floor: bench/c/kvm_floor.c, the least the KVM platform pays per call
+  (SYSCALL -> trampoline -> MMIO exit, registers through sync regs);
 - runsc: gVisor's ``runsc --platform=ptrace --network=none do``, if present.
 
 No assertions on speed: these are measurements. pytest-benchmark times the
@@ -89,3 +91,21 @@ def test_getpid_runsc(benchmark, results, loop):
     def command(n):
         return [runsc, "--platform=ptrace", "--network=none", "do", loop, str(n)]
     record(benchmark, results, "runsc", command, ns_per_call(command))
+
+
+
+def test_getpid_kvm_floor(benchmark, results, build_c):
+    """bench/c/kvm_floor.c: LSTAR -> user trampoline -> MMIO exit, sync regs; no Sentry."""
+    from pyvisor.platform import kvm_usable
+    ok, why = kvm_usable()
+    if not ok:
+        pytest.skip(why)
+    floor = build_c("kvm_floor", static=False)
+
+    def command(n):
+        return [floor, str(n)]
+
+    # Like the ptrace floor, it times its own loop.
+    samples = [float(subprocess.run(command(N2), capture_output=True, check=True,
+                                    timeout=60).stdout) for _ in range(REPEATS)]
+    record(benchmark, results, "kvm floor", command, statistics.median(samples))

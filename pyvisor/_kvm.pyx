@@ -585,7 +585,10 @@ cdef class Vm:
                 horizon = v.loaded_clock
         keep, safe = [], []
         for off, c in self.retired:
-            (safe if c < horizon else keep).append(off)
+            if c < horizon:
+                safe.append(off)
+            else:
+                keep.append((off, c))   # still reachable: retry at the next collection
         if not safe:
             return 0
         self.reset_shadow()

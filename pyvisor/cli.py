@@ -26,6 +26,26 @@ def _parser():
     run.add_argument("--no-pin", dest="pin_cpu", action="store_false",
                      help="do not pin the Sentry and the stub to one CPU")
     run.add_argument("program", nargs=argparse.REMAINDER, help="PROGRAM [ARGS...]")
+    # Declared here, not in pyvisor.bench, so that `pyvisor run` never imports it.
+    bench = sub.add_parser("bench", help="measure syscall overhead and workloads against native")
+    bench.add_argument("--quick", action="store_true",
+                       help="fewer and shorter runs (CI smoke, under 2 minutes)")
+    bench.add_argument("--platform", action="append", default=None, metavar="NAME",
+                       choices=["native", "native-1cpu", "ptrace", "kvm", "runsc", "runsc-1cpu"],
+                       help="measure only this platform (repeatable; default: every one that "
+                            "runs here: native, native-1cpu, ptrace, kvm, runsc, runsc-1cpu, "
+                            "or with --quick native, ptrace, kvm, runsc; native is always "
+                            "measured)")
+    bench.add_argument("--json", metavar="FILE",
+                       help="write pytest-benchmark-compatible JSON to FILE")
+    bench.add_argument("--plot", metavar="FILE.png",
+                       help="write a log-scale bar chart to FILE.png (needs matplotlib)")
+    bench.add_argument("--markdown", metavar="FILE", help="write the table as markdown to FILE")
+    bench.add_argument("--compare", metavar="BASELINE",
+                       help="compare each ratio to native with BASELINE's; exit 1 when one "
+                            "is more than 25%% slower")
+    bench.add_argument("--only", action="append", default=None, metavar="FIGURE",
+                       help="measure only this figure (repeatable), e.g. getpid")
     return p
 
 
@@ -97,6 +117,9 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     if args.command == "run":
         code = _cmd_run(args)
+    elif args.command == "bench":
+        from pyvisor.bench import main as bench_main
+        code = bench_main(args)
     else:
         code = EX_USAGE
     sys.stdout.flush()

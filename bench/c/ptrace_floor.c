@@ -7,6 +7,8 @@
  * resume (PTRACE_SYSEMU). Tracer and tracee are pinned to one CPU, because a
  * wake-up that crosses CPUs costs far more than the ptrace calls themselves.
  *
+ * "ptrace_floor N unpinned" leaves both to the scheduler: the 2-CPU figure.
+ *
  * Prints the nanoseconds per call over the N calls.
  */
 #define _GNU_SOURCE
@@ -14,6 +16,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
@@ -78,7 +81,8 @@ int main(int argc, char **argv)
 	pid_t child;
 	int status;
 
-	pin_to_one_cpu();
+	if (!(argc > 2 && strcmp(argv[2], "unpinned") == 0))
+		pin_to_one_cpu();
 	child = fork();
 	if (child < 0)
 		die("fork");

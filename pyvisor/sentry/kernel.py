@@ -21,7 +21,7 @@ import threading
 import time
 
 from pyvisor.platform.base import EXIT_GONE, EXIT_SIGNAL
-from pyvisor.sentry import loader, waiting
+from pyvisor.sentry import loader, timers, waiting
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.memfile import MemoryFileAllocator
 from pyvisor.sentry.mm.mm import MemoryManager
@@ -360,6 +360,7 @@ class Kernel:
         t.signals.actions = {s: a for s, a in t.signals.actions.items() if a[0] == 1}
         t.signals.altstack = (0, 2, 0)
         t.group.execed = True
+        timers.on_exec(t.group)
         self._finish_exec(t, res, envp)
         self.release_vfork(t)
         if switched:
@@ -525,6 +526,7 @@ class Kernel:
             self.cond.notify_all()
 
     def _group_dead(self, g):
+        timers.group_gone(g)
         with self.lock:
             init = self.groups.get(1)
             for c in g.children:
@@ -597,6 +599,7 @@ class Kernel:
         return (st >> 8) & 0xFF if st & 0x7F == 0 else 128 + (st & 0x7F)
 
     def stop(self):
+        timers.shutdown(self)
         self.kill_sandbox(signal_wstatus(SIGKILL))
         deadline = time.monotonic() + 2
         with self.lock:

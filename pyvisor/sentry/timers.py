@@ -36,6 +36,7 @@ Lock order: a consumer's own lock (timerfd's cond, Kernel.lock), then
 TimerService._cond. The service never calls out with _cond held.
 """
 
+import atexit
 import heapq
 import itertools
 import struct
@@ -46,6 +47,7 @@ NSEC = 1_000_000_000
 SIGALRM = 14
 SI_KERNEL, SI_TIMER = 0x80, -2
 DELAYTIMER_MAX = 0x7FFFFFFF
+MIN_WAKE_NS = 100_000             # the service wakes a periodic timer at most every 100 us
 CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME = 0, 1, 7
 CLOCK_REALTIME_ALARM, CLOCK_BOOTTIME_ALARM, CLOCK_TAI = 8, 9, 11
 _HOST_CLOCK = {
@@ -173,7 +175,10 @@ class TimerService:
             if timer.interval:
                 n += (now - timer.deadline) // timer.interval
                 timer.deadline += n * timer.interval
-                heapq.heappush(heap, (timer.deadline, next(self._seq), timer, gen))
+                # The count stays exact, but a tiny interval must not spin
+                # this thread: wake for it at most every MIN_WAKE_NS.
+                wake = max(timer.deadline, now + MIN_WAKE_NS)
+                heapq.heappush(heap, (wake, next(self._seq), timer, gen))
             else:
                 timer.deadline = None
             fired.append((timer, n, gen))
@@ -218,7 +223,18 @@ def service(kernel):
             s = getattr(kernel, "timer_service", None)
             if s is None:
                 s = kernel.timer_service = TimerService()
+                # The thread must be gone before the interpreter finalizes: a
+                # daemon thread waking then is ended by pthread_exit, which
+                # dlopens libgcc_s -- refused by the Sentry's seccomp filter.
+                atexit.register(s.shutdown)
     return s
+
+
+def shutdown(kernel):
+    """Stop the kernel's timer thread, if it has one (Kernel.stop)."""
+    s = getattr(kernel, "timer_service", None)
+    if s is not None:
+        s.shutdown()
 
 
 def to_deadline(svc, clockid, ns, absolute):
@@ -314,9 +330,8 @@ def fire_posix(pt, n):
         target = pt.target if pt.target is not None else _any_task(g)
         if target is None:
             return
-        queue = target.pending if pt.target is not None else g.pending
         info = pt.info
-        if info is not None and any(item[1] is info for item in queue):
+        if info is not None and _queued(pt, info):
             over = _overrun(info) + n
             struct.pack_into("<i", info, _OVERRUN_OFFSET, min(over, DELAYTIMER_MAX))
             return
@@ -326,21 +341,27 @@ def fire_posix(pt, n):
     k.send_signal(target, pt.signo, info, group=pt.target is None)
 
 
+def _queued(pt, info):
+    """Is this siginfo still queued, not yet delivered? Kernel.lock held.
+    A process-directed signal may sit on the group or on any of its threads."""
+    if pt.target is not None:
+        queues = (pt.target.pending,)
+    else:
+        queues = [pt.group.pending] + [x.pending for x in pt.group.tasks.values() if x is not None]
+    return any(item[1] is info for q in queues for item in q)
+
+
 def _overrun(info):
     return struct.unpack_from("<i", info, _OVERRUN_OFFSET)[0]
 
 
 def getoverrun(pt):
     """timer_getoverrun(2): the overrun of the last signal delivered."""
-    g = pt.group
-    with g.kernel.lock:
+    with pt.group.kernel.lock:
         info = pt.info
         if info is None:
             return 0
-        queues = (pt.target.pending,) if pt.target is not None else (g.pending,)
-        if any(item[1] is info for q in queues for item in q):
-            return pt.last_overrun
-        return _overrun(info)
+        return pt.last_overrun if _queued(pt, info) else _overrun(info)
 
 
 def delete_posix_timers(g):

@@ -1,10 +1,12 @@
 /* Starts 16 threads that block in the kernel, eight in read(2) on a pipe no one
- * writes and eight in nanosleep(2), prints "ready", then dies of the signal
- * named by argv[1] ("KILL": kill(getpid(), SIGKILL); "wait": pause until a
- * signal from outside, e.g. SIGTERM, kills it). */
+ * writes and eight in nanosleep(2), prints "ready", then ends as argv[1]
+ * says: "KILL": kill(getpid(), SIGKILL); "exit": exit(3), which must end the
+ * blocked threads too; "wait": pause until a signal from outside, e.g.
+ * SIGTERM, kills it. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +51,8 @@ int main(int argc, char **argv)
 	fflush(stdout);
 	if (argc > 1 && strcmp(argv[1], "KILL") == 0)
 		kill(getpid(), SIGKILL);
+	if (argc > 1 && strcmp(argv[1], "exit") == 0)
+		exit(3);
 	for (;;)
 		pause();
 }

@@ -4,6 +4,7 @@
  * same on every correct run, natively and in a sandbox. */
 #include <pthread.h>
 #include <stdio.h>
+#include <string.h>
 
 #define NTHREADS 16
 #define ROUNDS 1000		/* ring hand-overs per thread */
@@ -44,11 +45,14 @@ int main(void)
 
 	for (int i = 0; i < NTHREADS; i++)
 		pthread_cond_init(&your_turn[i], NULL);
-	for (long i = 0; i < NTHREADS; i++)
-		if (pthread_create(&threads[i], NULL, worker, (void *)i) != 0) {
-			perror("pthread_create");
+	for (long i = 0; i < NTHREADS; i++) {
+		int err = pthread_create(&threads[i], NULL, worker, (void *)i);
+
+		if (err != 0) {
+			fprintf(stderr, "pthread_create: %s\n", strerror(err));
 			return 1;
 		}
+	}
 	for (int i = 0; i < NTHREADS; i++)
 		pthread_join(threads[i], NULL);
 	printf("counter=%ld steps=%lu order=%lu\n", counter, step, order_sum);

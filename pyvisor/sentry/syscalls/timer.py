@@ -170,14 +170,15 @@ def sys_timer_create(t, clockid, sevp, timerid, *_):
     g = t.group
     gt = timers.group_timers(g)
     with t.kernel.lock:
-        tid = gt.next_id
-        notify, signo, value, target = event or (SIGEV_SIGNAL, timers.SIGALRM, tid, None)
-        pt = timers.PosixTimer(g, tid, clockid, notify, signo, value, target)
-        t.copy_out(timerid, struct.pack("<i", tid))     # EFAULT: nothing created
+        tid = gt.next_id                                # used up even on EFAULT, as Linux
         gt.next_id = (tid + 1) & 0x7FFFFFFF
-        gt.posix[tid] = pt
+    notify, signo, value, target = event or (SIGEV_SIGNAL, timers.SIGALRM, tid, None)
+    pt = timers.PosixTimer(g, tid, clockid, notify, signo, value, target)
     pt.timer = timers.service(t.kernel).timer(
         lambda n, gen: timers.fire_posix(pt, n) if pt.timer.current(gen) else None)
+    t.copy_out(timerid, struct.pack("<i", tid))         # EFAULT: nothing created
+    with t.kernel.lock:
+        gt.posix[tid] = pt
     return 0
 
 
