@@ -34,7 +34,7 @@ def _parser():
                        choices=["native", "native-1cpu", "ptrace", "kvm", "runsc", "runsc-1cpu"],
                        help="measure only this platform (repeatable; default: every one that "
                             "runs here: native, native-1cpu, ptrace, kvm, runsc, runsc-1cpu, "
-                            "or with --quick native, ptrace, kvm, runsc; native is always "
+                            "or with --quick native, ptrace, runsc; native is always "
                             "measured)")
     bench.add_argument("--json", metavar="FILE",
                        help="write pytest-benchmark-compatible JSON to FILE")

@@ -416,6 +416,13 @@ def preimport():
     """Import now what the Sentry would import lazily: once filtered, an
     import that needs open() fails with PermissionError."""
     import codecs
+    import ctypes
+    try:
+        # glibc dlopens libgcc_s to unwind a thread that ends at interpreter
+        # exit (pthread_exit); once confined that open would abort the process.
+        ctypes.CDLL("libgcc_s.so.1")
+    except OSError:
+        pass
     for name in _LAZY_STDLIB:
         importlib.import_module(name)
     for codec in _CODECS:

@@ -96,3 +96,31 @@ def test_remap_grow_keeps_contents_and_brk(mm):
     assert mm.brk(0x600000) == 0x600000
     with pytest.raises(SyscallError):
         mm.copy_in(0x600000 + 9000, 4)
+
+
+def test_shared_pages_survive_until_the_last_owner_frees_them():
+    a = MemoryFileAllocator(16 * PAGE)
+    x = a.alloc(3 * PAGE)
+    a.file.write(x + PAGE, b"shared")
+    a.share(x + PAGE, PAGE)              # a second owner of the middle page
+    a.free(x, 3 * PAGE)                  # the first owner goes
+    assert a.file.read(x + PAGE, 6) == b"shared"
+    assert a.alloc(PAGE) == x            # the unshared pages were freed...
+    assert a.alloc(PAGE) == x + 2 * PAGE
+    a.free(x + PAGE, PAGE)               # ...the shared one only now
+    assert a.file.read(x + PAGE, 6) == bytes(6)
+    assert a.alloc(PAGE) == x + PAGE
+
+
+def test_fork_copies_private_and_shares_shared_memory(mm):
+    mm.map_anon(ADDR, PAGE, 3)                       # MAP_PRIVATE
+    mm.map_anon(ADDR + PAGE, PAGE, 3, flags=1)       # MAP_SHARED
+    mm.copy_out(ADDR, b"private")
+    mm.copy_out(ADDR + PAGE, b"shared")
+    child = mm.fork()
+    child.copy_out(ADDR, b"CHILD!!")
+    child.copy_out(ADDR + PAGE, b"SHARED")
+    assert mm.copy_in(ADDR, 7) == b"private"
+    assert mm.copy_in(ADDR + PAGE, 6) == b"SHARED"
+    child.release()
+    assert mm.copy_in(ADDR + PAGE, 6) == b"SHARED"   # still the parent's

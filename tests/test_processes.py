@@ -56,18 +56,6 @@ def python_code(code):
 # or death by a signal, of a process whose other threads are blocked in a
 # system call interrupts those calls (EINTR) but the process never finishes
 # exiting, so pyvisor never returns.
-GROUP_EXIT_HANG = ("ptrace platform: a thread group whose other threads are blocked in "
-                   "read(2)/nanosleep(2)/futex(2) never finishes exiting: the threads get "
-                   "EINTR, pyvisor keeps running")
-
-
-def known_bug(request, sandbox, platform, reason):
-    """Mark the running test xfail(strict) when it runs on `platform`, where
-    the sandbox has the bug `reason` describes (the other platform passes)."""
-    if sandbox.platform == platform:
-        request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
-
-
 def run_bounded(sandbox, argv, timeout, options=()):
     """Run argv sandboxed like sandbox.run, but if pyvisor has not ended after
     `timeout` s, kill it, clean up what it left and fail the test as "hung"
@@ -123,9 +111,6 @@ def test_job_control_basics(sandbox, busybox):
     assert out.stdout == b"ok\n"
 
 
-@pytest.mark.xfail(reason="the sandbox sets the core-dump flag (0x80) in the wait status "
-                   "though RLIMIT_CORE is 0 and no core is written: sh prints "
-                   "'Segmentation fault (core dumped)'", strict=True)
 def test_segfault_reported_by_shell(sandbox, build_c):
     prog = build_c(os.path.join(HERE, "c", "segv.c"), static=True)
     out = assert_same(sandbox, [SH, "-c", "%s; echo status=$?" % prog], stderr=True)
@@ -234,13 +219,7 @@ def test_python_subprocess_run(sandbox):
 
 
 @pytest.mark.slow
-def test_multiprocessing_pool(request, sandbox):
-    known_bug(request, sandbox, "ptrace",
-              "ptrace platform: multiprocessing.Pool hangs; its workers read corrupt pickles "
-              "from the task pipe (UnpicklingError: invalid load key '\\x00' / pickle data "
-              "was truncated): two workers read the task pipe at once, because its "
-              "reader lock lives in MAP_SHARED memory that fork does not share (see "
-              "test_shared_memory_across_fork; kvm passes by luck of scheduling)")
+def test_multiprocessing_pool(sandbox):
     code = """
         import multiprocessing
 
@@ -278,10 +257,6 @@ SHARED_MEMORY_CODE = {
 }
 
 
-@pytest.mark.xfail(reason="MAP_SHARED memory (anonymous or of a /dev/shm file) is copied, "
-                   "not shared, by fork(2): the parent reads zeros where the child wrote; "
-                   "so process-shared semaphores (multiprocessing locks) cannot work",
-                   strict=True)
 @pytest.mark.parametrize("kind", sorted(SHARED_MEMORY_CODE))
 def test_shared_memory_across_fork(sandbox, kind):
     code = """
@@ -307,8 +282,36 @@ def test_shared_memory_across_fork(sandbox, kind):
     assert out.stdout == b"b'child' b'\\x00\\x00\\x00\\x00\\x00'\n"
 
 
-@pytest.mark.xfail(reason="socketpair(AF_UNIX) is ENOSYS (Unix sockets not finished): "
-                   "the asyncio event loop cannot make its self-pipe", strict=True)
+def test_sigwait_for_alarm(sandbox):
+    code = """
+        import signal
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
+        signal.alarm(1)
+        print(int(signal.sigwait([signal.SIGALRM])))
+    """
+    argv = python_code(code)
+    native = sandbox.native(argv)
+    boxed = run_bounded(sandbox, argv, timeout=8)
+    assert (boxed.stdout, boxed.returncode) == (native.stdout, native.returncode), boxed.stderr
+    assert boxed.stdout == b"14\n"
+
+
+def test_proc_status_shows_signal_dispositions(sandbox):
+    code = """
+        import signal
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR2, lambda *args: None)
+        signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGHUP])
+        with open("/proc/self/status") as f:
+            fields = dict(line.split(":", 1) for line in f)
+        for name, sig in (("SigIgn", signal.SIGUSR1), ("SigCgt", signal.SIGUSR2),
+                          ("SigBlk", signal.SIGHUP)):
+            print(name, bool(int(fields[name], 16) & (1 << (sig - 1))))
+    """
+    out = assert_same(sandbox, python_code(code))
+    assert out.stdout == b"SigIgn True\nSigCgt True\nSigBlk True\n"
+
+
 def test_asyncio_subprocess(sandbox):
     code = """
         import asyncio
@@ -362,11 +365,10 @@ def test_pids_limit_rejects_bad_values(sandbox, busybox, value):
     assert b"pids-limit" in out.stderr
 
 
-def test_pids_limit_counts_threads(request, sandbox, build_c):
+def test_pids_limit_counts_threads(sandbox, build_c):
     """16 threads plus the main one do not fit in 8 tasks: pthread_create
     fails with EAGAIN, as under a cgroup pids limit. (The threads made so far
     are blocked in futex waits when main returns.)"""
-    known_bug(request, sandbox, "ptrace", GROUP_EXIT_HANG)
     out = run_bounded(sandbox, [c_program(build_c, "pthread_stress")], timeout=8,
                       options=("--pids-limit", "8"))
     assert out.returncode == 1
@@ -385,15 +387,13 @@ def test_futex_bad_addresses(sandbox, build_c):
     assert b"wait_unmapped=EFAULT\n" in out.stdout
 
 
-def test_sigkill_with_threads_blocked_in_syscalls(request, sandbox, build_c):
-    known_bug(request, sandbox, "ptrace", GROUP_EXIT_HANG)
+def test_sigkill_with_threads_blocked_in_syscalls(sandbox, build_c):
     out = run_bounded(sandbox, [c_program(build_c, "killmid"), "KILL"], timeout=8)
     assert out.stdout == b"ready\n"
     assert out.returncode == 128 + signal.SIGKILL, out.stderr
 
 
-def test_exit_with_threads_blocked_in_syscalls(request, sandbox, build_c):
-    known_bug(request, sandbox, "ptrace", GROUP_EXIT_HANG)
+def test_exit_with_threads_blocked_in_syscalls(sandbox, build_c):
     prog = c_program(build_c, "killmid")
     assert sandbox.native([prog, "exit"]).returncode == 3
     out = run_bounded(sandbox, [prog, "exit"], timeout=8)
@@ -407,8 +407,7 @@ def test_sigterm_from_outside_single_thread(sandbox, build_c):
     assert took < 5, "pyvisor took %.1f s to end after SIGTERM" % took
 
 
-def test_sigterm_from_outside_with_threads_blocked(request, sandbox, build_c):
-    known_bug(request, sandbox, "ptrace", GROUP_EXIT_HANG)
+def test_sigterm_from_outside_with_threads_blocked(sandbox, build_c):
     returncode, took = _sigterm_after_ready(sandbox, [c_program(build_c, "killmid"), "wait"])
     assert returncode == 128 + signal.SIGTERM
     assert took < 5, "pyvisor took %.1f s to end after SIGTERM" % took

@@ -18,6 +18,7 @@ thread pins itself and its stub to one CPU.
 import errno
 import os
 import threading
+import time
 
 from pyvisor import _fastpath
 from pyvisor.platform.base import (EXIT_GONE, EXIT_INTERRUPT, EXIT_SIGNAL, AddressSpace, Context,
@@ -166,21 +167,40 @@ class PtraceAddressSpace(AddressSpace):
         if t is None:
             return
         if not self._tracees:
+            # Our own tracee must be reaped by us before its leader can be.
+            self._sigkill()
+            if t.pid != self.pid:
+                t.reap()
             self.kill()
         elif t.pid == self.pid:
             t.park()
         else:
             t.exit_thread()
 
-    def kill(self):
+    def _sigkill(self):
         try:
             os.kill(self.pid, 9)
+            return True
         except ProcessLookupError:
+            return False
+
+    def kill(self, patience=2.0):
+        """SIGKILL the stub process and reap it.
+
+        Bounded: a leader is reported only once every thread is reaped, and
+        a thread whose tracer is gone is released by the host, not by us.
+        """
+        if not self._sigkill():
             return
-        try:
-            os.waitpid(self.pid, 0x40000000)   # __WALL: the stub is our child or tracee
-        except ChildProcessError:
-            pass
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                pid, _status = os.waitpid(self.pid, 0x40000000 | os.WNOHANG)   # __WALL
+            except ChildProcessError:
+                return
+            if pid or time.monotonic() > deadline:
+                return
+            time.sleep(0.002)
 
     def release(self):
         self._tracees.clear()

@@ -413,7 +413,8 @@ class Kernel:
                 # any thread that does not block it takes the signal; if all
                 # block it, it stays with the process.
                 bit = 1 << (signo - 1)
-                takers = [x for x in ([target] + list(g.tasks.values())) if not x.signals.mask & bit]
+                takers = [x for x in ([target] + list(g.tasks.values()))
+                          if not x.signals.mask & bit or x.sigwaiting & bit]
                 if takers:
                     takers[0].pending.append((signo, info))
                     victims = takers[:1]

@@ -93,7 +93,9 @@ def exit_wstatus(code):
 
 
 def signal_wstatus(signo):
-    return signo | (0x80 if signo in CORE_BY_DEFAULT else 0)
+    """The wait status of a death by signo. N.B. no core is ever written, so
+    the core-dump flag (0x80) is never set, as on Linux with RLIMIT_CORE 0."""
+    return signo
 
 
 def siginfo_bytes(signo, code=SI_USER, pid=0, uid=0, addr=None, status=None):
@@ -166,6 +168,7 @@ class Task:
         self.waiting_on = None
         self.sleep_left = 0.0
         self.saved_mask = None     # rt_sigsuspend's mask to restore after delivery
+        self.sigwaiting = 0        # signals rt_sigtimedwait is waiting for (blocked, yet wanted)
         self.vfork_parent = None   # the task a CLONE_VFORK parent blocks on
         self.thread = None
 

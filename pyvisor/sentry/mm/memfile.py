@@ -33,6 +33,7 @@ class MemoryFileAllocator:
         self._free_starts = []   # sorted offsets of free ranges
         self._free_len = {}      # offset -> length
         self._bump = 0           # everything from here up is free and untouched
+        self._extra_refs = {}    # page index -> owners beyond the first (shared across fork)
         self.allocated = 0
 
     @property
@@ -59,15 +60,46 @@ class MemoryFileAllocator:
             self.allocated += length
             return off
 
+    def share(self, off, length):
+        """One more owner of [off, off+length) (MAP_SHARED memory across fork)."""
+        with self._lock:
+            for p in range(off // PAGE, (off + length + PAGE - 1) // PAGE):
+                self._extra_refs[p] = self._extra_refs.get(p, 0) + 1
+
     def free(self, off, length):
-        """Give back [off, off+length); its pages are released to the host."""
+        """Give back [off, off+length); pages still owned by another mapping stay."""
         length = (length + PAGE - 1) & ~(PAGE - 1)
         if not length:
             return
-        self.file.punch(off, length)
+        if self._extra_refs:
+            runs = self._drop_shared(off, length)
+        else:
+            runs = [(off, length)]
+        for o, n in runs:
+            self.file.punch(o, n)
+            with self._lock:
+                self.allocated -= n
+                self._insert_free(o, n)
+
+    def _drop_shared(self, off, length):
+        """The runs of [off, off+length) no one else owns; one reference less on the others."""
+        runs, start = [], None
         with self._lock:
-            self.allocated -= length
-            self._insert_free(off, length)
+            for p in range(off // PAGE, (off + length) // PAGE):
+                refs = self._extra_refs.get(p)
+                if refs:
+                    if refs == 1:
+                        del self._extra_refs[p]
+                    else:
+                        self._extra_refs[p] = refs - 1
+                    if start is not None:
+                        runs.append((start * PAGE, (p - start) * PAGE))
+                        start = None
+                elif start is None:
+                    start = p
+        if start is not None:
+            runs.append((start * PAGE, off + length - start * PAGE))
+        return runs
 
     def _insert_free(self, off, length):
         i = bisect.bisect_left(self._free_starts, off)

@@ -323,15 +323,19 @@ class MemoryManager:
         """A copy for fork(2): every VMA in fresh memory-file pages; attach() it to an AddressSpace.
 
         Only pages that hold data are copied (SEEK_DATA over the memory
-        file), so an untouched stack or heap costs nothing.
-        N.B. MAP_SHARED anonymous memory is copied too, not shared.
+        file), so an untouched stack or heap costs nothing. MAP_SHARED
+        memory is not copied: both address spaces map the same pages.
         """
         child = MemoryManager(self.alloc, None)
         with self.lock:
             for v in self._vmas:
                 n = v.end - v.start
-                off = self.alloc.alloc(n)
-                self._copy_sparse(off, v.fileoff, n)
+                if v.flags == MAP_SHARED:
+                    off = v.fileoff
+                    self.alloc.share(off, n)
+                else:
+                    off = self.alloc.alloc(n)
+                    self._copy_sparse(off, v.fileoff, n)
                 child._vmas.append(Vma(v.start, v.end, v.prot, v.flags, off, v.name, v.offset,
                                        v.dev, v.ino))
                 child._starts.append(v.start)

@@ -21,7 +21,7 @@ import time as _time
 
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls import _numbers as nr
-from pyvisor.sentry.syscalls._util import s32
+from pyvisor.sentry.syscalls._util import s32, s64
 
 # --- uname -----------------------------------------------------------------
 
@@ -42,7 +42,7 @@ def _uts_field(value):
 def sys_uname(t, buf, *_):
     """Implements Linux syscall uname(2). N.B. release is always 6.1.0."""
     fields = (UTS_SYSNAME, t.kernel.hostname, UTS_RELEASE, UTS_VERSION,
-              UTS_MACHINE, UTS_DOMAINNAME)
+              UTS_MACHINE, getattr(t.kernel, "domainname", UTS_DOMAINNAME))
     t.copy_out(buf, b"".join(_uts_field(f) for f in fields))
     return 0
 
@@ -280,8 +280,34 @@ def sys_personality(t, persona, *_):
     return old
 
 
+HOST_NAME_MAX = 64
+CAP_SYS_ADMIN = 21
+
+
+def _set_uts_name(t, name, length, attr):
+    length = s64(length)
+    if length < 0 or length > HOST_NAME_MAX:
+        raise SyscallError(errno.EINVAL)
+    if not t.creds.capable(CAP_SYS_ADMIN):
+        raise SyscallError(errno.EPERM)
+    setattr(t.kernel, attr, t.copy_in(name, length))
+    return 0
+
+
+def sys_sethostname(t, name, length, *_):
+    """Implements Linux syscall sethostname(2): the sandbox's own UTS name, never the host's."""
+    return _set_uts_name(t, name, length, "hostname")
+
+
+def sys_setdomainname(t, name, length, *_):
+    """Implements Linux syscall setdomainname(2) for the sandbox."""
+    return _set_uts_name(t, name, length, "domainname")
+
+
 SYSCALLS = {
     nr.NR_uname: sys_uname,
+    nr.NR_sethostname: sys_sethostname,
+    nr.NR_setdomainname: sys_setdomainname,
     nr.NR_sysinfo: sys_sysinfo,
     nr.NR_getrandom: sys_getrandom,
     nr.NR_getrlimit: sys_getrlimit,

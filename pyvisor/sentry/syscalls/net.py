@@ -272,7 +272,8 @@ def sys_recvfrom(t, fd, buf, length, flags, addr, addrlen, *_):
     r = s.recv(length, flags)
     for f in r.rights:
         f.decref()
-    t.copy_out(buf, r.data)
+    if r.data:
+        t.copy_out(buf, r.data)
     if addr:
         _addr_out(t, addr, addrlen, _sender_name(r))
     return _recv_result(s, r, flags)

@@ -227,13 +227,16 @@ def sys_rt_sigtimedwait(t, setp, info, timeout, sigsetsize, *_):
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 raise SyscallError(errno.EAGAIN)
-            # Only signals outside `wanted` interrupt this wait.
+            # Only signals outside `wanted` interrupt this wait; senders of a
+            # wanted one pick this task (Kernel.send_signal) and wake it.
             old = t.signals.mask
             t.signals.mask = old | wanted
+            t.sigwaiting = wanted
             try:
                 waiting.wait(k.cond, left)
             finally:
                 t.signals.mask = old
+                t.sigwaiting = 0
 
 
 SYSCALLS = {

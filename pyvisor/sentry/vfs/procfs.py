@@ -232,6 +232,28 @@ class ProcFS(Filesystem):
         total = sum(v.end - v.start for v in task.mm.vmas())
         return total // 1024
 
+    @staticmethod
+    def _signal_fields(task):
+        """SigPnd/ShdPnd/SigBlk/SigIgn/SigCgt as 16-hex-digit masks, as proc(5) shows them."""
+        def bits(pending):
+            m = 0
+            for signo, _info in pending:
+                m |= 1 << (signo - 1)
+            return m
+        sig = getattr(task, "signals", None)
+        actions = getattr(sig, "actions", {})
+        ign = cgt = 0
+        for signo, act in actions.items():
+            if act[0] == 1:
+                ign |= 1 << (signo - 1)
+            elif act[0] != 0:
+                cgt |= 1 << (signo - 1)
+        group = getattr(task, "group", None)
+        vals = (bits(getattr(task, "pending", ())), bits(getattr(group, "pending", ())),
+                getattr(sig, "mask", 0), ign, cgt)
+        names = (b"SigPnd", b"ShdPnd", b"SigBlk", b"SigIgn", b"SigCgt")
+        return [(n, b"%016x" % v) for n, v in zip(names, vals)]
+
     def _status(self, task):
         c = task.creds
         vm = self._vm_kb(task)
@@ -249,9 +271,9 @@ class ProcFS(Filesystem):
             (b"VmData", b"%8d kB" % vm), (b"VmStk", b"     132 kB"),
             (b"VmExe", b"       4 kB"), (b"VmLib", b"       0 kB"),
             (b"VmPTE", b"       4 kB"), (b"VmSwap", b"       0 kB"),
-            (b"Threads", b"1"), (b"SigQ", b"0/127431"),
-            (b"SigPnd", b"0" * 16), (b"ShdPnd", b"0" * 16), (b"SigBlk", b"0" * 16),
-            (b"SigIgn", b"0" * 16), (b"SigCgt", b"0" * 16),
+            (b"Threads", b"%d" % len(getattr(getattr(task, "group", None), "tasks", ()) or (1,))),
+            (b"SigQ", b"0/127431"),
+        ] + self._signal_fields(task) + [
             (b"CapInh", b"0" * 16), (b"CapPrm", b"000001ffffffffff"),
             (b"CapEff", b"000001ffffffffff"), (b"CapBnd", b"000001ffffffffff"),
             (b"CapAmb", b"0" * 16), (b"NoNewPrivs", b"0"), (b"Seccomp", b"0"),

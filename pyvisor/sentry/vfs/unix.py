@@ -800,8 +800,6 @@ class UnixSocket(FileDescription):
                     tx.changed(self)
                 if had_rights or got >= size:
                     break
-                if peek and got >= target:
-                    break
         return Received(b"".join(parts), 0, addr, creds, rights)
 
     # --- read(2)/write(2) -------------------------------------------------------
