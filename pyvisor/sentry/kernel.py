@@ -29,7 +29,7 @@ from pyvisor.sentry.syscalls import build_table, name_of
 from pyvisor.sentry.syscalls.creds import Credentials
 from pyvisor.sentry.syscalls.misc import default_rlimits
 from pyvisor.sentry.vfs import signalfd
-from pyvisor.sentry.task import (SIGCHLD, SIGKILL, ContextSwitch, GroupExit, SentryCrash,
+from pyvisor.sentry.task import (SIGKILL, ContextSwitch, GroupExit, SentryCrash,
                                  SignalState, Task, TaskExit, ThreadGroup, exit_wstatus,
                                  siginfo_bytes, signal_wstatus)
 
@@ -455,8 +455,7 @@ class Kernel:
                     self._on_stop_signal(t, ex)
                 elif ex.kind == EXIT_GONE:
                     raise RuntimeError("stub of task %d vanished (wait status %#x)" % (t.tid, ex.status))
-                rax = t.deliver_signals(None)
-                del rax
+                t.deliver_signals(None)   # at a non-syscall stop: rax is the application's
         except TaskExit as e:
             wstatus = exit_wstatus(e.code)
         except GroupExit as e:

@@ -24,7 +24,7 @@ from ..vfs.pipe import PipeFile, make_pipe
 from ..vfs.stat import (S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, pack_dirent,
                         pack_dirent64, pack_stat, pack_statfs, pack_statx)
 from . import _numbers
-from ._util import AT_FDCWD, s32, s64
+from ._util import AT_FDCWD, install_pair, s32, s64
 
 AT_SYMLINK_NOFOLLOW = 0x100
 AT_REMOVEDIR = 0x200
@@ -476,23 +476,7 @@ def _pipe(t, fds_addr, flags):
         raise SyscallError(errno.EINVAL)
     r, w = make_pipe(flags & O_NONBLOCK)
     cloexec = bool(flags & O_CLOEXEC)
-    try:
-        rfd = t.fdtable.install(r, cloexec)
-    except SyscallError:
-        w.decref()
-        raise
-    try:
-        wfd = t.fdtable.install(w, cloexec)
-    except SyscallError:
-        t.fdtable.close(rfd)
-        raise
-    try:
-        t.copy_out(fds_addr, struct.pack("<ii", rfd, wfd))
-    except SyscallError:
-        t.fdtable.close(rfd)
-        t.fdtable.close(wfd)
-        raise
-    return 0
+    return install_pair(t, r, w, fds_addr, lambda f: t.fdtable.install(f, cloexec))
 
 
 def sys_pipe(t, fds, *_):

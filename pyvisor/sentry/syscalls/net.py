@@ -27,7 +27,7 @@ from ..vfs.unix import (AF_UNIX, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF, MSG_CMSG_CLOEX
                         SOCK_STREAM, SUN_PATH_OFFSET, Creds, UnixSocket, new_socket,
                         parse_sockaddr, socket_pair)
 from . import _numbers
-from ._util import s32
+from ._util import install_pair, s32
 
 AF_UNSPEC = 0
 NPROTO = 46
@@ -139,23 +139,7 @@ def sys_socketpair(t, domain, stype, protocol, sv, *_):
     """Implements Linux syscall socketpair(2)."""
     base, flags = _socket_type(domain, stype, protocol)
     a, b = socket_pair(t, base)
-    try:
-        fa = _install(t, a, flags)
-    except SyscallError:
-        b.decref()
-        raise
-    try:
-        fb = _install(t, b, flags)
-    except SyscallError:
-        t.fdtable.close(fa)
-        raise
-    try:
-        t.copy_out(sv, struct.pack("<ii", fa, fb))
-    except SyscallError:
-        t.fdtable.close(fa)
-        t.fdtable.close(fb)
-        raise
-    return 0
+    return install_pair(t, a, b, sv, lambda f: _install(t, f, flags))
 
 
 def sys_bind(t, fd, addr, addrlen, *_):
