@@ -10,7 +10,7 @@ import errno
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls import _numbers as nr
 
-AREAS = ("fs", "mm", "process", "signal", "time", "creds", "misc", "futex", "xattr", "poll", "timer", "net")
+AREAS = ("fs", "mm", "process", "signal", "time", "creds", "misc", "futex", "xattr", "poll", "timer", "net", "sched")
 
 
 def _enosys(t, *_):
