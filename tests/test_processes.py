@@ -436,3 +436,11 @@ def _sigterm_after_ready(sandbox, argv, patience=5):
         proc.stdout.close()
         proc.stderr.close()
         sandbox.assert_no_leftovers(before, grace=0 if proc.returncode == -9 else 3.0)
+
+
+def test_robust_mutex_of_a_dead_thread_gives_eownerdead(sandbox, build_c):
+    prog = build_c(os.path.join(HERE, "c", "robust.c"), static=True, extra=("-pthread",))
+    native = sandbox.native([prog])
+    assert native.stdout == b"lock=EOWNERDEAD\nconsistent=0\nunlock=0\n"
+    got = sandbox.run([prog])
+    assert (got.returncode, got.stdout) == (0, native.stdout), got.stderr

@@ -15,6 +15,7 @@ import errno
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -34,6 +35,8 @@ from pyvisor.sentry.task import (SIGKILL, ContextSwitch, GroupExit, SentryCrash,
                                  siginfo_bytes, signal_wstatus)
 
 SI_KERNEL = 0x80
+ROBUST_LIST_LIMIT = 2048
+FUTEX_WAITERS, FUTEX_OWNER_DIED, FUTEX_TID_MASK = 0x80000000, 0x40000000, 0x3FFFFFFF
 CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
 FAULT_SIGNALS = frozenset({4, 5, 7, 8, 11})   # SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV
 HOST_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH,
@@ -367,8 +370,36 @@ class Kernel:
             raise ContextSwitch()
         return 0
 
+    def _robust_cleanup(self, t):
+        """Mark the futexes on t's robust list owner-dead and wake a waiter of each (futex(7))."""
+        head, t.robust_list = t.robust_list, 0
+        if not head:
+            return
+        try:
+            nxt, offset, pending = struct.unpack("<QqQ", t.mm.copy_in(head, 24))
+            entries, entry = [], nxt
+            while entry != head and entry and len(entries) < ROBUST_LIST_LIMIT:
+                entries.append(entry & ~1)
+                entry = struct.unpack("<Q", t.mm.copy_in(entry & ~1, 8))[0]
+            if pending:
+                entries.append(pending & ~1)
+        except SyscallError:
+            return
+        for e in entries:
+            uaddr = (e + offset) & 0xFFFFFFFFFFFFFFFF
+            try:
+                val = struct.unpack("<I", t.mm.copy_in(uaddr, 4))[0]
+                if val & FUTEX_TID_MASK != t.tid:
+                    continue
+                t.mm.copy_out(uaddr, struct.pack("<I", (val & FUTEX_WAITERS) | FUTEX_OWNER_DIED))
+                if val & FUTEX_WAITERS:
+                    self.futexes.wake(t, uaddr, 1, 0xFFFFFFFF)
+            except SyscallError:
+                continue
+
     def _mm_release(self, t):
-        """What Linux does when a task lets go of its mm: CLEARTID and the futex wake."""
+        """What Linux does when a task lets go of its mm: the robust list, CLEARTID and its wake."""
+        self._robust_cleanup(t)
         addr, t.clear_child_tid = t.clear_child_tid, 0
         if addr:
             try:
