@@ -444,3 +444,18 @@ def test_robust_mutex_of_a_dead_thread_gives_eownerdead(sandbox, build_c):
     assert native.stdout == b"lock=EOWNERDEAD\nconsistent=0\nunlock=0\n"
     got = sandbox.run([prog])
     assert (got.returncode, got.stdout) == (0, native.stdout), got.stderr
+
+
+def test_job_control_stop_continue_and_wait_reports(sandbox, build_c):
+    prog = build_c(os.path.join(HERE, "c", "jobctl.c"), static=True)
+    native = sandbox.native([prog])
+    assert native.stdout == (b"stopped=1 sig=19\ncontinued=1\nwaitid code=CLD_STOPPED status=20\n"
+                             b"exited=1 code=7\n")
+    got = run_bounded(sandbox, [prog], timeout=20)
+    assert (got.returncode, got.stdout) == (0, native.stdout), got.stderr
+
+
+def test_shell_stops_and_continues_a_background_job(sandbox):
+    script = "sleep 5 & p=$!; kill -STOP $p; kill -CONT $p; kill $p; wait $p; echo $?"
+    got = sandbox.run([SH, "-c", script], timeout=30)
+    assert got.stdout == sandbox.native([SH, "-c", script]).stdout == b"143\n"

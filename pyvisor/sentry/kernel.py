@@ -30,14 +30,17 @@ from pyvisor.sentry.syscalls import build_table, name_of
 from pyvisor.sentry.syscalls.creds import Credentials
 from pyvisor.sentry.syscalls.misc import default_rlimits
 from pyvisor.sentry.vfs import signalfd
-from pyvisor.sentry.task import (SIGKILL, ContextSwitch, GroupExit, SentryCrash,
+from pyvisor.sentry.task import (SIGCHLD, SIGKILL, ContextSwitch, GroupExit, SentryCrash,
                                  SignalState, Task, TaskExit, ThreadGroup, exit_wstatus,
                                  siginfo_bytes, signal_wstatus)
 
 SI_KERNEL = 0x80
 ROBUST_LIST_LIMIT = 2048
 FUTEX_WAITERS, FUTEX_OWNER_DIED, FUTEX_TID_MASK = 0x80000000, 0x40000000, 0x3FFFFFFF
-CLD_EXITED, CLD_KILLED, CLD_DUMPED = 1, 2, 3
+CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_STOPPED, CLD_CONTINUED = 1, 2, 3, 5, 6
+SIGCONT = 18
+STOP_SIGNALS = frozenset({19, 20, 21, 22})
+SA_NOCLDSTOP = 1
 FAULT_SIGNALS = frozenset({4, 5, 7, 8, 11})   # SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV
 HOST_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH,
                 signal.SIGUSR1, signal.SIGUSR2)
@@ -425,6 +428,8 @@ class Kernel:
         """Make signo pending on a task (group=False) or its thread group, and wake someone to take it."""
         if signo == 0:
             return
+        if signo in (SIGCONT, SIGKILL):
+            self.continue_group(target.group)
         with self.lock:
             g = target.group if group else None
             if g is not None and (g.wstatus is not None or g.exiting is not None):
@@ -460,6 +465,52 @@ class Kernel:
         for v in victims:
             v.interrupt()
         signalfd.notify_signal(self)
+
+    # -- job control ------------------------------------------------------------
+
+    def stop_group(self, g, signo):
+        """Default action of SIGSTOP/SIGTSTP/SIGTTIN/SIGTTOU: every thread of g stops."""
+        with self.lock:
+            if g.stopped or g.exiting is not None:
+                return
+            g.stopped = signo
+            g.report = (signo << 8) | 0x7F
+            self.log("group %d stopped by signal %d" % (g.tgid, signo))
+            others = list(g.tasks.values())
+            self._notify_parent(g, CLD_STOPPED, signo)
+            self.cond.notify_all()
+        for o in others:
+            o.interrupt()
+
+    def continue_group(self, g):
+        """SIGCONT: a stopped group runs again (signal(7)); its parent hears CLD_CONTINUED."""
+        with self.lock:
+            for x in list(g.tasks.values()):
+                x.pending = [p for p in x.pending if p[0] not in STOP_SIGNALS]
+            g.pending = [p for p in g.pending if p[0] not in STOP_SIGNALS]
+            if not g.stopped:
+                return
+            g.stopped = 0
+            g.report = 0xFFFF
+            self.log("group %d continued" % g.tgid)
+            self._notify_parent(g, CLD_CONTINUED, SIGCONT)
+            self.cond.notify_all()
+
+    def wait_while_stopped(self, t):
+        """Park a task of a stopped group until SIGCONT, SIGKILL or the group's end."""
+        with self.lock:
+            while t.group.stopped and t.group.exiting is None and not t.killed:
+                self.cond.wait(0.2)   # SIGCONT and SIGKILL notify; the timeout covers other ends
+
+    def _notify_parent(self, g, code, status):
+        """SIGCHLD to g's parent (precondition: lock held), unless it asked not to (SA_NOCLDSTOP)."""
+        parent = g.parent
+        if parent is None or not parent.tasks:
+            return
+        leader = next(iter(parent.tasks.values()))
+        if leader.signals.actions.get(SIGCHLD, (0, 0, 0, 0))[1] & SA_NOCLDSTOP:
+            return
+        self.send_signal(leader, SIGCHLD, siginfo_bytes(SIGCHLD, code, pid=g.tgid, status=status))
 
     def kill_sandbox(self, wstatus):
         with self.lock:
@@ -579,6 +630,10 @@ class Kernel:
 
     @staticmethod
     def _child_code(wstatus):
+        if wstatus == 0xFFFF:
+            return CLD_CONTINUED, SIGCONT
+        if wstatus & 0xFF == 0x7F:
+            return CLD_STOPPED, (wstatus >> 8) & 0xFF
         if wstatus & 0x7F == 0:
             return CLD_EXITED, (wstatus >> 8) & 0xFF
         return (CLD_DUMPED if wstatus & 0x80 else CLD_KILLED), wstatus & 0x7F
@@ -588,7 +643,7 @@ class Kernel:
 
         Raises ECHILD when nothing could ever match.
         """
-        WNOHANG = 1
+        WNOHANG, WUNTRACED, WEXITED, WCONTINUED = 1, 2, 4, 8
         me = t.group
         with self.lock:
             while True:
@@ -596,11 +651,17 @@ class Kernel:
                 if not cands:
                     raise SyscallError(errno.ECHILD)
                 for c in cands:
-                    if c.wstatus is not None:
+                    if c.wstatus is not None and options & WEXITED:
                         if reap:
                             me.children.remove(c)
                             self.groups.pop(c.tgid, None)
                         return c, c.wstatus
+                    rep = c.report
+                    if rep is not None and (rep == 0xFFFF and options & WCONTINUED or
+                                            rep != 0xFFFF and options & WUNTRACED):
+                        if reap:
+                            c.report = None
+                        return c, rep
                 if options & WNOHANG:
                     return None
                 waiting.wait(self.cond)

@@ -33,7 +33,7 @@ SA_SIGINFO, SA_ONSTACK, SA_RESTART, SA_NODEFER, SA_RESETHAND, SA_RESTORER = (
 SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
 SI_USER, SI_TKILL, SI_KERNEL = 0, -6, 0x80
 IGNORE_BY_DEFAULT = frozenset({17, 23, 28})     # SIGCHLD, SIGURG, SIGWINCH
-STOP_BY_DEFAULT = frozenset({19, 20, 21, 22})   # N.B. job-control stops are ignored for now
+STOP_BY_DEFAULT = frozenset({19, 20, 21, 22})   # SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU
 CORE_BY_DEFAULT = frozenset({3, 4, 5, 6, 7, 8, 11, 24, 25, 31})
 SIGCONT = 18
 # Calls that return EINTR rather than restart when a handler runs (signal(7)).
@@ -138,6 +138,8 @@ class ThreadGroup:
         self.wstatus = None        # set when the last task is gone: a zombie until reaped
         self.pending = []          # process-directed signals: (signo, siginfo)
         self.vfork_waiters = 0
+        self.stopped = 0           # the stop signal while stopped by job control, else 0
+        self.report = None         # a stop/continue wait status not yet taken by wait (WUNTRACED/WCONTINUED)
         self.execed = False
         self.child_subreaper = False
 
@@ -214,7 +216,8 @@ class Task:
         return None
 
     def interrupt_pending(self):
-        return self.killed or self.group.exiting is not None or self._deliverable() is not None
+        return (self.killed or self.group.exiting is not None or self.group.stopped
+                or self._deliverable() is not None)
 
     def interrupt(self):
         """Wake this task from a Sentry wait, or stop it in the application, so it sees its signals."""
@@ -281,13 +284,18 @@ class Task:
         if self.group.exiting is not None:
             raise GroupExit(self.group.exiting)
         while True:
+            if self.group.stopped:
+                self.kernel.wait_while_stopped(self)
             item = self._take_signal()
             if item is None:
                 break
             signo, info = item
             h, flags, restorer, mask = self.signals.actions.get(signo, (SIG_DFL, 0, 0, 0))
             if signo == SIGKILL or h == SIG_DFL:
-                if signo in IGNORE_BY_DEFAULT or signo in STOP_BY_DEFAULT or signo == SIGCONT:
+                if signo in STOP_BY_DEFAULT and signo != SIGCONT:
+                    self.kernel.stop_group(self.group, signo)
+                    continue
+                if signo in IGNORE_BY_DEFAULT or signo == SIGCONT:
                     continue
                 raise GroupExit(signal_wstatus(signo))
             if h == SIG_IGN:

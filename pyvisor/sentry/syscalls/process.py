@@ -148,13 +148,13 @@ RUSAGE_SIZE = 144
 
 
 def sys_wait4(t, pid, status, options, rusage, *_):
-    """Implements Linux syscall wait4(2). N.B. stopped and continued children are never reported."""
+    """Implements Linux syscall wait4(2)."""
     pid, options = s32(pid), s32(options) & 0xFFFFFFFF
     if options & ~(WNOHANG | WUNTRACED | WCONTINUED | WNOTHREAD | WALL | WCLONE):
         raise SyscallError(errno.EINVAL)
     if pid == -0x80000000:
         raise SyscallError(errno.ESRCH)
-    found = t.kernel.wait_child(t, pid, options)
+    found = t.kernel.wait_child(t, pid, options | WEXITED)
     if found is None:
         return 0
     child, wstatus = found
@@ -169,7 +169,7 @@ P_ALL, P_PID, P_PGID = 0, 1, 2
 
 
 def sys_waitid(t, idtype, ident, infop, options, rusage, *_):
-    """Implements Linux syscall waitid(2) for exited children."""
+    """Implements Linux syscall waitid(2)."""
     idtype, ident, options = s32(idtype), s32(ident), s32(options) & 0xFFFFFFFF
     if options & ~(WNOHANG | WUNTRACED | WEXITED | WCONTINUED | WNOWAIT | WNOTHREAD | WALL | WCLONE):
         raise SyscallError(errno.EINVAL)
@@ -185,11 +185,7 @@ def sys_waitid(t, idtype, ident, infop, options, rusage, *_):
         raise SyscallError(errno.EINVAL)
     if pid > 0 and ident <= 0 or idtype == P_PGID and ident < 0:
         raise SyscallError(errno.EINVAL)
-    if not options & WEXITED:
-        found = None
-        t.kernel.wait_child(t, pid, WNOHANG, reap=False)
-    else:
-        found = t.kernel.wait_child(t, pid, options, reap=not options & WNOWAIT)
+    found = t.kernel.wait_child(t, pid, options, reap=not options & WNOWAIT)
     if infop:
         if found is None:
             t.copy_out(infop, bytes(128))
