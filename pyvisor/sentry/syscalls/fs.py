@@ -118,6 +118,10 @@ def _read_loop(t, f, buf, count, offset=None):
 
 def _write_loop(t, f, buf, count, offset=None):
     done = 0
+    if count == 0 and offset is None and not getattr(f, "seekable", True):
+        # A zero-length write is still a message on a datagram or seqpacket
+        # socket (and an EPIPE check on a pipe); on seekable files it is a no-op.
+        return f.write(b"")
     try:
         while done < count:
             n = min(CHUNK, count - done)
