@@ -593,3 +593,17 @@ def test_kill_makes_run_report_gone(kvm):
     load(aspace, mm, GETPID_LOOP)
     aspace.kill()
     assert run(aspace)[0].kind == EXIT_GONE
+
+
+def test_cli_kvm_unusable_exits_2_with_one_sentence():
+    import subprocess
+    import sys
+    launcher = ("import sys, pyvisor.platform as p\n"
+                "p.kvm_usable = lambda: (False, 'there is no /dev/kvm on this machine.')\n"
+                "from pyvisor.cli import main\n"
+                "sys.exit(main(sys.argv[1:]))\n")
+    r = subprocess.run([sys.executable, "-c", launcher, "run", "--platform", "kvm", "--", "/bin/true"],
+                       capture_output=True, timeout=60, cwd="/")
+    assert r.returncode == 2
+    assert r.stderr == (b"pyvisor: the kvm platform cannot run here: "
+                        b"there is no /dev/kvm on this machine.\n")

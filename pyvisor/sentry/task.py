@@ -186,6 +186,10 @@ class Task:
     def set_context(self, context):
         self.context = context
         self.regs = context.regs
+        if not self.kernel.strace:
+            # getpid/gettid are answered in the platform's C loop.
+            self.regs.fast_pid = self.pid
+            self.regs.fast_tid = self.tid
 
     # -- memory (the handler contract) --------------------------------
 
