@@ -349,3 +349,16 @@ def test_a_hung_command_is_killed_with_its_children_and_failed(tmp_path):
 
 def test_drained_output_is_read_and_timed():
     assert bench.run_timed(["head", "-c", "5000000", "/dev/zero"], drain=True) > 0
+
+
+def test_compare_exits_1_on_a_regression_and_0_without(tmp_path):
+    # native-1cpu against native: the ratio is about 1 now; a baseline that
+    # says 0.01 makes it a regression, one that says 100 does not.
+    for base_ratio, code in ((0.01, 1), (100.0, 0)):
+        path = tmp_path / "baseline.json"
+        path.write_text(json.dumps({"pyvisor": dict(
+            _doc({"startup": {"native": 1.0, "native-1cpu": base_ratio}}), mode="quick")}))
+        proc = pyvisor_bench("--quick", "--platform", "native-1cpu", "--only", "startup",
+                             "--compare", str(path), timeout=120)
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        assert "startup" in proc.stdout and ("REGRESSION" in proc.stdout) == (code == 1)

@@ -671,3 +671,20 @@ def test_readv_writev_partial_and_streams(t):
     big = t.alloc(300)
     assert sc(t, "readv", r, iov(t, [(big, 150), (big + 150, 150)]), 2) == 200
     assert t.copy_in(big, 200) == b"p" * 100 + b"q" * 100
+
+
+def test_fcntl_f_notify_is_accepted_on_directories_only():
+    import errno as _e
+    from pyvisor.sentry.syscalls import fs as _fs
+    from pyvisor.sentry.errors import SyscallError as _SE
+    from pyvisor.sentry.vfs.testing import make_env
+    _k, _v, t = make_env()
+    d = _fs.sys_openat(t, (-100) & 0xFFFFFFFFFFFFFFFF, t.cstr(b"/tmp"), 0o200000, 0)
+    assert _fs.sys_fcntl(t, d, 1026, 0x80000001) == 0          # DN_MULTISHOT|DN_ACCESS
+    f = _fs.sys_openat(t, (-100) & 0xFFFFFFFFFFFFFFFF, t.cstr(b"/tmp/x"), 0o100 | 2, 0o644)
+    assert _fs.sys_fcntl(t, f, 1026, 0) == 0                   # no events: a flush, fine anywhere
+    try:
+        _fs.sys_fcntl(t, f, 1026, 1)
+        raise AssertionError("F_NOTIFY on a file must fail")
+    except _SE as e:
+        assert e.errno == _e.ENOTDIR

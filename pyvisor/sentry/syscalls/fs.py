@@ -11,6 +11,7 @@ only a call that moved nothing raises (`_partial`).
 
 import errno
 import functools
+import stat as _stat
 import struct
 import time
 
@@ -44,7 +45,7 @@ SSIZE_MAX = (1 << 63) - 1
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL = 0, 1, 2, 3, 4
 F_GETLK, F_SETLK, F_SETLKW, F_SETOWN, F_GETOWN = 5, 6, 7, 8, 9
 F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
-F_DUPFD_CLOEXEC, F_SETPIPE_SZ, F_GETPIPE_SZ = 1030, 1031, 1032
+F_DUPFD_CLOEXEC, F_SETPIPE_SZ, F_GETPIPE_SZ, F_NOTIFY = 1030, 1031, 1032, 1026
 FD_CLOEXEC = 1
 F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
 _FLOCK = struct.Struct("<hhxxxxqqixxxx")      # struct flock, 32 bytes
@@ -541,6 +542,13 @@ def sys_fcntl(t, fd, cmd, arg, *_):
             return f.pipe.capacity
         size = arg & 0xFFFFFFFF
         return f.pipe.set_capacity(size)
+    if cmd == F_NOTIFY:
+        # N.B. dnotify is accepted on directories, as Linux does, but never signals.
+        if arg & 0x7FFFFFFF == 0:            # no events (DN_MULTISHOT aside): a flush
+            return 0
+        if not _stat.S_ISDIR(f.stat().st_mode):
+            raise SyscallError(errno.ENOTDIR)
+        return 0
     raise SyscallError(errno.EINVAL)
 
 
