@@ -449,7 +449,7 @@ def test_robust_mutex_of_a_dead_thread_gives_eownerdead(sandbox, build_c):
 def test_job_control_stop_continue_and_wait_reports(sandbox, build_c):
     prog = build_c(os.path.join(HERE, "c", "jobctl.c"), static=True)
     native = sandbox.native([prog])
-    assert native.stdout == (b"stopped=1 sig=19\ncontinued=1\nwaitid code=CLD_STOPPED status=20\n"
+    assert native.stdout == (b"stopped=1 sig=19\ncontinued=1\nwaitid code=CLD_STOPPED status=19\n"
                              b"exited=1 code=7\n")
     got = run_bounded(sandbox, [prog], timeout=20)
     assert (got.returncode, got.stdout) == (0, native.stdout), got.stderr

@@ -300,14 +300,13 @@ class Kernel:
         return tid
 
     def _wait_vfork(self, t, child):
+        """The vfork parent waits until the child execs or exits; only its own death ends the wait
+        (Linux waits killably: other signals stay pending until the child lets go)."""
         with self.lock:
             while child.vfork_parent is not None:
-                try:
-                    waiting.wait(self.cond)
-                except waiting.Interrupted:
-                    # N.B. Linux keeps a vfork parent waiting through signals.
-                    if t.killed or t.group.exiting is not None:
-                        raise
+                if t.killed or t.group.exiting is not None:
+                    raise waiting.Interrupted()
+                self.cond.wait(0.2)
 
     def release_vfork(self, t):
         if t.vfork_parent is not None:

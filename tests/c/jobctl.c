@@ -1,6 +1,6 @@
 /* A child stops itself with SIGSTOP (default action), the parent sees it with
  * WUNTRACED, continues it with SIGCONT, sees that with WCONTINUED, and reaps
- * its exit. SIGTSTP stops too, and waitid reports CLD_STOPPED. */
+ * its exit. A second stop is seen by waitid as CLD_STOPPED. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +22,7 @@ int main(void)
 		/* Stop again only once the parent has seen the continue. */
 		if (read(go[0], &c, 1) != 1)
 			_exit(1);
-		raise(SIGTSTP);
+		raise(SIGSTOP);	/* not SIGTSTP: dropped in an orphaned process group */
 		_exit(7);
 	}
 	waitpid(p, &st, WUNTRACED);
