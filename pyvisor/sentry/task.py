@@ -22,6 +22,7 @@ import traceback
 
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls import name_of
+from pyvisor.sentry import waiting
 from pyvisor.sentry.waiting import Interrupted
 
 _U64 = struct.Struct("<Q")
@@ -230,6 +231,8 @@ class Task:
         if cond is not None:
             with cond:
                 cond.notify_all()
+        elif waiting.current_task() is self:
+            return      # in its own syscall: it looks at its signals on the way back
         elif self.context is not None:
             try:
                 self.context.interrupt()
