@@ -8,6 +8,7 @@ here and installed as package data (``pyvisor/platform/_stub``).
 
 import glob
 import os
+import shutil
 import subprocess
 
 from setuptools import Extension, setup
@@ -32,6 +33,11 @@ class BuildExtWithStub(build_ext):
     def run(self):
         super().run()
         build_stub(os.path.join(self.build_lib, "pyvisor", "platform", "_stub"))
+        # `pyvisor bench` builds its workload programs from these sources.
+        bench_c = os.path.join(self.build_lib, "pyvisor", "bench_c")
+        os.makedirs(bench_c, exist_ok=True)
+        for src in glob.glob(os.path.join(HERE, "bench", "c", "*.c")):
+            shutil.copy(src, bench_c)
         if self.inplace:
             build_stub(os.path.join(HERE, "pyvisor", "platform", "_stub"))
 

@@ -44,6 +44,19 @@ from dataclasses import dataclass, field
 
 EX_OK, EX_REGRESSION, EX_USAGE = 0, 1, 2
 SOURCE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench")
+
+
+def _c_dir():
+    """The benchmark C sources: installed with the package (setup.py copies
+    bench/c to pyvisor/bench_c), or bench/c of a source checkout."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for d in (os.path.join(here, "bench_c"), os.path.join(SOURCE_DIR, "c")):
+        if os.path.isdir(d):
+            return d
+    return os.path.join(SOURCE_DIR, "c")
+
+
+C_DIR = _c_dir()
 REGRESSION_LIMIT = 1.25         # a ratio to native this much larger than the baseline's fails
 TIMEOUT = 60                    # seconds before one process counts as hung
 SCRATCH = "/var/tmp"            # the sandbox's / is the host's, read-only; its /tmp is its own
@@ -316,7 +329,7 @@ class Workdir:
         out = self.file(name)
         if not os.path.exists(out):
             cmd = [gcc, "-O2", "-Wall", "-pthread", "-o", out,
-                   os.path.join(SOURCE_DIR, "c", name + ".c")] + list(libs)
+                   os.path.join(C_DIR, name + ".c")] + list(libs)
             proc = subprocess.run(cmd + (["-static"] if static else []), capture_output=True)
             if proc.returncode != 0:
                 raise Failed("%s: %s" % (" ".join(cmd), _tail(proc.stderr)))
@@ -877,7 +890,7 @@ def plot(doc, path):
 
 def main(args):
     """Runs `pyvisor bench`; returns the exit code (0, 1 on regression, 2 on bad input)."""
-    if not os.path.isdir(os.path.join(SOURCE_DIR, "c")):
+    if not os.path.isdir(C_DIR):
         sys.stderr.write("pyvisor bench: the benchmark sources (%s) are missing: run it "
                          "from a source checkout\n" % SOURCE_DIR)
         return EX_USAGE
