@@ -22,11 +22,15 @@ from pyvisor import bench
 from pyvisor.cli import main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, PYTHONPATH=ROOT)
+# The installed package, as users run it (during development PYTHONPATH points
+# at a built checkout); never the checkout's own sources from its cwd: CI's
+# checkout has no compiled extensions.
+ENV = dict(os.environ)
+CWD = "/"
 
 
 def pyvisor_bench(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "pyvisor", "bench", *args], cwd=ROOT, env=ENV,
+    return subprocess.run([sys.executable, "-m", "pyvisor", "bench", *args], cwd=CWD, env=ENV,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -238,7 +242,7 @@ def test_compare_with_a_bad_baseline_exits_2(tmp_path, capsys, content, message)
 def test_plot_without_matplotlib_exits_2():
     code = ("import sys; sys.modules['matplotlib'] = None\n"
             "from pyvisor.cli import main; sys.exit(main(['bench', '--plot', 'x.png']))")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", code], cwd=CWD, env=ENV, capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 2
     assert "--plot needs matplotlib" in proc.stderr
@@ -259,7 +263,7 @@ def test_run_does_not_import_bench():
     proc = subprocess.run([sys.executable, "-c", "import sys, pyvisor.cli; "
                            "pyvisor.cli._parser().parse_args(['run', '--', '/bin/true']); "
                            "print('pyvisor.bench' in sys.modules, 'rich' in sys.modules)"],
-                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
+                          cwd=CWD, env=ENV, capture_output=True, text=True, timeout=60)
     assert proc.stdout.split() == ["False", "False"]
 
 
