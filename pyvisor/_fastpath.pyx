@@ -282,12 +282,10 @@ cdef class Tracee:
     cdef public int fast_pid          # answered in C for getpid; 0 disables
     cdef public int fast_tid
     cdef readonly unsigned long long syscalls
-    cdef list pending_signals
 
     def __cinit__(self, int pid, unsigned long long inject_rip):
         self.pid = pid
         self.inject_rip = inject_rip
-        self.pending_signals = []
         if ptrace(PTRACE_GETREGS, pid, NULL, &self.regs) != 0:
             raise _oserror("PTRACE_GETREGS")
 
@@ -389,10 +387,8 @@ cdef class Tracee:
                 raise OSError(0, "stub died during an injected call (status 0x%x)" % status)
             if WSTOPSIG(status) == SIGTRAP and (status >> 16) == 0:
                 break
-            # An asynchronous signal for the application arrived meanwhile:
-            # keep it for the Sentry and let the injected call finish.
-            if (status >> 16) == 0:
-                self.pending_signals.append(WSTOPSIG(status))
+            # Only the Sentry's own kicks (SIGSTOP) reach a stub; the task is in
+            # the Sentry now and looks at its signals on the way back: drop it.
             if ptrace(PTRACE_CONT, self.pid, NULL, NULL) != 0:
                 raise _oserror("PTRACE_CONT(inject)")
         if ptrace(PTRACE_GETREGS, self.pid, NULL, &r) != 0:
@@ -431,11 +427,6 @@ cdef class Tracee:
     def kick(self, int tgid):
         """From any thread: make the running tracee stop with SIGSTOP, which its tracer absorbs."""
         syscall(234, <int>tgid, <int>self.pid, <int>19)
-
-    def take_pending_signals(self):
-        sigs = self.pending_signals
-        self.pending_signals = []
-        return sigs
 
     def siginfo(self):
         """(signo, code, addr) of the current signal stop."""

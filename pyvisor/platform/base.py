@@ -30,6 +30,14 @@ class Platform(ABC):
     def new_address_space(self):
         """A fresh, empty AddressSpace with one Context."""
 
+    @abstractmethod
+    def adopt_process(self, handle):
+        """The AddressSpace made by clone_process; the calling thread drives its Context."""
+
+    @abstractmethod
+    def adopt_thread(self, aspace, handle):
+        """A new Context in aspace from clone_thread's handle, driven by the calling thread."""
+
     def close(self):
         pass
 
@@ -52,6 +60,30 @@ class AddressSpace(ABC):
     @abstractmethod
     def release(self):
         """End the address space and everything running in it."""
+
+    # What the Sentry needs for processes and threads. Preconditions: called
+    # from the Sentry thread that drives a Context in this address space.
+
+    @property
+    @abstractmethod
+    def tracee_context(self):
+        """The Context the calling Sentry thread drives here."""
+
+    @abstractmethod
+    def clone_process(self):
+        """A host copy of this address space for fork, paused until adopted; returns its handle."""
+
+    @abstractmethod
+    def clone_thread(self):
+        """A new host thread in this address space, paused until adopted; returns its handle."""
+
+    @abstractmethod
+    def drop(self):
+        """The calling thread's task is gone: end its host thread (the last one ends the space)."""
+
+    @abstractmethod
+    def kill(self):
+        """End the address space at once, from any thread."""
 
 
 class Context(ABC):
