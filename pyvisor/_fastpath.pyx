@@ -89,6 +89,7 @@ cdef enum:
     WALL = 0x40000000
     SIGTRAP = 5
     SIGKILL = 9
+    SIGSTOP = 19
     PR_SET_PDEATHSIG = 1
     MFD_CLOEXEC = 1
     PROT_READ = 1
@@ -101,10 +102,13 @@ cdef enum:
     SYS_getpid = 39
     SYS_gettid = 186
 
-# Where the stub's copy of the memory file lives in every stub process.
+# Where the stub's copy of the memory file lives in every stub process, and
+# the platform's control file (batches of edits) beside it.
 cdef enum:
     STUB_FD = 63
+    STUB_CTRL_FD = 62
 STUB_MEMFD = STUB_FD
+STUB_CTRLFD = STUB_CTRL_FD
 
 # Exit kinds returned by Tracee.switch / Tracee.run.
 EXIT_SYSCALL = 0
@@ -115,6 +119,7 @@ EXIT_INTERRUPT = 3   # a PTRACE_INTERRUPT or group stop: nothing for the applica
 # Offsets of the stub's entry points from _start (platform/stub.S).
 STUB_CLONE = 16
 STUB_PAUSE = 0x18 + 16
+STUB_BATCH = 64
 
 
 cdef inline object _oserror(str what):
@@ -196,10 +201,11 @@ cdef class MemoryFile:
             memset(self.base + off, 0, n)
 
 
-def spawn_stub(bytes path, int memfd):
+def spawn_stub(bytes path, int memfd, int ctrlfd=-1):
     """Fork and exec the stub, traced by the calling thread; return its pid.
 
-    The child keeps only the memory file (as fd STUB_MEMFD), dies with its
+    The child keeps only the memory file (as fd STUB_MEMFD) and the control
+    file (as fd STUB_CTRLFD, when ``ctrlfd`` >= 0), dies with its
     parent, and stops at its entry point (the exec SIGTRAP of PTRACE_TRACEME)
     before running any instruction. Only async-signal-safe calls happen
     between fork and exec.
@@ -223,7 +229,10 @@ def spawn_stub(bytes path, int memfd):
         setpgid(0, 0)
         if dup2(memfd, STUB_FD) < 0:
             _exit(126)
-        syscall(SYS_close_range, <unsigned int>0, <unsigned int>(STUB_FD - 1), <unsigned int>0)
+        if ctrlfd >= 0 and dup2(ctrlfd, STUB_CTRL_FD) < 0:
+            _exit(126)
+        syscall(SYS_close_range, <unsigned int>0,
+                <unsigned int>(STUB_CTRL_FD - 1 if ctrlfd >= 0 else STUB_FD - 1), <unsigned int>0)
         syscall(SYS_close_range, <unsigned int>(STUB_FD + 1), <unsigned int>0xFFFFFFFF, <unsigned int>0)
         if ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0:
             _exit(125)
@@ -282,6 +291,8 @@ cdef class Tracee:
     cdef public int fast_pid          # answered in C for getpid; 0 disables
     cdef public int fast_tid
     cdef readonly unsigned long long syscalls
+    cdef public bint need_flush       # edits are queued: call flusher() before resuming
+    cdef public object flusher
 
     def __cinit__(self, int pid, unsigned long long inject_rip):
         self.pid = pid
@@ -354,6 +365,9 @@ cdef class Tracee:
                 self.regs.rax = <unsigned long long>(ret & 0xFFFFFFFFFFFFFFFF)
             self.regs.orig_rax = <unsigned long long>-1
             self.dirty = 1
+            if self.need_flush:
+                self.need_flush = 0
+                self.flusher()
 
     def inject(self, long nr, unsigned long long a0=0, unsigned long long a1=0,
                unsigned long long a2=0, unsigned long long a3=0,
@@ -387,6 +401,11 @@ cdef class Tracee:
                 raise OSError(0, "stub died during an injected call (status 0x%x)" % status)
             if WSTOPSIG(status) == SIGTRAP and (status >> 16) == 0:
                 break
+            if WSTOPSIG(status) != SIGSTOP and (status >> 16) == 0:
+                # A fault in our own stub code: retrying would spin.
+                self.regs = saved
+                self.dirty = 1
+                raise OSError(0, "signal %d in an injected call at %#x" % (WSTOPSIG(status), r.rip))
             # Only the Sentry's own kicks (SIGSTOP) reach a stub; the task is in
             # the Sentry now and looks at its signals on the way back: drop it.
             if ptrace(PTRACE_CONT, self.pid, NULL, NULL) != 0:

@@ -23,6 +23,7 @@ def mm():
 
 
 def stub_maps(mm):
+    mm.aspace.flush()      # edits are batched until the stub next runs
     with open("/proc/%d/maps" % mm.aspace.tracee.pid) as f:
         return [line.split()[:2] for line in f if "vsyscall" not in line]
 
@@ -43,7 +44,8 @@ def test_allocator_reuses_and_merges_freed_ranges():
 
 def test_stub_holds_only_what_the_sentry_maps(mm):
     before = stub_maps(mm)
-    assert len(before) == 1 and before[0][1].startswith("r-x")   # the stub's code page
+    # The stub's code page, and its control page for batches of edits.
+    assert [p for _, p in before] == ["r-xp", "rw-s"]
     mm.map_anon(ADDR, 3 * PAGE, 3)
     maps = stub_maps(mm)
     assert ["%08x-%08x" % (ADDR, ADDR + 3 * PAGE), "rw-s"] in maps
@@ -124,3 +126,17 @@ def test_fork_copies_private_and_shares_shared_memory(mm):
     assert mm.copy_in(ADDR + PAGE, 6) == b"SHARED"
     child.release()
     assert mm.copy_in(ADDR + PAGE, 6) == b"SHARED"   # still the parent's
+
+
+def test_edits_are_batched_and_a_failed_edit_is_reported(mm):
+    start = mm.aspace.injected
+    for i in range(100):
+        mm.map_anon(ADDR + 2 * i * PAGE, PAGE, 3)
+    maps = stub_maps(mm)
+    for i in range(100):
+        assert ["%08x-%08x" % (ADDR + 2 * i * PAGE, ADDR + (2 * i + 1) * PAGE), "rw-s"] in maps
+    assert mm.aspace.injected - start == 2          # 64 edits fit one control page
+    mm.aspace.map(ADDR + 1, PAGE, 3, 0)             # unaligned: the host says EINVAL
+    with pytest.raises(OSError) as e:
+        mm.aspace.flush()
+    assert e.value.errno == errno.EINVAL

@@ -8,6 +8,14 @@ stub). Application syscalls stop the stub before the host runs them
 (SYSEMU); address-space edits are host syscalls injected at the stub's own
 ``syscall; int3``.
 
+Edits are queued and run as one batch (the stub's batch entry reads them
+from the process's control page) just before the stub runs application code
+again, or before any other injected call: a stop costs about as much as
+four edits, and an exec makes a dozen edits in a row. So an edit is in
+force by the time any of the stub's threads could observe it through the
+syscall that made it; another thread that faults on a page not yet mapped
+has the queue flushed and the instruction retried.
+
 Threading: ptrace requests are only accepted from the thread that traces a
 stub, so every call on an AddressSpace and its Context must come from the
 thread that created it. Measured on this VM (limits/RESULTS.md), a wake-up
@@ -16,7 +24,9 @@ thread pins itself and its stub to one CPU.
 """
 
 import errno
+import mmap
 import os
+import struct
 import threading
 import time
 
@@ -28,6 +38,35 @@ STUB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_stub")
 MAP_SHARED, MAP_FIXED = 0x01, 0x10
 SYS_MMAP, SYS_MPROTECT, SYS_MUNMAP = 9, 10, 11
 USER_TOP = 0x7FFFFFFFF000   # x86-64 TASK_SIZE with 4-level page tables
+PAGE = 4096
+BATCH_MAX = PAGE // 64        # entries of 8 words in one control page
+_ENTRY = struct.Struct("<8q")
+CTRL_SLOTS = 16384            # control pages: one per live stub process
+SIGSEGV, SIGBUS = 11, 7
+
+
+class ControlFile:
+    """One page per stub process for batches of edits, in a memfd of the platform's own.
+
+    Every stub maps it as fd STUB_CTRLFD; the Sentry writes a batch here and
+    the stub reads it, with a ptrace stop in between.
+    """
+
+    def __init__(self):
+        self.fd = os.memfd_create("pyvisor-ctrl", os.MFD_CLOEXEC)
+        os.ftruncate(self.fd, CTRL_SLOTS * PAGE)
+        self.map = mmap.mmap(self.fd, CTRL_SLOTS * PAGE)
+        self._free = list(range(CTRL_SLOTS - 1, -1, -1))
+        self._lock = threading.Lock()
+
+    def take(self):
+        """A free page's offset, or None when all are in use."""
+        with self._lock:
+            return self._free.pop() * PAGE if self._free else None
+
+    def give(self, off):
+        with self._lock:
+            self._free.append(off // PAGE)
 
 
 def _stub_entry(path):
@@ -46,6 +85,7 @@ class PtracePlatform(Platform):
             raise OSError(errno.ENOENT, "ptrace stub missing: %s (was the package built?)" % STUB_PATH)
         self.memfile = memfile
         self.entry = _stub_entry(STUB_PATH)
+        self.ctrl = ControlFile()
         self.cpu = None
         if pin_cpu:
             # Stay where the scheduler put us; the stub and every later
@@ -55,21 +95,27 @@ class PtracePlatform(Platform):
 
     def new_address_space(self):
         """The first address space: a stub exec'd by this thread, which becomes its tracer."""
-        pid = _fastpath.spawn_stub(STUB_PATH.encode(), self.memfile.fd)
-        aspace = PtraceAddressSpace(pid)
+        pid = _fastpath.spawn_stub(STUB_PATH.encode(), self.memfile.fd, self.ctrl.fd)
+        aspace = PtraceAddressSpace(pid, self.ctrl, self.entry)
         aspace.add(_fastpath.Tracee(pid, self.entry))
         try:
             aspace.clear(keep=self.entry)
+            aspace.map_control()
         except BaseException:
             aspace.kill()
             raise
         return aspace
 
     def adopt_process(self, pid):
-        """A new address space from a stub made by ``clone_process``; the caller becomes its tracer."""
-        aspace = PtraceAddressSpace(pid)
+        """A new address space from a stub made by ``clone_process``; the caller becomes its tracer.
+
+        The clone holds exactly its parent's mappings (the parent flushed
+        before cloning), which the Sentry's attach replaces one by one; only
+        the control page must become its own before anything is batched.
+        """
+        aspace = PtraceAddressSpace(pid, self.ctrl, self.entry)
         aspace.add(_fastpath.seize(pid, self.entry))
-        aspace.clear(keep=self.entry)
+        aspace.map_control()
         return aspace
 
     def adopt_thread(self, aspace, tid):
@@ -97,13 +143,19 @@ class PtraceAddressSpace(AddressSpace):
     stub shares the one host address space, so any of them will do.
     """
 
-    def __init__(self, pid):
+    def __init__(self, pid, ctrl, entry):
         self.pid = pid
         self._tracees = {}          # Sentry thread ident -> Tracee; guarded by the GIL
         self._contexts = {}
         self.injected = 0
+        self._ctrl = ctrl
+        self._ctrl_off = None        # our page in the control file, once mapped
+        self._ctrl_addr = (entry & ~(PAGE - 1)) + PAGE
+        self._pending = []           # queued edits: (nr, a0..a5)
+        self._lock = threading.Lock()
 
     def add(self, tracee):
+        tracee.flusher = self.flush
         ctx = PtraceContext(tracee, self)
         self._tracees[threading.get_ident()] = tracee
         self._contexts[threading.get_ident()] = ctx
@@ -119,11 +171,56 @@ class PtraceAddressSpace(AddressSpace):
         return self._contexts[threading.get_ident()]
 
     def _inject(self, nr, *args, at=0):
+        """Run one host call in the stub now, after every queued edit."""
+        self.flush()
         self.injected += 1
         r = self.tracee.inject(nr, *args, at=at)
         if -4096 < r < 0:
             raise OSError(-r, "injected syscall %d failed: %s" % (nr, os.strerror(-r)))
         return r
+
+    def map_control(self):
+        """Map a control page of this process's own over whatever is at its address."""
+        off = self._ctrl.take()
+        if off is None:
+            return      # none left: edits go one by one
+        try:
+            self._inject(SYS_MMAP, self._ctrl_addr, PAGE, 3, MAP_SHARED | MAP_FIXED,
+                         _fastpath.STUB_CTRLFD, off)
+        except BaseException:
+            self._ctrl.give(off)
+            raise
+        self._ctrl_off = off
+
+    def _queue(self, nr, *args):
+        if self._ctrl_off is None:
+            self._inject(nr, *args)
+            return
+        with self._lock:
+            self._pending.append((nr,) + args)
+            full = len(self._pending) >= BATCH_MAX
+        if full:
+            self.flush()
+        else:
+            self.tracee.need_flush = True
+
+    def flush(self):
+        """Run every queued edit in the stub, as one batch; True if there were any."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return False
+            m, base = self._ctrl.map, self._ctrl_off
+            for i, e in enumerate(batch):
+                _ENTRY.pack_into(m, base + 64 * i, *e, 0)
+            self.injected += 1
+            r = self.tracee.inject(0, len(batch), self._ctrl_addr, at=_fastpath.STUB_BATCH)
+            if -4096 < r < 0:
+                for i, e in enumerate(batch):
+                    r = _ENTRY.unpack_from(m, base + 64 * i)[7]
+                    if -4096 < r < 0:
+                        raise OSError(-r, "injected syscall %d failed: %s" % (e[0], os.strerror(-r)))
+        return True
 
     def clear(self, keep):
         """Unmap everything in the stub but the code page holding ``keep``.
@@ -136,14 +233,14 @@ class PtraceAddressSpace(AddressSpace):
         self._inject(SYS_MUNMAP, page + 0x1000, USER_TOP - page - 0x1000)
 
     def map(self, addr, length, prot, fileoff):
-        self._inject(SYS_MMAP, addr, length, prot, MAP_SHARED | MAP_FIXED,
-                     _fastpath.STUB_MEMFD, fileoff)
+        self._queue(SYS_MMAP, addr, length, prot, MAP_SHARED | MAP_FIXED,
+                    _fastpath.STUB_MEMFD, fileoff)
 
     def unmap(self, addr, length):
-        self._inject(SYS_MUNMAP, addr, length)
+        self._queue(SYS_MUNMAP, addr, length, 0, 0, 0, 0)
 
     def protect(self, addr, length, prot):
-        self._inject(SYS_MPROTECT, addr, length, prot)
+        self._queue(SYS_MPROTECT, addr, length, prot, 0, 0, 0)
 
     def clone_process(self):
         """A copy of this stub as a new process, paused until adopted; returns its host pid.
@@ -162,8 +259,11 @@ class PtraceAddressSpace(AddressSpace):
         The last one kills the process. A process leader with threads still
         running is parked (its exit would wait for them), others exit.
         """
-        t = self._tracees.pop(threading.get_ident(), None)
-        self._contexts.pop(threading.get_ident(), None)
+        me = threading.get_ident()
+        if me in self._tracees and len(self._tracees) > 1:
+            self.flush()      # the process lives on: this thread's edits must land
+        t = self._tracees.pop(me, None)
+        self._contexts.pop(me, None)
         if t is None:
             return
         if not self._tracees:
@@ -190,6 +290,11 @@ class PtraceAddressSpace(AddressSpace):
         Bounded: a leader is reported only once every thread is reaped, and
         a thread whose tracer is gone is released by the host, not by us.
         """
+        with self._lock:
+            self._pending = []
+            off, self._ctrl_off = self._ctrl_off, None
+        if off is not None:
+            self._ctrl.give(off)
         if not self._sigkill():
             return
         deadline = time.monotonic() + patience
@@ -215,9 +320,12 @@ class PtraceContext(Context):
         self.regs = tracee   # register properties live on the Tracee
 
     def run(self, dispatch, sig=0):
+        self.aspace.flush()
         kind = self.tracee.run(dispatch, sig)
         if kind == EXIT_SIGNAL:
             signo, code, addr = self.tracee.siginfo()
+            if signo in (SIGSEGV, SIGBUS) and self.aspace.flush():
+                return Exit(EXIT_INTERRUPT)    # another thread's edit had not landed: retry
             return Exit(EXIT_SIGNAL, signo, code, addr)
         if kind == _fastpath.EXIT_INTERRUPT:
             return Exit(EXIT_INTERRUPT)

@@ -12,6 +12,10 @@
  *   _start+16    clone: the caller traps as above; the new stub process or
  *                thread asks to die with its parent and waits in pause()
  *                for the Sentry thread that will trace it to seize it.
+ *   _start+64    a batch of edits: rdi entries of 8 words (nr, six
+ *                arguments, result) at rsi, the process's control page.
+ *                Each result is stored; the first failure ends the batch.
+ *                One stop for many edits: a stop costs more than an edit.
  */
 	.text
 	.globl _start
@@ -31,6 +35,29 @@ clone_entry:
 	syscall
 1:	mov	$34, %eax		/* pause(), until seized */
 	syscall
+	jmp	1b
+2:	int3
+	ud2
+
+	.balign 64
+batch_entry:
+	mov	%rdi, %r12
+	mov	%rsi, %r13
+1:	test	%r12, %r12
+	jz	2f
+	mov	0(%r13), %rax
+	mov	8(%r13), %rdi
+	mov	16(%r13), %rsi
+	mov	24(%r13), %rdx
+	mov	32(%r13), %r10
+	mov	40(%r13), %r8
+	mov	48(%r13), %r9
+	syscall
+	mov	%rax, 56(%r13)
+	cmp	$-4095, %rax
+	jae	2f
+	add	$64, %r13
+	dec	%r12
 	jmp	1b
 2:	int3
 	ud2

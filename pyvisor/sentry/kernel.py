@@ -27,6 +27,7 @@ from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.memfile import MemoryFileAllocator
 from pyvisor.sentry.mm.mm import MemoryManager
 from pyvisor.sentry.syscalls import build_table, name_of
+from pyvisor.sentry.threads import ThreadPool
 from pyvisor.sentry.syscalls.creds import Credentials
 from pyvisor.sentry.syscalls.misc import default_rlimits
 from pyvisor.sentry.vfs import signalfd
@@ -111,6 +112,7 @@ class Kernel:
         self.init = None
         self.futexes = None
         self.crash = None
+        self.threads = ThreadPool()
 
     # -- reporting --------------------------------------------------------
 
@@ -291,10 +293,8 @@ class Kernel:
             child.clear_child_tid = ctid
         if flags & P.CLONE_VFORK:
             child.vfork_parent = t
-        th = threading.Thread(target=self._child_main, name="task-%d" % tid,
-                              args=(child, host, not flags & P.CLONE_VM, aspace, regs), daemon=True)
-        child.thread = th
-        th.start()
+        child.thread = self.threads.start(self._child_main, (child, host, not flags & P.CLONE_VM,
+                                                             aspace, regs), "task-%d" % tid)
         if flags & P.CLONE_VFORK:
             self._wait_vfork(t, child)
         return tid
@@ -691,6 +691,7 @@ class Kernel:
 
     def stop(self):
         timers.shutdown(self)
+        self.threads.close()
         self.kill_sandbox(signal_wstatus(SIGKILL))
         deadline = time.monotonic() + 2
         with self.lock:

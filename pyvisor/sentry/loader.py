@@ -16,8 +16,8 @@ import os
 import struct
 
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.mm.mm import (PAGE, PROT_EXEC, PROT_READ, PROT_WRITE, STACK_SIZE,
-                                  STACK_TOP, page_down, page_up)
+from pyvisor.sentry.mm.mm import (MAP_PRIVATE, PAGE, PROT_EXEC, PROT_READ, PROT_WRITE,
+                                  STACK_SIZE, STACK_TOP, page_down, page_up)
 
 ELF_MAGIC = b"\x7fELF"
 ET_EXEC, ET_DYN = 2, 3
@@ -122,10 +122,11 @@ def _load_elf(mm, f, name, base_hint):
             raise SyscallError(errno.ENOEXEC)
         start = page_down(vaddr + bias)
         end = page_up(vaddr + bias + memsz)
-        mm.map_anon(start, end - start, _prot(pflags), name=name,
-                    offset=page_down(off), dev=st.st_dev, ino=st.st_ino)
-        if filesz:
-            mm.fill_from(vaddr + bias, filesz, f, off)
+        # As Linux's ELF loader: whole file pages, but zeros past filesz where a bss follows.
+        whole = filesz == memsz and not pflags & PF_W
+        nbytes = end - start if whole else filesz + off % PAGE if filesz else 0
+        mm.map_file(start, end - start, _prot(pflags), MAP_PRIVATE, f, st, page_down(off),
+                    nbytes, name)
     phdr_addr = 0
     for p in phdrs:
         if p[0] == PT_PHDR:

@@ -12,6 +12,7 @@ import threading
 
 from pyvisor._fastpath import MemoryFile
 from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.mm.pagecache import PageCache
 
 PAGE = 4096
 # Sparse: a page costs host memory only once the application touches it.
@@ -35,6 +36,7 @@ class MemoryFileAllocator:
         self._bump = 0           # everything from here up is free and untouched
         self._extra_refs = {}    # page index -> owners beyond the first (shared across fork)
         self.allocated = 0
+        self.page_cache = PageCache(self)
 
     @property
     def fd(self):
@@ -83,22 +85,26 @@ class MemoryFileAllocator:
 
     def _drop_shared(self, off, length):
         """The runs of [off, off+length) no one else owns; one reference less on the others."""
-        runs, start = [], None
+        runs = []
+        first, last = off // PAGE, (off + length) // PAGE
         with self._lock:
-            for p in range(off // PAGE, (off + length) // PAGE):
-                refs = self._extra_refs.get(p)
-                if refs:
-                    if refs == 1:
-                        del self._extra_refs[p]
-                    else:
-                        self._extra_refs[p] = refs - 1
-                    if start is not None:
-                        runs.append((start * PAGE, (p - start) * PAGE))
-                        start = None
-                elif start is None:
-                    start = p
-        if start is not None:
-            runs.append((start * PAGE, off + length - start * PAGE))
+            if last - first > len(self._extra_refs):
+                # Walk only the shared pages in range: a big private free stays cheap.
+                pages = sorted(p for p in self._extra_refs if first <= p < last)
+            else:
+                pages = [p for p in range(first, last) if p in self._extra_refs]
+            prev = first
+            for p in pages:
+                refs = self._extra_refs[p]
+                if refs == 1:
+                    del self._extra_refs[p]
+                else:
+                    self._extra_refs[p] = refs - 1
+                if p > prev:
+                    runs.append((prev * PAGE, (p - prev) * PAGE))
+                prev = p + 1
+            if prev < last:
+                runs.append((prev * PAGE, (last - prev) * PAGE))
         return runs
 
     def _insert_free(self, off, length):

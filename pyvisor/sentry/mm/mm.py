@@ -2,10 +2,12 @@
 
 Linux background: an address space is a set of non-overlapping virtual
 memory areas (VMAs), each with protections and a backing object. Here every
-VMA is backed by its own range of the memory file (anonymous memory, private
-file mappings filled from the file at map time, and the stack), so a virtual
-address translates to a file offset by one subtraction: ``fileoff + (addr -
-start)``. The platform's AddressSpace mirrors each change into the host
+VMA is backed by one range of the memory file, so a virtual address
+translates to a file offset by one subtraction: ``fileoff + (addr - start)``.
+Anonymous memory, the stack and writable file mappings own their range;
+read-only private file mappings point into the page cache's copy of the file
+(``cow``: shared pages, copied when made writable), and MAP_SHARED memory is
+shared with the processes forked from its mapper. The platform's AddressSpace mirrors each change into the host
 process (ptrace: an injected mmap/munmap/mprotect).
 
 Lock order: MemoryManager.lock, then MemoryFileAllocator._lock.
@@ -39,12 +41,18 @@ def page_down(x):
     return x & PAGE_MASK
 
 
+def _check_span(start, length):
+    if start < MIN_ADDR or start + length > MM_TOP or length <= 0:
+        raise SyscallError(errno.ENOMEM)
+
+
 class Vma:
     """[start, end) mapped with ``prot``; ``fileoff`` is where start lives in the memory file."""
 
-    __slots__ = ("start", "end", "prot", "flags", "fileoff", "name", "offset", "dev", "ino")
+    __slots__ = ("start", "end", "prot", "flags", "fileoff", "name", "offset", "dev", "ino", "cow")
 
-    def __init__(self, start, end, prot, flags, fileoff, name=b"", offset=0, dev=0, ino=0):
+    def __init__(self, start, end, prot, flags, fileoff, name=b"", offset=0, dev=0, ino=0,
+                 cow=None):
         self.start = start
         self.end = end
         self.prot = prot
@@ -54,12 +62,15 @@ class Vma:
         self.offset = offset   # offset in the mapped file, for /proc/self/maps
         self.dev = dev
         self.ino = ino
+        self.cow = cow     # a page-cache Entry whose pages this maps read-only; copy before writing
 
     def split(self, at):
         """Cut at ``at``; self keeps [start, at), the returned VMA [at, end)."""
         d = at - self.start
+        if self.cow:
+            self.cow.ref()
         tail = Vma(at, self.end, self.prot, self.flags, self.fileoff + d, self.name,
-                   self.offset + d if self.name else 0, self.dev, self.ino)
+                   self.offset + d if self.name else 0, self.dev, self.ino, self.cow)
         self.end = at
         return tail
 
@@ -119,19 +130,69 @@ class MemoryManager:
 
     def map_anon(self, start, length, prot, flags=MAP_PRIVATE, name=b"", offset=0, dev=0, ino=0):
         """Map fresh zero pages at [start, start+length), replacing what was there."""
-        end = start + length
-        if start < MIN_ADDR or end > MM_TOP or start >= end:
-            raise SyscallError(errno.ENOMEM)
+        _check_span(start, length)
         fileoff = self.alloc.alloc(length)
-        with self.lock:
-            self._unmap_locked(start, end, push=False)
-            vma = Vma(start, end, prot, flags, fileoff, name, offset, dev, ino)
-            i = bisect.bisect_left(self._starts, start)
-            self._vmas.insert(i, vma)
-            self._starts.insert(i, start)
-            if self.aspace is not None:
-                self.aspace.map(start, length, prot, fileoff)
+        return self._install(Vma(start, start + length, prot, flags, fileoff, name, offset, dev, ino))
+
+    def map_file(self, start, length, prot, flags, f, st, offset, nbytes, name):
+        """Map [start, start+length) holding file bytes [offset, offset+nbytes), zeros after.
+
+        Precondition: ``offset`` page-aligned. Read-only private mappings
+        share the page cache's pages when those pages hold exactly that
+        (the mapping ends at EOF or is all file); every other mapping gets
+        its own copy.
+        """
+        _check_span(start, length)
+        cache = self.alloc.page_cache
+        nbytes = max(0, min(nbytes, st.st_size - offset))
+        if cache is None or not nbytes or not cache.cacheable(st):
+            vma = self.map_anon(start, length, prot, flags, name, offset, st.st_dev, st.st_ino)
+            if nbytes:
+                self.fill_from(start, nbytes, f, offset)
+            return vma
+        entry, src = cache.lookup(f, st, offset, nbytes)
+        # Cached pages past nbytes read as zero only when nbytes ends at EOF.
+        shared = nbytes == length and length or page_up(nbytes) * (offset + nbytes == st.st_size)
+        if flags == MAP_PRIVATE and not prot & PROT_WRITE and shared:
+            if shared < length:     # pages wholly past EOF (Linux: SIGBUS) read as zero here
+                self.map_anon(start + shared, length - shared, prot, flags, name,
+                              offset + shared, st.st_dev, st.st_ino)
+            return self._install(Vma(start, start + shared, prot, flags, src, name, offset,
+                                     st.st_dev, st.st_ino, cow=entry))
+        try:
+            vma = self.map_anon(start, length, prot, flags, name, offset, st.st_dev, st.st_ino)
+            self.file.copy(vma.fileoff, src, nbytes)
+        finally:
+            entry.unref()
         return vma
+
+    def _install(self, vma):
+        """Put ``vma`` in place of whatever mapped its range, and mirror it."""
+        with self.lock:
+            self._unmap_locked(vma.start, vma.end, push=False)
+            i = bisect.bisect_left(self._starts, vma.start)
+            self._vmas.insert(i, vma)
+            self._starts.insert(i, vma.start)
+            if self.aspace is not None:
+                self.aspace.map(vma.start, vma.end - vma.start, vma.prot, vma.fileoff)
+        return vma
+
+    def _break_cow(self, v):
+        """Give ``v`` its own copy of the shared pages it maps. Precondition: lock held."""
+        n = v.end - v.start
+        own = self.alloc.alloc(n)
+        self.file.copy(own, v.fileoff, n)
+        v.cow.unref()
+        v.fileoff, v.cow = own, None
+        if self.aspace is not None:
+            self.aspace.map(v.start, n, v.prot, own)
+
+    def _free(self, v):
+        """Give back the pages ``v`` holds: its own, or its reference on shared ones."""
+        if v.cow:
+            v.cow.unref()
+        else:
+            self.alloc.free(v.fileoff, v.end - v.start)
 
     def unmap(self, start, end):
         with self.lock:
@@ -157,7 +218,7 @@ class MemoryManager:
     def _unmap_locked(self, start, end, push):
         i, j = self._range(start, end)
         for v in self._vmas[i:j]:
-            self.alloc.free(v.fileoff, v.end - v.start)
+            self._free(v)
         del self._vmas[i:j]
         del self._starts[i:j]
         if push and self.aspace is not None:
@@ -169,6 +230,8 @@ class MemoryManager:
             self._check_mapped(start, end)
             i, j = self._range(start, end)
             for v in self._vmas[i:j]:
+                if v.cow and prot & PROT_WRITE:
+                    self._break_cow(v)
                 v.prot = prot
             if self.aspace is not None:
                 self.aspace.protect(start, end - start, prot)
@@ -297,6 +360,10 @@ class MemoryManager:
 
     def write_forced(self, addr, data):
         """Write ignoring protections: the loader filling read-only segments."""
+        with self.lock:
+            for v in self._vmas:
+                if v.cow and v.start < addr + len(data) and addr < v.end:
+                    self._break_cow(v)
         done = 0
         mv = memoryview(data)
         for off, k in self._chunks(addr, len(data), 0):
@@ -324,20 +391,24 @@ class MemoryManager:
 
         Only pages that hold data are copied (SEEK_DATA over the memory
         file), so an untouched stack or heap costs nothing. MAP_SHARED
-        memory is not copied: both address spaces map the same pages.
+        memory and page-cache pages (``cow``) are not copied: both address
+        spaces map the same pages.
         """
         child = MemoryManager(self.alloc, None)
         with self.lock:
             for v in self._vmas:
                 n = v.end - v.start
-                if v.flags == MAP_SHARED:
+                if v.cow:
+                    off = v.fileoff
+                    v.cow.ref()
+                elif v.flags == MAP_SHARED:
                     off = v.fileoff
                     self.alloc.share(off, n)
                 else:
                     off = self.alloc.alloc(n)
                     self._copy_sparse(off, v.fileoff, n)
                 child._vmas.append(Vma(v.start, v.end, v.prot, v.flags, off, v.name, v.offset,
-                                       v.dev, v.ino))
+                                       v.dev, v.ino, v.cow))
                 child._starts.append(v.start)
             child.brk_start, child.brk_end, child.mmap_base = self.brk_start, self.brk_end, self.mmap_base
         return child
@@ -366,7 +437,7 @@ class MemoryManager:
         """execve(2): drop every mapping, keep the address space."""
         with self.lock:
             for v in self._vmas:
-                self.alloc.free(v.fileoff, v.end - v.start)
+                self._free(v)
             self._vmas = []
             self._starts = []
             self.brk_start = self.brk_end = 0
@@ -377,6 +448,6 @@ class MemoryManager:
         """Give every page back; the address space is gone."""
         with self.lock:
             for v in self._vmas:
-                self.alloc.free(v.fileoff, v.end - v.start)
+                self._free(v)
             self._vmas = []
             self._starts = []

@@ -66,10 +66,8 @@ def sys_mmap(t, addr, length, prot, flags, fd, offset, *_):
     if f is None:
         mm.map_anon(addr, length, prot, vflags)
         return addr
-    mm.map_anon(addr, length, prot, vflags, name=f.path(), offset=offset,
-                dev=st.st_dev, ino=st.st_ino)
-    if st.st_mode & S_IFMT == S_IFREG and offset < st.st_size:
-        mm.fill_from(addr, min(length, st.st_size - offset), f, offset)
+    nbytes = length if st.st_mode & S_IFMT == S_IFREG else 0
+    mm.map_file(addr, length, prot, vflags, f, st, offset, nbytes, f.path())
     return addr
 
 
