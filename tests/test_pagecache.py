@@ -50,9 +50,12 @@ def test_cache_shares_pages_and_evicts(tmp_path):
     assert w.cow is None and w.fileoff != a.fileoff
     mm.copy_out(0x600000, b"XY")
     assert mm.copy_in(0x400000, 2) == data[:2]
-    # mprotect(PROT_WRITE) gives the mapping its own pages.
+    # Made writable, the mapping stays shared until its first write.
     mm.protect(0x500000, 0x500000 + (4 << 12), 3)
+    assert [v.cow for v in mm.vmas() if v.start == 0x500000] == [a.cow]
+    assert mm.write_fault(0x500000 + 10)
     assert [v.cow for v in mm.vmas() if v.start == 0x500000] == [None] and a.cow.refs == 1
+    assert mm.copy_in(0x500000, 4096) == data[:4096]
     # A changed file is a new entry; the old one goes once nothing maps it.
     entry = a.cow
     st2 = dataclasses.replace(st, st_mtime_ns=st.st_mtime_ns + 1)

@@ -36,6 +36,7 @@ from pyvisor.sentry.task import (SIGCHLD, SIGKILL, ContextSwitch, GroupExit, Sen
                                  siginfo_bytes, signal_wstatus)
 
 SI_KERNEL = 0x80
+SEGV_ACCERR = 2
 ROBUST_LIST_LIMIT = 2048
 FUTEX_WAITERS, FUTEX_OWNER_DIED, FUTEX_TID_MASK = 0x80000000, 0x40000000, 0x3FFFFFFF
 CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_STOPPED, CLD_CONTINUED = 1, 2, 3, 5, 6
@@ -556,6 +557,8 @@ class Kernel:
         signo = ex.signo
         if signo == signal.SIGSTOP:
             return      # a kick (Task.interrupt): pending signals are handled by the caller
+        if signo == 11 and ex.code == SEGV_ACCERR and t.mm.write_fault(ex.addr):
+            return      # a write to copy-on-write pages: now the task's own, retry
         if signo in FAULT_SIGNALS and 0 < ex.code < SI_KERNEL or signo in (4, 8) or \
                 signo == 11 and ex.code == SI_KERNEL:
             self.log("task %d: fault signal %d (code %d, addr %#x)" % (t.tid, signo, ex.code, ex.addr))

@@ -17,6 +17,7 @@ from pyvisor.sentry.mm.pagecache import PageCache
 PAGE = 4096
 # Sparse: a page costs host memory only once the application touches it.
 DEFAULT_SIZE = 64 << 30
+COW_MIN = 64 << 10
 
 
 class MemoryFileAllocator:
@@ -37,6 +38,8 @@ class MemoryFileAllocator:
         self._extra_refs = {}    # page index -> owners beyond the first (shared across fork)
         self.allocated = 0
         self.page_cache = PageCache(self)
+        # fork(2) shares private VMAs this big copy-on-write; None copies all.
+        self.cow_min = COW_MIN
 
     @property
     def fd(self):

@@ -5,9 +5,12 @@ memory areas (VMAs), each with protections and a backing object. Here every
 VMA is backed by one range of the memory file, so a virtual address
 translates to a file offset by one subtraction: ``fileoff + (addr - start)``.
 Anonymous memory, the stack and writable file mappings own their range;
-read-only private file mappings point into the page cache's copy of the file
-(``cow``: shared pages, copied when made writable), and MAP_SHARED memory is
-shared with the processes forked from its mapper. The platform's AddressSpace mirrors each change into the host
+read-only private file mappings point into the page cache's copy of the file,
+and after a copy-on-write fork both processes point at the same pages. Such
+a VMA's ``cow`` is the SharedPages it maps; the host maps it without write
+permission, and the first write (a fault, or the Sentry writing for the
+application) gives the writer its own copy. MAP_SHARED memory is shared with
+the processes forked from its mapper. The platform's AddressSpace mirrors each change into the host
 process (ptrace: an injected mmap/munmap/mprotect).
 
 Lock order: MemoryManager.lock, then MemoryFileAllocator._lock.
@@ -19,6 +22,7 @@ import os
 import threading
 
 from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.mm.pagecache import SharedPages
 
 PAGE = 4096
 PAGE_MASK = ~(PAGE - 1)
@@ -39,6 +43,11 @@ def page_up(x):
 
 def page_down(x):
     return x & PAGE_MASK
+
+
+def _host_prot(v):
+    """What the host maps: shared pages are never writable there."""
+    return v.prot & ~PROT_WRITE if v.cow else v.prot
 
 
 def _check_span(start, length):
@@ -174,18 +183,52 @@ class MemoryManager:
             self._vmas.insert(i, vma)
             self._starts.insert(i, vma.start)
             if self.aspace is not None:
-                self.aspace.map(vma.start, vma.end - vma.start, vma.prot, vma.fileoff)
+                self.aspace.map(vma.start, vma.end - vma.start, _host_prot(vma), vma.fileoff)
         return vma
 
     def _break_cow(self, v):
-        """Give ``v`` its own copy of the shared pages it maps. Precondition: lock held."""
+        """Give ``v`` pages of its own: the shared ones if no one else uses them, else a copy.
+
+        Precondition: lock held.
+        """
         n = v.end - v.start
+        if v.cow.adopt(v.fileoff, n):
+            v.cow = None
+            if self.aspace is not None:
+                self.aspace.protect(v.start, n, v.prot)
+            return
         own = self.alloc.alloc(n)
-        self.file.copy(own, v.fileoff, n)
+        self._copy_sparse(own, v.fileoff, n)
         v.cow.unref()
         v.fileoff, v.cow = own, None
         if self.aspace is not None:
             self.aspace.map(v.start, n, v.prot, own)
+
+    def write_fault(self, addr):
+        """A write to ``addr`` faulted: True if it was a shared page the task may write (now its own)."""
+        with self.lock:
+            v = self._find(addr)
+            if v is None or v.cow is None or not v.prot & PROT_WRITE:
+                return False
+            self._break_cow(v)
+            return True
+
+    def discard(self, start, end):
+        """madvise(MADV_DONTNEED) on private anonymous memory: its pages read as zero again."""
+        with self.lock:
+            i, j = self._range(start, end)
+            for v in self._vmas[i:j]:
+                if v.flags != MAP_PRIVATE or v.ino:
+                    continue
+                n = v.end - v.start
+                if v.cow:
+                    own = self.alloc.alloc(n)
+                    v.cow.unref()
+                    v.fileoff, v.cow = own, None
+                    if self.aspace is not None:
+                        self.aspace.map(v.start, n, v.prot, own)
+                else:
+                    self.file.punch(v.fileoff, n)
 
     def _free(self, v):
         """Give back the pages ``v`` holds: its own, or its reference on shared ones."""
@@ -229,12 +272,17 @@ class MemoryManager:
         with self.lock:
             self._check_mapped(start, end)
             i, j = self._range(start, end)
+            shared = False
             for v in self._vmas[i:j]:
-                if v.cow and prot & PROT_WRITE:
-                    self._break_cow(v)
                 v.prot = prot
-            if self.aspace is not None:
+                shared = shared or v.cow is not None
+            if self.aspace is None:
+                return
+            if not shared:
                 self.aspace.protect(start, end - start, prot)
+                return
+            for v in self._vmas[i:j]:
+                self.aspace.protect(v.start, v.end - v.start, _host_prot(v))
 
     def _check_mapped(self, start, end):
         a = start
@@ -308,8 +356,11 @@ class MemoryManager:
 
     # -- copying -----------------------------------------------------------
 
-    def _chunks(self, addr, n, need):
-        """(fileoff, length) pieces of [addr, addr+n); EFAULT if any page lacks ``need``."""
+    def _chunks(self, addr, n, need, write=False):
+        """(fileoff, length) pieces of [addr, addr+n); EFAULT if any page lacks ``need``.
+
+        ``write``: the caller writes the pieces, so shared pages become its own first.
+        """
         out = []
         end = addr + n
         if addr < 0 or end > MM_TOP or end < addr:
@@ -319,6 +370,8 @@ class MemoryManager:
                 v = self._find(addr)
                 if v is None or (v.prot & need) != need:
                     raise SyscallError(errno.EFAULT)
+                if write and v.cow:
+                    self._break_cow(v)
                 k = min(end, v.end) - addr
                 out.append((v.fileoff + (addr - v.start), k))
                 addr += k
@@ -338,7 +391,7 @@ class MemoryManager:
             return
         done = 0
         mv = memoryview(data)
-        for off, k in self._chunks(addr, n, PROT_WRITE):
+        for off, k in self._chunks(addr, n, PROT_WRITE, write=True):
             self.file.write(off, mv[done:done + k])
             done += k
 
@@ -360,20 +413,16 @@ class MemoryManager:
 
     def write_forced(self, addr, data):
         """Write ignoring protections: the loader filling read-only segments."""
-        with self.lock:
-            for v in self._vmas:
-                if v.cow and v.start < addr + len(data) and addr < v.end:
-                    self._break_cow(v)
         done = 0
         mv = memoryview(data)
-        for off, k in self._chunks(addr, len(data), 0):
+        for off, k in self._chunks(addr, len(data), 0, write=True):
             self.file.write(off, mv[done:done + k])
             done += k
 
     def fill_from(self, addr, length, f, offset):
         """Fill application memory at addr from file ``f`` at ``offset``; returns bytes read."""
         done = 0
-        for off, k in self._chunks(addr, length, 0):
+        for off, k in self._chunks(addr, length, 0, write=True):
             view = self.file.view(off, k)
             got = 0
             while got < k:
@@ -387,28 +436,37 @@ class MemoryManager:
     # -- whole address spaces ------------------------------------------------
 
     def fork(self):
-        """A copy for fork(2): every VMA in fresh memory-file pages; attach() it to an AddressSpace.
+        """A copy for fork(2); attach() it to an AddressSpace.
 
-        Only pages that hold data are copied (SEEK_DATA over the memory
-        file), so an untouched stack or heap costs nothing. MAP_SHARED
-        memory and page-cache pages (``cow``) are not copied: both address
-        spaces map the same pages.
+        Private VMAs of at least ``alloc.cow_min`` bytes are shared copy-on-
+        write: both processes map the same pages read-only until one writes.
+        Smaller ones are copied now, and only their pages that hold data
+        (SEEK_DATA over the memory file), since a fault costs more than
+        copying a few pages. MAP_SHARED memory and pages already shared
+        (page cache, an earlier fork) are not copied.
         """
         child = MemoryManager(self.alloc, None)
+        cow_min = self.alloc.cow_min
         with self.lock:
             for v in self._vmas:
                 n = v.end - v.start
-                if v.cow:
+                cow = v.cow
+                if cow is not None:
                     off = v.fileoff
-                    v.cow.ref()
+                    cow.ref()
                 elif v.flags == MAP_SHARED:
                     off = v.fileoff
                     self.alloc.share(off, n)
+                elif cow_min is not None and n >= cow_min:
+                    off = v.fileoff
+                    cow = v.cow = SharedPages(self.alloc, off, n, refs=2)
+                    if v.prot & PROT_WRITE and self.aspace is not None:
+                        self.aspace.protect(v.start, n, _host_prot(v))
                 else:
                     off = self.alloc.alloc(n)
                     self._copy_sparse(off, v.fileoff, n)
                 child._vmas.append(Vma(v.start, v.end, v.prot, v.flags, off, v.name, v.offset,
-                                       v.dev, v.ino, v.cow))
+                                       v.dev, v.ino, cow))
                 child._starts.append(v.start)
             child.brk_start, child.brk_end, child.mmap_base = self.brk_start, self.brk_end, self.mmap_base
         return child
@@ -431,7 +489,7 @@ class MemoryManager:
         with self.lock:
             self.aspace = aspace
             for v in self._vmas:
-                aspace.map(v.start, v.end - v.start, v.prot, v.fileoff)
+                aspace.map(v.start, v.end - v.start, _host_prot(v), v.fileoff)
 
     def reset(self):
         """execve(2): drop every mapping, keep the address space."""

@@ -33,29 +33,59 @@ def _key(st):
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-class Entry:
-    """One cached file: its pages at memory-file offset ``off``; ``refs`` mappings use them."""
+class SharedPages:
+    """[off, off+size) of the memory file, mapped read-only by ``refs`` VMAs (``Vma.cow``).
 
-    __slots__ = ("cache", "off", "size", "filled", "refs", "evicted")
+    Whoever writes first gets a copy; the pages go back to the allocator
+    when the last VMA lets go. Anonymous memory after a copy-on-write fork
+    is one; a page-cache entry is another, which also outlives its VMAs
+    while it stays cached.
+    """
 
-    def __init__(self, cache, off, size):
-        self.cache = cache
+    __slots__ = ("alloc", "off", "size", "refs", "_lock")
+
+    def __init__(self, alloc, off, size, refs=0):
+        self.alloc = alloc
         self.off = off
         self.size = size
-        self.filled = bytearray((size + CHUNK - 1) // CHUNK)
-        self.refs = 0
-        self.evicted = False
+        self.refs = refs
+        self._lock = threading.Lock()
 
     def ref(self):
-        with self.cache._lock:
+        with self._lock:
             self.refs += 1
 
     def unref(self):
-        with self.cache._lock:
+        with self._lock:
             self.refs -= 1
-            if self.refs or not self.evicted:
+            if self.refs or not self._unowned():
                 return
-        self.cache.alloc.free(self.off, self.size)
+        self.alloc.free(self.off, self.size)
+
+    def _unowned(self):
+        return True
+
+    def adopt(self, off, size):
+        """Take the pages over, uncopied, when the caller's VMA is their only user and spans them all."""
+        with self._lock:
+            if self.refs != 1 or off != self.off or size != self.size or not self._unowned():
+                return False
+            self.refs = 0
+            return True
+
+
+class Entry(SharedPages):
+    """One cached file: its pages at memory-file offset ``off``."""
+
+    __slots__ = ("filled", "evicted")
+
+    def __init__(self, cache, off, size):
+        super().__init__(cache.alloc, off, size)
+        self.filled = bytearray((size + CHUNK - 1) // CHUNK)
+        self.evicted = False
+
+    def _unowned(self):
+        return self.evicted
 
 
 class PageCache:
@@ -94,7 +124,7 @@ class PageCache:
             for c in range(offset // CHUNK, (end + CHUNK - 1) // CHUNK):
                 if not e.filled[c]:
                     self._fill(e, f, c)
-            e.refs += 1
+            e.ref()
             return e, e.off + offset
 
     def _fill(self, e, f, c):
@@ -121,8 +151,10 @@ class PageCache:
     def _drop(self, e):
         """Out of the cache; the pages go once no mapping uses them. Precondition: lock held."""
         self.cached -= (e.size + PAGE - 1) & ~(PAGE - 1)
-        e.evicted = True
-        if not e.refs:
+        with e._lock:
+            e.evicted = True
+            free = not e.refs
+        if free:
             self.alloc.free(e.off, e.size)
 
     def clear(self):

@@ -118,10 +118,9 @@ def sys_madvise(t, addr, length, advice, *_):
     advice = s32(advice)
     if advice in (MADV_DONTNEED, MADV_FREE) and length:
         end = addr + page_up(length)
-        for v in t.mm.vmas():
-            lo, hi = max(v.start, addr), min(v.end, end)
-            if lo < hi and v.flags == MAP_PRIVATE and not v.ino:   # anonymous only
-                t.mm.file.punch(v.fileoff + (lo - v.start), hi - lo)
+        if end > MM_TOP or end < addr:
+            raise SyscallError(errno.EINVAL)
+        t.mm.discard(addr, end)
     return 0
 
 

@@ -1,0 +1,60 @@
+"""Copy-on-write fork (MemoryManager.fork with alloc.cow_min): the sharing is never visible."""
+
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def test_cow_fork_matches_native(sandbox, build_c):
+    prog = build_c(os.path.join(HERE, "c", "cow_fork.c"), extra=("-pthread",))
+    native = sandbox.native([prog])
+    run = sandbox.run([prog])
+    assert native.returncode == 0, native.stderr
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == native.stdout
+    assert run.stdout.count(b"status 0") == 4
+
+
+def test_fork_shares_big_private_vmas_and_copies_small_ones():
+    from pyvisor.sentry.mm.memfile import MemoryFileAllocator
+    from pyvisor.sentry.mm.mm import MemoryManager
+
+    alloc = MemoryFileAllocator(64 << 20)
+    alloc.cow_min = 64 << 10
+    parent = MemoryManager(alloc, None)
+    big = parent.map_anon(0x400000, 1 << 20, 3)
+    small = parent.map_anon(0x600000, 4 << 10, 3)
+    parent.copy_out(0x400000, b"big")
+    parent.copy_out(0x600000, b"small")
+    child = parent.fork()
+    cbig, csmall = child.vmas()
+    assert cbig.cow is big.cow and cbig.fileoff == big.fileoff and big.cow.refs == 2
+    assert csmall.cow is None and csmall.fileoff != small.fileoff
+    # The Sentry writing for the child (copy_out) gives it its own pages first.
+    child.copy_out(0x400000, b"BIG")
+    assert parent.copy_in(0x400000, 3) == b"big" and child.copy_in(0x400000, 3) == b"BIG"
+    assert child.vmas()[0].cow is None and big.cow.refs == 1
+    # The parent, now the only user of the shared pages, takes them over uncopied.
+    off = big.fileoff
+    assert parent.write_fault(0x400000 + 5)
+    assert big.cow is None and big.fileoff == off
+    assert not parent.write_fault(0x400000 + 5)     # not shared any more: a real fault
+    child.release()
+    parent.release()
+    assert alloc.allocated == 0
+
+
+def test_eager_fork_when_disabled():
+    from pyvisor.sentry.mm.memfile import MemoryFileAllocator
+    from pyvisor.sentry.mm.mm import MemoryManager
+
+    alloc = MemoryFileAllocator(64 << 20)
+    alloc.cow_min = None
+    parent = MemoryManager(alloc, None)
+    parent.map_anon(0x400000, 1 << 20, 3)
+    parent.copy_out(0x400000, b"data")
+    child = parent.fork()
+    (v,) = child.vmas()
+    assert v.cow is None and child.copy_in(0x400000, 4) == b"data"
+    child.release()
+    parent.release()
