@@ -58,3 +58,13 @@ def test_eager_fork_when_disabled():
     assert v.cow is None and child.copy_in(0x400000, 4) == b"data"
     child.release()
     parent.release()
+
+
+def test_exec_keeps_nothing_of_the_old_image(sandbox, build_c):
+    """After vfork+exec the new image must not see the parent's pages (the host process
+    made for it starts as a clone of the parent's stub)."""
+    prog = build_c(os.path.join(HERE, "c", "exec_fresh.c"))
+    run = sandbox.run([prog])
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout == b"after vfork: old page gone\nafter fork: old page gone\n"
+    assert run.stdout == sandbox.native([prog]).stdout
