@@ -25,6 +25,9 @@ def _parser():
                      help="most tasks (processes and threads) the sandbox may hold (default: 1024)")
     run.add_argument("--no-pin", dest="pin_cpu", action="store_false",
                      help="do not pin the Sentry and the stub to one CPU")
+    run.add_argument("--fork", default="cow", choices=["cow", "eager"],
+                     help="how fork copies private memory: copy-on-write for mappings of 64 KiB "
+                          "and more (default), or all at once (for measurement)")
     run.add_argument("program", nargs=argparse.REMAINDER, help="PROGRAM [ARGS...]")
     # Declared here, not in pyvisor.bench, so that `pyvisor run` never imports it.
     bench = sub.add_parser("bench", help="measure syscall overhead and workloads against native")
@@ -87,7 +90,8 @@ def _cmd_run(args):
             cwd=cwd, rootfs=os.path.abspath(args.rootfs), hostname=args.hostname,
             platform=args.platform, strace=args.strace is not None,
             strace_file=None if args.strace in (None, "-") else args.strace,
-            debug=args.debug, pin_cpu=args.pin_cpu, pids_limit=args.pids_limit)
+            debug=args.debug, pin_cpu=args.pin_cpu, pids_limit=args.pids_limit,
+            fork=args.fork)
     except ValueError as e:
         sys.stderr.write("pyvisor: %s\n" % e)
         return EX_USAGE

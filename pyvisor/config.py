@@ -4,6 +4,7 @@ import os
 from dataclasses import dataclass, field
 
 PLATFORMS = ("ptrace", "kvm", "auto")
+FORK_MODES = ("cow", "eager")
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class SandboxConfig:
     pin_cpu: bool = True
     confine: bool = True              # the Sentry's own seccomp filter (pyvisor/seccomp.py)
     pids_limit: int = 1024
+    fork: str = "cow"                 # copy-on-write for big private mappings, or "eager"
     extra: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
@@ -27,6 +29,8 @@ class SandboxConfig:
             raise ValueError("no program to run")
         if self.pids_limit < 1:
             raise ValueError("--pids-limit must be at least 1")
+        if self.fork not in FORK_MODES:
+            raise ValueError("unknown fork mode %r (have: %s)" % (self.fork, ", ".join(FORK_MODES)))
         if self.platform not in PLATFORMS:
             raise ValueError("unknown platform %r (have: %s)" % (self.platform, ", ".join(PLATFORMS)))
 

@@ -1,18 +1,28 @@
 """Copy-on-write fork (MemoryManager.fork with alloc.cow_min): the sharing is never visible."""
 
 import os
+import subprocess
+
+import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def test_cow_fork_matches_native(sandbox, build_c):
+@pytest.mark.parametrize("mode", ["cow", "eager"])
+def test_cow_fork_matches_native(sandbox, build_c, mode):
     prog = build_c(os.path.join(HERE, "c", "cow_fork.c"), extra=("-pthread",))
     native = sandbox.native([prog])
-    run = sandbox.run([prog])
+    run = sandbox.run([prog], options=("--fork", mode))
     assert native.returncode == 0, native.stderr
     assert run.returncode == 0, run.stderr
     assert run.stdout == native.stdout
     assert run.stdout.count(b"status 0") == 4
+
+
+def test_bad_fork_mode_is_a_usage_error(sandbox):
+    run = subprocess.run(sandbox.command(["/bin/true"], ("--fork", "lazy")), capture_output=True)
+    assert run.returncode == 2
+    assert b"--fork" in run.stderr
 
 
 def test_fork_shares_big_private_vmas_and_copies_small_ones():

@@ -148,6 +148,8 @@ class Kernel:
 
         self.futexes = FutexTable()
         self.allocator = MemoryFileAllocator()
+        if getattr(cfg, "fork", "cow") == "eager":
+            self.allocator.cow_min = None
         name = cfg.platform
         if name == "auto":
             name, why = auto_choice()
