@@ -593,3 +593,35 @@ def test_limited_transmit_sends_new_data_on_first_dupacks():
     assert p.a.counters["rtos"] == 0
     p.advance(1)
     assert p.b.recv(100000) == b"l" * (1448 * 8)
+
+
+def test_ack_storm_after_a_forged_segment_is_rate_limited():
+    """A forged in-window segment makes b acknowledge bytes a never sent;
+    a answers b's ACK of unsent data, b answers a's now-old ACK, and so on.
+    Pure ACKs answering unacceptable segments go out at most once per
+    invalid_ratelimit (Linux tcp_oow_rate_limited), so the exchange dies out
+    (unlimited, it ran until the ConnPair's round limit)."""
+    p = established()
+    forged = Segment(p.b.rcv_nxt & 0xFFFFFFFF, p.b.snd_nxt & 0xFFFFFFFF, ACK, 1000, b"x" * 100)
+    p.b.receive(forged, p.now)
+    p.log.clear()
+    p.pump()
+    p.advance(10.0)
+    assert 2 <= len(p.log) <= 6
+    assert p.a.counters["oow_rate_limited"] + p.b.counters["oow_rate_limited"] > 0
+
+
+def test_data_below_the_window_is_acked_every_time():
+    """Not rate limited: a retransmission of data already received must be
+    acknowledged at once, or the sender's recovery stalls."""
+    p = established()
+    old = Segment((p.a.rcv_nxt - 10) & 0xFFFFFFFF, p.a.snd_nxt & 0xFFFFFFFF, ACK, 1000, b"y" * 10)
+    for _ in range(5):
+        p.a.receive(old, p.now)
+        assert [s.flags for s in p.a.output(p.now)] == [ACK]
+    pure = Segment((p.a.rcv_nxt + 10_000_000) & 0xFFFFFFFF, p.a.snd_nxt & 0xFFFFFFFF, ACK, 1000)
+    sent = 0
+    for _ in range(5):
+        p.a.receive(pure, p.now)
+        sent += len(p.a.output(p.now))
+    assert sent == 1 and p.a.counters["oow_rate_limited"] == 4

@@ -44,6 +44,23 @@ def _hostport(text):
     return host, int(port)
 
 
+def _dump_tcp(stack):
+    now = stack.clock.now()
+    for key, sock in list(stack.tcp_conns.items()):
+        c = sock.conn
+        rel = lambda t: None if t is None else round(t - now, 3)
+        print(json.dumps({
+            "conn": "%d:%d" % (key[1], key[3]), "state": c.state.value,
+            "snd_una": c.snd_una - c.iss, "snd_nxt": c.snd_nxt - c.iss,
+            "snd_max": c.snd_max - c.iss, "snd_wnd": c.snd_wnd, "cwnd": c.cc.cwnd,
+            "ssthresh": c.cc.ssthresh, "rto": c.rto, "rto_in": rel(c.rto_deadline),
+            "persist_in": rel(c.persist_deadline), "in_recovery": c.in_recovery,
+            "sacked": [[a - c.iss, b - c.iss] for a, b in c.sacked[:4]],
+            "snd_buf": len(c.snd_buf), "rcv_nxt": c.rcv_nxt - c.irs,
+            "rcv_wnd": c.rcv_adv - c.rcv_nxt, "rcv_buf": len(c.rcv_buf), "ooo": len(c.ooo),
+            "retries": c.retries, "counters": c.counters}), file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m pyvisor.netstack")
     dev = p.add_mutually_exclusive_group(required=True)
@@ -80,7 +97,9 @@ def main(argv=None):
     if args.pcap:
         link = CaptureLink(link, args.pcap)
     if args.impair:
-        link = ImpairedLink(tap, clock, tx=_impairment(args.impair, 1),
+        # Outside the capture: the pcap holds the frames on the wire (what
+        # survived our side's loss on the way out, all that came in).
+        link = ImpairedLink(link, clock, tx=_impairment(args.impair, 1),
                             rx=_impairment(args.impair, 2))
     addr, _, plen = args.addr.partition("/")
     nic = stack.add_interface(link, addr, int(plen or 24), args.tap or args.packet)
@@ -108,8 +127,10 @@ def main(argv=None):
         for a in apps:
             a.step()
 
-    # SIGTERM ends the run cleanly (the pcap file gets flushed and closed).
+    # SIGTERM ends the run cleanly (the pcap file gets flushed and closed);
+    # SIGUSR1 dumps every connection's TCP state to stderr (a stall shows).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    signal.signal(signal.SIGUSR1, lambda *_: _dump_tcp(stack))
     driver = Driver(stack, [tap])
     until = (lambda: client.result is not None) if client else None
     try:

@@ -245,7 +245,7 @@ class TCPSocket(_Endpoint):
         iss = stack.isn(pkt.dst, dport, pkt.src, sport)
         child.conn = TCPConnection.from_syn(seg, child.config, now, iss)
         if nic is not None:
-            child.conn.gso_max = nic.link.gso_max_size
+            child.conn.gso_max = stack.gso_max_for(nic)
         key = (pkt.dst, dport, pkt.src, sport)
         stack.tcp_conns[key] = child
         self.syn_queue[key] = child
@@ -318,7 +318,7 @@ class TCPSocket(_Endpoint):
         self.config.mss = min(self.config.mss, nic.mtu - 40)
         now = stack.clock.now()
         self.conn = TCPConnection(self.config, stack.isn(*key), now)
-        self.conn.gso_max = nic.link.gso_max_size
+        self.conn.gso_max = stack.gso_max_for(nic)
         stack.tcp_conns[key] = self
         self.conn.connect(now)
         stack.mark(self)
@@ -559,6 +559,7 @@ class TCPSocket(_Endpoint):
                 cfg.rcvbuf = min(max(int(value) * 2, SOCK_MIN_RCVBUF), BUF_MAX)
             elif opt == _pysocket.SO_SNDBUF:
                 cfg.sndbuf = min(max(int(value) * 2, SOCK_MIN_SNDBUF), BUF_MAX)
+                cfg.sndbuf_locked = True  # no autotuning, as SOCK_SNDBUF_LOCK
             elif opt == _pysocket.SO_KEEPALIVE:
                 cfg.keepalive = bool(value)
                 self._touch()

@@ -23,6 +23,7 @@ import random
 from collections import Counter, deque
 
 from . import _checksum as ck
+from . import _frames
 from . import arp, ethernet, icmp, ipv4
 from .addr import (BROADCAST_MAC, INADDR_ANY, INADDR_BROADCAST, ip, is_multicast,
                    prefix_mask)
@@ -35,6 +36,7 @@ from . import tcp_segment
 EPHEMERAL_LOW = 32768     # Linux ip_local_port_range
 EPHEMERAL_HIGH = 60999
 HEADROOM = ethernet.ETH_HLEN + ipv4.IP_HLEN
+SOFT_GSO_MAX = 62000      # payload bytes per software-GSO super-segment
 
 
 class NIC:
@@ -67,6 +69,17 @@ class NIC:
         """The link's deliver callable: one inbound Ethernet frame.
         ``csum_ok``: the link vouches for the transport checksum."""
         stack = self.stack
+        if not self.loopback:
+            # Fast path: a well-formed segment for an existing connection,
+            # decoded in one C call.  Anything else (SYNs, fragments, IP
+            # options, bad checksums, no socket) takes the general path
+            # below, which finds and counts it.
+            p = _frames.parse_tcp_frame(frame, self.mac, not csum_ok)
+            if p is not None and p[1] == self.addr and not p[6] & SYN:
+                sock = stack.tcp_conns.get((p[1], p[3], p[0], p[2]))
+                if sock is not None:
+                    stack.tcp_fast_input(sock, frame, p)
+                    return
         parsed = ethernet.parse(frame)
         if parsed is None:
             stack.drops["eth_truncated"] += 1
@@ -94,13 +107,31 @@ class NIC:
         else:
             hw = self.arp.lookup(next_hop, now)
         if hw is None:
+            if gso is not None and not self.link.gso_max_size:
+                # Queue the frames the super-segment will be, not the whole.
+                for frame in _frames.split_tcp(buf, gso[0], gso[1], ck.get16(buf, 18)):
+                    self.arp.resolve(next_hop, memoryview(frame)[ethernet.ETH_HLEN:], now)
+                return
             self.arp.resolve(next_hop, memoryview(buf)[ethernet.ETH_HLEN:], now)
             return
         ethernet.write_header(buf, hw, self.mac, ethernet.ETHERTYPE_IPV4)
-        if gso is not None:
+        if gso is None:
+            self.link.write(buf)
+        elif self.link.gso_max_size:
             self.link.write_gso(buf, *gso)
         else:
-            self.link.write(buf)
+            self._write_soft_gso(buf, gso)
+
+    def _write_soft_gso(self, buf, gso):
+        """Software GSO: cut the super-segment into frames here, just before
+        the link (Linux's skb_gso_segment when the device has no TSO)."""
+        hdr_len, gso_size = gso
+        stack = self.stack
+        frames = _frames.split_tcp(buf, hdr_len, gso_size, ck.get16(buf, 18))
+        # Frame i took ident + i: keep the stack's counter past them.
+        stack.ident = (stack.ident + len(frames) - 1) & 0xFFFF
+        stack.stats["ipv4_out"] += len(frames) - 1
+        self.link.write_many(frames)
 
 
 class Stack:
@@ -127,6 +158,9 @@ class Stack:
         self._timer_n = 0
         self._dirty = {}         # insertion-ordered set: deterministic output order
         self._flushing = False
+        # TCP hands links without TSO super-segments too, cut into frames
+        # in one C call just before the link (see _frames.split_tcp).
+        self.soft_gso = True
 
     # ------------------------------------------------------------- config
 
@@ -292,7 +326,7 @@ class Stack:
         now = self.clock.now()
         total = len(payload_buf) - ethernet.ETH_HLEN
         self.ident = (self.ident + 1) & 0xFFFF
-        if total <= nic.mtu or (gso is not None and nic.link.gso_max_size):
+        if total <= nic.mtu or gso is not None:
             ck.build_ipv4(payload_buf, ethernet.ETH_HLEN, total, self.ident,
                           ipv4.FLAG_DF if df else 0, ttl, proto, src, dst)
             nic.send_ip(payload_buf, next_hop, now, gso if total > nic.mtu else None)
@@ -424,6 +458,22 @@ class Stack:
         self.drops["tcp_no_socket"] += 1
         self.send_rst_for(pkt.dst, dport, pkt.src, sport, seg)
 
+    def tcp_fast_input(self, sock, frame, parsed):
+        """A segment NIC.receive decoded with _frames.parse_tcp_frame, for
+        the existing connection ``sock``; the same outcome as ip_input and
+        tcp_input would reach for it."""
+        _src, _dst, _sport, _dport, seq, ack, flags, window, doff, end, ts = parsed
+        self.stats["ipv4_in"] += 1
+        mv = memoryview(frame)
+        tcp = HEADROOM
+        seg = Segment(seq, ack, flags, window, mv[tcp + doff:end])
+        if ts is False:
+            if not tcp_segment.parse_options(mv[tcp + tcp_segment.TCP_HLEN:tcp + doff], seg):
+                self.drops["tcp_bad_option"] += 1
+        elif ts is not None:
+            seg.ts = ts
+        sock._segment(seg, self.clock.now())
+
     def send_rst_for(self, laddr, lport, raddr, rport, seg):
         """RFC 9293 3.10.7.1: the reset for a segment with no connection."""
         if seg.flags & RST:
@@ -469,6 +519,15 @@ class Stack:
         return None
 
     # ------------------------------------------------------------- sockets
+
+    def gso_max_for(self, nic):
+        """Payload bytes one TCP segment may carry on nic: the link's TSO
+        limit, else software GSO's (``soft_gso``), else 0 (one MSS)."""
+        if nic.link.gso_max_size:
+            return nic.link.gso_max_size
+        if self.soft_gso and not nic.loopback and nic.mtu < SOFT_GSO_MAX:
+            return SOFT_GSO_MAX
+        return 0
 
     def tcp_socket(self):
         from .socket import TCPSocket

@@ -18,9 +18,13 @@ measurement and PAWS (RFC 7323); SACK on both sides (RFC 2018) with
 SACK-based loss recovery (a simplified RFC 6675); retransmission timer
 (RFC 6298) with backoff; fast retransmit and NewReno recovery (RFC 6582,
 with Linux's "reno SACK" accounting when SACK is off); Reno or CUBIC;
-delayed ACKs; Nagle; zero-window probing; keepalive.
+undo of spurious fast recovery by timestamps (Eifel, RFC 3522/4015) with an
+adaptive duplicate threshold (Linux's tp->reordering); rate-limited ACKs for
+unacceptable segments (Linux tcp_oow_rate_limited); send-buffer
+autotuning; delayed ACKs; Nagle; zero-window probing; keepalive.
 """
 
+import copy
 import errno
 import os
 from dataclasses import dataclass
@@ -35,6 +39,7 @@ DEFAULT_MSS = 536            # RFC 9293 3.7.1, when the peer sends none
 MAX_SACK_BLOCKS = 3          # what fits beside timestamps
 MSL = 30.0                   # TIME-WAIT lasts 2*MSL = 60 s, as Linux
 FIN_WAIT_2_TIMEOUT = 60.0    # Linux tcp_fin_timeout for orphaned sockets
+MAX_DUPTHRESH = 300          # Linux tcp_max_reordering
 
 
 def _unwrap(ref, wire):
@@ -74,6 +79,9 @@ class TCPConfig:
     retries: int = 15            # Linux tcp_retries2
     user_mss: int = 0            # TCP_MAXSEG clamp, 0 = none
     ttl: int = 64
+    invalid_ratelimit: float = 0.5  # Linux tcp_invalid_ratelimit (500 ms)
+    sndbuf_locked: bool = False  # SO_SNDBUF was set: no autotuning
+    sndbuf_max: int = 4 << 20    # Linux tcp_wmem[2]
 
 
 # ------------------------------------------------------------------ events
@@ -157,6 +165,8 @@ class TCPConnection:
         self.recover = self.iss
         self.retx_hi = self.iss
         self.retx_marks = {}              # retransmitted seq -> snd_nxt at the time
+        self.dupthresh = 3                # raised when reordering is seen
+        self.undo_state = None            # (cc before reduction, recover, degree, tsval)
         self.cc = congestion.ALGORITHMS[self.config.cc](self.eff_mss)
         # RTT (RFC 6298) and timers.
         self.srtt = None
@@ -184,7 +194,9 @@ class TCPConnection:
         self.events = []
         self._out = []
         self.counters = {"retransmits": 0, "fast_retransmits": 0, "rtos": 0,
-                         "dropped": 0, "challenge_acks": 0, "lost_retransmits": 0}
+                         "dropped": 0, "challenge_acks": 0, "lost_retransmits": 0,
+                         "oow_rate_limited": 0, "undos": 0}
+        self.last_oow_ack = float("-inf")
 
     # ================================================================ opens
 
@@ -374,14 +386,14 @@ class TCPConnection:
         if self.ts_ok and seg.ts is not None and not flags & RST:
             if _ts_before(seg.ts[0], self.ts_recent):
                 self.counters["dropped"] += 1
-                self._send_ack(now)
+                self._oow_ack(seg, now)
                 return
         seg_len = len(seg.payload) + (1 if flags & SYN else 0) + (1 if flags & FIN else 0)
         # First: sequence acceptability.
         if not self._acceptable(seq, seg_len):
             self.counters["dropped"] += 1
             if not flags & RST:
-                self._send_ack(now)
+                self._oow_ack(seg, now)
             return
         self.last_heard = now
         self.keepalive_probes = 0
@@ -390,11 +402,11 @@ class TCPConnection:
             if seq == self.rcv_nxt:
                 self._on_rst()
             else:
-                self._challenge_ack(now)
+                self._challenge_ack(seg, now)
             return
         # Fourth: SYN in a synchronized state (RFC 5961 4.2).
         if flags & SYN:
-            self._challenge_ack(now)
+            self._challenge_ack(seg, now)
             return
         # Timestamps: remember the peer's clock for our echoes (RFC 7323 4.3).
         if self.ts_ok and seg.ts is not None and seq <= self.last_ack_sent:
@@ -478,9 +490,27 @@ class TCPConnection:
             self._fail(errno.ECONNRESET)
         self._enter_closed()
 
-    def _challenge_ack(self, now):
-        self.counters["challenge_acks"] += 1
+    def _challenge_ack(self, seg, now):
+        if self._oow_ack(seg, now):
+            self.counters["challenge_acks"] += 1
+
+    def _oow_ack(self, seg, now):
+        """ACK a segment that is not acceptable (out of window, PAWS, ACK
+        of unsent data, RFC 5961 challenges): at once when it carries data,
+        else at most once per ``invalid_ratelimit`` (Linux
+        tcp_oow_rate_limited).  Two ends that disagree about the sequence
+        space, e.g. after a forged segment was accepted, would otherwise
+        answer each other's pure ACKs forever (an ACK storm).  Returns True
+        when the ACK is sent."""
+        if seg.payload and not seg.flags & SYN:
+            self._send_ack(now)
+            return True
+        if now - self.last_oow_ack < self.config.invalid_ratelimit:
+            self.counters["oow_rate_limited"] += 1
+            return False
+        self.last_oow_ack = now
         self._send_ack(now)
+        return True
 
     # ---------------------------------------------------------------- ACK
 
@@ -501,10 +531,10 @@ class TCPConnection:
             self.state = State.ESTABLISHED if not self.fin_queued else State.FIN_WAIT_1
             self.events.append(Connected())
         if ack > self.snd_max:
-            self._send_ack(now)     # acks something not yet sent
+            self._oow_ack(seg, now)     # acks something not yet sent
             return False
         if ack < self.snd_una - max(self.max_snd_wnd, 65535):
-            self._challenge_ack(now)  # RFC 5961 5.2: too old
+            self._challenge_ack(seg, now)  # RFC 5961 5.2: too old
             return False
         window = seg.window << self.snd_wscale
         if seg.sack and self.sack_ok:
@@ -544,6 +574,7 @@ class TCPConnection:
         if data_acked > 0:
             del self.snd_buf[:data_acked]
             self.snd_buf_seq += data_acked
+            self._expand_sndbuf()
             self.events.append(SendSpace())
         self.snd_una = ack
         if self.snd_nxt < ack:
@@ -553,9 +584,12 @@ class TCPConnection:
             self.sacked[0][0] = ack
         self.retries = 0
         self.rto = self._rto_from_rtt()
-        if self.in_recovery:
+        if self.in_recovery and self._recovery_was_spurious(seg):
+            self._undo_recovery()
+        elif self.in_recovery:
             if ack >= self.recover:
                 self.in_recovery = False
+                self.undo_state = None
                 self.retx_marks.clear()
                 self.reno_sacked = 0
                 self.cc.on_recovery_end()
@@ -569,6 +603,20 @@ class TCPConnection:
         self.dupacks = 0
         self.rto_deadline = now + self.rto if self.snd_max > self.snd_una else None
 
+    def _expand_sndbuf(self):
+        """Send-buffer autotuning (Linux tcp_sndbuf_expand): room for two
+        congestion windows, so the window is never starved by the buffer
+        while the previous one is being acknowledged; up to sndbuf_max,
+        and never once the application set SO_SNDBUF.  N.B. Linux counts
+        buffer truesize, we count payload bytes; and Linux grows only
+        while cwnd-limited, ours follows cwnd (bounded by sndbuf_max)."""
+        cfg = self.config
+        if cfg.sndbuf_locked:
+            return
+        want = min(2 * self.cc.cwnd, cfg.sndbuf_max)
+        if want > cfg.sndbuf:
+            cfg.sndbuf = want
+
     def _on_dupack(self, now):
         self.dupacks += 1
         if not self.sack_ok:
@@ -581,7 +629,7 @@ class TCPConnection:
             # also set by an RTO).
             return False
         mss = self.eff_mss
-        thresh = 3
+        thresh = self.dupthresh
         oseg = -(-(self.snd_nxt - self.snd_una) // mss)
         if oseg < 4 and self._fin_seq() <= self.snd_nxt:
             # Early retransmit (RFC 5827): with fewer than four segments out
@@ -593,6 +641,9 @@ class TCPConnection:
 
     def _enter_recovery(self, now):
         flight = self.snd_max - self.snd_una
+        if self.ts_ok:
+            degree = -(-self._sacked_bytes() // self.eff_mss)
+            self.undo_state = (copy.copy(self.cc), self.recover, degree, self._ts_now(now))
         self.cc.on_loss(flight, now)
         self.in_recovery = True
         self.recover = self.snd_max
@@ -606,6 +657,30 @@ class TCPConnection:
             self._emit(start, n, now, retransmit=True)
             self.retx_marks[start] = self.snd_nxt
             self.retx_hi = start + n
+
+    def _recovery_was_spurious(self, seg):
+        """Eifel detection (RFC 3522) as Linux's tcp_packet_delayed: a new
+        ACK during recovery that echoes a timestamp older than our first
+        retransmission was caused by an original segment, so the "loss"
+        was reordering."""
+        if self.undo_state is None or seg.ts is None:
+            return False
+        return _ts_before(seg.ts[1], self.undo_state[3])
+
+    def _undo_recovery(self):
+        """Undo a spurious fast recovery (RFC 4015 response, Linux
+        tcp_undo_cwnd_reduction): restore the congestion state from before
+        the reduction, and raise the duplicate threshold past the
+        reordering just seen (Linux tp->reordering, capped likewise)."""
+        cc, recover, degree, _ts = self.undo_state
+        self.undo_state = None
+        self.cc = cc
+        self.in_recovery = False
+        self.retx_marks.clear()
+        self.reno_sacked = 0
+        self.recover = recover
+        self.dupthresh = min(max(self.dupthresh, degree + 1), MAX_DUPTHRESH)
+        self.counters["undos"] += 1
 
     def _update_sack(self, blocks):
         """Merge SACK blocks (RFC 2018) into the scoreboard, ignoring any not
@@ -853,6 +928,8 @@ class TCPConnection:
             if avail <= 0 or room <= 0:
                 break
             n = min(avail, seg_max, room)
+            if mss < n < avail:
+                n -= n % mss  # a super-segment carries whole segments only
             if n < mss and n < end_data - nxt:
                 # Sender SWS avoidance (RFC 9293 3.8.6.2.1).
                 if n < self.max_snd_wnd // 2 and self.snd_nxt > self.snd_una:
@@ -1024,6 +1101,7 @@ class TCPConnection:
             # the timer holds ssthresh constant; only cwnd drops again.
             self.cc.cwnd = self.eff_mss
         self.in_recovery = False
+        self.undo_state = None
         self.retx_marks.clear()
         self.recover = self.snd_max
         self.sacked = []          # RFC 6675 5.1: forget SACK after RTO

@@ -83,12 +83,12 @@ def parse(data, src, dst, drops, csum_ok=False):
         drops["tcp_bad_port"] += 1
         return None
     seg = Segment(seq, ack, flags & 0x3F, window, data[doff:])
-    if doff > TCP_HLEN and not _parse_options(data[TCP_HLEN:doff], seg):
+    if doff > TCP_HLEN and not parse_options(data[TCP_HLEN:doff], seg):
         drops["tcp_bad_option"] += 1
     return sport, dport, seg
 
 
-def _parse_options(opts, seg):
+def parse_options(opts, seg):
     """Fill seg's option fields; False if an option is malformed (parsing
     stops there, as in Linux's tcp_parse_options; earlier options stay)."""
     i, n = 0, len(opts)

@@ -33,6 +33,12 @@ class LinkEndpoint:
         checksum field holds the pseudo-header sum (partial checksum)."""
         raise NotImplementedError
 
+    def write_many(self, frames):
+        """Write a batch of frames (a list of bytes), in order.  Links
+        with a cheaper batch path (TAP) override it."""
+        for frame in frames:
+            self.write(frame)
+
     def pump(self, now):
         return 0
 
