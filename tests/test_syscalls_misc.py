@@ -10,6 +10,7 @@ import errno
 import json
 import os
 import struct
+import threading
 import time
 from types import SimpleNamespace
 
@@ -21,6 +22,7 @@ from pyvisor.sentry.syscalls import creds as cr
 from pyvisor.sentry.syscalls import misc
 from pyvisor.sentry.syscalls import time as tm
 from pyvisor.sentry.syscalls.creds import Credentials
+from pyvisor.sentry.task import ThreadGroup
 
 BASE = 0x10000
 SIZE = 0x3000
@@ -60,9 +62,13 @@ class Memory:
 def make_task(creds=None, size=SIZE):
     m = Memory(size)
     kernel = SimpleNamespace(hostname=b"sandbox", start_time=time.monotonic() - 100.0,
-                             tasks={1: None, 2: None, 5: None})
+                             tasks={1: None, 2: None, 5: None}, groups={},
+                             lock=threading.RLock())
+    # A real ThreadGroup with no tasks: its CPU time (sentry/timers.py) is 0.
+    group = ThreadGroup(kernel, 1, None)
+    kernel.groups[1] = group
     return SimpleNamespace(copy_in=m.copy_in, copy_out=m.copy_out, copy_in_str=m.copy_in_str,
-                           mem=m, kernel=kernel, pid=1, tid=1,
+                           mem=m, kernel=kernel, pid=1, tid=1, group=group, cpu_source=None,
                            creds=creds or Credentials.root(), rlimits=misc.default_rlimits())
 
 

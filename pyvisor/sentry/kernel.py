@@ -30,7 +30,7 @@ from pyvisor.sentry.syscalls import build_table, name_of
 from pyvisor.sentry.threads import ThreadPool
 from pyvisor.sentry.syscalls.creds import Credentials
 from pyvisor.sentry.syscalls.misc import default_rlimits
-from pyvisor.sentry.vfs import signalfd
+from pyvisor.sentry.vfs import pidfd, signalfd
 from pyvisor.sentry.task import (SIGCHLD, SIGKILL, ContextSwitch, GroupExit, SentryCrash,
                                  SignalState, Task, TaskExit, ThreadGroup, exit_wstatus,
                                  siginfo_bytes, signal_wstatus)
@@ -376,7 +376,11 @@ class Kernel:
         return 0
 
     def _robust_cleanup(self, t):
-        """Mark the futexes on t's robust list owner-dead and wake a waiter of each (futex(7))."""
+        """Mark the futexes on t's robust list owner-dead and wake a waiter of each (futex(7)).
+
+        An entry's low bit marks a PI futex, whose waiter is handed the lock
+        by FutexTable.exit_pi; the pending entry is handled last (Linux
+        exit_robust_list)."""
         head, t.robust_list = t.robust_list, 0
         if not head:
             return
@@ -384,27 +388,24 @@ class Kernel:
             nxt, offset, pending = struct.unpack("<QqQ", t.mm.copy_in(head, 24))
             entries, entry = [], nxt
             while entry != head and entry and len(entries) < ROBUST_LIST_LIMIT:
-                entries.append(entry & ~1)
+                if entry != pending:
+                    entries.append((entry & ~1, entry & 1, False))
                 entry = struct.unpack("<Q", t.mm.copy_in(entry & ~1, 8))[0]
             if pending:
-                entries.append(pending & ~1)
+                entries.append((pending & ~1, pending & 1, True))
         except SyscallError:
             return
-        for e in entries:
-            uaddr = (e + offset) & 0xFFFFFFFFFFFFFFFF
+        for e, pi, is_pending in entries:
             try:
-                val = struct.unpack("<I", t.mm.copy_in(uaddr, 4))[0]
-                if val & FUTEX_TID_MASK != t.tid:
-                    continue
-                t.mm.copy_out(uaddr, struct.pack("<I", (val & FUTEX_WAITERS) | FUTEX_OWNER_DIED))
-                if val & FUTEX_WAITERS:
-                    self.futexes.wake(t, uaddr, 1, 0xFFFFFFFF)
+                self.futexes.handle_death(t, (e + offset) & 0xFFFFFFFFFFFFFFFF, pi, is_pending)
             except SyscallError:
                 continue
 
     def _mm_release(self, t):
-        """What Linux does when a task lets go of its mm: the robust list, CLEARTID and its wake."""
+        """What Linux does when a task lets go of its mm: the robust list, PI
+        futexes it holds, CLEARTID and its wake."""
         self._robust_cleanup(t)
+        self.futexes.exit_pi(t, dying=False)
         addr, t.clear_child_tid = t.clear_child_tid, 0
         if addr:
             try:
@@ -498,6 +499,52 @@ class Kernel:
             self._notify_parent(g, CLD_CONTINUED, SIGCONT)
             self.cond.notify_all()
 
+    def pgrp_orphaned_locked(self, pgid, ignored=None):
+        """Is process group pgid orphaned (POSIX; Linux will_become_orphaned_pgrp)?
+
+        It is unless some member (other than `ignored`, and not exited) has
+        a parent in another process group of the same session: a shell that
+        could still continue it. Precondition: Kernel.lock held.
+        N.B. Linux also counts a parent that is the *global* init as no
+        link; the sandbox's PID 1 is a namespace init, which Linux counts
+        as an ordinary parent, so it is one here too. The sandbox's init
+        itself has a parent outside (whoever ran pyvisor, as a container's
+        init does), so its own group keeps that link.
+        """
+        for m in self.groups.values():
+            if m.pgid != pgid or m is ignored or m.wstatus is not None:
+                continue
+            p = m.parent
+            if p is None and m.tgid == 1:
+                return False
+            if p is not None and p.pgid != pgid and p.sid == m.sid:
+                return False
+        return True
+
+    def _kill_orphaned_pgrps_locked(self, g, reparented):
+        """g has exited and its children were re-parented: a process group that
+        this made orphaned while it has stopped members gets SIGHUP, then
+        SIGCONT (POSIX; Linux kernel/exit.c kill_orphaned_pgrp). Lock held."""
+        hit = set()
+        for c in reparented:     # g was a child's only link outside its group
+            if c.pgid != g.pgid and c.sid == g.sid and c.pgid not in hit and \
+                    self.pgrp_orphaned_locked(c.pgid) and self._pgrp_stopped_locked(c.pgid):
+                hit.add(c.pgid)
+        p = g.parent              # g was its own group's only link outside
+        if p is not None and p.pgid != g.pgid and p.sid == g.sid and g.pgid not in hit and \
+                self.pgrp_orphaned_locked(g.pgid, ignored=g) and self._pgrp_stopped_locked(g.pgid):
+            hit.add(g.pgid)
+        for pgid in sorted(hit):
+            members = [m for m in self.groups.values() if m.pgid == pgid and m.tasks]
+            self.log("process group %d orphaned with stopped members: SIGHUP, SIGCONT" % pgid)
+            for signo in (1, SIGCONT):
+                for m in members:
+                    self.send_signal(next(iter(m.tasks.values())), signo,
+                                     siginfo_bytes(signo, SI_KERNEL))
+
+    def _pgrp_stopped_locked(self, pgid):
+        return any(m.pgid == pgid and m.stopped and m.tasks for m in self.groups.values())
+
     def wait_while_stopped(self, t):
         """Park a task of a stopped group until SIGCONT, SIGKILL or the group's end."""
         with self.lock:
@@ -587,7 +634,9 @@ class Kernel:
             for o in others:
                 o.interrupt()
         self._mm_release(t)
+        self.futexes.exit_pi(t, dying=True)   # from now on t owns no PI futex
         self.release_vfork(t)
+        timers.task_exiting(t)      # its CPU time, while the host still has it
         if t.context is not None:
             try:
                 t.context.aspace.drop()
@@ -615,11 +664,13 @@ class Kernel:
         timers.group_gone(g)
         with self.lock:
             init = self.groups.get(1)
+            reparented = g.children
             for c in g.children:
                 c.parent = init if init is not g else None
                 if init is not None and init is not g:
                     init.children.append(c)
             g.children = []
+            self._kill_orphaned_pgrps_locked(g, reparented)
             parent = g.parent
             if parent is None:
                 self.groups.pop(g.tgid, None)   # nobody will reap it
@@ -629,6 +680,7 @@ class Kernel:
                 leader = next(iter(parent.tasks.values()))
                 self.send_signal(leader, g.exit_signal, info)
             self.cond.notify_all()
+        pidfd.group_changed(g)
         if g.tgid == 1:
             self.kill_sandbox(signal_wstatus(SIGKILL))
 

@@ -345,6 +345,17 @@ def BUF_OUT(t, a, r, i):
     return _buffer(t, a[i], a[i + 1])
 
 
+def SOCKADDR(t, a, r, i):
+    """A sockaddr the call reads (bind, connect, sendto): length is the next
+    argument. AF_INET as strace shows it; other families as a pointer."""
+    n = a[i + 1] & 0xFFFFFFFF
+    data = _read(t, a[i], 16) if a[i] and n >= 16 else None
+    if data is None or data[:2] != b"\x02\x00":
+        return pointer(a[i])
+    return '{sa_family=AF_INET, sin_port=htons(%d), sin_addr=inet_addr("%d.%d.%d.%d")}' % (
+        int.from_bytes(data[2:4], "big"), *data[4:8])
+
+
 def BUF_IN(t, a, r, i):
     """Data the call fills in (read): shown after the call, `ret` bytes of it."""
     if r is None or r < 0:
@@ -596,12 +607,12 @@ _S = {
     "pause": (), "nanosleep": (TIMESPEC, PTR),
     "getitimer": (INT, PTR), "alarm": (UINT,), "setitimer": (INT, PTR, PTR),
     "getpid": (), "sendfile": (FD, FD, PTR, SIZE),
-    "socket": (FAMILY, SOCK_TYPE, INT), "connect": (FD, PTR, UINT),
+    "socket": (FAMILY, SOCK_TYPE, INT), "connect": (FD, SOCKADDR, UINT),
     "accept": (FD, PTR, PTR),
-    "sendto": (FD, BUF_OUT, SIZE, MSG_FLAGS, PTR, UINT),
+    "sendto": (FD, BUF_OUT, SIZE, MSG_FLAGS, SOCKADDR, UINT),
     "recvfrom": (FD, BUF_IN, SIZE, MSG_FLAGS, PTR, PTR),
     "sendmsg": (FD, PTR, MSG_FLAGS), "recvmsg": (FD, PTR, MSG_FLAGS),
-    "shutdown": (FD, INT), "bind": (FD, PTR, UINT), "listen": (FD, INT),
+    "shutdown": (FD, INT), "bind": (FD, SOCKADDR, UINT), "listen": (FD, INT),
     "getsockname": (FD, PTR, PTR), "getpeername": (FD, PTR, PTR),
     "socketpair": (FAMILY, SOCK_TYPE, INT, FD_PAIR),
     "setsockopt": (FD, INT, INT, PTR, UINT),
@@ -670,6 +681,8 @@ _S = {
     "close_range": (UINT, UINT, HEX), "getcpu": (PTR, PTR, PTR),
     "personality": (HEX,), "sched_getparam": (INT, PTR),
     "sched_getscheduler": (INT,),
+    "pidfd_open": (INT, O_FLAGS), "pidfd_send_signal": (FD, SIGNAL, PTR, HEX),
+    "pidfd_getfd": (FD, FD, HEX), "waitid": (INT, INT, PTR, WAIT_FLAGS, PTR),
 }
 
 _RET = {"mmap": RET_HEX, "brk": RET_HEX, "mremap": RET_HEX, "shmat": RET_HEX,

@@ -22,7 +22,7 @@ import traceback
 
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls import name_of
-from pyvisor.sentry import waiting
+from pyvisor.sentry import timers, waiting
 from pyvisor.sentry.waiting import Interrupted
 
 _U64 = struct.Struct("<Q")
@@ -173,7 +173,9 @@ class Task:
         self.saved_mask = None     # rt_sigsuspend's mask to restore after delivery
         self.sigwaiting = 0        # signals rt_sigtimedwait is waiting for (blocked, yet wanted)
         self.vfork_parent = None   # the task a CLONE_VFORK parent blocks on
+        self.restart_nointr = False  # the interrupted call restarts even past a handler (PI futexes)
         self.thread = None
+        self.cpu_source = None     # where its CPU time is read (timers.task_cpu_source)
 
     @property
     def pid(self):
@@ -185,8 +187,10 @@ class Task:
         return p.tgid if p is not None else 0
 
     def set_context(self, context):
+        """Run on `context` from now on. Called on the task's own Sentry thread."""
         self.context = context
         self.regs = context.regs
+        self.cpu_source = timers.task_cpu_source(context)
         if not self.kernel.strace:
             # getpid/gettid are answered in the platform's C loop.
             self.regs.fast_pid = self.pid
@@ -290,6 +294,12 @@ class Task:
             raise TaskExit(0)
         if self.group.exiting is not None:
             raise GroupExit(self.group.exiting)
+        try:
+            return self._deliver_signals(ret, number)
+        finally:
+            self.restart_nointr = False
+
+    def _deliver_signals(self, ret, number):
         while True:
             if self.group.stopped:
                 self.kernel.wait_while_stopped(self)
@@ -300,7 +310,11 @@ class Task:
             h, flags, restorer, mask = self.signals.actions.get(signo, (SIG_DFL, 0, 0, 0))
             if signo == SIGKILL or h == SIG_DFL:
                 if signo in STOP_BY_DEFAULT and signo != SIGCONT:
-                    self.kernel.stop_group(self.group, signo)
+                    # SIGTSTP/SIGTTIN/SIGTTOU are discarded in an orphaned
+                    # process group: nobody could continue it (signal(7),
+                    # Linux get_signal's is_current_pgrp_orphaned).
+                    if signo == SIGSTOP or not self._pgrp_orphaned():
+                        self.kernel.stop_group(self.group, signo)
                     continue
                 if signo in IGNORE_BY_DEFAULT or signo == SIGCONT:
                     continue
@@ -308,13 +322,21 @@ class Task:
             if h == SIG_IGN:
                 continue
             if ret is RESTART:
-                ret = -errno.EINTR if (number in NO_RESTART or not flags & SA_RESTART) else self._restart(number)
-            return self._setup_frame(signo, info, h, flags, restorer, mask, ret)
+                ret = -errno.EINTR if (number in NO_RESTART or not flags & SA_RESTART) \
+                    and not self.restart_nointr else self._restart(number)
+            # Like Linux (exit_to_user_mode_loop), a frame for every signal
+            # deliverable now, each on top of the last: the last runs first.
+            ret = self._setup_frame(signo, info, h, flags, restorer, mask, ret)
         if ret is RESTART:
             ret = self._restart(number)
         if self.saved_mask is not None:
             self.signals.mask, self.saved_mask = self.saved_mask, None
         return ret
+
+    def _pgrp_orphaned(self):
+        k = self.kernel
+        with k.lock:
+            return k.pgrp_orphaned_locked(self.group.pgid)
 
     def _restart(self, number):
         """Re-run the interrupted call when the task resumes: back up over `syscall`."""

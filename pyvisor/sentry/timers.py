@@ -23,9 +23,30 @@ Deadlines are kept on the host's monotonic clock in ns; an absolute time on
 CLOCK_REALTIME or CLOCK_BOOTTIME is converted when the timer is armed.
 
 N.B. a timer armed on CLOCK_REALTIME does not follow later changes of the
-wall clock (the sandbox cannot set it; the host could). ITIMER_VIRTUAL and
-ITIMER_PROF are stored and reported by getitimer but never fire, since CPU
-time is not measured per task.
+wall clock (the sandbox cannot set it; the host could).
+
+CPU time (ITIMER_VIRTUAL, ITIMER_PROF, POSIX timers on CPU-time clocks,
+clock_gettime of those clocks, getrusage, times): the application's CPU
+time is the host's count for the host threads that run it, read with
+clock_gettime on a host CPU-time clock id, (~id << 3) | kind, where kind
+is PROF (0: user+system), VIRT (1: user), | 4 for a thread clock.
+
+- ptrace: a thread group runs in one stub process, whose *process* clock
+  covers all its threads. Linux lets any process read another's process
+  clock, but a *thread* clock only within the same thread group, so the
+  per-thread figure is the stub process's too (exact for one thread).
+- KVM: the application runs inside its task's Sentry thread (KVM_RUN), so
+  it is that thread's clock, which also counts the Sentry's own work for
+  the task. Sentry threads are reused, so each task records the thread's
+  clock when it starts running there (`Task.cpu_source`).
+
+A group's totals are accumulated from the deltas of each source between
+readings (`CpuAccount`), so sources may come and go (exec into a new
+stub, threads exiting); a task's last figures are read as it exits, and a
+reaped child's totals are added to its parent's children totals. CPU
+timers are checked every CPU_POLL_NS by a periodic timer on the same
+service thread while any is armed, so one fires at most that late: no
+host call is made per application syscall.
 
 Callbacks run on the service thread with no lock of the service held (they
 take Kernel.lock, a timerfd's lock, a WaitQueue's lock). A callback gets the
@@ -268,11 +289,11 @@ class PosixTimer:
 
 class GroupTimers:
     """A thread group's timers: ITIMER_REAL (shared with alarm), the CPU
-    itimers (stored only), and its POSIX timers. Guarded by Kernel.lock."""
+    itimers, and its POSIX timers. Guarded by Kernel.lock."""
 
     def __init__(self):
         self.real = None                # Timer, made on first use
-        self.cpu = {1: (0, 0), 2: (0, 0)}   # ITIMER_VIRTUAL/PROF: (value ns, interval ns)
+        self.cpu = {}                   # ITIMER_VIRTUAL/PROF -> CpuTimer, made on first use
         self.posix = {}                 # id -> PosixTimer
         self.next_id = 0
 
@@ -388,3 +409,283 @@ def group_gone(g):
     gt = getattr(g, "timers", None)
     if gt is not None and gt.real is not None:
         gt.real.cancel()
+    if gt is not None:
+        for ct in list(gt.cpu.values()):
+            ct.cancel()
+
+
+# -- CPU time (see the module docstring) -------------------------------------------------
+
+CPU_POLL_NS = 10_000_000          # CPU timers are checked this often while armed
+PROF, VIRT = 0, 1                 # host CPU clock kinds: user+system, user
+CPUCLOCK_PERTHREAD = 4
+SIGVTALRM, SIGPROF = 26, 27
+
+
+def _host_clock(ident, kind, thread):
+    return ((~ident) << 3) | kind | (CPUCLOCK_PERTHREAD if thread else 0)
+
+
+def task_cpu_source(context):
+    """What to read for the CPU time of the task about to run `context` on
+    the calling thread: (key, user clock, prof clock, (user, prof) base)."""
+    pid = getattr(getattr(context, "aspace", None), "pid", None)
+    if pid is not None:                       # ptrace: the stub process
+        return (("p", pid), _host_clock(pid, VIRT, False), _host_clock(pid, PROF, False), (0, 0))
+    tid = threading.get_native_id()           # KVM: this Sentry thread, from now on
+    uclk, pclk = _host_clock(tid, VIRT, True), _host_clock(tid, PROF, True)
+    try:
+        base = (time.clock_gettime_ns(uclk), time.clock_gettime_ns(pclk))
+    except OSError:
+        base = (0, 0)
+    return (("t", tid), uclk, pclk, base)
+
+
+def _read_source(src):
+    """(user, prof) ns now, or None once the source is gone."""
+    _key, uclk, pclk, _base = src
+    try:
+        return time.clock_gettime_ns(uclk), time.clock_gettime_ns(pclk)
+    except (OSError, OverflowError):
+        return None
+
+
+class CpuAccount:
+    """A thread group's CPU time: totals from the deltas of its sources.
+    `children` holds the totals of reaped children (getrusage RUSAGE_CHILDREN)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.user = 0
+        self.prof = 0
+        self.seen = {}                  # source key -> (user, prof) last read
+        self.children = (0, 0)
+
+    def update(self, sources, drop_others=True):
+        """Add what each source used since it was last read; returns (user, prof)."""
+        with self.lock:
+            keys = set()
+            for src in sources:
+                now = _read_source(src)
+                if now is None:
+                    continue
+                key = src[0]
+                keys.add(key)
+                lu, lp = self.seen.get(key, src[3])
+                self.user += max(0, now[0] - lu)
+                self.prof += max(0, now[1] - lp)
+                self.seen[key] = now
+            if drop_others:
+                for key in [k for k in self.seen if k not in keys]:
+                    del self.seen[key]
+            return self.user, max(self.prof, self.user)
+
+
+def cpu_account(g):
+    acct = getattr(g, "cpu_account", None)
+    if acct is None:
+        with g.kernel.lock:
+            acct = getattr(g, "cpu_account", None)
+            if acct is None:
+                acct = g.cpu_account = CpuAccount()
+    return acct
+
+
+def _sources(g):
+    with g.kernel.lock:
+        tasks = [x for x in g.tasks.values() if x is not None]
+    out, keys = [], set()
+    for x in tasks:
+        src = getattr(x, "cpu_source", None)
+        if src is not None and src[0] not in keys:
+            keys.add(src[0])
+            out.append(src)
+    return out
+
+
+def group_cpu(g):
+    """(user ns, user+system ns) the thread group has used so far."""
+    return cpu_account(g).update(_sources(g))
+
+
+def task_cpu(t):
+    """(user ns, user+system ns) of one task; N.B. under ptrace its whole stub process's."""
+    src = getattr(t, "cpu_source", None)
+    now = _read_source(src) if src is not None else None
+    if now is None:
+        return 0, 0
+    u, p = now[0] - src[3][0], now[1] - src[3][1]
+    return max(0, u), max(0, p, u)
+
+
+def task_exiting(t):
+    """t is about to end: read its source one last time while it still exists."""
+    src = getattr(t, "cpu_source", None)
+    if src is not None:
+        cpu_account(t.group).update([src], drop_others=False)
+
+
+def child_reaped(parent, child):
+    """wait(2) reaped `child`: its totals, and its own children's, become the parent's."""
+    cu, cp = cpu_account(child).update([])
+    ku, kp = cpu_account(child).children
+    acct = cpu_account(parent)
+    with acct.lock:
+        u, p = acct.children
+        acct.children = (u + cu + ku, p + cp + kp)
+
+
+def children_cpu(g):
+    return cpu_account(g).children
+
+
+class CpuClock:
+    """A CPU-time clock as a timer counts it: `now()` in ns. kind VIRT or PROF
+    of a thread group, or of one task (`task` set)."""
+
+    def __init__(self, group, kind, task=None):
+        self.group = group
+        self.kind = kind
+        self.task = task
+
+    def now(self):
+        u, p = task_cpu(self.task) if self.task is not None else group_cpu(self.group)
+        return u if self.kind == VIRT else p
+
+
+class CpuTimer:
+    """An interval timer on a CpuClock; the same interface as Timer (`set`,
+    `cancel`, `get`, `current`, `service.now()`), with deadlines in that
+    clock's ns. Fields are guarded by the CpuTimers' lock."""
+
+    __slots__ = ("service", "callback", "deadline", "interval", "gen", "_poller")
+
+    def __init__(self, poller, clock, callback):
+        self._poller = poller
+        self.service = clock
+        self.callback = callback
+        self.deadline = None
+        self.interval = 0
+        self.gen = 0
+
+    def set(self, deadline, interval):
+        return self._poller.arm(self, deadline, interval)
+
+    def cancel(self):
+        return self._poller.arm(self, None, 0)
+
+    def get(self):
+        with self._poller.lock:
+            return self._poller.remaining_locked(self, self.service.now())
+
+    def current(self, gen):
+        return self.gen == gen
+
+
+class CpuTimers:
+    """The kernel's armed CPU timers, checked every CPU_POLL_NS by one
+    periodic Timer on the TimerService while any is armed.
+
+    Lock order: CpuTimers.lock, then TimerService._cond (the poll timer is
+    armed and cancelled with our lock held); CpuTimer callbacks and clock
+    reads run with neither held."""
+
+    def __init__(self, svc):
+        self.svc = svc
+        self.lock = threading.Lock()
+        self.armed = set()
+        self.poll = svc.timer(lambda n, gen: self.check())
+
+    def timer(self, clock, callback):
+        return CpuTimer(self, clock, callback)
+
+    def remaining_locked(self, timer, now):
+        if timer.deadline is None:
+            return 0, timer.interval
+        return max(timer.deadline - now, 1), timer.interval
+
+    def arm(self, timer, deadline, interval):
+        now = timer.service.now()
+        with self.lock:
+            old = self.remaining_locked(timer, now)
+            timer.gen += 1
+            timer.deadline = deadline
+            timer.interval = interval
+            was = bool(self.armed)
+            if deadline is None:
+                self.armed.discard(timer)
+            else:
+                self.armed.add(timer)
+            # Under our lock, so a check() that finds nothing armed cannot
+            # cancel the poll just started for a new timer.
+            if not was and self.armed:
+                self.poll.set(self.svc.now() + CPU_POLL_NS, CPU_POLL_NS)
+            elif was and not self.armed:
+                self.poll.cancel()
+        if deadline is not None and deadline <= now:
+            self.check()
+        return old
+
+    def check(self):
+        """Fire every armed CPU timer whose clock has passed its deadline."""
+        with self.lock:
+            timers = list(self.armed)
+        nows = {}
+        fired = []
+        for timer in timers:
+            clock = timer.service
+            key = (id(clock.group), id(clock.task), clock.kind)
+            if key not in nows:
+                nows[key] = clock.now()
+            now = nows[key]
+            with self.lock:
+                if timer not in self.armed or timer.deadline is None or now < timer.deadline:
+                    continue
+                n = 1
+                if timer.interval:
+                    n += (now - timer.deadline) // timer.interval
+                    timer.deadline += n * timer.interval
+                else:
+                    timer.deadline = None
+                    self.armed.discard(timer)
+                fired.append((timer, n, timer.gen))
+        with self.lock:
+            if not self.armed:
+                self.poll.cancel()
+        for timer, n, gen in fired:
+            timer.callback(n, gen)
+
+
+def cpu_timers(kernel):
+    """The kernel's CpuTimers, made on first use."""
+    c = getattr(kernel, "cpu_timers", None)
+    if c is None:
+        svc = service(kernel)
+        with _service_lock:
+            c = getattr(kernel, "cpu_timers", None)
+            if c is None:
+                c = kernel.cpu_timers = CpuTimers(svc)
+    return c
+
+
+def cpu_itimer(g, which):
+    """The group's ITIMER_VIRTUAL (1) or ITIMER_PROF (2): SIGVTALRM/SIGPROF to the process."""
+    gt = group_timers(g)
+    with g.kernel.lock:
+        ct = gt.cpu.get(which)
+    if ct is None:
+        signo = SIGVTALRM if which == 1 else SIGPROF
+        made = cpu_timers(g.kernel).timer(CpuClock(g, VIRT if which == 1 else PROF),
+                                          lambda n, gen: _send_cpu_signal(g, signo))
+        with g.kernel.lock:
+            ct = gt.cpu.setdefault(which, made)
+    return ct
+
+
+def _send_cpu_signal(g, signo):
+    k = g.kernel
+    with k.lock:
+        target = _any_task(g)
+    if target is not None:
+        info = struct.pack("<iii4x", signo, 0, SI_KERNEL).ljust(128, b"\0")
+        k.send_signal(target, signo, info, group=True)

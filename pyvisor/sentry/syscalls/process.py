@@ -4,11 +4,13 @@ import errno
 
 import struct
 
+from pyvisor.sentry import timers
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.mm import MM_TOP
 from pyvisor.sentry.task import GroupExit, TaskExit, exit_wstatus
 from pyvisor.sentry.syscalls import _numbers as nr
 from pyvisor.sentry.syscalls._util import s32
+from pyvisor.sentry.vfs import pidfd as _pidfd
 
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
 ARCH_GET_CPUID, ARCH_SET_CPUID = 0x1011, 0x1012
@@ -54,15 +56,28 @@ CLONE_NEWMASK = 0x7E020000 & ~CLONE_THREAD   # every CLONE_NEW* namespace flag
 SUPPORTED = (CSIGNAL | CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_VFORK
              | CLONE_PARENT | CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS | CLONE_PARENT_SETTID
              | CLONE_CHILD_CLEARTID | CLONE_DETACHED | CLONE_UNTRACED | CLONE_CHILD_SETTID
-             | CLONE_IO | CLONE_PTRACE)
+             | CLONE_IO | CLONE_PTRACE | CLONE_PIDFD)
 SIGCHLD = 17
 
 
-def _clone(t, flags, stack, ptid, ctid, tls):
-    """clone(2)'s flag rules, then the Kernel's work."""
+def _clone(t, flags, stack, ptid, ctid, tls, pidfd_addr=None):
+    """clone(2)'s flag rules, then the Kernel's work.
+
+    With CLONE_PIDFD a pidfd for the child is stored as an int at
+    `pidfd_addr` (clone3's cl_args.pidfd), or at `ptid` for clone(2), which
+    is why clone(2) refuses CLONE_PIDFD with CLONE_PARENT_SETTID.
+    """
     if flags & CLONE_THREAD and not flags & CLONE_SIGHAND or \
             flags & CLONE_SIGHAND and not flags & CLONE_VM:
         raise SyscallError(errno.EINVAL)
+    if flags & CLONE_PIDFD:
+        if flags & (CLONE_THREAD | CLONE_DETACHED):
+            raise SyscallError(errno.EINVAL)
+        if pidfd_addr is None:
+            if flags & CLONE_PARENT_SETTID:
+                raise SyscallError(errno.EINVAL)
+            pidfd_addr = ptid
+        t.copy_out(pidfd_addr, b"\0\0\0\0")      # EFAULT before any child exists
     if flags & CLONE_THREAD and flags & CSIGNAL:
         raise SyscallError(errno.EINVAL)
     if flags & CLONE_NEWMASK:
@@ -71,7 +86,24 @@ def _clone(t, flags, stack, ptid, ctid, tls):
         raise SyscallError(errno.EINVAL)
     if flags & CSIGNAL > 64:
         raise SyscallError(errno.EINVAL)
-    return t.kernel.clone(t, flags, stack, ptid, ctid, tls)
+    tid = t.kernel.clone(t, flags & ~CLONE_PIDFD, stack, ptid, ctid, tls)
+    if flags & CLONE_PIDFD:
+        _store_pidfd(t, tid, pidfd_addr)
+    return tid
+
+
+def _store_pidfd(t, tid, addr):
+    """CLONE_PIDFD: a pidfd for the new child, its number written at addr.
+
+    N.B. Linux installs the pidfd before the child can run; here it is made
+    just after, which only differs if a sibling thread reaps the child first.
+    """
+    with t.kernel.lock:
+        g = t.kernel.groups.get(tid)
+    if g is None:
+        return
+    fd = t.fdtable.install(_pidfd.PidFile(g), cloexec=True)
+    t.copy_out(addr, struct.pack("<i", fd))
 
 
 def sys_clone(t, flags, stack, ptid, ctid, tls, *_):
@@ -94,7 +126,7 @@ def sys_clone3(t, uargs, size, *_):
     if (stack == 0) != (stack_size == 0):
         raise SyscallError(errno.EINVAL)
     return _clone(t, flags | exit_signal, stack + stack_size if stack else 0,
-                  parent_tid, child_tid, tls)
+                  parent_tid, child_tid, tls, pidfd_addr=pidfd)
 
 
 def sys_fork(t, *_):
@@ -158,14 +190,32 @@ def sys_wait4(t, pid, status, options, rusage, *_):
     if found is None:
         return 0
     child, wstatus = found
+    _reaped(t, child)
     if status:
         t.copy_out(status, struct.pack("<i", wstatus))
     if rusage:
-        t.copy_out(rusage, bytes(RUSAGE_SIZE))
+        t.copy_out(rusage, _child_rusage(child))
     return child.tgid
 
 
-P_ALL, P_PID, P_PGID = 0, 1, 2
+def _reaped(t, child):
+    """After a wait: if it reaped `child`, its CPU times join ours and its pidfds hang up."""
+    if child.wstatus is not None and t.kernel.groups.get(child.tgid) is not child:
+        timers.child_reaped(t.group, child)
+        _pidfd.group_changed(child)
+
+
+def _child_rusage(child):
+    """A struct rusage with the child's CPU times (and its reaped children's)."""
+    user, prof = timers.group_cpu(child)
+    cu, cp = timers.children_cpu(child)
+    user, system = user + cu, max(0, prof + cp - user - cu)
+    tv = struct.pack("<qqqq", user // 1_000_000_000, user % 1_000_000_000 // 1000,
+                     system // 1_000_000_000, system % 1_000_000_000 // 1000)
+    return tv.ljust(RUSAGE_SIZE, b"\0")
+
+
+P_ALL, P_PID, P_PGID, P_PIDFD = 0, 1, 2, 3
 
 
 def sys_waitid(t, idtype, ident, infop, options, rusage, *_):
@@ -181,11 +231,17 @@ def sys_waitid(t, idtype, ident, infop, options, rusage, *_):
         pid = ident
     elif idtype == P_PGID:
         pid = -ident if ident else 0
+    elif idtype == P_PIDFD:
+        pid, options = _pidfd_wait_target(t, ident, options)
     else:
         raise SyscallError(errno.EINVAL)
-    if pid > 0 and ident <= 0 or idtype == P_PGID and ident < 0:
+    if idtype == P_PID and ident <= 0 or idtype == P_PGID and ident < 0:
         raise SyscallError(errno.EINVAL)
     found = t.kernel.wait_child(t, pid, options, reap=not options & WNOWAIT)
+    if found is None and idtype == P_PIDFD and options & _PIDFD_NOHANG:
+        raise SyscallError(errno.EAGAIN)
+    if found is not None and not options & WNOWAIT:
+        _reaped(t, found[0])
     if infop:
         if found is None:
             t.copy_out(infop, bytes(128))
@@ -194,8 +250,81 @@ def sys_waitid(t, idtype, ident, infop, options, rusage, *_):
             code, st = t.kernel._child_code(wstatus)
             t.copy_out(infop, struct.pack("<iii4xiIi", SIGCHLD, 0, code, child.tgid, 0, st).ljust(128, b"\0"))
     if rusage:
-        t.copy_out(rusage, bytes(RUSAGE_SIZE))
+        t.copy_out(rusage, _child_rusage(found[0]) if found is not None else bytes(RUSAGE_SIZE))
     return 0
+
+
+_PIDFD_NOHANG = 1 << 40     # internal: WNOHANG came from a PIDFD_NONBLOCK pidfd
+
+
+def _pidfd_wait_target(t, fd, options):
+    """waitid(P_PIDFD, fd): the pid the pidfd names; a PIDFD_NONBLOCK pidfd
+    makes the wait WNOHANG, and "nothing yet" then EAGAIN (Linux 5.10)."""
+    if fd < 0:
+        raise SyscallError(errno.EINVAL)
+    f = t.fdtable.get(fd)
+    if not isinstance(f, _pidfd.PidFile):
+        raise SyscallError(errno.EBADF)
+    if f.nonblocking and not options & WNOHANG:
+        options |= WNOHANG | _PIDFD_NOHANG
+    return f.group.tgid, options
+
+
+PIDFD_NONBLOCK = _pidfd.PIDFD_NONBLOCK
+
+
+def sys_pidfd_open(t, pid, flags, *_):
+    """Implements Linux syscall pidfd_open(2): a pidfd for a process (a thread-group leader).
+
+    EINVAL for flags other than PIDFD_NONBLOCK or a pid <= 0; ENOENT for a
+    thread that does not lead its group (Linux 6.9 and later; EINVAL
+    before); ESRCH when no such process exists (a zombie still exists: it
+    has not been reaped). N.B. PIDFD_THREAD is not offered (EINVAL).
+    """
+    pid, flags = s32(pid), flags & 0xFFFFFFFF
+    if flags & ~PIDFD_NONBLOCK or pid <= 0:
+        raise SyscallError(errno.EINVAL)
+    k = t.kernel
+    with k.lock:
+        g = k.groups.get(pid)
+        if g is None:
+            raise SyscallError(errno.ENOENT if pid in k.tasks else errno.ESRCH)
+    return t.fdtable.install(_pidfd.PidFile(g, flags), cloexec=True)
+
+
+def _pidfd_file(t, fd):
+    """The PidFile at fd; EBADF if fd is not a pidfd."""
+    f = t.fdtable.get(s32(fd))
+    if not isinstance(f, _pidfd.PidFile):
+        raise SyscallError(errno.EBADF)
+    return f
+
+
+def sys_pidfd_getfd(t, pidfd, targetfd, flags, *_):
+    """Implements Linux syscall pidfd_getfd(2): a duplicate (close-on-exec) of another process's fd.
+
+    N.B. every process of the sandbox may take another's fds (Linux asks
+    for PTRACE_MODE_ATTACH_REALCREDS; all tasks here run as one user, and
+    the host's Yama would allow a parent). ESRCH once the process has
+    exited (Linux 6.18 says so for a zombie too); EBADF for an fd it does
+    not have.
+    """
+    f = _pidfd_file(t, pidfd)
+    if flags:
+        raise SyscallError(errno.EINVAL)
+    k = t.kernel
+    with k.lock:
+        tasks = list(f.group.tasks.values())
+    if not tasks or f.exited():
+        raise SyscallError(errno.ESRCH)
+    if s32(targetfd) < 0:
+        raise SyscallError(errno.EBADF)
+    theirs = tasks[0].fdtable
+    # The reference is taken under their table's lock: the process may close
+    # the fd at the same moment (FDTable.close drops it after that lock).
+    with theirs._lock:
+        got = theirs.get(s32(targetfd)).incref()
+    return t.fdtable.install(got, cloexec=True)
 
 
 def _group_of(t, pid):
@@ -379,4 +508,6 @@ SYSCALLS = {
     nr.NR_rseq: sys_rseq,
     nr.NR_arch_prctl: sys_arch_prctl,
     nr.NR_prctl: sys_prctl,
+    nr.NR_pidfd_open: sys_pidfd_open,
+    nr.NR_pidfd_getfd: sys_pidfd_getfd,
 }

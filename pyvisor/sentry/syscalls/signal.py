@@ -176,6 +176,91 @@ def sys_rt_tgsigqueueinfo(t, tgid, tid, sig, info, *_):
     return _queueinfo(t, _task(t, s32(tid), s32(tgid)), s32(sig), info, False)
 
 
+PIDFD_SIGNAL_THREAD, PIDFD_SIGNAL_THREAD_GROUP, PIDFD_SIGNAL_PROCESS_GROUP = 1, 2, 4
+PIDFD_SIGNAL_FLAGS = PIDFD_SIGNAL_THREAD | PIDFD_SIGNAL_THREAD_GROUP | PIDFD_SIGNAL_PROCESS_GROUP
+PIDFD_SELF_THREAD, PIDFD_SELF_THREAD_GROUP = -10000, -20000
+
+
+def _pidfd_target(t, pidfd):
+    """(ThreadGroup, the thread named or None, default scope flag) for pidfd_send_signal.
+
+    Besides a pidfd, an fd of a /proc/PID directory names that process (Linux
+    tgid_pidfd_to_pid; ESRCH once it is gone)."""
+    from pyvisor.sentry.vfs.pidfd import PidFile
+    if pidfd == PIDFD_SELF_THREAD:
+        return t.group, t, PIDFD_SIGNAL_THREAD
+    if pidfd == PIDFD_SELF_THREAD_GROUP:
+        return t.group, None, PIDFD_SIGNAL_THREAD_GROUP
+    f = t.fdtable.get(pidfd)
+    if isinstance(f, PidFile):
+        return f.group, None, PIDFD_SIGNAL_THREAD_GROUP
+    pid = _proc_pid_dir(f)
+    if pid is None:
+        raise SyscallError(errno.EBADF)
+    g = t.kernel.groups.get(pid)
+    if g is None:
+        raise SyscallError(errno.ESRCH)
+    return g, None, PIDFD_SIGNAL_THREAD_GROUP
+
+
+def _proc_pid_dir(f):
+    """The pid if f is an open /proc/PID directory, else None."""
+    from pyvisor.sentry.vfs.procfs import ProcDir, ProcFS
+    inode = getattr(getattr(f, "vd", None), "inode", None)
+    if isinstance(inode, ProcDir) and isinstance(inode.fs, ProcFS) and inode.key.isdigit():
+        return int(inode.key)
+    return None
+
+
+def sys_pidfd_send_signal(t, pidfd, sig, info, flags, *_):
+    """Implements Linux syscall pidfd_send_signal(2).
+
+    Checks in Linux's order: flags (at most one scope flag), the fd (EBADF
+    unless a pidfd), the siginfo (its si_signo must be sig; only a process
+    signalling itself may forge a positive si_code or SI_TKILL: EPERM), then
+    the target: ESRCH once reaped, and then the signal number (EINVAL). A
+    zombie still exists: the signal (or the probe, sig 0) succeeds and is
+    dropped, as Linux drops signals to a group that has exited.
+    """
+    pidfd, sig, flags = s32(pidfd), s32(sig), flags & 0xFFFFFFFF
+    if flags & ~PIDFD_SIGNAL_FLAGS or bin(flags).count("1") > 1:
+        raise SyscallError(errno.EINVAL)
+    g, thread, scope = _pidfd_target(t, pidfd)
+    scope = flags or scope
+    raw = None
+    if info:
+        raw = t.copy_in(info, 128)
+        signo, code = struct.unpack_from("<i", raw, 0)[0], struct.unpack_from("<i", raw, 8)[0]
+        if signo != sig:
+            raise SyscallError(errno.EINVAL)
+        if (g is not t.group or thread not in (None, t) or scope == PIDFD_SIGNAL_PROCESS_GROUP) \
+                and (code >= 0 or code == SI_TKILL):
+            raise SyscallError(errno.EPERM)
+    k = t.kernel
+    with k.lock:
+        if g.wstatus is not None and k.groups.get(g.tgid) is not g:
+            raise SyscallError(errno.ESRCH)
+        if scope == PIDFD_SIGNAL_PROCESS_GROUP:
+            members = [x for x in k.groups.values() if x.pgid == g.tgid and x.tasks]
+            if not members:
+                raise SyscallError(errno.ESRCH)
+        else:
+            members = [g] if g.tasks else []
+    if not 0 <= sig <= NSIG:
+        raise SyscallError(errno.EINVAL)
+    code = SI_TKILL if scope == PIDFD_SIGNAL_THREAD else SI_USER
+    for m in members:
+        with k.lock:
+            target = thread if thread is not None and thread.group is m else \
+                next(iter(m.tasks.values()), None)
+        if target is None or not sig:
+            continue
+        data = (struct.pack("<i", sig) + raw[4:]) if raw is not None else \
+            siginfo_bytes(sig, code, pid=t.pid, uid=t.creds.uid)
+        k.send_signal(target, sig, data, group=scope != PIDFD_SIGNAL_THREAD)
+    return 0
+
+
 def sys_rt_sigreturn(t, *_):
     """Implements Linux syscall rt_sigreturn(2)."""
     return t.sigreturn()
@@ -250,6 +335,7 @@ SYSCALLS = {
     nr.NR_rt_sigqueueinfo: sys_rt_sigqueueinfo,
     nr.NR_rt_tgsigqueueinfo: sys_rt_tgsigqueueinfo,
     nr.NR_rt_sigreturn: sys_rt_sigreturn,
+    nr.NR_pidfd_send_signal: sys_pidfd_send_signal,
     nr.NR_pause: sys_pause,
     nr.NR_rt_sigsuspend: sys_rt_sigsuspend,
     nr.NR_rt_sigtimedwait: sys_rt_sigtimedwait,

@@ -18,13 +18,13 @@ Linux background (clock_gettime(2), clock_nanosleep(2), time(7)):
   interrupted by a signal.
 
 N.B. The wall and monotonic clocks are the host's (as in gVisor). CPU-time
-clocks are approximations measured in the Sentry: the process clock is the
-whole Sentry's CPU time, the thread clock that of the Sentry thread serving
-the task (one Sentry thread per task, so this is close).
+clocks are the host's count for the host threads that run the application
+(sentry/timers.py: the stub process under ptrace, whose figure a thread's
+clock shows too; the task's Sentry thread under KVM). getrusage(2) and
+times(2) report the same figures, so they agree with the CPU timers.
 """
 
 import errno
-import os
 import struct
 import time as _time
 
@@ -82,18 +82,24 @@ def read_timespec(t, addr):
 
 def _cpu_clock_ns(t, clockid):
     """The CPU-time clocks: fixed ids 2 and 3, or a negative dynamic id."""
+    from pyvisor.sentry import timers
     if clockid == CLOCK_PROCESS_CPUTIME_ID:
-        return _time.process_time_ns()
+        return timers.group_cpu(t.group)[1]
     if clockid == CLOCK_THREAD_CPUTIME_ID:
-        return _time.thread_time_ns()
+        return timers.task_cpu(t)[1]
     pid = ~(clockid >> 3)
     if clockid & 3 == _CPUCLOCK_INVALID:
         raise SyscallError(errno.EINVAL)
     if pid != 0 and not _task_exists(t, pid):
         raise SyscallError(errno.EINVAL)
-    if clockid & _CPUCLOCK_PERTHREAD and pid in (0, t.tid):
-        return _time.thread_time_ns()
-    return _time.process_time_ns()
+    user = clockid & 3 == 1                  # CPUCLOCK_VIRT; PROF and SCHED count both
+    if clockid & _CPUCLOCK_PERTHREAD:
+        x = t if pid == 0 else t.kernel.tasks.get(pid, t)
+        times = timers.task_cpu(x)
+    else:
+        g = t.group if pid == 0 else t.kernel.groups.get(pid, t.group)
+        times = timers.group_cpu(g)
+    return times[0] if user else times[1]
 
 
 def _task_exists(t, pid):
@@ -199,39 +205,46 @@ def sys_clock_nanosleep(t, clockid, flags, req, rem, *_):
 RUSAGE_SELF, RUSAGE_CHILDREN, RUSAGE_THREAD = 0, -1, 1
 
 
-def sys_times(t, buf, *_):
-    """Implements Linux syscall times(2).
+def _self_and_children(t):
+    """((user, system), (children's user, system)) in ns, as timers count them."""
+    from pyvisor.sentry import timers
+    user, prof = timers.group_cpu(t.group)
+    cu, cp = timers.children_cpu(t.group)
+    return (user, prof - user), (cu, max(0, cp - cu))
 
-    N.B. utime/stime are the Sentry's own (all tasks); children's are 0.
-    The result counts clock ticks since the sandbox kernel started.
-    """
+
+def sys_times(t, buf, *_):
+    """Implements Linux syscall times(2): the process's and its reaped
+    children's CPU times in clock ticks; returns ticks since the sandbox
+    kernel started."""
     if buf:
-        cpu = os.times()
-        tms = (int(cpu.user * USER_HZ), int(cpu.system * USER_HZ), 0, 0)
-        t.copy_out(buf, struct.pack("<4q", *tms))
+        (u, s), (cu, cs) = _self_and_children(t)
+        tick = NSEC // USER_HZ
+        t.copy_out(buf, struct.pack("<4q", u // tick, s // tick, cu // tick, cs // tick))
     start = getattr(t.kernel, "start_time", 0.0)
     return int((_time.monotonic() - start) * USER_HZ)
 
 
-def _timeval(seconds):
-    us = int(seconds * 1_000_000)
-    return (us // 1_000_000, us % 1_000_000)
+def _timeval(ns):
+    return (ns // NSEC, ns % NSEC // 1000)
 
 
 def sys_getrusage(t, who, usage, *_):
     """Implements Linux syscall getrusage(2).
 
-    N.B. SELF and THREAD report the Sentry's process and current thread
-    times; CHILDREN reports zeros. Only times and ru_maxrss are filled.
+    N.B. only the times and ru_maxrss are filled; ru_maxrss is the
+    Sentry's own (0 for RUSAGE_CHILDREN). Under ptrace RUSAGE_THREAD gives
+    the whole process's times (see sentry/timers.py).
     """
+    from pyvisor.sentry import timers
     who = s32(who)
     if who == RUSAGE_SELF:
-        cpu = os.times()
-        user, system = cpu.user, cpu.system
+        (user, system), _children = _self_and_children(t)
     elif who == RUSAGE_THREAD:
-        user, system = _time.thread_time(), 0.0
+        user, prof = timers.task_cpu(t)
+        system = prof - user
     elif who == RUSAGE_CHILDREN:
-        user = system = 0.0
+        _self, (user, system) = _self_and_children(t)
     else:
         raise SyscallError(errno.EINVAL)
     maxrss = 0

@@ -17,8 +17,14 @@ these handlers decode and check arguments as Linux does:
   accepted as SIGEV_SIGNAL, as Linux does. A NULL sevp means SIGEV_SIGNAL,
   SIGALRM, sigev_value = the timer id. A timer id is a 32-bit int.
 
-N.B. timers on the CPU-time clocks are approximated by the monotonic
-clock; ITIMER_VIRTUAL and ITIMER_PROF never fire (see sentry/timers.py).
+- ITIMER_VIRTUAL counts the process's user CPU time, ITIMER_PROF its user
+  and system time; POSIX timers on CLOCK_PROCESS_CPUTIME_ID count the
+  process's, on CLOCK_THREAD_CPUTIME_ID the thread's, and on a clock id from
+  clock_getcpuclockid/pthread_getcpuclockid that process's or thread's. An
+  absolute time on a CPU clock is a value of that clock.
+
+N.B. CPU time is the host's count for the threads that run the application,
+checked every 10 ms (sentry/timers.py): a CPU timer fires up to that late.
 """
 
 import errno
@@ -38,6 +44,7 @@ SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD, SIGEV_THREAD_ID = 0, 1, 2, 4
 SIGRTMAX = 64
 SIGEVENT_SIZE = 64
 CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID = 2, 3
+_CLOCKFD = 3                         # low bits of a negative id naming a posix clock fd
 _NOT_TIMER_CLOCKS = (4, 5, 6)        # MONOTONIC_RAW and the COARSE clocks: EOPNOTSUPP
 _PAIR = struct.Struct("<qqqq")       # interval {sec, sub}, value {sec, sub}
 _SIGEVENT = struct.Struct("<Qiii")
@@ -88,11 +95,14 @@ def _itimer(t, which, value, interval):
         if remaining:
             remaining = max(remaining, USEC)    # an armed timer reads at least 1 us
         return old_interval, remaining
-    gt = timers.group_timers(t.group)
-    with t.kernel.lock:
-        old_value, old_interval = gt.cpu[which]
-        gt.cpu[which] = (value, interval if value else 0)
-    return old_interval, old_value
+    timer = timers.cpu_itimer(t.group, which)
+    if value == 0:
+        remaining, old_interval = timer.set(None, 0)
+    else:
+        remaining, old_interval = timer.set(timer.service.now() + value, interval)
+    if remaining:
+        remaining = max(remaining, USEC)
+    return old_interval, remaining
 
 
 def _check_which(which):
@@ -103,7 +113,7 @@ def _check_which(which):
 
 
 def sys_setitimer(t, which, new, old, *_):
-    """Implements Linux syscall setitimer(2). N.B. ITIMER_VIRTUAL/PROF never fire."""
+    """Implements Linux syscall setitimer(2)."""
     which = _check_which(which)
     interval, value = _read_pair(t, new, USEC) if new else (0, 0)
     if old:
@@ -123,8 +133,9 @@ def sys_getitimer(t, which, cur, *_):
         if value:
             value = max(value, USEC)
     else:
-        with t.kernel.lock:
-            value, interval = timers.group_timers(t.group).cpu[which]
+        value, interval = timers.cpu_itimer(t.group, which).get()
+        if value:
+            value = max(value, USEC)
     _write_pair(t, cur, interval, value, USEC)
     return 0
 
@@ -137,6 +148,8 @@ def _check_clock(t, clockid):
         return
     if clockid in (CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID):
         return
+    if clockid < 0 and clockid & 7 == _CLOCKFD:
+        raise SyscallError(errno.EOPNOTSUPP)    # a dynamic (fd) clock: Linux has no timers on them
     if clockid < 0:
         from pyvisor.sentry.syscalls.time import clock_ns
         clock_ns(t, clockid)                    # EINVAL for a bad dynamic CPU clock
@@ -174,8 +187,12 @@ def sys_timer_create(t, clockid, sevp, timerid, *_):
         gt.next_id = (tid + 1) & 0x7FFFFFFF
     notify, signo, value, target = event or (SIGEV_SIGNAL, timers.SIGALRM, tid, None)
     pt = timers.PosixTimer(g, tid, clockid, notify, signo, value, target)
-    pt.timer = timers.service(t.kernel).timer(
-        lambda n, gen: timers.fire_posix(pt, n) if pt.timer.current(gen) else None)
+    fire = lambda n, gen: timers.fire_posix(pt, n) if pt.timer.current(gen) else None  # noqa: E731
+    cpu = _cpu_clock(t, clockid)
+    if cpu is not None:
+        pt.timer = timers.cpu_timers(t.kernel).timer(cpu, fire)
+    else:
+        pt.timer = timers.service(t.kernel).timer(fire)
     t.copy_out(timerid, struct.pack("<i", tid))         # EFAULT: nothing created
     with t.kernel.lock:
         gt.posix[tid] = pt
@@ -191,8 +208,32 @@ def _posix_timer(t, timerid):
     return pt
 
 
+def _cpu_clock(t, clockid):
+    """The timers.CpuClock a CPU-time clock id names, or None for other clocks.
+
+    Fixed ids 2 and 3 are the caller's process and thread; a negative id is
+    (~pid << 3) | kind, bit 2 meaning a thread (time.py has the details).
+    A process clock counts user+system time unless its kind is VIRT (1).
+    """
+    if clockid == CLOCK_PROCESS_CPUTIME_ID:
+        return timers.CpuClock(t.group, timers.PROF)
+    if clockid == CLOCK_THREAD_CPUTIME_ID:
+        return timers.CpuClock(t.group, timers.PROF, task=t)
+    if clockid >= 0:
+        return None
+    pid, kind = ~(clockid >> 3), clockid & 3
+    kind = timers.VIRT if kind == timers.VIRT else timers.PROF
+    k = t.kernel
+    with k.lock:
+        if clockid & timers.CPUCLOCK_PERTHREAD:
+            x = t if pid == 0 else k.tasks.get(pid)
+            return None if x is None else timers.CpuClock(x.group, kind, task=x)
+        g = t.group if pid == 0 else k.groups.get(pid)
+        return None if g is None else timers.CpuClock(g, kind)
+
+
 def _timer_clock(clockid):
-    """The clock a deadline is computed on (CPU clocks: monotonic, N.B.)."""
+    """The clock a deadline is computed on (not a CPU clock: see _cpu_clock)."""
     return clockid if clockid in timers.TIMER_CLOCKS else timers.CLOCK_MONOTONIC
 
 
@@ -207,6 +248,9 @@ def sys_timer_settime(t, timerid, flags, new, old, *_):
     svc = pt.timer.service
     if value == 0:
         remaining, old_interval = pt.timer.set(None, interval)
+    elif isinstance(pt.timer, timers.CpuTimer):
+        deadline = value if flags & TIMER_ABSTIME else svc.now() + value
+        remaining, old_interval = pt.timer.set(deadline, interval)
     else:
         deadline = timers.to_deadline(svc, _timer_clock(pt.clockid), value,
                                       bool(flags & TIMER_ABSTIME))
