@@ -1,10 +1,16 @@
-"""getpid(2) round trip on the KVM platform next to ptrace, with no Sentry.
+"""The KVM platform next to ptrace, with no Sentry.
 
-The same hand-assembled loop runs on both platforms over a MemoryManager
-(as tests/test_kvm.py sets it up): ``rbx`` getpids, then exit. Two figures
-per platform: the call served by a Python ``dispatch`` (the Sentry's path)
-and by the platform's own fast path (``fast_pid``). No timed asserts: these
-are measurements; ``extra_info["ns_per_call"]`` holds the figure.
+The same hand-assembled loops run on both platforms over a MemoryManager
+(as tests/test_kvm.py sets it up):
+
+- getpid: ``rbx`` getpids, then exit. Two figures per platform: the call
+  served by a Python ``dispatch`` (the Sentry's path) and by the platform's
+  own fast path (``fast_pid``); ``extra_info["ns_per_call"]``.
+- mmap: ``rbx`` times map 1 or 256 pages (MemoryManager.map_anon), write
+  each page, unmap, as bench/c/micro.c's mmap_4k and mmap_1m do through
+  the Sentry; ``extra_info["us_per_iteration"]``.
+
+No timed asserts: these are measurements.
 """
 
 import time
@@ -69,6 +75,54 @@ def test_getpid_round_trip(benchmark, results, name, fast):
         benchmark.extra_info["ns_per_call"] = round(ns, 1)
         benchmark.extra_info["n"] = N
         results["%s getpid loop (%s)" % (name, "fast_pid" if fast else "dispatch")] = ns
+    finally:
+        mm.release()
+        aspace.release()
+        platform.close()
+
+
+# 1: mov $1000,%eax; syscall (map; rax = address); mov %rax,%rdx; mov %r8,%rsi;
+# 2: movq $1,(%rdx); add $4096,%rdx; dec %rsi; jnz 2b; mov $1001,%eax; syscall (unmap);
+# dec %rbx; jnz 1b; mov $60,%eax; syscall
+MMAP_LOOP = bytes.fromhex("b8e80300000f054889c24c89c648c702010000004881c20010000048ffce75ed"
+                          "b8e90300000f0548ffcb75d4b83c0000000f05")
+MMAP_AT = 0x7F0000000000
+
+
+def _mmap_us(ctx, mm, pages, n):
+    def dispatch(nr, *args):
+        if nr == 1000:
+            mm.map_anon(MMAP_AT, pages * PAGE, 3)
+            return MMAP_AT
+        if nr == 1001:
+            mm.unmap(MMAP_AT, MMAP_AT + pages * PAGE)
+            return 0
+        raise _Done()
+    ctx.regs.set_regs(dict(rip=CODE + PAGE, rsp=0, eflags=0x202, rbx=n, r8=pages))
+    t0 = time.perf_counter_ns()
+    try:
+        ctx.run(dispatch)
+    except _Done:
+        pass
+    else:
+        pytest.fail("the loop did not reach exit")
+    return (time.perf_counter_ns() - t0) / n / 1000
+
+
+@pytest.mark.parametrize("pages", [1, 256], ids=["4k", "1m"])
+@pytest.mark.parametrize("name", ["kvm", "ptrace"])
+def test_mmap_touch_munmap(benchmark, results, name, pages):
+    platform, aspace, mm = _setup(name)[:3]
+    ctx = getattr(aspace, "tracee_context", None) or aspace.context
+    mm.map_anon(CODE + PAGE, PAGE, 5)
+    mm.write_forced(CODE + PAGE, MMAP_LOOP)
+    mm.map_anon(MMAP_AT + (1 << 20), 16 * PAGE, 3)     # a neighbour in the same page table
+    n = 400 if pages == 1 else 30
+    try:
+        benchmark.pedantic(_mmap_us, args=(ctx, mm, pages, n), rounds=5, iterations=1)
+        us = benchmark.stats.stats.min * 1e6 / n
+        benchmark.extra_info["us_per_iteration"] = round(us, 1)
+        results["%s mmap+touch+munmap %s" % (name, "4 KiB" if pages == 1 else "1 MiB")] = us * 1000
     finally:
         mm.release()
         aspace.release()

@@ -20,15 +20,16 @@ What the guest looks like (docs/kvm.md has the why):
   (cr2, rax, vector, error code, the CPU's iret frame) on the vCPU's kernel
   stack and exits with an OUT to port 0x12. The VMM reads the frame from
   slot 1 directly and resumes the application with ``iretq`` at K_IRET.
-- Page-table edits are made here, in host memory, on copies of the tables
-  the guest has seen (path copying up to a new root; see "page-table pool"
-  in Vm for why); the guest loads the new root as CR3 before it next runs
-  user code (K_FLUSH_IRET, or the ud2 at TRAMP_FLUSH when the vCPU stopped
-  at CPL3, whose #UD stub loads CR3 and irets to the resume slots).
+- Page tables are edited in place, in host memory. A translation that
+  changes is dropped on the host side: MADV_DONTNEED on our own mapping of
+  the old frames makes KVM's MMU notifier forget every translation to them,
+  on every vCPU, before madvise returns (see PageTables). The guest loads an
+  address space's root as CR3 once, on its first entry (K_FLUSH_IRET, or
+  the ud2 at TRAMP_FLUSH when the vCPU stopped at CPL3, whose #UD stub loads
+  CR3 and irets to the resume slots).
 
-Threading: a Vcpu is driven by one thread at a time; page tables of an
-address space are edited only while none of its vCPUs runs (one vCPU per
-address space for now).
+Threading: a Vcpu is driven by one thread at a time; page-table edits are
+serialised by the caller and may happen while other vCPUs run.
 """
 
 from cpython.exc cimport PyErr_CheckSignals
@@ -36,9 +37,8 @@ from libc.errno cimport errno, EINTR, EAGAIN
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport malloc, free
 
-cdef extern from "<sched.h>" nogil:
-    int sched_yield()
 from libc.string cimport memcpy, memset, strerror
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
 cdef extern from "<signal.h>" nogil:
     ctypedef struct sigset_t:
@@ -75,7 +75,7 @@ cdef extern from "<sys/mman.h>" nogil:
     int memfd_create(const char *name, unsigned int flags)
     int madvise(void *addr, size_t length, int advice)
     void *MAP_FAILED
-    int PROT_READ, PROT_WRITE, MAP_SHARED, MAP_NORESERVE, MFD_CLOEXEC, MADV_REMOVE
+    int PROT_READ, PROT_WRITE, MAP_SHARED, MAP_NORESERVE, MFD_CLOEXEC, MADV_REMOVE, MADV_DONTNEED
 
 cdef extern from "<sys/user.h>" nogil:
     struct user_regs_struct:
@@ -180,6 +180,17 @@ cdef extern from *:
     {
         return ioctl(vcpu, KVM_SET_XSAVE, buf);
     }
+    /* The calling thread's id, asked of the kernel once per thread (it is
+       only used to aim the kick signal at the thread inside KVM_RUN). */
+    #include <unistd.h>
+    #include <sys/syscall.h>
+    static __thread long pv_tid_cache;
+    static long pv_gettid(void)
+    {
+        if (!pv_tid_cache)
+            pv_tid_cache = syscall(SYS_gettid);
+        return pv_tid_cache;
+    }
     static int pv_set_cpuid(int kvm, int vcpu)
     {
         static struct { struct kvm_cpuid2 h; struct kvm_cpuid_entry2 e[256]; } c;
@@ -191,6 +202,7 @@ cdef extern from *:
     """
     int pv_set_msrs(int fd, int n, const unsigned int *idx, const unsigned long long *val) nogil
     int pv_set_cpuid(int kvm, int vcpu) nogil
+    long pv_gettid() nogil
     int pv_xsave_size(int vm) nogil
     int pv_get_xsave(int vm, int vcpu, void *buf) nogil
     int pv_set_xsave(int vcpu, void *buf) nogil
@@ -200,6 +212,7 @@ EXIT_SYSCALL = 0
 EXIT_SIGNAL = 1
 EXIT_GONE = 2
 EXIT_INTERRUPT = 3
+cdef int EXIT_PREEMPTED = 4     # internal: the pool took the Hw back; run again
 
 
 cdef void _kick_handler(int sig) noexcept nogil:
@@ -239,6 +252,7 @@ cdef enum:
     MAX_VCPUS = (0x200000 - 0x10000) // 0x2000
     OFF_POOL = 0x200000             # page-table pages from here to PRIV_SIZE
     GC_PAGES = 4096                 # retired pages worth a shadow reset to reuse
+    MADV_POPULATE_WRITE = 23        # Linux 5.14; older kernels refuse it (harmless)
     # Offsets of labels in the kernel code page (see GUEST_CODE).
     K_IRET = 0x0
     K_FLUSH_IRET = 0x2
@@ -256,7 +270,11 @@ cdef enum:
     SEL_TSS = 0x40
 
 # x86 page-table bits.
-cdef uint64_t PTE_P = 1, PTE_W = 2, PTE_U = 4, PTE_PS = 0x80
+cdef uint64_t PTE_P = 1, PTE_W = 2, PTE_U = 4, PTE_A = 0x20, PTE_D = 0x40, PTE_PS = 0x80
+# A table entry: accessed already set, so that no walk has to write it.
+cdef uint64_t PTE_TABLE = 1 | 2 | 4 | 0x20
+# Writable mappings up to this size get their memory at mmap time (see map).
+cdef uint64_t POPULATE_MAX = 1 << 20
 cdef uint64_t PTE_NX = 1ULL << 63
 cdef uint64_t PTE_ADDR = 0x000FFFFFFFFFF000ULL
 
@@ -394,15 +412,18 @@ def probe():
 
 cdef inline uint64_t _leaf(uint64_t pa, int prot):
     """The PTE for a user page. PROT_NONE is present but supervisor-only, so
-    that touching it is an access error (SEGV_ACCERR), as on Linux."""
-    cdef uint64_t pte = (pa & PTE_ADDR) | PTE_P
+    that touching it is an access error (SEGV_ACCERR), as on Linux.
+    Accessed (and, if writable, dirty) are preset: a shadow MMU then has no
+    bits to write back on a walk, maps a read of a writable page writable
+    at once, and prefetches the neighbouring entries with each fault."""
+    cdef uint64_t pte = (pa & PTE_ADDR) | PTE_P | PTE_A
     if prot & 4 == 0:
         pte |= PTE_NX
     if prot & 7 == 0:
         return pte
     pte |= PTE_U
     if prot & 2:
-        pte |= PTE_W
+        pte |= PTE_W | PTE_D
     return pte
 
 
@@ -424,11 +445,13 @@ cdef class Vm:
     cdef uint32_t *pool_free       # stack of free page-table page offsets / PAGE
     cdef size_t pool_nfree
     cdef uint64_t pool_bump
-    cdef uint64_t *page_epoch      # per pool page: the owner's epoch when it was made
     cdef list retired              # (page offset, clock when it retired)
-    cdef readonly uint64_t clock   # bumped by every publish of any PageTables
+    cdef readonly uint64_t clock   # bumped by every root load (a vCPU entry that sets CR3)
     cdef size_t next_gc            # try a collection when this many pages retired
-    cdef list vcpus                # every vCPU made (pooled ones have active = 0)
+    cdef list vcpus                # every Hw made
+    cdef public int waiters        # contexts waiting for a Hw (the platform's pool counts)
+    cdef readonly int xsave_size
+    cdef char *init_fpu            # the XSAVE image of a fresh vCPU: new contexts start so
     cdef readonly unsigned long long shadow_resets
     cdef readonly int nvcpus
     cdef public int syscall_cpl    # -1 unknown; 0 or 3: where SYSCALL lands (probed once)
@@ -438,8 +461,7 @@ cdef class Vm:
         self.kvm_fd = self.vm_fd = self.priv_fd = -1
         self.syscall_cpl = -1
         self.pool_free = <uint32_t *>malloc(sizeof(uint32_t) * (PRIV_SIZE // PAGE))
-        self.page_epoch = <uint64_t *>malloc(sizeof(uint64_t) * (PRIV_SIZE // PAGE))
-        if self.pool_free == NULL or self.page_epoch == NULL:
+        if self.pool_free == NULL:
             raise MemoryError()
         self.retired = []
         self.vcpus = []
@@ -544,17 +566,16 @@ cdef class Vm:
 
     # -- page-table pool ------------------------------------------------------
     #
-    # Why pages are never edited in place once a vCPU has used them, and never
-    # reused without a reset: kvm_pvm (like any KVM without EPT/NPT) shadows the
-    # guest's page tables and write-protects them against *guest* writes only.
-    # Our edits come from the host, so KVM would keep translating with stale
-    # entries, and a CR3 reload or INVLPG does not make it look again (tests
-    # show a read-only mprotect not taking effect). So a PageTables edits a
-    # copy of every table the guest has seen (path copying up to a new root,
-    # loaded as the new CR3), and a retired table page is reused only after
-    # deleting and re-adding slot 1, which drops every shadow page built from it.
+    # Why a page that was a table is never reused without a reset: kvm_pvm
+    # (like any KVM without EPT/NPT) shadows the guest's page tables, keyed by
+    # their frame, and write-protects them against *guest* writes only. Host
+    # writes to a retired table go unseen, so a shadow built from its old
+    # contents could be found again when the frame comes back as another
+    # table. Tables retire only with their address space (PageTables.release),
+    # and a retired page is reused only after deleting and re-adding slot 1,
+    # which drops every shadow page built from it.
 
-    cdef uint64_t _pt_alloc(self, uint64_t epoch) except 0:
+    cdef uint64_t _pt_alloc(self) except 0:
         cdef uint64_t off
         if self.pool_nfree == 0 and (len(self.retired) >= self.next_gc
                                      or self.pool_bump >= PRIV_SIZE):
@@ -569,19 +590,24 @@ cdef class Vm:
         else:
             raise MemoryError("KVM page-table pool exhausted")
         memset(self.priv + off, 0, PAGE)
-        self.page_epoch[off // PAGE] = epoch
         self.pt_pages += 1
         return off
 
     cdef int _collect(self) except -1:
         """Reuse the retired pages no vCPU can still reach, after making KVM
-        forget their shadows. A page retired at clock c is out of reach once
-        every active vCPU has loaded a root published after c (the entry
-        paths walk the old root until their mov to CR3)."""
+        forget their shadows. Tables retire only with their address space, so
+        a vCPU whose CR3 holds the root of live tables reaches none. Any other
+        vCPU (its tables released, or a root load not yet done: the entry
+        paths walk the old root until their mov to CR3) may reach a page
+        retired at clock c until it has loaded a root after c."""
         cdef uint64_t horizon = self.clock + 1
-        cdef Vcpu v
+        cdef Hw v
         for v in self.vcpus:
-            if v.active and v.holds_root and v.loaded_clock < horizon:
+            if not v.holds_root:
+                continue
+            if v.entry_clock == 0 and v.cr3_tables is not None and v.cr3_tables.root != 0:
+                continue
+            if v.loaded_clock < horizon:
                 horizon = v.loaded_clock
         keep, safe = [], []
         for off, c in self.retired:
@@ -627,20 +653,38 @@ cdef class Vm:
         if self.kvm_fd >= 0:
             close(self.kvm_fd)
         free(self.pool_free)
-        free(self.page_epoch)
+        free(self.init_fpu)
 
     def new_tables(self):
         """A fresh address space's page tables (empty user half)."""
         return PageTables(self)
 
-    def new_vcpu(self, PageTables tables):
-        """A vCPU in the application's starting state, running on ``tables``."""
+    def new_hw(self):
+        """A new KVM vCPU for the pool (KVM keeps it until the VM goes)."""
         if self.nvcpus >= MAX_VCPUS:
             raise KvmError("too many vCPUs (%d)" % MAX_VCPUS)
-        v = Vcpu(self, self.nvcpus, tables)
+        v = Hw(self, self.nvcpus)
+        if self.init_fpu == NULL:
+            self.xsave_size = pv_xsave_size(self.vm_fd)
+            self.init_fpu = <char *>malloc(self.xsave_size)
+            if self.init_fpu == NULL:
+                raise MemoryError()
+            if pv_get_xsave(self.vm_fd, v.fd, self.init_fpu) != 0:
+                raise _oserror("KVM_GET_XSAVE")
         self.nvcpus += 1
         self.vcpus.append(v)
         return v
+
+    def new_vcpu(self, PageTables tables, pool):
+        """A task thread's context in the application's starting state, on
+        ``tables``, running on Hws from ``pool`` (acquire(ctx) / release(hw)).
+        Precondition: the pool has made its first Hw (new_hw)."""
+        if self.init_fpu == NULL:
+            raise ValueError("no vCPU made yet")
+        return Vcpu(self, tables, pool)
+
+    property hws:
+        def __get__(self): return list(self.vcpus)
 
     def write_private(self, uint64_t off, const unsigned char[::1] data):
         """Overwrite bytes of slot 1. Only tests use this (to break the guest on purpose)."""
@@ -657,70 +701,62 @@ cdef class Vm:
 
 
 cdef class PageTables:
-    """The 4-level page tables of one address space, in slot 1.
+    """The 4-level page tables of one address space, in slot 1, edited in place.
 
-    map/unmap/protect edit the user half. A table the guest may have
-    walked is never written: it is copied, and so is every table above it up
-    to a new root (see "page-table pool" in Vm). ``publish()`` hands the new
-    root to a vCPU, which loads it as CR3 before user code runs again.
-    Preconditions: page-aligned, non-empty ranges below MM_TOP; no vCPU on
-    these tables is inside KVM_RUN.
+    How an edit reaches the vCPUs (docs/kvm.md, "Editing page tables"):
+
+    - An entry that was not present is simply written. No TLB and no shadow
+      MMU keeps a not-present entry, so the next access walks to it.
+    - An entry that was present and changes (munmap, mprotect, a mapping
+      replaced) is written, then its old frame is invalidated on the host
+      side: MADV_DONTNEED on our own mapping of those memory-file pages
+      (which keeps their contents: the mapping is shared) runs KVM's MMU
+      notifier, which drops every shadow or EPT entry for them and flushes
+      the TLB of every vCPU before madvise returns. The next access to the
+      page walks the edited tables again. That is the shootdown: other
+      threads running on these tables need no kick.
+    - A table entry, once present, never changes while the address space
+      lives (emptied tables stay), so no walk can go through a stale table.
+
+    Consecutive frames are invalidated with one madvise. Writable mappings
+    up to POPULATE_MAX get their memory at once (MADV_POPULATE_WRITE), so
+    the application's first touches fault only in the guest, where a shadow
+    MMU then maps eight neighbours per fault.
+
+    Preconditions: page-aligned, non-empty ranges below MM_TOP; edits are
+    serialised by the caller (the MemoryManager's lock).
     """
     cdef Vm vm
     cdef readonly uint64_t root      # offset in slot 1 of the PML4
-    cdef readonly uint64_t gen       # bumped by every edit
-    cdef readonly uint64_t epoch     # bumped by publish(); pages of this epoch are private
-    cdef list vcpus                  # the vCPUs running on these tables
+    cdef uint64_t stale_start, stale_end     # a run of old frames to invalidate
+    cdef readonly unsigned long long invalidations   # madvise(MADV_DONTNEED) calls
 
     def __cinit__(self, Vm vm):
         self.vm = vm
-        self.epoch = 1
-        self.vcpus = []
-        self.root = vm._pt_alloc(self.epoch)
+        self.root = vm._pt_alloc()
         cdef uint64_t *pml4 = vm._q(self.root)
         pml4[511] = (vm.priv_gpa + OFF_KPDPT) | PTE_P | PTE_W
         # The last 2 MiB of the user half hold the shared trampoline table.
-        cdef uint64_t *pd = self._table(USER_TOP - PAGE, 2, 1)
+        cdef uint64_t *pd = self._walk(USER_TOP - PAGE, 2, 1)
         pd[511] = (vm.priv_gpa + OFF_UTOP_PT) | PTE_P | PTE_W | PTE_U
 
     property cr3:
         def __get__(self): return self.vm.priv_gpa + self.root
 
-    cdef uint64_t publish(self):
-        """Freeze the current root for a vCPU to load; returns the clock of this
-        publish. Later edits copy what it points to."""
-        self.epoch += 1
-        self.vm.clock += 1
-        return self.vm.clock
-
-    cdef uint64_t _own(self, uint64_t off) except 0:
-        """``off`` if this epoch made it, else a fresh copy (the old page retires)."""
-        if self.vm.page_epoch[off // PAGE] == self.epoch:
-            return off
-        cdef uint64_t new = self.vm._pt_alloc(self.epoch)
-        memcpy(self.vm.priv + new, self.vm.priv + off, PAGE)
-        self.vm._retire(off)
-        return new
-
-    cdef uint64_t *_table(self, uint64_t va, int level, bint create) except? NULL:
-        """The writable table at ``level`` (1 = PT) covering va, or NULL if it
-        is missing and not ``create``. Copies the path as needed."""
-        cdef uint64_t off
-        self.root = self._own(self.root)
+    cdef uint64_t *_walk(self, uint64_t va, int level, bint create) except? NULL:
+        """The table at ``level`` (1 = PT) covering va, or NULL if it is
+        missing and not ``create``; missing tables are made (a not-present
+        entry becoming present needs no flush)."""
         cdef uint64_t *t = self.vm._q(self.root)
         cdef int lvl = 4
         cdef uint64_t idx
         while lvl > level:
             idx = (va >> (12 + 9 * (lvl - 1))) & 511
-            if t[idx] & PTE_P:
-                off = (t[idx] & PTE_ADDR) - self.vm.priv_gpa
-                off = self._own(off)
-            elif create:
-                off = self.vm._pt_alloc(self.epoch)
-            else:
-                return NULL
-            t[idx] = (self.vm.priv_gpa + off) | PTE_P | PTE_W | PTE_U
-            t = self.vm._q(off)
+            if not t[idx] & PTE_P:
+                if not create:
+                    return NULL
+                t[idx] = (self.vm.priv_gpa + self.vm._pt_alloc()) | PTE_TABLE
+            t = self.vm._q((t[idx] & PTE_ADDR) - self.vm.priv_gpa)
             lvl -= 1
         return t
 
@@ -750,6 +786,39 @@ cdef class PageTables:
             raise ValueError("range %#x+%#x is not below MM_TOP" % (addr, length))
         return 0
 
+    cdef inline int _set(self, uint64_t *pte, uint64_t new) except -1:
+        """Write an entry; a present one that changes has its old frame invalidated."""
+        cdef uint64_t old = pte[0]
+        if old == new:
+            return 0
+        pte[0] = new
+        if old & PTE_P:
+            self._stale(old & PTE_ADDR)
+        return 0
+
+    cdef int _stale(self, uint64_t frame) except -1:
+        """Queue an old frame for invalidation, merging consecutive ones.
+        The entries pointing at it must already be rewritten."""
+        if frame == self.stale_end and self.stale_end > self.stale_start:
+            self.stale_end += PAGE
+            return 0
+        self._invalidate()
+        self.stale_start = frame
+        self.stale_end = frame + PAGE
+        return 0
+
+    cdef int _invalidate(self) except -1:
+        """Make KVM drop every translation to the queued frames (see the class
+        docstring); returns once no vCPU can use one."""
+        cdef uint64_t start = self.stale_start, end = self.stale_end
+        self.stale_start = self.stale_end = 0
+        if end <= start:
+            return 0
+        if madvise(self.vm.mem + start, end - start, MADV_DONTNEED) != 0:
+            raise _oserror("madvise(MADV_DONTNEED) of the memory file")
+        self.invalidations += 1
+        return 0
+
     def map(self, uint64_t addr, uint64_t length, int prot, uint64_t fileoff):
         """Map memory-file bytes [fileoff, fileoff+length) at addr (GPA = fileoff)."""
         self._check(addr, length)
@@ -757,74 +826,47 @@ cdef class PageTables:
             raise ValueError("file range %#x+%#x outside the memory file" % (fileoff, length))
         cdef uint64_t va = addr, end = addr + length
         cdef uint64_t *pt
-        while va < end:
-            pt = self._table(va, 1, 1)
-            while True:
-                pt[(va >> 12) & 511] = _leaf(fileoff + (va - addr), prot)
-                va += PAGE
-                if va >= end or (va >> 12) & 511 == 0:
-                    break
-        self._edited()
+        try:
+            while va < end:
+                pt = self._walk(va, 1, 1)
+                while True:
+                    self._set(&pt[(va >> 12) & 511], _leaf(fileoff + (va - addr), prot))
+                    va += PAGE
+                    if va >= end or (va >> 12) & 511 == 0:
+                        break
+        finally:
+            self._invalidate()
+        if prot & 2 and length <= POPULATE_MAX:
+            # Optional: a kernel without MADV_POPULATE_WRITE just faults later.
+            madvise(self.vm.mem + fileoff, length, MADV_POPULATE_WRITE)
 
     def unmap(self, uint64_t addr, uint64_t length):
-        """Remove [addr, addr+length); tables left empty are retired."""
-        self._check(addr, length)
-        cdef uint64_t va = addr, end = addr + length, nxt
-        cdef uint64_t *pt
-        while va < end:
-            nxt = (va | 0x1FFFFF) + 1
-            if self._find_pt(va, &nxt) != NULL:
-                pt = self._table(va, 1, 0)
-                while va < end and va < nxt:
-                    pt[(va >> 12) & 511] = 0
-                    va += PAGE
-                self._drop_if_empty(va - PAGE, pt)
-            va = nxt
-        self._edited()
-
-    cdef int _drop_if_empty(self, uint64_t va, uint64_t *pt) except -1:
-        cdef int i
-        for i in range(512):
-            if pt[i]:
-                return 0
-        cdef uint64_t *pd = self._table(va, 2, 0)
-        self.vm._retire((pd[(va >> 21) & 511] & PTE_ADDR) - self.vm.priv_gpa)
-        pd[(va >> 21) & 511] = 0
-        return 0
+        """Remove [addr, addr+length). Emptied tables stay (see the class docstring)."""
+        self._edit_present(addr, length, -1)
 
     def protect(self, uint64_t addr, uint64_t length, int prot):
         """Change the protection of the mapped pages in [addr, addr+length)."""
+        if prot < 0:
+            raise ValueError("bad protection %d" % prot)
+        self._edit_present(addr, length, prot)
+
+    cdef int _edit_present(self, uint64_t addr, uint64_t length, int prot) except -1:
+        """Unmap (prot -1) or re-protect the present pages of a range."""
         self._check(addr, length)
         cdef uint64_t va = addr, end = addr + length, nxt, e
         cdef uint64_t *pt
-        while va < end:
-            nxt = (va | 0x1FFFFF) + 1
-            if self._find_pt(va, &nxt) != NULL:
-                pt = self._table(va, 1, 0)
-                while va < end and va < nxt:
+        try:
+            while va < end:
+                nxt = (va | 0x1FFFFF) + 1
+                pt = self._find_pt(va, &nxt)
+                while pt != NULL and va < end and va < nxt:
                     e = pt[(va >> 12) & 511]
                     if e & PTE_P:
-                        pt[(va >> 12) & 511] = _leaf(e & PTE_ADDR, prot)
+                        self._set(&pt[(va >> 12) & 511], 0 if prot < 0 else _leaf(e & PTE_ADDR, prot))
                     va += PAGE
-            va = nxt
-        self._edited()
-
-    cdef int _edited(self) except -1:
-        """After an edit: no vCPU may run user code on the old root any more.
-
-        Every other vCPU on these tables that is inside KVM_RUN (or about to
-        enter, which immediate_exit covers) is kicked, and we wait, without the
-        GIL, until it is out; it reloads before running user code again. Linux's munmap and
-        mprotect are synchronous for all threads; this is their shootdown."""
-        self.gen += 1
-        cdef Vcpu v
-        for v in self.vcpus:
-            # A vCPU not in (or entering) KVM_RUN reloads in its next _enter.
-            if v.running_tid:
-                v._kick()
-                with nogil:
-                    while v.running_tid:
-                        sched_yield()
+                va = nxt
+        finally:
+            self._invalidate()
         return 0
 
     def translate(self, uint64_t va):
@@ -839,6 +881,10 @@ cdef class PageTables:
         Precondition: no vCPU will run on these tables again without attach()."""
         if self.root == 0:
             return
+        cdef Hw hw
+        for hw in self.vm.vcpus:
+            if hw.cr3_tables is self and not hw.busy:
+                hw._set_sregs()
         self._retire_level(self.vm._q(self.root), 4, 256)
         self.vm._retire(self.root)
         self.root = 0
@@ -875,45 +921,39 @@ cdef inline uint64_t _user_flags(uint64_t f):
     return (f & USER_FLAGS) | RFLAGS_FIXED
 
 
-cdef class Vcpu:
-    """One vCPU, running application code of one address space at CPL3.
+cdef class Hw:
+    """One KVM vCPU: the execution resource a context (Vcpu) binds to run.
 
-    ``regs`` is the application's register file as the Sentry sees it
-    (user_regs_struct names); it is exchanged with KVM through the sync-regs
-    area of kvm_run, once per exit, never with KVM_GET/SET_REGS.
+    The VM keeps a bounded pool of them (the platform's VcpuPool); KVM cannot
+    destroy a vCPU before its VM, so they are made once and reused. The
+    fields describe the hardware state: its CPL (mode), the root CR3 holds,
+    whose FPU and FS/GS bases are loaded (owner). ``busy`` is set while a
+    context has claimed it (from taking it to the end of the exit it ran
+    to): only an idle Hw may be taken from its owner. All fields are read
+    and written with the GIL held.
     """
     cdef Vm vm
     cdef readonly int index
     cdef readonly int fd
     cdef kvm_run *run_page
-    cdef PageTables tables
-    cdef uint64_t seen_gen
-    cdef bint must_publish          # load the tables' root before user code runs
     cdef uint64_t area              # offset of this vCPU's TSS page in slot 1
     cdef uint64_t rsp0              # offset of the kernel stack top in slot 1
-    cdef user_regs_struct regs
-    cdef int mode
-    cdef bint bases_dirty           # fs_base/gs_base must be written to the MSRs
-    cdef public int fast_pid        # getpid answered here when nonzero
-    cdef public int fast_tid
-    cdef readonly unsigned long long syscalls
-    cdef readonly unsigned long long exits
-    cdef readonly int signo, code
-    cdef readonly unsigned long long addr
-    cdef readonly int vector
-    cdef readonly unsigned long long error_code
-    cdef bint interrupted           # interrupt() asked run() to return
+    cdef int mode                   # where it stopped: MODE_KERNEL or MODE_USER
+    cdef bint must_publish          # load the owner's root before user code runs
+    cdef object owner               # the Vcpu whose FPU and bases it holds, or None
+    cdef PageTables cr3_tables      # whose root CR3 holds (or is being loaded), or None
+    cdef public bint busy           # claimed by a context (see the class docstring)
+    cdef public bint preempt        # the pool wants it back: leave the guest
     cdef long running_tid           # the thread inside KVM_RUN (set under the GIL), or 0
-    cdef readonly bint active       # attached to tables (not in the platform's pool)
+    cdef readonly long long entered_ns    # CLOCK_MONOTONIC when the current KVM_RUN began
     cdef readonly bint holds_root   # CR3 is some tables' root, not OFF_KROOT
     cdef readonly uint64_t loaded_clock   # Vm.clock of the root CR3 holds
-    cdef uint64_t entry_clock       # the publish this entry loads, 0 if none
+    cdef uint64_t entry_clock       # the root load this entry makes, 0 if none
 
-    def __cinit__(self, Vm vm, int index, PageTables tables):
+    def __cinit__(self, Vm vm, int index):
         self.vm = vm
         self.index = index
         self.fd = -1
-        self.tables = tables
         self.area = vm._vcpu_off(index)
         self.rsp0 = self.area + VCPU_STRIDE - 64
         self.fd = ioctl(vm.vm_fd, KVM_CREATE_VCPU, index)
@@ -930,15 +970,8 @@ cdef class Vcpu:
         (<uint16_t *>(vm.priv + self.area + 102))[0] = 104
         self._set_sregs()
         self._set_msrs()
-        self.active = 1
-        tables.vcpus.append(self)
         self.run_page.kvm_valid_regs = KVM_SYNC_X86_REGS
         _install_kick_handler()
-        self.mode = MODE_KERNEL
-        self.regs.cs = SEL_UCODE
-        self.regs.ss = SEL_UDATA
-        self.regs.eflags = RFLAGS_FIXED
-        self.regs.orig_rax = <unsigned long long>-1
 
     def __dealloc__(self):
         if self.run_page != NULL:
@@ -947,6 +980,7 @@ cdef class Vcpu:
             close(self.fd)
 
     cdef int _set_sregs(self) except -1:
+        """CPL0 with CR3 off every address space's pages (OFF_KROOT)."""
         cdef kvm_sregs s
         if ioctl(self.fd, KVM_GET_SREGS, &s) != 0:
             raise _oserror("KVM_GET_SREGS")
@@ -974,10 +1008,13 @@ cdef class Vcpu:
         s.cr4 = 0x620               # OSXMMEXCPT OSFXSR PAE
         s.efer = 0xD01              # NXE LMA LME SCE
         s.cr3 = self.vm.priv_gpa + OFF_KROOT
-        self.holds_root = 0
-        self.must_publish = 1
         if ioctl(self.fd, KVM_SET_SREGS, &s) != 0:
             raise _oserror("KVM_SET_SREGS")
+        self.holds_root = 0
+        self.must_publish = 1
+        self.cr3_tables = None
+        self.entry_clock = 0
+        self.mode = MODE_KERNEL
         return 0
 
     cdef int _set_msrs(self) except -1:
@@ -992,12 +1029,142 @@ cdef class Vcpu:
             raise _oserror("KVM_SET_MSRS(syscall MSRs)")
         return 0
 
+    cdef void kick(self) noexcept:
+        """Make this vCPU's KVM_RUN return (or not start): immediate_exit, then a signal."""
+        self.run_page.immediate_exit = 1
+        cdef long tid = self.running_tid
+        if tid:
+            syscall(SYS_tgkill, getpid(), tid, _kick_signal)
+
+    def try_claim(self):
+        """Mark busy if it is not (atomic under the GIL); whether it was claimed."""
+        if self.busy:
+            return False
+        self.busy = 1
+        return True
+
+    def take_back(self):
+        """From the pool, any thread: leave the guest at once (preemption)."""
+        self.preempt = 1
+        self.kick()
+
+    property owner_context:
+        def __get__(self): return self.owner
+
+    property running:
+        def __get__(self): return self.running_tid != 0
+
+
+cdef class Vcpu:
+    """The application-visible state of one task thread, run on a pooled Hw.
+
+    ``regs`` is the application's register file as the Sentry sees it
+    (user_regs_struct names); it is exchanged with KVM through the sync-regs
+    area of kvm_run, once per exit, never with KVM_GET/SET_REGS. The FPU
+    state lives in the Hw while one is bound to this context, else in
+    ``fpu``. A context takes a Hw from the pool (``pool.acquire``) when it is
+    about to enter the guest and keeps it, idle, while the Sentry serves its
+    calls; another context may take an idle Hw (its FPU state is saved here
+    first), and the pool takes a running one back when its time slice is
+    over and others wait (``Hw.take_back``).
+    """
+    cdef Vm vm
+    cdef PageTables tables
+    cdef Hw hw                      # the bound Hw, or None
+    cdef object pool                # acquire(ctx) -> Hw, release(hw)
+    cdef char *fpu                  # the XSAVE image while no Hw holds it
+    cdef bint fpu_saved             # fpu is the state (no Hw holds it)
+    cdef user_regs_struct regs
+    cdef bint bases_dirty           # fs_base/gs_base must be written to the MSRs
+    cdef public int fast_pid        # getpid answered here when nonzero
+    cdef public int fast_tid
+    cdef readonly unsigned long long syscalls
+    cdef readonly unsigned long long exits
+    cdef readonly unsigned long long switches   # times it was bound to a Hw it did not hold
+    cdef readonly int signo, code
+    cdef readonly unsigned long long addr
+    cdef readonly int vector
+    cdef readonly unsigned long long error_code
+    cdef bint interrupted           # interrupt() asked run() to return
+
+    def __cinit__(self, Vm vm, PageTables tables, object pool):
+        self.vm = vm
+        self.tables = tables
+        self.pool = pool
+        self.fpu = <char *>malloc(vm.xsave_size)
+        if self.fpu == NULL:
+            raise MemoryError()
+        memcpy(self.fpu, vm.init_fpu, vm.xsave_size)
+        self.fpu_saved = 1
+        self.bases_dirty = 1
+        self.regs.cs = SEL_UCODE
+        self.regs.ss = SEL_UDATA
+        self.regs.eflags = RFLAGS_FIXED
+        self.regs.orig_rax = <unsigned long long>-1
+
+    def __dealloc__(self):
+        free(self.fpu)
+
+    cdef inline bint _holds(self):
+        """Whether a Hw is bound to this context (its FPU state is there)."""
+        return self.hw is not None and self.hw.owner is self
+
+    cdef int _bind(self, Hw hw) except -1:
+        """Run on ``hw`` from now on (claimed for us by the pool: busy)."""
+        if hw.owner is not None and hw.owner is not self:
+            (<Vcpu>hw.owner)._lose()
+        if hw.owner is not self:
+            if pv_set_xsave(hw.fd, self.fpu) != 0:
+                raise _oserror("KVM_SET_XSAVE")
+            self.fpu_saved = 0
+            self.bases_dirty = 1
+            self.switches += 1
+            hw.owner = self
+        if hw.cr3_tables is not self.tables:
+            hw.must_publish = 1
+        hw.run_page.immediate_exit = 0
+        hw.preempt = 0
+        self.hw = hw
+        return 0
+
+    cdef int _lose(self) except -1:
+        """Our idle Hw goes to another context: keep our FPU state here."""
+        cdef Hw hw = self.hw
+        if pv_get_xsave(self.vm.vm_fd, hw.fd, self.fpu) != 0:
+            raise _oserror("KVM_GET_XSAVE")
+        self.fpu_saved = 1
+        hw.owner = None
+        self.hw = None
+        return 0
+
+    cdef int _claim(self) except -1:
+        """Have a Hw claimed (busy) before entering: ours if still idle, else the pool's."""
+        cdef Hw hw = self.hw
+        if hw is not None and hw.owner is self and not hw.busy and not hw.preempt:
+            hw.busy = 1
+            return 0
+        hw = self.pool.acquire(self)
+        self._bind(hw)
+        return 0
+
+    cdef int _give_back(self) except -1:
+        """Return the Hw to the pool (others wait, or the task is gone)."""
+        cdef Hw hw = self.hw
+        if hw is None:
+            return 0
+        if hw.owner is self:
+            self._lose()
+        self.hw = None
+        hw.busy = 0
+        self.pool.release(hw)
+        return 0
+
     cdef int _write_bases(self) except -1:
         cdef unsigned int idx[2]
         cdef unsigned long long val[2]
         idx[0] = MSR_FS_BASE; val[0] = self.regs.fs_base
         idx[1] = MSR_GS_BASE; val[1] = self.regs.gs_base
-        if pv_set_msrs(self.fd, 2, idx, val) != 2:
+        if pv_set_msrs(self.hw.fd, 2, idx, val) != 2:
             raise _oserror("KVM_SET_MSRS(FS/GS base)")
         self.bases_dirty = 0
         return 0
@@ -1006,53 +1173,59 @@ cdef class Vcpu:
 
     cdef int _enter(self) except -1:
         """Load the application's registers for the next KVM_RUN."""
-        cdef kvm_regs *k = &self.run_page.s.regs.regs
-        cdef bint flush = self.must_publish or self.tables.gen != self.seen_gen
+        cdef kvm_regs *k = &self.hw.run_page.s.regs.regs
+        cdef bint flush = self.hw.must_publish
         cdef uint64_t *frame
         if flush:
-            self.entry_clock = self.tables.publish()
-            if not self.holds_root:     # it may hold this root from now on
-                self.holds_root = 1
-                self.loaded_clock = self.entry_clock
-            (<uint64_t *>(self.vm.priv + self.rsp0 + 24))[0] = self.tables.cr3
-            self.must_publish = 0
+            self.vm.clock += 1
+            self.hw.entry_clock = self.vm.clock
+            if not self.hw.holds_root:     # it may hold this root from now on
+                self.hw.holds_root = 1
+                self.hw.loaded_clock = self.hw.entry_clock
+            (<uint64_t *>(self.vm.priv + self.hw.rsp0 + 24))[0] = self.tables.cr3
+            self.hw.must_publish = 0
+            self.hw.cr3_tables = self.tables
         if self.bases_dirty:
             self._write_bases()
         _regs_out(k, &self.regs)
-        if self.mode == MODE_USER and not flush:
+        if self.hw.mode == MODE_USER and not flush:
             k.rip = self.regs.rip
             k.rflags = _user_flags(self.regs.eflags)
-        elif self.mode == MODE_USER:
+        elif self.hw.mode == MODE_USER:
             # At CPL3 the only way to CR3 is an exception: the ud2 at
             # TRAMP_FLUSH, whose stub reloads CR3 and irets to the slots.
-            frame = <uint64_t *>(self.vm.priv + self.rsp0)
+            frame = <uint64_t *>(self.vm.priv + self.hw.rsp0)
             frame[0] = self.regs.rip
             frame[1] = _user_flags(self.regs.eflags)
             frame[2] = self.regs.rsp
             k.rip = C_TRAMP_FLUSH
             k.rflags = _user_flags(self.regs.eflags) & ~0x100ULL
         else:
-            frame = <uint64_t *>(self.vm.priv + self.rsp0 - 40)
+            frame = <uint64_t *>(self.vm.priv + self.hw.rsp0 - 40)
             frame[0] = self.regs.rip
             frame[1] = SEL_UCODE
             frame[2] = _user_flags(self.regs.eflags)
             frame[3] = self.regs.rsp
             frame[4] = SEL_UDATA
-            k.rsp = KBASE + self.rsp0 - 40
+            k.rsp = KBASE + self.hw.rsp0 - 40
             k.rip = KBASE + OFF_KCODE + (K_FLUSH_IRET if flush else K_IRET)
             k.rflags = 2
-        self.seen_gen = self.tables.gen
-        self.run_page.kvm_dirty_regs = KVM_SYNC_X86_REGS
+        self.hw.run_page.kvm_dirty_regs = KVM_SYNC_X86_REGS
         return 0
 
     cdef int _kvm_run(self) except -1:
-        """KVM_RUN until an exit (0) or an interrupt() (1)."""
+        """KVM_RUN until an exit (0), an interrupt() (1) or the pool taking the Hw back (2)."""
         cdef int r
+        cdef Hw hw = self.hw
+        cdef int fd = hw.fd
+        cdef timespec now
         while True:
-            self.running_tid = syscall(SYS_gettid)
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            hw.entered_ns = now.tv_sec * 1000000000LL + now.tv_nsec
+            hw.running_tid = pv_gettid()
             with nogil:
-                r = ioctl(self.fd, KVM_RUN, 0)
-            self.running_tid = 0
+                r = ioctl(fd, KVM_RUN, 0)
+            hw.running_tid = 0
             if r == 0:
                 self.exits += 1
                 self._entered()
@@ -1061,54 +1234,57 @@ cdef class Vcpu:
                 raise _oserror("KVM_RUN")
             # A host signal or a kick. Registers in kvm_run are current and
             # what we wrote is loaded: nothing is dirty any more.
-            self.run_page.kvm_dirty_regs = 0
-            self.run_page.immediate_exit = 0
+            self.hw.run_page.kvm_dirty_regs = 0
+            self.hw.run_page.immediate_exit = 0
             where = self._where()
             if where != WHERE_NOT_ENTERED:
                 self._entered()
             if self.interrupted and where != WHERE_OUR_CODE:
                 self._stopped_at(where)
                 return 1
-            if self.tables.gen != self.seen_gen and where != WHERE_OUR_CODE:
-                # A shootdown: reload the new root before user code runs on.
+            if hw.preempt and where != WHERE_OUR_CODE:
                 self._stopped_at(where)
-                self._enter()
+                return 2
             PyErr_CheckSignals()
 
     def interrupt(self):
         """From any thread: make run() return EXIT_INTERRUPT soon (at once if
         inside KVM_RUN: immediate_exit covers the race before it enters)."""
         self.interrupted = 1
-        self._kick()
+        if self._holds():
+            self.hw.kick()
 
     cdef int _complete_pending(self) except -1:
         """Finish an MMIO/PIO exit without entering the guest (immediate_exit)."""
         cdef int r
-        self.run_page.immediate_exit = 1
-        r = ioctl(self.fd, KVM_RUN, 0)
-        self.run_page.immediate_exit = 0
+        self.hw.run_page.immediate_exit = 1
+        r = ioctl(self.hw.fd, KVM_RUN, 0)
+        self.hw.run_page.immediate_exit = 0
         if r == 0 or errno != EINTR:
             raise KvmError("KVM_RUN with immediate_exit did not return EINTR")
         return 0
 
     cdef int _probe_syscall_cpl(self) except -1:
         cdef kvm_sregs s
-        if ioctl(self.fd, KVM_GET_SREGS, &s) != 0:
+        if ioctl(self.hw.fd, KVM_GET_SREGS, &s) != 0:
             raise _oserror("KVM_GET_SREGS")
         self.vm.syscall_cpl = s.cs.selector & 3
         return 0
 
     cdef int _switch(self) except -1:
         """Run the application until a syscall or a signal-worthy fault."""
-        cdef kvm_run *run = self.run_page
+        cdef kvm_run *run = self.hw.run_page
         cdef kvm_regs *k = &run.s.regs.regs
         cdef uint32_t reason
+        cdef int stop
         if self.interrupted:
             self.interrupted = 0
-            self.run_page.immediate_exit = 0
             return EXIT_INTERRUPT
         self._enter()
-        if self._kvm_run():
+        stop = self._kvm_run()
+        if stop == 2:
+            return EXIT_PREEMPTED
+        if stop:
             self.interrupted = 0
             return EXIT_INTERRUPT
         reason = run.exit_reason
@@ -1123,10 +1299,10 @@ cdef class Vcpu:
 
     cdef void _entered(self):
         """The guest ran since _enter: it loaded the root that entry published."""
-        if self.entry_clock:
-            self.loaded_clock = self.entry_clock
-            self.holds_root = 1
-            self.entry_clock = 0
+        if self.hw.entry_clock:
+            self.hw.loaded_clock = self.hw.entry_clock
+            self.hw.holds_root = 1
+            self.hw.entry_clock = 0
 
     cdef int _where(self):
         """Where a vCPU stopped by EINTR is.
@@ -1136,9 +1312,9 @@ cdef class Vcpu:
         application can see): self.regs is the state. WHERE_USER: in
         application code at CPL3. WHERE_OUR_CODE: in the syscall trampoline or
         an exception stub, whose exit comes before any application code."""
-        cdef kvm_regs *k = &self.run_page.s.regs.regs
+        cdef kvm_regs *k = &self.hw.run_page.s.regs.regs
         cdef uint64_t kcode = KBASE + OFF_KCODE
-        cdef uint64_t *frame = <uint64_t *>(self.vm.priv + self.rsp0 - 56)   # vec err rip
+        cdef uint64_t *frame = <uint64_t *>(self.vm.priv + self.hw.rsp0 - 56)   # vec err rip
         cdef uint64_t off
         if k.rip == C_TRAMP_FLUSH:
             return WHERE_NOT_ENTERED
@@ -1157,22 +1333,16 @@ cdef class Vcpu:
         Not entered: self.regs still holds the state, and the CR3 switch must
         be redone. In user code: take its registers; it is at CPL3, so it
         resumes by setting them directly."""
-        cdef kvm_regs *k = &self.run_page.s.regs.regs
+        cdef kvm_regs *k = &self.hw.run_page.s.regs.regs
         if where == WHERE_NOT_ENTERED:
-            self.must_publish = 1
-            self.entry_clock = 0
+            self.hw.must_publish = 1
+            self.hw.entry_clock = 0
+            self.hw.cr3_tables = None       # CR3 may still hold the previous root
             return
         _regs_in(&self.regs, k)
         self.regs.rip = k.rip
         self.regs.eflags = k.rflags
-        self.mode = MODE_USER
-
-    cdef void _kick(self) noexcept:
-        """Make this vCPU's KVM_RUN return (or not start): immediate_exit, then a signal."""
-        self.run_page.immediate_exit = 1
-        cdef long tid = self.running_tid
-        if tid:
-            syscall(SYS_tgkill, getpid(), tid, _kick_signal)
+        self.hw.mode = MODE_USER
 
     cdef int _on_syscall(self, kvm_regs *k) except -1:
         if self.vm.syscall_cpl < 0:
@@ -1181,7 +1351,7 @@ cdef class Vcpu:
         self.regs.orig_rax = k.rax
         self.regs.rip = k.rcx         # SYSCALL saved the return point here...
         self.regs.eflags = k.r11      # ...and RFLAGS here
-        self.mode = MODE_USER if self.vm.syscall_cpl == 3 else MODE_KERNEL
+        self.hw.mode = MODE_USER if self.vm.syscall_cpl == 3 else MODE_KERNEL
         self.syscalls += 1
         return EXIT_SYSCALL
 
@@ -1189,22 +1359,22 @@ cdef class Vcpu:
         """The application itself touched the MMIO page: SIGSEGV, as for a
         page it may not access. Reads must be completed before the registers
         may change (KVM writes the destination register on re-entry)."""
-        cdef uint64_t gpa = self.run_page.mmio.phys_addr
-        if not self.run_page.mmio.is_write:
-            memset(self.run_page.mmio.data, 0, 8)
+        cdef uint64_t gpa = self.hw.run_page.mmio.phys_addr
+        if not self.hw.run_page.mmio.is_write:
+            memset(self.hw.run_page.mmio.data, 0, 8)
             self._complete_pending()
         _regs_in(&self.regs, k)
         self.regs.rip = k.rip
         self.regs.eflags = k.rflags
-        self.mode = MODE_USER if (self.vm.syscall_cpl == 3 or self.vm.syscall_cpl < 0) else MODE_KERNEL
+        self.hw.mode = MODE_USER if (self.vm.syscall_cpl == 3 or self.vm.syscall_cpl < 0) else MODE_KERNEL
         self._signal(SIGSEGV, SEGV_ACCERR, C_MMIO_VA + (gpa - self.vm.mmio_gpa)
                      if gpa - self.vm.mmio_gpa < PAGE else 0)
         return EXIT_SIGNAL
 
     cdef int _on_exception(self, kvm_regs *k) except -1:
         # Frame pushed by the stub: cr2, rax, vector, error, rip, cs, rflags, rsp, ss.
-        cdef uint64_t *f = <uint64_t *>(self.vm.priv + self.rsp0 - 72)
-        if k.rsp != KBASE + self.rsp0 - 72 or f[5] != SEL_UCODE:
+        cdef uint64_t *f = <uint64_t *>(self.vm.priv + self.hw.rsp0 - 72)
+        if k.rsp != KBASE + self.hw.rsp0 - 72 or f[5] != SEL_UCODE:
             raise KvmError("guest kernel fault: vector %d error %#x at rip %#x cs %#x "
                            "(exit rsp %#x)" % (f[2], f[3], f[4], f[5], k.rsp))
         _regs_in(&self.regs, k)
@@ -1212,7 +1382,7 @@ cdef class Vcpu:
         self.regs.rip = f[4]
         self.regs.eflags = f[6]
         self.regs.rsp = f[7]
-        self.mode = MODE_KERNEL
+        self.hw.mode = MODE_KERNEL
         self.vector = <int>f[2]
         self.error_code = f[3]
         self._decode_exception(<int>f[2], f[3], f[0], f[4])
@@ -1248,7 +1418,7 @@ cdef class Vcpu:
         return 0
 
     cdef str _describe(self, uint32_t reason):
-        cdef kvm_run *run = self.run_page
+        cdef kvm_run *run = self.hw.run_page
         cdef kvm_regs *k = &run.s.regs.regs
         where = " at rip %#x rsp %#x" % (k.rip, k.rsp)
         if reason == KVM_EXIT_SHUTDOWN:
@@ -1268,7 +1438,14 @@ cdef class Vcpu:
 
     cpdef int switch(self) except -1:
         """One trip into the guest: EXIT_SYSCALL or EXIT_SIGNAL (signo/code/addr)."""
-        return self._switch()
+        cdef int kind = EXIT_PREEMPTED
+        while kind == EXIT_PREEMPTED:
+            self._claim()
+            try:
+                kind = self._switch()
+            finally:
+                self.hw.busy = 0
+        return kind
 
     def run(self, dispatch, int sig=0):
         """Run until a stop that dispatch does not absorb; return its exit kind.
@@ -1282,7 +1459,16 @@ cdef class Vcpu:
         cdef int kind
         cdef unsigned long long nr
         while True:
-            kind = self._switch()
+            self._claim()
+            try:
+                kind = self._switch()
+            finally:
+                self.hw.busy = 0
+            if kind == EXIT_PREEMPTED or self.vm.waiters:
+                # Others wait for a vCPU: an exit is the moment to let one go.
+                self._give_back()
+                if kind == EXIT_PREEMPTED:
+                    continue
             if kind != EXIT_SYSCALL:
                 return kind
             nr = self.regs.orig_rax
@@ -1296,46 +1482,29 @@ cdef class Vcpu:
                 self.regs.rax = <unsigned long long>(ret & 0xFFFFFFFFFFFFFFFF)
             self.regs.orig_rax = <unsigned long long>-1     # out of the syscall, as on ptrace
 
-    def detach(self):
-        """Back to the pool: off its tables, holding nothing a collection must wait for."""
-        if self in self.tables.vcpus:
-            self.tables.vcpus.remove(self)
-        self.active = 0
+    def release(self):
+        """The task is gone: its Hw (if any) back to the pool."""
+        self._give_back()
+
+    property hw_index:
+        def __get__(self): return self.hw.index if self._holds() else -1
 
     def siginfo(self):
         """(signo, code, addr) of the last EXIT_SIGNAL."""
         return self.signo, self.code, self.addr
 
-    def attach(self, PageTables tables):
-        """Run on another address space from now on (one KVM_SET_SREGS)."""
-        if self in self.tables.vcpus:
-            self.tables.vcpus.remove(self)
-        self.tables = tables
-        tables.vcpus.append(self)
-        self.active = 1
-        self._set_sregs()       # back at CPL0, CR3 off the old tables' pages
-        self.must_publish = 1
-        self.mode = MODE_KERNEL
-        memset(&self.regs, 0, sizeof(self.regs))
-        self.regs.cs = SEL_UCODE
-        self.regs.ss = SEL_UDATA
-        self.regs.eflags = RFLAGS_FIXED
-        self.regs.orig_rax = <unsigned long long>-1
-        self.bases_dirty = 1
-        self.fast_pid = self.fast_tid = 0
-        self.interrupted = 0
-        self.run_page.immediate_exit = 0
-
     # -- registers (the same surface as _fastpath.Tracee) -----------------------
 
     def get_fpregs(self):
         """The FPU/SSE state as the 512-byte FXSAVE image (one KVM_GET_XSAVE)."""
-        cdef int n = pv_xsave_size(self.vm.vm_fd)
+        if not self._holds():
+            return self.fpu[:512]
+        cdef int n = self.vm.xsave_size
         cdef char *buf = <char *>malloc(n)
         if buf == NULL:
             raise MemoryError()
         try:
-            if pv_get_xsave(self.vm.vm_fd, self.fd, buf) != 0:
+            if pv_get_xsave(self.vm.vm_fd, self.hw.fd, buf) != 0:
                 raise _oserror("KVM_GET_XSAVE")
             return buf[:512]
         finally:
@@ -1346,21 +1515,26 @@ cdef class Vcpu:
         CPU does not support are dropped, as Linux does, rather than refused."""
         if len(image) != 512:
             raise ValueError("FXSAVE image must be 512 bytes")
-        cdef int n = pv_xsave_size(self.vm.vm_fd)
+        cdef int n = self.vm.xsave_size
         cdef char *buf = <char *>malloc(n)
         cdef uint32_t mask
         cdef const char *src = image
+        cdef bint held = self._holds()
         if buf == NULL:
             raise MemoryError()
         try:
-            if pv_get_xsave(self.vm.vm_fd, self.fd, buf) != 0:
+            if not held:
+                memcpy(buf, self.fpu, n)
+            elif pv_get_xsave(self.vm.vm_fd, self.hw.fd, buf) != 0:
                 raise _oserror("KVM_GET_XSAVE")
             mask = (<uint32_t *>(buf + 28))[0] or 0xFFBF     # the CPU's MXCSR_MASK
             memcpy(buf, src, 512)
             (<uint32_t *>(buf + 28))[0] = mask
             (<uint32_t *>(buf + 24))[0] &= mask
             (<uint64_t *>(buf + 512))[0] |= 3                 # XSTATE_BV: x87 and SSE are in the image
-            if pv_set_xsave(self.fd, buf) != 0:
+            if not held:
+                memcpy(self.fpu, buf, n)
+            elif pv_set_xsave(self.hw.fd, buf) != 0:
                 raise _oserror("KVM_SET_XSAVE")
         finally:
             free(buf)

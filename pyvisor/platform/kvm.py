@@ -2,21 +2,25 @@
 memory is the Sentry's memory file.
 
 One VM per sandbox (KvmPlatform), one set of 4-level page tables per address
-space (KvmAddressSpace), one vCPU per Context, i.e. per task thread. The
-machinery lives in ``pyvisor._kvm``; docs/kvm.md explains the guest and the
-kvm_pvm quirks it works around (limits/RESULTS.md, "KVM under kvm_pvm").
+space (KvmAddressSpace), one Context per task thread, run on a bounded pool
+of vCPUs (VcpuPool). The machinery lives in ``pyvisor._kvm``; docs/kvm.md
+explains the guest and the kvm_pvm quirks it works around
+(limits/RESULTS.md, "KVM under kvm_pvm").
 
 Threading: each Sentry thread drives its own Context (the kernel finds it
-with ``aspace.tracee_context``); unlike a ptrace tracee, a vCPU could be
-driven from any thread, one at a time. Edits of an address space are
-serialised by the MemoryManager's lock; an edit stops the other vCPUs of
-that address space that are inside KVM_RUN and waits for them (the
-shootdown, in ``_kvm.PageTables``). vCPUs of dropped contexts go back to a
-pool and are reused, since KVM cannot destroy a vCPU before its VM.
+with ``aspace.tracee_context``). A Context takes a vCPU from the pool when
+it enters the guest and keeps it, idle, while the Sentry serves its calls;
+a task that blocks in a call therefore holds nothing another task cannot
+take. When every vCPU is in the guest and tasks wait, the one that has run
+longest past a time slice is taken back. Page-table edits are serialised
+by the MemoryManager's lock and reach running vCPUs through the host (see
+``_kvm.PageTables``).
 """
 
+import collections
 import os
 import threading
+import time
 
 from pyvisor import _kvm
 from pyvisor.platform.base import (EXIT_GONE, EXIT_INTERRUPT, EXIT_SIGNAL, AddressSpace, Context,
@@ -41,17 +45,108 @@ class _NewThread:
     """What clone_thread hands to adopt_thread."""
 
 
+def default_pool_size():
+    """Two vCPUs per host CPU this process may use, at least two."""
+    return max(2, 2 * len(os.sched_getaffinity(0)))
+
+
+class VcpuPool:
+    """A bounded set of vCPUs (``_kvm.Hw``) shared by every Context.
+
+    ``acquire(ctx)`` gives ``ctx`` a vCPU marked busy: its own if idle, a
+    free one, a new one while fewer than ``size`` exist, else an idle one
+    bound to another context (one the Sentry is serving or blocking: its
+    state moves to that context); otherwise ``ctx`` queues (first come, first
+    served) and, every ``slice_s``, the pool takes back the vCPU that has
+    been in the guest longest if that is longer than the slice.
+    ``release(hw)`` hands a vCPU to the first waiter, or makes it free.
+
+    Lock: ``_cond`` guards the queue and ``free``. A Hw's ``busy`` flag is
+    claimed with ``try_claim`` (atomic under the GIL), by the pool or by a
+    context taking back its own idle vCPU without the pool.
+    """
+
+    def __init__(self, vm, size=None, slice_s=0.010):
+        self.vm = vm
+        self.size = size or default_pool_size()
+        self.slice_s = slice_s
+        self._cond = threading.Condition()
+        self._queue = collections.deque()      # [ctx, hw or None] per waiter
+        self.free = []
+        self.preemptions = 0
+        self.free.append(vm.new_hw())          # contexts copy its initial FPU state
+
+    def acquire(self, ctx):
+        with self._cond:
+            hw = None if self._queue else self._take(ctx)
+            if hw is not None:
+                return hw
+            ticket = [ctx, None]
+            self._queue.append(ticket)
+            self.vm.waiters += 1
+            try:
+                while ticket[1] is None:
+                    if not self._cond.wait(self.slice_s) and ticket[1] is None:
+                        self._preempt()
+                    if ticket[1] is None and self._queue[0] is ticket:
+                        ticket[1] = self._take(ctx)
+            finally:
+                self.vm.waiters -= 1
+                if ticket in self._queue:
+                    self._queue.remove(ticket)
+            return ticket[1]
+
+    def _take(self, ctx):
+        """A vCPU for ctx, marked busy, or None. Precondition: _cond held."""
+        for hw in self.vm.hws:
+            if hw.owner_context is ctx and hw not in self.free and hw.try_claim():
+                return hw               # its own, idle: no state to move
+        if self.free:
+            hw = self.free.pop()
+            hw.busy = True
+            return hw
+        if len(self.vm.hws) < self.size:
+            hw = self.vm.new_hw()
+            hw.busy = True
+            return hw
+        for hw in self.vm.hws:          # idle, bound to a task the Sentry serves
+            if hw.try_claim():
+                return hw
+        return None
+
+    def _preempt(self):
+        """Every vCPU is in use: take back the one in the guest longest, past a slice."""
+        now = time.monotonic_ns()
+        running = [h for h in self.vm.hws if h.busy and h.running]
+        if not running:
+            return
+        hw = min(running, key=lambda h: h.entered_ns)
+        if now - hw.entered_ns >= self.slice_s * 1e9:
+            hw.take_back()
+            self.preemptions += 1
+
+    def release(self, hw):
+        """``hw`` is no longer any context's: to the first waiter, or free."""
+        with self._cond:
+            if self._queue:
+                hw.busy = True
+                self._queue.popleft()[1] = hw
+                self._cond.notify_all()
+            else:
+                hw.busy = False
+                self.free.append(hw)
+
+
 class KvmPlatform(Platform):
     name = "kvm"
 
-    def __init__(self, memfile, pin_cpu=True):
+    def __init__(self, memfile, pin_cpu=True, pool_size=None):
         ok, why = kvm_usable()
         if not ok:
             raise OSError("KVM platform unusable: %s" % why)
         self.memfile = memfile
         self.vm = _kvm.Vm(memfile.fd, memfile.size)
-        self._idle_vcpus = []       # guarded by _lock
-        self._lock = threading.Lock()
+        self.pool = VcpuPool(self.vm, pool_size)
         self.cpu = None
         if pin_cpu:
             # A vCPU thread that migrates pays for reloading the vCPU; stay put.
@@ -83,25 +178,13 @@ class KvmPlatform(Platform):
         return aspace._add_context()
 
     def _vcpu_for(self, tables):
-        with self._lock:
-            vcpu = self._idle_vcpus.pop() if self._idle_vcpus else None
-        if vcpu is None:
-            return self.vm.new_vcpu(tables)
-        try:
-            vcpu.attach(tables)
-        except BaseException:
-            self._vcpu_done(vcpu)
-            raise
-        return vcpu
+        return self.vm.new_vcpu(tables, self.pool)
 
     def _vcpu_done(self, vcpu):
-        vcpu.detach()
-        with self._lock:
-            self._idle_vcpus.append(vcpu)
+        vcpu.release()
 
     def close(self):
-        with self._lock:
-            self._idle_vcpus = []
+        pass
 
 
 def _current_cpu():
