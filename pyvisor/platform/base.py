@@ -53,6 +53,10 @@ class AddressSpace(ABC):
     def unmap(self, addr, length):
         pass
 
+    def sync(self):
+        """Return once every edit made so far is in force: before the Sentry frees
+        pages that an edit stopped mapping. Platforms that edit at once need nothing."""
+
     @abstractmethod
     def protect(self, addr, length, prot):
         pass

@@ -207,6 +207,9 @@ class PtraceAddressSpace(AddressSpace):
         else:
             self.tracee.need_flush = True
 
+    def sync(self):
+        self.flush()
+
     def flush(self):
         """Run every queued edit in the stub, as one batch; True if there were any."""
         with self._lock:

@@ -178,12 +178,13 @@ class MemoryManager:
     def _install(self, vma):
         """Put ``vma`` in place of whatever mapped its range, and mirror it."""
         with self.lock:
-            self._unmap_locked(vma.start, vma.end, push=False)
+            gone = self._unmap_locked(vma.start, vma.end, push=False)
             i = bisect.bisect_left(self._starts, vma.start)
             self._vmas.insert(i, vma)
             self._starts.insert(i, vma.start)
             if self.aspace is not None:
                 self.aspace.map(vma.start, vma.end - vma.start, _host_prot(vma), vma.fileoff)
+            self._release(gone)
         return vma
 
     def _break_cow(self, v):
@@ -199,10 +200,11 @@ class MemoryManager:
             return
         own = self.alloc.alloc(n)
         self._copy_sparse(own, v.fileoff, n)
-        v.cow.unref()
-        v.fileoff, v.cow = own, None
+        shared, v.fileoff, v.cow = v.cow, own, None
         if self.aspace is not None:
             self.aspace.map(v.start, n, v.prot, own)
+            self.aspace.sync()       # the shared pages may be freed just below
+        shared.unref()
 
     def write_fault(self, addr):
         """A write to ``addr`` faulted: True if it was a shared page the task may write (now its own)."""
@@ -222,11 +224,11 @@ class MemoryManager:
                     continue
                 n = v.end - v.start
                 if v.cow:
-                    own = self.alloc.alloc(n)
-                    v.cow.unref()
-                    v.fileoff, v.cow = own, None
+                    shared, v.fileoff, v.cow = v.cow, self.alloc.alloc(n), None
                     if self.aspace is not None:
-                        self.aspace.map(v.start, n, v.prot, own)
+                        self.aspace.map(v.start, n, v.prot, v.fileoff)
+                        self.aspace.sync()
+                    shared.unref()
                 else:
                     self.file.punch(v.fileoff, n)
 
@@ -259,13 +261,30 @@ class MemoryManager:
         return i, j
 
     def _unmap_locked(self, start, end, push):
+        """Drop the VMAs in [start, end); returns those whose pages the caller must release.
+
+        Pages go back to the allocator only once the host no longer maps
+        them (another process may get them next): with ``push``, unmap, wait
+        for it, release, and return nothing; without, the caller maps over
+        the range and then calls ``_release`` with what this returned.
+        """
         i, j = self._range(start, end)
-        for v in self._vmas[i:j]:
-            self._free(v)
+        gone = self._vmas[i:j]
         del self._vmas[i:j]
         del self._starts[i:j]
-        if push and self.aspace is not None:
+        if not push:
+            return gone
+        if self.aspace is not None:
             self.aspace.unmap(start, end - start)
+        self._release(gone)
+        return []
+
+    def _release(self, gone):
+        """Free the pages of VMAs the host no longer maps, once its edits are in force."""
+        if gone and self.aspace is not None:
+            self.aspace.sync()
+        for v in gone:
+            self._free(v)
 
     def protect(self, start, end, prot):
         """Implements mprotect's effect: every page of [start, end) must be mapped (ENOMEM)."""
@@ -315,11 +334,13 @@ class MemoryManager:
             data_len = min(old_len, new_len)
             tmp = self.alloc.alloc(data_len)
             self._copy_out_of(old, tmp, data_len)
+            gone = []
             if dest == old:
-                self._unmap_locked(old, old + old_len, push=False)
+                gone = self._unmap_locked(old, old + old_len, push=False)
             else:
                 self._unmap_locked(old, old + old_len, push=True)
             nv = self.map_anon(dest, new_len, prot, flags, name, offset, v.dev, v.ino)
+            self._release(gone)
             self.file.copy(nv.fileoff, tmp, data_len)
             self.alloc.free(tmp, data_len)
             return dest
@@ -494,13 +515,11 @@ class MemoryManager:
     def reset(self):
         """execve(2): drop every mapping, keep the address space."""
         with self.lock:
-            for v in self._vmas:
-                self._free(v)
-            self._vmas = []
-            self._starts = []
+            gone, self._vmas, self._starts = self._vmas, [], []
             self.brk_start = self.brk_end = 0
             if self.aspace is not None:
                 self.aspace.unmap(MIN_ADDR, MM_TOP - MIN_ADDR)
+            self._release(gone)
 
     def release(self):
         """Give every page back; the address space is gone."""
