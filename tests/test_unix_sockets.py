@@ -95,7 +95,6 @@ def int_opt(t, fd, opt):
 # --- socket(2), socketpair(2) ---------------------------------------------------
 
 @pytest.mark.parametrize("domain,stype,proto,expect", [
-    (AF_INET, STREAM, 0, errno.EAFNOSUPPORT),
     (AF_INET6, DGRAM, 0, errno.EAFNOSUPPORT),
     (AF_NETLINK, 3, 0, errno.EAFNOSUPPORT),
     (99, STREAM, 0, errno.EAFNOSUPPORT),

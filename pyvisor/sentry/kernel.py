@@ -31,9 +31,9 @@ from pyvisor.sentry.threads import ThreadPool
 from pyvisor.sentry.syscalls.creds import Credentials
 from pyvisor.sentry.syscalls.misc import default_rlimits
 from pyvisor.sentry.vfs import pidfd, signalfd
-from pyvisor.sentry.task import (SIGCHLD, SIGKILL, ContextSwitch, GroupExit, SentryCrash,
-                                 SignalState, Task, TaskExit, ThreadGroup, exit_wstatus,
-                                 siginfo_bytes, signal_wstatus)
+from pyvisor.sentry.task import (IGNORE_BY_DEFAULT, SIGCHLD, SIGKILL, ContextSwitch, GroupExit,
+                                 SentryCrash, SignalState, Task, TaskExit, ThreadGroup,
+                                 exit_wstatus, siginfo_bytes, signal_wstatus)
 
 SI_KERNEL = 0x80
 SEGV_ACCERR = 2
@@ -141,6 +141,11 @@ class Kernel:
     def start(self):
         cfg = self.config
         self.gofer = Gofer(cfg.rootfs)      # starts in parallel with all that follows
+        if cfg.confine:
+            # Confined, the Sentry cannot import netstack when a socket needs
+            # it: stage it now, beside the Gofer's start (sentry/inet.py).
+            from pyvisor.sentry import inet
+            inet.preload_start()
         from pyvisor.gofer.client import GoferClient
         from pyvisor.platform import auto_choice, make_platform
         from pyvisor.sentry.futex import FutexTable
@@ -181,6 +186,7 @@ class Kernel:
         if cfg.confine:
             # From here on the Sentry cannot open, exec or reach the network.
             from pyvisor import seccomp
+            inet.preload_join()
             seccomp.preimport()
             seccomp.install_sentry_filter()
         return t
@@ -438,7 +444,11 @@ class Kernel:
             if g is not None and (g.wstatus is not None or g.exiting is not None):
                 return
             h = target.signals.handler(signo)
-            if signo != SIGKILL and h == 1:
+            bit = 1 << (signo - 1)
+            if signo != SIGKILL and (h == 1 or h == 0 and signo in IGNORE_BY_DEFAULT) \
+                    and not (target.signals.mask | target.sigwaiting) & bit:
+                # Linux sig_ignored: an ignored signal is dropped when sent, unless
+                # blocked (its handler may change before it is unblocked).
                 return
             if signo == SIGKILL:
                 g = target.group
@@ -748,6 +758,8 @@ class Kernel:
 
     def stop(self):
         timers.shutdown(self)
+        from pyvisor.sentry import inet
+        inet.shutdown(self)
         self.threads.close()
         self.kill_sandbox(signal_wstatus(SIGKILL))
         deadline = time.monotonic() + 2

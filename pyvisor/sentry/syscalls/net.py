@@ -1,13 +1,16 @@
 """Socket system calls: socket(2), bind(2), connect(2), sendmsg(2), ...
 
-Only AF_UNIX is served for now (`vfs/unix.py`); every other family gives
-EAFNOSUPPORT until netstack is wired in. This module decodes the user's
-structures, exactly as x86-64 Linux lays them out, and leaves semantics
-to the socket:
+AF_UNIX is served by `vfs/unix.py`, AF_INET (TCP and UDP) by netstack
+through `vfs/inet.py` (made on first use: `sentry/inet.py`); every other
+family gives EAFNOSUPPORT (N.B. AF_INET6 too: netstack has no IPv6). This
+module decodes the user's structures, exactly as x86-64 Linux lays them
+out, and leaves semantics to the socket:
 
-- ``struct sockaddr_un``: u16 family, char sun_path[108]. Lengths in and
-  out follow move_addr_to_kernel/move_addr_to_user: at most 128 bytes in;
-  out, copy min(user length, real length) and store the real length.
+- ``struct sockaddr_un``: u16 family, char sun_path[108];
+  ``struct sockaddr_in``: u16 family, be16 port, be32 address, 8 bytes pad.
+  Lengths in and out follow move_addr_to_kernel/move_addr_to_user: at most
+  128 bytes in; out, copy min(user length, real length) and store the real
+  length.
 - ``struct msghdr`` (56 bytes): name u64, namelen i32 (+4), iov u64,
   iovlen u64, control u64, controllen u64, flags i32 (+4).
 - ``struct cmsghdr``: len u64, level i32, type i32, then data; each is
@@ -30,6 +33,8 @@ from . import _numbers
 from ._util import install_pair, s32
 
 AF_UNSPEC = 0
+AF_INET = 2
+IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP, IPPROTO_MAX = 0, 6, 17, 256
 NPROTO = 46
 SOCK_MAX = 11
 SOCK_NONBLOCK, SOCK_CLOEXEC = O_NONBLOCK, O_CLOEXEC
@@ -73,9 +78,13 @@ def _align(n):
 def _sock(t, fd):
     """The socket at `fd`: EBADF if none, ENOTSOCK if not a socket."""
     f = t.fdtable.get(s32(fd))
-    if not isinstance(f, UnixSocket):
+    if not isinstance(f, UnixSocket) and not getattr(f, "is_socket", False):
         raise SyscallError(errno.ENOTSOCK)
     return f
+
+
+def _is_inet(s):
+    return getattr(s, "family", AF_UNIX) == AF_INET
 
 
 def _addr_in(t, addr, addrlen):
@@ -107,7 +116,8 @@ def _install(t, f, flags):
 
 
 def _socket_type(domain, stype, protocol):
-    """__sock_create and unix_create's checks: (base type, flags)."""
+    """__sock_create and unix_create's checks: (base type, flags); for
+    AF_INET, inet_create's: ((base type, protocol), flags)."""
     domain, stype, protocol = s32(domain), s32(stype), s32(protocol)
     flags = stype & (SOCK_NONBLOCK | SOCK_CLOEXEC)
     base = stype & ~(SOCK_NONBLOCK | SOCK_CLOEXEC)
@@ -115,8 +125,10 @@ def _socket_type(domain, stype, protocol):
         raise SyscallError(errno.EAFNOSUPPORT)
     if base < 0 or base >= SOCK_MAX:
         raise SyscallError(errno.EINVAL)
+    if domain == AF_INET:
+        return _inet_type(base, protocol), flags
     if domain != AF_UNIX:
-        # N.B. AF_INET/AF_INET6 wait for netstack; AF_NETLINK is not served.
+        # N.B. AF_INET6 waits for IPv6 in netstack; AF_NETLINK is not served.
         raise SyscallError(errno.EAFNOSUPPORT)
     if protocol not in (0, AF_UNIX):
         raise SyscallError(errno.EPROTONOSUPPORT)
@@ -127,17 +139,37 @@ def _socket_type(domain, stype, protocol):
     return base, flags
 
 
+def _inet_type(base, protocol):
+    """inet_create's checks: (base type, protocol) for TCP or UDP.
+    N.B. SOCK_RAW and ping sockets (SOCK_DGRAM, IPPROTO_ICMP) are not
+    served: EPROTONOSUPPORT, as for a protocol Linux does not know."""
+    if protocol < 0 or protocol >= IPPROTO_MAX:
+        raise SyscallError(errno.EINVAL)
+    if base == SOCK_STREAM and protocol in (IPPROTO_IP, IPPROTO_TCP):
+        return base, IPPROTO_TCP
+    if base == SOCK_DGRAM and protocol in (IPPROTO_IP, IPPROTO_UDP):
+        return base, IPPROTO_UDP
+    if base in (SOCK_STREAM, SOCK_DGRAM, SOCK_RAW):
+        raise SyscallError(errno.EPROTONOSUPPORT)
+    raise SyscallError(errno.ESOCKTNOSUPPORT)
+
+
 # --- creation, names, connections --------------------------------------------
 
 def sys_socket(t, domain, stype, protocol, *_):
     """Implements Linux syscall socket(2)."""
-    base, flags = _socket_type(domain, stype, protocol)
-    return _install(t, new_socket(t, base), flags)
+    kind, flags = _socket_type(domain, stype, protocol)
+    if isinstance(kind, tuple):                 # AF_INET: (type, protocol)
+        from ..vfs import inet
+        return _install(t, inet.new_socket(t.kernel, *kind), flags)
+    return _install(t, new_socket(t, kind), flags)
 
 
 def sys_socketpair(t, domain, stype, protocol, sv, *_):
     """Implements Linux syscall socketpair(2)."""
     base, flags = _socket_type(domain, stype, protocol)
+    if isinstance(base, tuple):
+        raise SyscallError(errno.EOPNOTSUPP)       # inet has no socketpair
     a, b = socket_pair(t, base)
     return install_pair(t, a, b, sv, lambda f: _install(t, f, flags))
 
@@ -146,6 +178,9 @@ def sys_bind(t, fd, addr, addrlen, *_):
     """Implements Linux syscall bind(2)."""
     s = _sock(t, fd)
     raw = _addr_in(t, addr, addrlen)
+    if _is_inet(s):
+        s.bind(t, raw)
+        return 0
     if len(raw) == SUN_PATH_OFFSET and struct.unpack("<H", raw)[0] == AF_UNIX:
         s.bind(t, b"", autobind=True)
     else:
@@ -163,6 +198,9 @@ def sys_connect(t, fd, addr, addrlen, *_):
     """Implements Linux syscall connect(2)."""
     s = _sock(t, fd)
     raw = _addr_in(t, addr, addrlen)
+    if _is_inet(s):
+        s.connect(t, raw)
+        return 0
     if s.type == SOCK_DGRAM:
         if len(raw) < 2:
             raise SyscallError(errno.EINVAL)
@@ -180,7 +218,10 @@ def _accept(t, fd, addr, len_ptr, flags):
     s = _sock(t, fd)
     new = s.accept(False)
     try:
-        peer = new.peername() if new.peer is not None else struct.pack("<H", AF_UNIX)
+        if _is_inet(s):
+            peer = new.remote_name()
+        else:
+            peer = new.peername() if new.peer is not None else struct.pack("<H", AF_UNIX)
         if addr:
             _addr_out(t, addr, len_ptr, peer)
     except SyscallError:
@@ -224,7 +265,7 @@ def _dest(s, raw):
     need to know one was given (they refuse it)."""
     if not raw:
         return None
-    return raw if s.type == SOCK_STREAM else parse_sockaddr(raw)
+    return raw if s.type == SOCK_STREAM or _is_inet(s) else parse_sockaddr(raw)
 
 
 def sys_sendto(t, fd, buf, length, flags, addr, addrlen, *_):
@@ -232,6 +273,8 @@ def sys_sendto(t, fd, buf, length, flags, addr, addrlen, *_):
     s = _sock(t, fd)
     length = min(length, INT_MAX)
     raw = _addr_in(t, addr, addrlen) if addr else b""
+    if length and _is_inet(s):
+        length = s.send_room(s32(flags), length)
     data = t.copy_in(buf, length) if length else b""
     return s.send(t, data, s32(flags), _dest(s, raw))
 
@@ -243,7 +286,10 @@ def _recv_result(s, r, flags):
     return len(r.data)
 
 
-def _sender_name(r):
+def _sender_name(s, r):
+    """The sender's address as recvfrom/recvmsg report it (b"": none)."""
+    if _is_inet(s):
+        return r.addr                       # packed already; b"" on TCP
     from ..vfs.unix import pack_sockaddr
     return pack_sockaddr(r.addr) if r.addr else b""
 
@@ -259,7 +305,7 @@ def sys_recvfrom(t, fd, buf, length, flags, addr, addrlen, *_):
     if r.data:
         t.copy_out(buf, r.data)
     if addr:
-        _addr_out(t, addr, addrlen, _sender_name(r))
+        _addr_out(t, addr, addrlen, _sender_name(s, r))
     return _recv_result(s, r, flags)
 
 
@@ -360,6 +406,8 @@ def _sendmsg(t, s, msg, flags):
     raw = b""
     if name and namelen:
         raw = _addr_in(t, name, namelen)
+    if total and _is_inet(s):
+        total = s.send_room(flags, total)
     data = _gather(t, vecs, total)
     rights, creds = _parse_control(t, control, controllen)
     return s.send(t, data, flags, _dest(s, raw), rights, creds)
@@ -436,7 +484,7 @@ def _recvmsg(t, s, msg, flags):
         if ctl.out:
             t.copy_out(control, bytes(ctl.out))
     if name:
-        sender = _sender_name(r)
+        sender = _sender_name(s, r)
         n = min(namelen, SOCKADDR_STORAGE, len(sender))
         if n:
             t.copy_out(name, sender[:n])
@@ -533,6 +581,8 @@ def sys_setsockopt(t, fd, level, optname, optval, optlen, *_):
     """Implements Linux syscall setsockopt(2) for SOL_SOCKET."""
     s = _sock(t, fd)
     level, optname, optlen = s32(level), s32(optname), s32(optlen)
+    if _is_inet(s):
+        return _inet_setsockopt(t, s, level, optname, optval, optlen)
     if level != SOL_SOCKET:
         raise SyscallError(errno.EOPNOTSUPP)
     if optlen < 0:
@@ -609,17 +659,168 @@ def sys_getsockopt(t, fd, level, optname, optval, optlen, *_):
     the user's length and stores the length copied."""
     s = _sock(t, fd)
     level, optname = s32(level), s32(optname)
-    if level != SOL_SOCKET:
+    if level != SOL_SOCKET and not _is_inet(s):
         raise SyscallError(errno.EOPNOTSUPP)
     ulen = _INT.unpack(t.copy_in(optlen, 4))[0]
     if ulen < 0:
         raise SyscallError(errno.EINVAL)
-    value = _getopt_value(s, optname)
+    if _is_inet(s):
+        value = _inet_getopt_value(s, level, optname)
+    else:
+        value = _getopt_value(s, optname)
     n = min(ulen, len(value))
     if n:
         t.copy_out(optval, value[:n])
     t.copy_out(optlen, _INT.pack(n))
     return 0
+
+
+# --- AF_INET options ---------------------------------------------------------------
+#
+# SOL_SOCKET options common to every family are decoded here; those that
+# change the protocol (buffers, keepalive, linger, TCP_*, IP_TTL) go to the
+# netstack socket, the rest are stored on the file and read back.
+
+SOL_IP, SOL_TCP, SOL_UDP = IPPROTO_IP, IPPROTO_TCP, IPPROTO_UDP
+IP_TOS, IP_TTL = 1, 2
+TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT = 1, 2, 4, 5, 6
+TCP_CONGESTION = 13
+TCP_CA_NAME_MAX = 16
+# Passed to netstack as ints (and reported by it).
+_NETSTACK_TCP_OPTS = {TCP_NODELAY, TCP_MAXSEG, TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT}
+# Kept and read back as ints, without further effect here (N.B.).
+_INET_STORED = {
+    SOL_SOCKET: _STORED_INT_OPTS | {SO_PASSCRED},
+    # TCP_CORK, TCP_SYNCNT, TCP_LINGER2, TCP_DEFER_ACCEPT, TCP_WINDOW_CLAMP,
+    # TCP_QUICKACK, TCP_USER_TIMEOUT, TCP_FASTOPEN, TCP_NOTSENT_LOWAT
+    SOL_TCP: {3, 7, 8, 9, 10, 12, 18, 23, 25},
+    # IP_TOS, IP_PKTINFO, IP_MTU_DISCOVER, IP_RECVERR, IP_RECVTOS, IP_FREEBIND,
+    # IP_BIND_ADDRESS_NO_PORT, IP_MULTICAST_TTL, IP_MULTICAST_LOOP
+    SOL_IP: {IP_TOS, 8, 10, 11, 13, 15, 24, 33, 34},
+    # UDP_CORK, UDP_SEGMENT, UDP_GRO
+    SOL_UDP: {1, 103, 104},
+}
+_UDP_DEFAULT_SNDBUF = 212992
+_NOBODY_CREDS = struct.pack("<iII", 0, 65534, 65534)   # SO_PEERCRED without a unix peer
+
+
+def _inet_level_ok(s, level):
+    """Which levels a socket answers: ip_setsockopt refuses the others."""
+    if level in (SOL_SOCKET, SOL_IP):
+        return True
+    return level == (SOL_TCP if s.stream else SOL_UDP)
+
+
+def _inet_setsockopt(t, s, level, optname, optval, optlen):
+    """setsockopt(2) on an AF_INET socket."""
+    if optlen < 0:
+        raise SyscallError(errno.EINVAL)
+    if not _inet_level_ok(s, level):
+        raise SyscallError(errno.ENOPROTOOPT)
+    if level == SOL_SOCKET:
+        if optname in (SO_RCVTIMEO, SO_RCVTIMEO_NEW):
+            s.rcvtimeo = _timeval_in(t, optval, optlen)
+            return 0
+        if optname in (SO_SNDTIMEO, SO_SNDTIMEO_NEW):
+            s.sndtimeo = _timeval_in(t, optval, optlen)
+            return 0
+        if optname == SO_LINGER:
+            if optlen < _LINGER.size:
+                raise SyscallError(errno.EINVAL)
+            onoff, secs = _LINGER.unpack(t.copy_in(optval, _LINGER.size))
+            if s.stream:
+                s.setopt(SOL_SOCKET, SO_LINGER, (onoff, secs))
+            else:
+                s.opts[SO_LINGER] = (1 if onoff else 0, secs if onoff else 0)
+            return 0
+    if level == SOL_TCP and optname == TCP_CONGESTION:
+        name = t.copy_in(optval, min(optlen, TCP_CA_NAME_MAX - 1)) if optlen else b""
+        s.setopt(SOL_TCP, TCP_CONGESTION, name.split(b"\0", 1)[0])
+        return 0
+    if optlen < 4:
+        raise SyscallError(errno.EINVAL)
+    v = _INT.unpack(t.copy_in(optval, 4))[0]
+    _inet_set_int(s, level, optname, v)
+    return 0
+
+
+def _inet_set_int(s, level, optname, v):
+    if level == SOL_SOCKET:
+        if optname in (SO_RCVBUF, SO_RCVBUFFORCE):
+            s.setopt(SOL_SOCKET, SO_RCVBUF, min(v & 0xFFFFFFFF, MAX_BUF))
+        elif optname in (SO_SNDBUF, SO_SNDBUFFORCE):
+            if s.stream:
+                s.setopt(SOL_SOCKET, SO_SNDBUF, min(v & 0xFFFFFFFF, MAX_BUF))
+            else:
+                s.opts[SO_SNDBUF] = _set_buf(v, MIN_SNDBUF)
+        elif optname == SO_REUSEADDR or (optname == SO_KEEPALIVE and s.stream) or \
+                (optname == SO_BROADCAST and not s.stream):
+            s.setopt(SOL_SOCKET, optname, 1 if v else 0)
+        elif optname == SO_RCVLOWAT:
+            s.opts[optname] = max(v, 1)
+        elif optname in _INET_STORED[SOL_SOCKET] or optname in (SO_KEEPALIVE, SO_BROADCAST):
+            s.opts[optname] = 1 if v and optname != SO_PRIORITY else v
+        else:
+            raise SyscallError(errno.ENOPROTOOPT)
+    elif level == SOL_TCP and optname in _NETSTACK_TCP_OPTS:
+        s.setopt(level, optname, v)
+    elif level == SOL_IP and optname == IP_TTL:
+        s.setopt(level, optname, v)
+    elif optname in _INET_STORED.get(level, ()):
+        s.opts[(level, optname)] = v
+    else:
+        raise SyscallError(errno.ENOPROTOOPT)
+
+
+def _inet_getopt_value(s, level, optname):
+    """The bytes getsockopt(2) reports for an AF_INET socket."""
+    if not _inet_level_ok(s, level):
+        raise SyscallError(errno.ENOPROTOOPT)
+    if level == SOL_SOCKET:
+        v = _inet_sol_socket(s, optname)
+        return v if isinstance(v, bytes) else _INT.pack(v)
+    if level == SOL_TCP and optname == TCP_CONGESTION:
+        return s.getopt(level, optname).ljust(TCP_CA_NAME_MAX, b"\0")
+    if (level == SOL_TCP and optname in _NETSTACK_TCP_OPTS) or (
+            level == SOL_IP and optname == IP_TTL):
+        return _INT.pack(s.getopt(level, optname))
+    if optname in _INET_STORED.get(level, ()):
+        return _INT.pack(s.opts.get((level, optname), 0))
+    raise SyscallError(errno.ENOPROTOOPT)
+
+
+def _inet_sol_socket(s, optname):
+    """getsockopt(SOL_SOCKET, optname): an int, or bytes for structures."""
+    if optname == SO_TYPE:
+        return s.type
+    if optname == SO_DOMAIN:
+        return AF_INET
+    if optname == SO_PROTOCOL:
+        return s.protocol
+    if optname == SO_ACCEPTCONN:
+        return int(s.listening())
+    if optname in (SO_ERROR, SO_REUSEADDR, SO_RCVBUF) or \
+            (s.stream and optname in (SO_SNDBUF, SO_KEEPALIVE)) or \
+            (not s.stream and optname == SO_BROADCAST):
+        return s.getopt(SOL_SOCKET, optname)
+    if optname == SO_SNDBUF:
+        return s.opts.get(SO_SNDBUF, _UDP_DEFAULT_SNDBUF)
+    if optname == SO_LINGER:
+        v = s.getopt(SOL_SOCKET, SO_LINGER) if s.stream else s.opts.get(SO_LINGER, (0, 0))
+        return _LINGER.pack(*v)
+    if optname in (SO_RCVTIMEO, SO_RCVTIMEO_NEW):
+        return _timeval_out(s.rcvtimeo)
+    if optname in (SO_SNDTIMEO, SO_SNDTIMEO_NEW):
+        return _timeval_out(s.sndtimeo)
+    if optname == SO_PEERCRED:
+        return _NOBODY_CREDS
+    if optname == SO_RCVLOWAT:
+        return s.opts.get(optname, 1)
+    if optname == SO_SNDLOWAT:
+        return 1
+    if optname in _INET_STORED[SOL_SOCKET] or optname in (SO_KEEPALIVE, SO_BROADCAST):
+        return s.opts.get(optname, 0)
+    raise SyscallError(errno.ENOPROTOOPT)
 
 
 _HANDLERS = {
