@@ -7,6 +7,7 @@ from pyvisor.netstack.clock import FakeClock, MonotonicClock
 from pyvisor.netstack.link import Impairment, ImpairedLink, LoopbackLink, memory_pair
 from pyvisor.netstack.stack import Stack
 from pyvisor.netstack.testing import Network, NetworkIdle, tcp_pair, transfer
+from pyvisor.sentry.errors import SyscallError
 
 
 def test_memory_pair_queues_until_pumped():
@@ -99,6 +100,42 @@ def test_tcp_over_loopback():
     for _ in range(5):
         st.poll()
     assert a.recv(100) == b"over lo"
+
+
+def test_full_size_segments_over_loopback_fit_an_ipv4_packet():
+    """lo's MTU is 65536: the MSS must keep a segment with timestamps within
+    IPv4's 65535-byte total length, or every full segment is dropped."""
+    from pyvisor.netstack.tcp import TCPConfig
+    st = Stack(FakeClock(), tcp_config=TCPConfig(mss=65535, rcvbuf=4 << 20, sndbuf=4 << 20))
+    st.add_loopback()
+    srv = st.tcp_socket()
+    srv.bind(("127.0.0.1", 9))
+    srv.listen(1)
+    c = st.tcp_socket()
+    try:
+        c.connect(("127.0.0.1", 9))
+    except Exception:
+        pass
+    for _ in range(10):
+        st.poll()
+    a, _peer = srv.accept()
+    data = bytes(range(256)) * 4096          # 1 MiB: many full-size segments
+    sent, got = 0, bytearray()
+    for _ in range(2000):
+        if sent < len(data):
+            try:
+                sent += c.send(data[sent:sent + (256 << 10)])
+            except SyscallError:     # EAGAIN
+                pass
+        st.poll()
+        try:
+            got += a.recv(1 << 20)
+        except SyscallError:         # EAGAIN
+            pass
+        if len(got) == len(data):
+            break
+    assert bytes(got) == data
+    assert a.getsockopt(6, 2) <= 65495 and c.getsockopt(6, 2) <= 65495   # TCP_MAXSEG
 
 
 def test_loopback_link_and_monotonic_clock():

@@ -118,6 +118,17 @@ def test_segfault_reported_by_shell(sandbox, build_c):
     assert out.stderr == b"Segmentation fault\n"
 
 
+def test_core_dumping_signal_sets_wcoredump_when_rlimit_core_allows(sandbox, build_c, tmp_path):
+    """Natively the kernel writes core files into the scratch cwd; the sandbox writes none."""
+    prog = build_c(os.path.join(HERE, "c", "coreflag.c"))
+    native = sandbox.native([prog], cwd=str(tmp_path))
+    run = sandbox.run([prog])
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == native.stdout
+    assert b"signal 11, core limit 0: signaled 1 sig 11 coredump 0" in run.stdout
+    assert b"signal 11, core limit unlimited: signaled 1 sig 11 coredump 1" in run.stdout
+
+
 def test_segfault_exit_status_is_139(sandbox, build_c):
     prog = build_c(os.path.join(HERE, "c", "segv.c"), static=True)
     out = sandbox.run([prog])

@@ -63,6 +63,13 @@ def _check_port(port):
         raise SyscallError(errno.EINVAL)
 
 
+
+def _mss_for(mtu):
+    """The MSS a link allows: its MTU less the IP and TCP headers, and never
+    past IPv4's 65535-byte total length (loopback's MTU is 65536)."""
+    return min(mtu, 0xFFFF) - 40
+
+
 class _Endpoint:
     """Readiness plumbing shared by TCP and UDP sockets."""
 
@@ -237,7 +244,7 @@ class TCPSocket(_Endpoint):
         child.config = dataclasses.replace(self.config)
         nic = stack.nic_for(pkt.dst)
         if nic is not None:
-            child.config.mss = min(child.config.mss, nic.mtu - 40)
+            child.config.mss = min(child.config.mss, _mss_for(nic.mtu))
         child.laddr, child.lport = pkt.dst, dport
         child.raddr, child.rport = pkt.src, sport
         child.ttl = self.ttl
@@ -315,7 +322,7 @@ class TCPSocket(_Endpoint):
         if key in stack.tcp_conns:
             raise SyscallError(errno.EADDRNOTAVAIL)
         self.raddr, self.rport = raddr, rport
-        self.config.mss = min(self.config.mss, nic.mtu - 40)
+        self.config.mss = min(self.config.mss, _mss_for(nic.mtu))
         now = stack.clock.now()
         self.conn = TCPConnection(self.config, stack.isn(*key), now)
         self.conn.gso_max = stack.gso_max_for(nic)
@@ -507,7 +514,7 @@ class TCPSocket(_Endpoint):
             return
         if code == icmp.CODE_FRAG_NEEDED:
             if next_mtu >= 68:
-                c.snd_mss = min(c.snd_mss, next_mtu - 40)
+                c.snd_mss = min(c.snd_mss, _mss_for(next_mtu))
             return
         err = _ICMP_ERRNO.get(code, errno.EHOSTUNREACH)
         if c.state is State.SYN_SENT:

@@ -629,7 +629,7 @@ class Kernel:
         """A synchronous fault: delivered even if blocked or ignored (then the default kills)."""
         h = t.signals.handler(signo)
         if h in (0, 1) or t.signals.mask & (1 << (signo - 1)):
-            raise GroupExit(signal_wstatus(signo))
+            raise GroupExit(t.death_wstatus(signo))
         with self.lock:
             t.pending.insert(0, (signo, info))
 

@@ -93,10 +93,18 @@ def exit_wstatus(code):
     return (code & 0xFF) << 8
 
 
-def signal_wstatus(signo):
-    """The wait status of a death by signo. N.B. no core is ever written, so
-    the core-dump flag (0x80) is never set, as on Linux with RLIMIT_CORE 0."""
-    return signo
+WCOREFLAG = 0x80
+RLIMIT_CORE = 4
+
+
+def signal_wstatus(signo, core_limit=0):
+    """The wait status of a death by signo.
+
+    A signal whose default action dumps core sets WCOREFLAG ("core dumped")
+    when the task's RLIMIT_CORE allows a core, as Linux reports a dump that
+    succeeded. N.B. no core file is written.
+    """
+    return signo | (WCOREFLAG if core_limit and signo in CORE_BY_DEFAULT else 0)
 
 
 def siginfo_bytes(signo, code=SI_USER, pid=0, uid=0, addr=None, status=None):
@@ -243,6 +251,10 @@ class Task:
             except OSError:
                 pass
 
+    def death_wstatus(self, signo):
+        """The wait status if signo's default action ends this task's group now."""
+        return signal_wstatus(signo, self.rlimits.get(RLIMIT_CORE, (0, 0))[0])
+
     # -- dispatch -------------------------------------------------------
 
     def syscall(self, number, a0, a1, a2, a3, a4, a5):
@@ -318,7 +330,7 @@ class Task:
                     continue
                 if signo in IGNORE_BY_DEFAULT or signo == SIGCONT:
                     continue
-                raise GroupExit(signal_wstatus(signo))
+                raise GroupExit(self.death_wstatus(signo))
             if h == SIG_IGN:
                 continue
             if ret is RESTART:
@@ -349,7 +361,7 @@ class Task:
         if ret is not None:
             regs["rax"] = ret & 0xFFFFFFFFFFFFFFFF
         if not flags & SA_RESTORER:
-            raise GroupExit(signal_wstatus(SIGSEGV))
+            raise GroupExit(self.death_wstatus(SIGSEGV))
         ss_sp, ss_flags, ss_size = self.signals.altstack
         sp = regs["rsp"]
         on_alt = not ss_flags & SS_DISABLE and ss_sp <= sp < ss_sp + ss_size
@@ -371,7 +383,7 @@ class Task:
             self.copy_out(fpstate, self.regs.get_fpregs())
             self.copy_out(frame, struct.pack("<Q", restorer) + uc + info)
         except SyscallError:
-            raise GroupExit(signal_wstatus(SIGSEGV)) from None
+            raise GroupExit(self.death_wstatus(SIGSEGV)) from None
         if flags & SS_AUTODISARM and flags & SA_ONSTACK:
             self.signals.altstack = (0, SS_DISABLE, 0)
         blocked = base_mask | mask
