@@ -51,6 +51,8 @@ cdef extern from "<sys/mman.h>" nogil:
     void *MAP_FAILED
 
 cdef extern from "<fcntl.h>" nogil:
+    int fcntl(int, int, ...)
+    enum: F_DUPFD
     int fallocate(int fd, int mode, long offset, long len)
 
 cdef extern from "<sys/prctl.h>" nogil:
@@ -227,7 +229,13 @@ def spawn_stub(bytes path, int memfd, int ctrlfd=-1):
         # Its own process group: terminal signals go to the Sentry, which
         # decides what they mean for the sandbox.
         setpgid(0, 0)
-        if dup2(memfd, STUB_FD) < 0:
+        # Move both out of the way first: either may already be 62 or 63
+        # (dup2 onto itself would keep its close-on-exec flag, and one dup2
+        # could close the other's source).
+        memfd = fcntl(memfd, F_DUPFD, 100)
+        if ctrlfd >= 0:
+            ctrlfd = fcntl(ctrlfd, F_DUPFD, 100)
+        if memfd < 0 or dup2(memfd, STUB_FD) < 0:
             _exit(126)
         if ctrlfd >= 0 and dup2(ctrlfd, STUB_CTRL_FD) < 0:
             _exit(126)

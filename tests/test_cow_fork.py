@@ -48,7 +48,10 @@ def test_fork_shares_big_private_vmas_and_copies_small_ones():
     off = big.fileoff
     assert parent.write_fault(0x400000 + 5)
     assert big.cow is None and big.fileoff == off
-    assert not parent.write_fault(0x400000 + 5)     # not shared any more: a real fault
+    # A second thread's fault on the same pages, served after the first: retry.
+    assert parent.write_fault(0x400000 + 5)
+    parent.map_anon(0x700000, 4 << 10, 1)
+    assert not parent.write_fault(0x700000)          # read-only: a real fault
     child.release()
     parent.release()
     assert alloc.allocated == 0
@@ -78,3 +81,13 @@ def test_exec_keeps_nothing_of_the_old_image(sandbox, build_c):
     assert run.returncode == 0, run.stdout + run.stderr
     assert run.stdout == b"after vfork: old page gone\nafter fork: old page gone\n"
     assert run.stdout == sandbox.native([prog]).stdout
+
+
+def test_futex_sleeper_is_woken_after_its_page_moves(sandbox, build_c):
+    """A private futex is keyed by address space and address, not by the page:
+    copy-on-write may move the page while a thread sleeps on it."""
+    prog = build_c(os.path.join(HERE, "c", "fork_futex.c"), extra=("-pthread",))
+    run = sandbox.run([prog], timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == b"woken, child status 0\n" == sandbox.native([prog]).stdout
+

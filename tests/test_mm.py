@@ -140,3 +140,30 @@ def test_edits_are_batched_and_a_failed_edit_is_reported(mm):
     with pytest.raises(OSError) as e:
         mm.aspace.flush()
     assert e.value.errno == errno.EINVAL
+
+
+def test_stub_gets_its_files_whatever_their_numbers():
+    """The memory file and the control file become fds 63 and 62 in the stub even
+    when the Sentry's own copies already have those numbers (close-on-exec and all)."""
+    import os
+    from pyvisor.platform.ptrace import PtracePlatform
+    fillers = []
+    try:
+        while True:
+            fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
+            if fd >= 61:
+                os.close(fd)
+                break
+            fillers.append(fd)
+        alloc = MemoryFileAllocator(1 << 20)      # the memfd: fd 61 ...
+        platform = PtracePlatform(alloc.file, pin_cpu=False)   # ... its control file: 62
+        assert platform.ctrl.fd == 62
+        aspace = platform.new_address_space()
+        m = MemoryManager(alloc, aspace)
+        m.map_anon(ADDR, PAGE, 3)
+        assert ["%08x-%08x" % (ADDR, ADDR + PAGE), "rw-s"] in stub_maps(m)
+        m.release()
+        aspace.release()
+    finally:
+        for fd in fillers:
+            os.close(fd)

@@ -1,10 +1,12 @@
-"""Futexes: the Sentry's wait queues keyed by the memory-file page offset of the word.
+"""Futexes: the Sentry's wait queues, keyed as Linux keys futex words.
 
 Linux background (futex(2)): FUTEX_WAIT sleeps if the 32-bit word still
 holds the expected value, checked and queued atomically with respect to
-FUTEX_WAKE. A word is identified by its physical page here: its offset in
-the memory file, so threads sharing an address space meet, and copies made
-by fork do not.
+FUTEX_WAKE. A word in MAP_SHARED memory is identified by its page (its
+offset in the memory file), so processes sharing it meet; any other word by
+(address space, address), so threads meet, copies made by fork do not, and
+copy-on-write moving the page does not strand a sleeper. PI waiters are
+queued by the offset of the word in the task's own copy of the page.
 
 Priority-inheritance futexes (futex(2) "Priority-inheritance futexes")
 give the word a meaning: the owner's TID in the low 30 bits, FUTEX_WAITERS
@@ -73,16 +75,15 @@ class FutexTable:
 
     @staticmethod
     def key(t, addr):
-        """The word's key: its memory-file offset. EINVAL if unaligned.
+        """The word's key (Linux get_futex_key): EINVAL if unaligned, EFAULT if unmapped.
 
-        A copy-on-write page (after fork) is made the task's own first:
-        otherwise a waiter keyed on the shared page and a waker keyed on the
-        copy its write made would never meet (Linux keys private futexes by
-        address space instead, which is immune to that)."""
+        In MAP_SHARED memory its memory-file offset, where processes meet;
+        elsewhere (address space, address), so that a waiter keeps its key
+        when copy-on-write moves the page under it (a fork by another
+        thread, then a write)."""
         if addr % 4:
             raise SyscallError(errno.EINVAL)
-        (off, _n), = t.mm._chunks(addr, 4, PROT_READ, write=True)
-        return off
+        return t.mm.futex_key(addr)
 
     def wait(self, t, addr, val, deadline, bitset):
         """Sleep while *addr == val; deadline is a time.monotonic() value or None."""
@@ -114,7 +115,10 @@ class FutexTable:
         if bitset == 0:
             raise SyscallError(errno.EINVAL)
         key = self.key(t, addr)
+        (word_off, _n), = t.mm._chunks(addr, 4, PROT_READ)
         with self.lock:
+            if self.pi_waiters.get(word_off):
+                raise SyscallError(errno.EINVAL)   # Linux: a plain wake of a PI word with waiters
             return self._wake_locked(key, n, bitset)
 
     def _wake_locked(self, key, n, bitset=0xFFFFFFFF):
@@ -292,7 +296,7 @@ class FutexTable:
         interrupted once requeued; ETIMEDOUT; Interrupted (restart) before."""
         import time
         key, key2 = self.key(t, addr), self.pi_key(t, addr2)
-        if key == key2:
+        if key == self.key(t, addr2):      # the same word (keys compare alike)
             raise SyscallError(errno.EINVAL)
         with self.lock:
             if _U32.unpack(t.copy_in(addr, 4))[0] != val & 0xFFFFFFFF:
@@ -323,7 +327,7 @@ class FutexTable:
         first waiter on addr if it is free, move up to n_requeue others (one
         more if none was given it) to the PI queue; returns how many."""
         key, key2 = self.key(t, addr), self.pi_key(t, addr2)
-        if key == key2:
+        if key == self.key(t, addr2):      # the same word (keys compare alike)
             raise SyscallError(errno.EINVAL)
         word = self._word(t, key2)
         with self.lock:

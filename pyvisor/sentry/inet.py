@@ -33,12 +33,10 @@ import without running it.
 """
 
 import atexit
-import errno
 import threading
 import time
 
 from . import waiting
-from .errors import SyscallError
 
 MAX_SETTLE_ROUNDS = 256       # then the driver thread finishes the work
 MIN_DRIVER_WAIT = 0.0002
@@ -134,18 +132,7 @@ class NetStack:
             finally:
                 self.lock.acquire()
             return True
-        timeout = None
-        if deadline is not None:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                return False
-        try:
-            waiting.wait(cond, timeout)
-        except waiting.Interrupted:
-            if timed_eintr:
-                raise SyscallError(errno.EINTR) from None
-            raise
-        return True
+        return waiting.wait_until(cond, deadline, timed_eintr)
 
     # --- the driver -----------------------------------------------------------------
 

@@ -10,7 +10,11 @@ on; ``wait`` then raises ``Interrupted`` and the dispatcher turns that into
 EINTR, or restarts the call, as Linux does.
 """
 
+import errno
 import threading
+import time
+
+from .errors import SyscallError
 
 _local = threading.local()
 
@@ -49,9 +53,28 @@ def wait(cond, timeout=None):
     return ok
 
 
+def wait_until(cond, deadline, timed_eintr=False):
+    """``wait`` until a monotonic ``deadline`` (None: no limit); False once it passed.
+
+    ``timed_eintr``: the wait is bounded by a socket timeout (SO_RCVTIMEO,
+    SO_SNDTIMEO), so an interruption is EINTR, never a restart (signal(7)).
+    """
+    timeout = None
+    if deadline is not None:
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            return False
+    try:
+        wait(cond, timeout)
+    except Interrupted:
+        if timed_eintr:
+            raise SyscallError(errno.EINTR) from None
+        raise
+    return True
+
+
 def sleep(seconds):
     """Sleep for ``seconds``, interruptibly; returns the time left (0 when slept through)."""
-    import time
     cond = threading.Condition()
     end = time.monotonic() + seconds
     with cond:

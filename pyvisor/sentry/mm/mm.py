@@ -207,13 +207,25 @@ class MemoryManager:
         shared.unref()
 
     def write_fault(self, addr):
-        """A write to ``addr`` faulted: True if it was a shared page the task may write (now its own)."""
+        """A write to ``addr`` faulted: True if the task may write there (retry), now that
+        shared pages became its own, here or by another thread that faulted first."""
         with self.lock:
             v = self._find(addr)
-            if v is None or v.cow is None or not v.prot & PROT_WRITE:
+            if v is None or not v.prot & PROT_WRITE:
                 return False
-            self._break_cow(v)
+            if v.cow is not None:
+                self._break_cow(v)
             return True
+
+    def futex_key(self, addr):
+        """A futex word's key: memory-file offset if MAP_SHARED, else (self, addr)."""
+        with self.lock:
+            v = self._find(addr)
+            if v is None or not v.prot & PROT_READ:
+                raise SyscallError(errno.EFAULT)
+            if v.flags == MAP_SHARED:
+                return v.fileoff + (addr - v.start)
+            return (self, addr)
 
     def discard(self, start, end):
         """madvise(MADV_DONTNEED) on private anonymous memory: its pages read as zero again."""
@@ -468,6 +480,7 @@ class MemoryManager:
         """
         child = MemoryManager(self.alloc, None)
         cow_min = self.alloc.cow_min
+        protected = False
         with self.lock:
             for v in self._vmas:
                 n = v.end - v.start
@@ -483,6 +496,7 @@ class MemoryManager:
                     cow = v.cow = SharedPages(self.alloc, off, n, refs=2)
                     if v.prot & PROT_WRITE and self.aspace is not None:
                         self.aspace.protect(v.start, n, _host_prot(v))
+                        protected = True
                 else:
                     off = self.alloc.alloc(n)
                     self._copy_sparse(off, v.fileoff, n)
@@ -490,6 +504,10 @@ class MemoryManager:
                                        v.dev, v.ino, cow))
                 child._starts.append(v.start)
             child.brk_start, child.brk_end, child.mmap_base = self.brk_start, self.brk_end, self.mmap_base
+            if protected:
+                # Read-only for every thread before any copy is made: a thread
+                # still writing the shared pages would lose writes to a copy.
+                self.aspace.sync()
         return child
 
     def _copy_sparse(self, dst, src, n):

@@ -564,6 +564,17 @@ def _timeval_in(t, optval, optlen):
     return sec + usec / 1e6
 
 
+def _set_timeout(t, s, optname, optval, optlen):
+    """SO_RCVTIMEO/SO_SNDTIMEO, the same for every family: True if optname was one."""
+    if optname in (SO_RCVTIMEO, SO_RCVTIMEO_NEW):
+        s.rcvtimeo = _timeval_in(t, optval, optlen)
+    elif optname in (SO_SNDTIMEO, SO_SNDTIMEO_NEW):
+        s.sndtimeo = _timeval_in(t, optval, optlen)
+    else:
+        return False
+    return True
+
+
 def _timeval_out(v):
     if v is None:
         return _TIMEVAL.pack(0, 0)
@@ -587,11 +598,7 @@ def sys_setsockopt(t, fd, level, optname, optval, optlen, *_):
         raise SyscallError(errno.EOPNOTSUPP)
     if optlen < 0:
         raise SyscallError(errno.EINVAL)
-    if optname in (SO_RCVTIMEO, SO_RCVTIMEO_NEW):
-        s.rcvtimeo = _timeval_in(t, optval, optlen)
-        return 0
-    if optname in (SO_SNDTIMEO, SO_SNDTIMEO_NEW):
-        s.sndtimeo = _timeval_in(t, optval, optlen)
+    if _set_timeout(t, s, optname, optval, optlen):
         return 0
     if optname == SO_LINGER:
         if optlen < _LINGER.size:
@@ -718,11 +725,7 @@ def _inet_setsockopt(t, s, level, optname, optval, optlen):
     if not _inet_level_ok(s, level):
         raise SyscallError(errno.ENOPROTOOPT)
     if level == SOL_SOCKET:
-        if optname in (SO_RCVTIMEO, SO_RCVTIMEO_NEW):
-            s.rcvtimeo = _timeval_in(t, optval, optlen)
-            return 0
-        if optname in (SO_SNDTIMEO, SO_SNDTIMEO_NEW):
-            s.sndtimeo = _timeval_in(t, optval, optlen)
+        if _set_timeout(t, s, optname, optval, optlen):
             return 0
         if optname == SO_LINGER:
             if optlen < _LINGER.size:

@@ -27,17 +27,16 @@ socket and the fields marked "lock" are guarded by ``NetStack.lock``.
 """
 
 import errno
-import itertools
 import struct
 import threading
 import time
 
 from .. import waiting
 from ..errors import SyscallError
-from .file import FIONREAD, FileDescription, O_NONBLOCK, O_RDWR
-from .stat import S_IFSOCK, Stat, StatFs
+from .file import FIONREAD, O_NONBLOCK, O_RDWR
+from .sockfs import SocketFile
 from .unix import (MSG_DONTWAIT, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL,
-                   SIOCOUTQ, SOCKFS_MAGIC, Received, send_sigpipe)
+                   SIOCOUTQ, Received, send_sigpipe)
 from .waitq import (POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRNORM,
                     WaitQueue)
 
@@ -51,8 +50,6 @@ _SOCKADDR_IN = struct.Struct("<H2s4s8x")
 SEND_CHUNK = 1 << 20           # a stream send offers netstack at most this much at once
 
 _CLOSED_EVENTS = POLLIN | POLLRDNORM | POLLRDHUP | POLLOUT | POLLWRNORM | POLLHUP
-_sock_inos = itertools.count(500000)
-_SOCKFS_DEV = 0x08
 
 
 # --- addresses ------------------------------------------------------------------
@@ -105,23 +102,19 @@ def _deadline(timeout, nonblock):
 
 # --- the socket -----------------------------------------------------------------
 
-class InetSocket(FileDescription):
+class InetSocket(SocketFile):
     """An AF_INET socket file over a netstack socket."""
 
-    seekable = False
     is_socket = True
     family = AF_INET
-    anon_name = b"[socket]"
     passcred = False               # SO_PASSCRED means nothing here; recvmsg reads it
 
     def __init__(self, net, stype, protocol, sock, flags=0):
-        super().__init__(None, O_RDWR | (flags & O_NONBLOCK))
+        super().__init__(O_RDWR | (flags & O_NONBLOCK))
         self.net = net
         self.type = stype
         self.protocol = protocol
         self.sock = sock                   # lock
-        self.ino = next(_sock_inos)
-        self.ctime_ns = time.time_ns()
         self.waitq = WaitQueue()
         self.cond = threading.Condition(net.lock)
         self.connecting = False            # lock: connect returned EINPROGRESS, not yet settled
@@ -135,22 +128,6 @@ class InetSocket(FileDescription):
         """netstack's waiter: runs inside stack processing, lock held."""
         self.cond.notify_all()
         self.net.changed_locked(self)
-
-    # --- identity ---------------------------------------------------------------
-
-    def stat(self):
-        return Stat(st_mode=S_IFSOCK | 0o777, st_ino=self.ino, st_dev=_SOCKFS_DEV, st_nlink=1,
-                    st_blksize=4096, st_atime_ns=self.ctime_ns, st_mtime_ns=self.ctime_ns,
-                    st_ctime_ns=self.ctime_ns)
-
-    def statfs(self):
-        return StatFs(f_type=SOCKFS_MAGIC)
-
-    def path(self):
-        return b"socket:[%d]" % self.ino
-
-    def reopen(self, t, flags):
-        raise SyscallError(errno.ENXIO)
 
     @property
     def stream(self):

@@ -53,8 +53,9 @@ from collections import deque
 
 from ..errors import SyscallError
 from .. import waiting
-from .file import FIONREAD, FileDescription, O_NONBLOCK, O_RDWR
-from .stat import S_IFSOCK, Stat, StatFs
+from .file import FIONREAD, O_NONBLOCK, O_RDWR
+from .sockfs import SocketFile
+from .stat import S_IFSOCK
 from .waitq import (POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRBAND,
                     POLLWRNORM, WaitQueue)
 
@@ -68,7 +69,6 @@ MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT = 0x1, 0x2, 0x20, 0x40
 MSG_CTRUNC, MSG_EOR, MSG_WAITALL, MSG_NOSIGNAL = 0x8, 0x80, 0x100, 0x4000
 MSG_CMSG_CLOEXEC = 0x40000000
 
-SOCKFS_MAGIC = 0x534F434B
 SIOCOUTQ = 0x5411
 SIGPIPE = 13
 
@@ -86,8 +86,6 @@ UNCONNECTED, LISTENING, CONNECTED = "unconnected", "listening", "connected"
 _NOBODY = 65534
 
 _LOCK = threading.Lock()
-_sock_inos = itertools.count(1000)
-_SOCKFS_DEV = 0x08
 
 
 class Creds:
@@ -237,18 +235,7 @@ class _Txn:
             finally:
                 _LOCK.acquire()
             return True
-        timeout = None
-        if deadline is not None:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                return False
-        try:
-            waiting.wait(cond, timeout)
-        except waiting.Interrupted:
-            if timed_eintr:
-                raise SyscallError(errno.EINTR) from None
-            raise
-        return True
+        return waiting.wait_until(cond, deadline, timed_eintr)
 
 
 def _deadline(timeout, nonblock):
@@ -304,19 +291,14 @@ def pack_sockaddr(name):
 
 # --- the socket -----------------------------------------------------------------
 
-class UnixSocket(FileDescription):
+class UnixSocket(SocketFile):
     """A unix socket: file description and endpoint. Fields below `type`
     are guarded by _LOCK."""
 
-    seekable = False
-    anon_name = b"[socket]"
-
     def __init__(self, kernel, stype, flags=0, creds=None):
-        super().__init__(None, O_RDWR | (flags & O_NONBLOCK))
+        super().__init__(O_RDWR | (flags & O_NONBLOCK))
         self.kernel = kernel
         self.type = stype
-        self.ino = next(_sock_inos)
-        self.ctime_ns = time.time_ns()
         self.waitq = WaitQueue()
         self.cond = threading.Condition(_LOCK)
         self.peer_wait = threading.Condition(_LOCK)
@@ -342,20 +324,6 @@ class UnixSocket(FileDescription):
         self.sndtimeo = None
 
     # --- identity ------------------------------------------------------------
-
-    def stat(self):
-        return Stat(st_mode=S_IFSOCK | 0o777, st_ino=self.ino, st_dev=_SOCKFS_DEV, st_nlink=1,
-                    st_blksize=4096, st_atime_ns=self.ctime_ns, st_mtime_ns=self.ctime_ns,
-                    st_ctime_ns=self.ctime_ns)
-
-    def statfs(self):
-        return StatFs(f_type=SOCKFS_MAGIC)
-
-    def path(self):
-        return b"socket:[%d]" % self.ino
-
-    def reopen(self, t, flags):
-        raise SyscallError(errno.ENXIO)
 
     # --- names -----------------------------------------------------------------
 

@@ -1,0 +1,44 @@
+"""What every socket file shares, whatever its family: its identity in sockfs.
+
+Linux background: a socket is an inode of the internal sockfs filesystem;
+fstat shows S_IFSOCK, /proc/PID/fd shows ``socket:[ino]``, and it cannot be
+reopened through /proc (ENXIO).
+"""
+
+import errno
+import itertools
+import time
+
+from ..errors import SyscallError
+from .file import FileDescription
+from .stat import S_IFSOCK, Stat, StatFs
+
+SOCKFS_MAGIC = 0x534F434B
+_SOCKFS_DEV = 0x08
+_inos = itertools.count(1000)
+
+
+class SocketFile(FileDescription):
+    """Base of the socket files (vfs/unix.py, vfs/inet.py): identity only."""
+
+    seekable = False
+    anon_name = b"[socket]"
+
+    def __init__(self, flags):
+        super().__init__(None, flags)
+        self.ino = next(_inos)
+        self.ctime_ns = time.time_ns()
+
+    def stat(self):
+        return Stat(st_mode=S_IFSOCK | 0o777, st_ino=self.ino, st_dev=_SOCKFS_DEV, st_nlink=1,
+                    st_blksize=4096, st_atime_ns=self.ctime_ns, st_mtime_ns=self.ctime_ns,
+                    st_ctime_ns=self.ctime_ns)
+
+    def statfs(self):
+        return StatFs(f_type=SOCKFS_MAGIC)
+
+    def path(self):
+        return b"socket:[%d]" % self.ino
+
+    def reopen(self, t, flags):
+        raise SyscallError(errno.ENXIO)
