@@ -124,15 +124,22 @@ class NetStack:
         socket timeout (signal(7): those calls are never restarted).
         """
         self._settle_locked()
-        if self._pending:
-            pending = self._take_pending_locked()
-            self.lock.release()
-            try:
-                _notify(pending)
-            finally:
-                self.lock.acquire()
+        if self._announce_locked():
             return True
         return waiting.wait_until(cond, deadline, timed_eintr)
+
+    def _announce_locked(self):
+        """Notify the wait queues of files whose readiness changed, with the
+        lock released (vfs/waitq.py); True if there were any."""
+        if not self._pending:
+            return False
+        pending = self._take_pending_locked()
+        self.lock.release()
+        try:
+            _notify(pending)
+        finally:
+            self.lock.acquire()
+        return True
 
     # --- the driver -----------------------------------------------------------------
 
@@ -141,13 +148,7 @@ class NetStack:
         with self.lock:
             while not self._stopped:
                 self._settle_locked()
-                if self._pending:
-                    pending = self._take_pending_locked()
-                    self.lock.release()
-                    try:
-                        _notify(pending)
-                    finally:
-                        self.lock.acquire()
+                if self._announce_locked():
                     continue
                 d = self.stack.next_deadline()
                 self._wake_at = d

@@ -29,12 +29,11 @@ socket and the fields marked "lock" are guarded by ``NetStack.lock``.
 import errno
 import struct
 import threading
-import time
 
 from .. import waiting
 from ..errors import SyscallError
 from .file import FIONREAD, O_NONBLOCK, O_RDWR
-from .sockfs import SocketFile
+from .sockfs import SocketFile, deadline as _deadline
 from .unix import (MSG_DONTWAIT, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL,
                    SIOCOUTQ, Received, send_sigpipe)
 from .waitq import (POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRNORM,
@@ -89,15 +88,6 @@ def sockaddr_family(raw):
     if len(raw) < 2:
         raise SyscallError(errno.EINVAL)
     return struct.unpack_from("<H", raw)[0]
-
-
-def _deadline(timeout, nonblock):
-    """None to wait forever, else a monotonic deadline (now: don't wait)."""
-    if nonblock:
-        return time.monotonic()
-    if timeout is None:
-        return None
-    return time.monotonic() + timeout
 
 
 # --- the socket -----------------------------------------------------------------

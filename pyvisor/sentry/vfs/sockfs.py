@@ -42,3 +42,13 @@ class SocketFile(FileDescription):
 
     def reopen(self, t, flags):
         raise SyscallError(errno.ENXIO)
+
+
+def deadline(timeout, nonblock):
+    """A blocking socket call's deadline: None to wait forever, else monotonic
+    (now, for a non-blocking call: don't wait; else SO_RCVTIMEO/SNDTIMEO on)."""
+    if nonblock:
+        return time.monotonic()
+    if timeout is None:
+        return None
+    return time.monotonic() + timeout

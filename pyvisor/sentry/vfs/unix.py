@@ -48,13 +48,12 @@ import errno
 import itertools
 import struct
 import threading
-import time
 from collections import deque
 
 from ..errors import SyscallError
 from .. import waiting
 from .file import FIONREAD, O_NONBLOCK, O_RDWR
-from .sockfs import SocketFile
+from .sockfs import SocketFile, deadline as _deadline
 from .stat import S_IFSOCK
 from .waitq import (POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRBAND,
                     POLLWRNORM, WaitQueue)
@@ -236,15 +235,6 @@ class _Txn:
                 _LOCK.acquire()
             return True
         return waiting.wait_until(cond, deadline, timed_eintr)
-
-
-def _deadline(timeout, nonblock):
-    """None to wait forever, else a monotonic deadline (now: don't wait)."""
-    if nonblock:
-        return time.monotonic()
-    if timeout is None:
-        return None
-    return time.monotonic() + timeout
 
 
 def send_sigpipe(t):
