@@ -1,6 +1,9 @@
 """The memory file, VMAs and the ptrace address space, on a real stub process."""
 
 import errno
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -144,26 +147,31 @@ def test_edits_are_batched_and_a_failed_edit_is_reported(mm):
 
 def test_stub_gets_its_files_whatever_their_numbers():
     """The memory file and the control file become fds 63 and 62 in the stub even
-    when the Sentry's own copies already have those numbers (close-on-exec and all)."""
-    import os
-    from pyvisor.platform.ptrace import PtracePlatform
-    fillers = []
-    try:
+    when the Sentry's own copies already have those numbers (close-on-exec and all).
+
+    Run in a fresh interpreter, whose fd numbers are predictable."""
+    code = textwrap.dedent("""
+        import os
+        from pyvisor.sentry.mm.memfile import MemoryFileAllocator
+        from pyvisor.sentry.mm.mm import MemoryManager
+        from pyvisor.platform.ptrace import PtracePlatform
         while True:
             fd = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC)
             if fd >= 61:
                 os.close(fd)
                 break
-            fillers.append(fd)
-        alloc = MemoryFileAllocator(1 << 20)      # the memfd: fd 61 ...
-        platform = PtracePlatform(alloc.file, pin_cpu=False)   # ... its control file: 62
-        assert platform.ctrl.fd == 62
+        alloc = MemoryFileAllocator(1 << 20)
+        platform = PtracePlatform(alloc.file, pin_cpu=False)
+        assert (alloc.fd, platform.ctrl.fd) == (61, 62), (alloc.fd, platform.ctrl.fd)
         aspace = platform.new_address_space()
         m = MemoryManager(alloc, aspace)
-        m.map_anon(ADDR, PAGE, 3)
-        assert ["%08x-%08x" % (ADDR, ADDR + PAGE), "rw-s"] in stub_maps(m)
-        m.release()
-        aspace.release()
-    finally:
-        for fd in fillers:
-            os.close(fd)
+        m.map_anon(0x400000, 4096, 3)
+        aspace.flush()
+        maps = open("/proc/%d/maps" % aspace.tracee.pid).read()
+        assert "00400000-00401000 rw-s" in maps, maps
+        print("ok")
+        """)
+    # cwd "/": pyvisor comes from where this test imported it, never the checkout.
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                       cwd="/", close_fds=True)
+    assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
