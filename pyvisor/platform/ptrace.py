@@ -39,6 +39,7 @@ from pyvisor.platform.base import (EXIT_GONE, EXIT_INTERRUPT, EXIT_SIGNAL, Addre
 STUB_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_stub")
 MAP_SHARED, MAP_FIXED = 0x01, 0x10
 SYS_MMAP, SYS_MPROTECT, SYS_MUNMAP = 9, 10, 11
+PROT_READ = 1
 USER_TOP = 0x7FFFFFFFF000   # x86-64 TASK_SIZE with 4-level page tables
 PAGE = 4096
 BATCH_MAX = PAGE // 64        # entries of 8 words in one control page
@@ -188,7 +189,8 @@ class PtraceAddressSpace(AddressSpace):
         if off is None:
             return      # none left: edits go one by one
         try:
-            self._inject(SYS_MMAP, self._ctrl_addr, PAGE, 3, MAP_SHARED | MAP_FIXED,
+            # Read-only in the stub: the application runs in that address space.
+            self._inject(SYS_MMAP, self._ctrl_addr, PAGE, PROT_READ, MAP_SHARED | MAP_FIXED,
                          _fastpath.STUB_CTRLFD, off)
         except BaseException:
             self._ctrl.give(off)
@@ -222,10 +224,7 @@ class PtraceAddressSpace(AddressSpace):
             self.injected += 1
             r = self.tracee.inject(0, len(batch), self._ctrl_addr, at=_fastpath.STUB_BATCH)
             if -4096 < r < 0:
-                for i, e in enumerate(batch):
-                    r = _ENTRY.unpack_from(m, base + 64 * i)[7]
-                    if -4096 < r < 0:
-                        raise OSError(-r, "injected syscall %d failed: %s" % (e[0], os.strerror(-r)))
+                raise OSError(-r, "a batched edit failed: %s (batch %r)" % (os.strerror(-r), batch))
         return True
 
     def clear(self, keep):

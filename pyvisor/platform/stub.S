@@ -13,9 +13,12 @@
  *                thread asks to die with its parent and waits in pause()
  *                for the Sentry thread that will trace it to seize it.
  *   _start+64    a batch of edits: rdi entries of 8 words (nr, six
- *                arguments, result) at rsi, the process's control page.
- *                Each result is stored; the first failure ends the batch.
- *                One stop for many edits: a stop costs more than an edit.
+ *                arguments, unused) at rsi, the process's control page,
+ *                which the stub maps read-only: the application's other
+ *                threads run meanwhile and must not be able to change a
+ *                queued call. The first failure ends the batch, its result
+ *                in rax. One stop for many edits: a stop costs more than
+ *                an edit.
  */
 	.text
 	.globl _start
@@ -53,7 +56,6 @@ batch_entry:
 	mov	40(%r13), %r8
 	mov	48(%r13), %r9
 	syscall
-	mov	%rax, 56(%r13)
 	cmp	$-4095, %rax
 	jae	2f
 	add	$64, %r13
