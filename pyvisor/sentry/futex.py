@@ -233,7 +233,6 @@ class FutexTable:
     def lock_pi(self, t, addr, deadline, trylock=False):
         """FUTEX_LOCK_PI/LOCK_PI2 (trylock: FUTEX_TRYLOCK_PI). Returns 0 owning
         the lock; EDEADLK, ESRCH, EAGAIN (trylock), ETIMEDOUT; Interrupted."""
-        import time
         key = self.pi_key(t, addr)
         word = self._word(t, key)
         me = t.tid
@@ -258,10 +257,8 @@ class FutexTable:
             self.pi_waiters.setdefault(key, []).append(w)
             try:
                 while not w.granted:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
+                    if not waiting.wait_until(w.cond, deadline):
                         raise SyscallError(errno.ETIMEDOUT)
-                    waiting.wait(w.cond, left)
             except (SyscallError, waiting.Interrupted):
                 if w.granted:
                     return 0          # handed the lock as the wait ended: it is ours
@@ -294,7 +291,6 @@ class FutexTable:
         """FUTEX_WAIT_REQUEUE_PI: wait on addr until CMP_REQUEUE_PI moves us to
         the PI word addr2; returns 0 owning it. EAGAIN if *addr != val or if
         interrupted once requeued; ETIMEDOUT; Interrupted (restart) before."""
-        import time
         key, key2 = self.key(t, addr), self.pi_key(t, addr2)
         if key == self.key(t, addr2):      # the same word (keys compare alike)
             raise SyscallError(errno.EINVAL)
@@ -305,10 +301,8 @@ class FutexTable:
             self.waiters.setdefault(key, []).append(w)
             try:
                 while not w.granted:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
+                    if not waiting.wait_until(w.cond, deadline):
                         raise SyscallError(errno.ETIMEDOUT)
-                    waiting.wait(w.cond, left)
             except (SyscallError, waiting.Interrupted) as e:
                 if w.granted:
                     return 0

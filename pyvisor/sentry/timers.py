@@ -298,15 +298,21 @@ class GroupTimers:
         self.next_id = 0
 
 
+def _per_group(g, name, make):
+    """g's attribute ``name``, made by ``make()`` on first use (once, under the kernel lock)."""
+    obj = getattr(g, name, None)
+    if obj is None:
+        with g.kernel.lock:
+            obj = getattr(g, name, None)
+            if obj is None:
+                obj = make()
+                setattr(g, name, obj)
+    return obj
+
+
 def group_timers(g):
     """The group's GroupTimers, made on first use."""
-    gt = getattr(g, "timers", None)
-    if gt is None:
-        with g.kernel.lock:
-            gt = getattr(g, "timers", None)
-            if gt is None:
-                gt = g.timers = GroupTimers()
-    return gt
+    return _per_group(g, "timers", GroupTimers)
 
 
 def _any_task(g):
@@ -482,13 +488,8 @@ class CpuAccount:
 
 
 def cpu_account(g):
-    acct = getattr(g, "cpu_account", None)
-    if acct is None:
-        with g.kernel.lock:
-            acct = getattr(g, "cpu_account", None)
-            if acct is None:
-                acct = g.cpu_account = CpuAccount()
-    return acct
+    """The group's CpuAccount, made on first use."""
+    return _per_group(g, "cpu_account", CpuAccount)
 
 
 def _sources(g):

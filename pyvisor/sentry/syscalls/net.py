@@ -564,6 +564,13 @@ def _timeval_in(t, optval, optlen):
     return sec + usec / 1e6
 
 
+def _linger_in(t, optval, optlen):
+    """A struct linger from the user: (l_onoff, l_linger); EINVAL if too short."""
+    if optlen < _LINGER.size:
+        raise SyscallError(errno.EINVAL)
+    return _LINGER.unpack(t.copy_in(optval, _LINGER.size))
+
+
 def _set_timeout(t, s, optname, optval, optlen):
     """SO_RCVTIMEO/SO_SNDTIMEO, the same for every family: True if optname was one."""
     if optname in (SO_RCVTIMEO, SO_RCVTIMEO_NEW):
@@ -601,9 +608,7 @@ def sys_setsockopt(t, fd, level, optname, optval, optlen, *_):
     if _set_timeout(t, s, optname, optval, optlen):
         return 0
     if optname == SO_LINGER:
-        if optlen < _LINGER.size:
-            raise SyscallError(errno.EINVAL)
-        onoff, secs = _LINGER.unpack(t.copy_in(optval, _LINGER.size))
+        onoff, secs = _linger_in(t, optval, optlen)
         s.linger = (1 if onoff else 0, secs if onoff else s.linger[1])
         return 0
     if optlen < 4:
@@ -728,9 +733,7 @@ def _inet_setsockopt(t, s, level, optname, optval, optlen):
         if _set_timeout(t, s, optname, optval, optlen):
             return 0
         if optname == SO_LINGER:
-            if optlen < _LINGER.size:
-                raise SyscallError(errno.EINVAL)
-            onoff, secs = _LINGER.unpack(t.copy_in(optval, _LINGER.size))
+            onoff, secs = _linger_in(t, optval, optlen)
             if s.stream:
                 s.setopt(SOL_SOCKET, SO_LINGER, (onoff, secs))
             else:

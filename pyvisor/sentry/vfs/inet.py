@@ -395,16 +395,6 @@ class InetSocket(SocketFile):
             return b""
         return self.recv(count).data
 
-    def write(self, data):
-        """write(2) on a socket: send with no flags (SIGPIPE on EPIPE)."""
-        return self.send(waiting.current_task(), data)
-
-    def pread(self, count, offset):
-        raise SyscallError(errno.ESPIPE)
-
-    def pwrite(self, data, offset):
-        raise SyscallError(errno.ESPIPE)
-
     def nread(self):
         """FIONREAD/SIOCINQ: unread stream bytes, or the next datagram's size.
         N.B. read from netstack's queues (it has no call for this)."""

@@ -9,6 +9,7 @@ import errno
 import itertools
 import time
 
+from .. import waiting
 from ..errors import SyscallError
 from .file import FileDescription
 from .stat import S_IFSOCK, Stat, StatFs
@@ -42,6 +43,16 @@ class SocketFile(FileDescription):
 
     def reopen(self, t, flags):
         raise SyscallError(errno.ENXIO)
+
+    def write(self, data):
+        """write(2) on a socket: send with no flags (SIGPIPE on EPIPE)."""
+        return self.send(waiting.current_task(), data)
+
+    def pread(self, count, offset):
+        raise SyscallError(errno.ESPIPE)
+
+    def pwrite(self, data, offset):
+        raise SyscallError(errno.ESPIPE)
 
 
 def deadline(timeout, nonblock):

@@ -771,16 +771,6 @@ class UnixSocket(SocketFile):
             f.decref()
         return r.data
 
-    def write(self, data):
-        """write(2) on a socket: send with no flags (SIGPIPE on EPIPE)."""
-        return self.send(waiting.current_task(), data)
-
-    def pread(self, count, offset):
-        raise SyscallError(errno.ESPIPE)
-
-    def pwrite(self, data, offset):
-        raise SyscallError(errno.ESPIPE)
-
     def nread(self):
         """FIONREAD: unread bytes (stream) or the next record's size."""
         with _Txn():
