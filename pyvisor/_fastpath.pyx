@@ -190,6 +190,14 @@ cdef class MemoryFile:
             return -1
         return <char *>p - (self.base + off)
 
+    cpdef object cstr(self, size_t off, size_t n):
+        """The bytes of [off, off+n) before the first NUL, or None if there is none."""
+        self._check(off, n)
+        cdef void *p = memchr(self.base + off, 0, n)
+        if p == NULL:
+            return None
+        return PyBytes_FromStringAndSize(self.base + off, <char *>p - (self.base + off))
+
     def view(self, size_t off, size_t n):
         """A writable memoryview of [off, off+n): for preadv straight into app pages."""
         self._check(off, n)

@@ -88,6 +88,14 @@ def test_copy_in_str_stops_at_nul_page_end_and_limit(mm):
     with pytest.raises(SyscallError) as e:
         mm.copy_in_str(ADDR, 10)
     assert e.value.errno == errno.ENAMETOOLONG
+    mm.map_anon(ADDR + PAGE, PAGE, 3)
+    mm.copy_out(ADDR + PAGE, b"d\0")
+    mm.protect(ADDR + PAGE, ADDR + 2 * PAGE, 1)      # a VMA of its own: the string spans two
+    assert mm.copy_in_str(ADDR + PAGE - 3, 100) == b"abcd"
+    assert mm.copy_in_str(ADDR + PAGE - 3, 5) == b"abcd"
+    with pytest.raises(SyscallError) as e:
+        mm.copy_in_str(ADDR + PAGE - 3, 4)           # the NUL is the fifth byte
+    assert e.value.errno == errno.ENAMETOOLONG
 
 
 def test_remap_grow_keeps_contents_and_brk(mm):

@@ -410,9 +410,22 @@ class MemoryManager:
                 addr += k
         return out
 
+    def _whole(self, addr, n, need):
+        """The VMA holding all of [addr, addr+n) with ``need`` and no shared
+        pages, or None: the common case, served without ``_chunks``' list.
+        Precondition: lock held."""
+        v = self._find(addr)
+        if v is not None and addr + n <= v.end and v.prot & need == need and v.cow is None:
+            return v
+        return None
+
     def copy_in(self, addr, n):
         if n == 0:
             return b""
+        with self.lock:
+            v = self._whole(addr, n, PROT_READ)
+            if v is not None:
+                return self.file.read(v.fileoff + (addr - v.start), n)
         pieces = self._chunks(addr, n, PROT_READ)
         if len(pieces) == 1:
             return self.file.read(*pieces[0])
@@ -422,6 +435,11 @@ class MemoryManager:
         n = len(data)
         if n == 0:
             return
+        with self.lock:
+            v = self._whole(addr, n, PROT_WRITE)
+            if v is not None:
+                self.file.write(v.fileoff + (addr - v.start), data)
+                return
         done = 0
         mv = memoryview(data)
         for off, k in self._chunks(addr, n, PROT_WRITE, write=True):
@@ -433,14 +451,23 @@ class MemoryManager:
         out = []
         got = 0
         while got < maxlen:
-            # Read up to the end of this page only: the next may be unmapped.
-            k = min(PAGE - (addr + got) % PAGE, maxlen - got)
-            (off, k), = self._chunks(addr + got, k, PROT_READ)
-            i = self.file.find_byte(off, k, 0)
-            if i >= 0:
-                out.append(self.file.read(off, i))
+            at = addr + got
+            with self.lock:
+                v = self._find(at)
+                if v is None or not v.prot & PROT_READ:
+                    raise SyscallError(errno.EFAULT)
+                # Up to the end of this VMA only: the next may be unmapped.
+                k = min(v.end - at, maxlen - got)
+                off = v.fileoff + (at - v.start)
+                s = self.file.cstr(off, k)
+                if s is None:
+                    s = self.file.read(off, k)
+            if len(s) < k:
+                if not out:
+                    return s
+                out.append(s)
                 return b"".join(out)
-            out.append(self.file.read(off, k))
+            out.append(s)
             got += k
         raise SyscallError(errno.ENAMETOOLONG)
 

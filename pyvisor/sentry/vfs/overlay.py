@@ -21,6 +21,7 @@ Lock order: OverlayFS.lock, then the upper tmpfs lock.
 
 import errno
 import threading
+from operator import attrgetter
 
 from ..errors import SyscallError
 from .file import DirectoryFile, O_ACCMODE, O_RDONLY, O_TRUNC, RegularFile
@@ -71,19 +72,17 @@ class OverlayInode(Inode):
         self.fs = fs
         self.upper = upper
         self.lower = lower
+        self.real = upper if upper is not None else lower   # the layer attributes come from
         self.parent = parent
         self.name = name
         self._children = {}
 
-    @property
-    def real(self):
-        return self.upper if self.upper is not None else self.lower
-
-    mode = property(lambda self: self.real.mode)
-    uid = property(lambda self: self.real.uid)
-    gid = property(lambda self: self.real.gid)
-    rdev = property(lambda self: self.real.rdev)
-    nlink = property(lambda self: self.real.nlink)
+    # attrgetter: read on every step of every path walk, so no Python frame.
+    mode = property(attrgetter("real.mode"))
+    uid = property(attrgetter("real.uid"))
+    gid = property(attrgetter("real.gid"))
+    rdev = property(attrgetter("real.rdev"))
+    nlink = property(attrgetter("real.nlink"))
 
     @property
     def ino(self):
@@ -176,7 +175,7 @@ class OverlayInode(Inode):
             if not lo.is_symlink():
                 up.setattr(mode=st.st_mode & 0o7777)
             up.atime_ns, up.mtime_ns = st.st_atime_ns, st.st_mtime_ns
-            self.upper = up
+            self.upper = self.real = up
 
     @staticmethod
     def _copy_data(lo, up):

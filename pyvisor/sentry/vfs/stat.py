@@ -115,14 +115,16 @@ _DIRENT_HEAD = struct.Struct("<QqHB")                   # 19 bytes, then the nam
 _OLD_DIRENT_HEAD = struct.Struct("<QQH")                # 18 bytes, then name, NUL, d_type
 
 
+_NS = 1_000_000_000
+
+
 def _split_ns(ns):
-    sec, nsec = divmod(ns, 1_000_000_000)
-    return sec, nsec
+    return divmod(ns, _NS)
 
 
 def pack_stat(s):
     """`struct stat` bytes for `s`."""
-    a, m, c = _split_ns(s.st_atime_ns), _split_ns(s.st_mtime_ns), _split_ns(s.st_ctime_ns)
+    a, m, c = divmod(s.st_atime_ns, _NS), divmod(s.st_mtime_ns, _NS), divmod(s.st_ctime_ns, _NS)
     return _STAT.pack(s.st_dev, s.st_ino, s.st_nlink, s.st_mode, s.st_uid, s.st_gid, 0,
                       s.st_rdev, s.st_size, s.st_blksize, s.st_blocks,
                       a[0], a[1], m[0], m[1], c[0], c[1])

@@ -29,7 +29,7 @@ from .file import (FileDescription, O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, 
 from .inode import VDentry
 from .mount import Mount, MountTable, vd_path
 from .perm import R_OK, W_OK, X_OK, check_access, creds_of, fs_ids, is_owner
-from .stat import S_IFDIR, S_IFMT, S_IFREG
+from .stat import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
 
 MAXSYMLINKS = 40
 PATH_MAX = 4096
@@ -115,18 +115,22 @@ class VirtualFilesystem:
 
     def _step(self, t, vd, name):
         """One component from directory `vd` (no symlink following)."""
-        mode = vd.dentry.inode.mode
+        parent = vd.dentry
+        mode = parent.inode.mode
         if mode & S_IFMT != S_IFDIR:
             raise SyscallError(errno.ENOTDIR)
         if mode & 0o111 != 0o111:         # searchable by all: no need to ask
-            check_access(vd.dentry.inode, creds_of(t), X_OK)
-        if name == b".":
-            return vd
-        if name == b"..":
-            return self._dotdot(t, vd)
-        if len(name) > NAME_MAX:
-            raise SyscallError(errno.ENAMETOOLONG)
-        dentry = vd.dentry.lookup(name)
+            check_access(parent.inode, creds_of(t), X_OK)
+        # The dentry cache first: it never holds ".", ".." or an over-long name.
+        dentry = parent.children.get(name)
+        if dentry is None:
+            if name == b".":
+                return vd
+            if name == b"..":
+                return self._dotdot(t, vd)
+            if len(name) > NAME_MAX:
+                raise SyscallError(errno.ENAMETOOLONG)
+            dentry = parent.lookup(name)
         child = VDentry(vd.mount, dentry)
         while dentry.mounted:
             m = self.mounts.child_at(child)
@@ -176,12 +180,14 @@ class VirtualFilesystem:
             return vd, None, True
         for name in parts[:-1]:
             child = self._step(t, vd, name)
-            if child.inode.is_symlink():
+            ftype = child.dentry.inode.mode & S_IFMT
+            if ftype == S_IFLNK:
                 # Intermediate links are always followed, and must reach a directory.
                 child = self._follow(t, vd, child, walk)
                 if not isinstance(child, VDentry):
                     raise SyscallError(errno.ENOTDIR)
-            if not child.inode.is_dir():
+                ftype = child.dentry.inode.mode & S_IFMT
+            if ftype != S_IFDIR:
                 raise SyscallError(errno.ENOTDIR)
             vd = child
         return vd, parts[-1], path.endswith(b"/")
@@ -191,7 +197,7 @@ class VirtualFilesystem:
         if name is None:
             return parent
         vd = self._step(t, parent, name)
-        if vd.inode.is_symlink() and (follow or slash):
+        if vd.dentry.inode.mode & S_IFMT == S_IFLNK and (follow or slash):
             res = self._follow(t, parent, vd, walk)
             if not isinstance(res, VDentry):
                 if slash:
@@ -283,23 +289,25 @@ class VirtualFilesystem:
 
     def open_vd(self, t, vd, flags):
         """Open an existing location: type and permission checks, O_TRUNC."""
-        inode = vd.inode
+        inode = vd.dentry.inode
         if flags & O_PATH:
             return PathFile(vd, flags)
-        if inode.is_symlink():
+        ftype = inode.mode & S_IFMT
+        if ftype == S_IFLNK:
             raise SyscallError(errno.ELOOP)
-        if flags & O_DIRECTORY and not inode.is_dir():
+        if flags & O_DIRECTORY and ftype != S_IFDIR:
             raise SyscallError(errno.ENOTDIR)
         acc = flags & O_ACCMODE
-        wants_write = acc in (O_WRONLY, O_RDWR) or (flags & O_TRUNC and inode.is_reg())
-        if inode.is_dir() and (acc in (O_WRONLY, O_RDWR) or flags & O_CREAT):
+        is_reg = ftype == S_IFREG
+        wants_write = acc in (O_WRONLY, O_RDWR) or (flags & O_TRUNC and is_reg)
+        if ftype == S_IFDIR and (acc in (O_WRONLY, O_RDWR) or flags & O_CREAT):
             raise SyscallError(errno.EISDIR)
         mask = (R_OK if acc in (O_RDONLY, O_RDWR) else 0) | (W_OK if wants_write else 0)
         check_access(inode, creds_of(t), mask)
-        if wants_write and inode.is_reg() and inode.fs.read_only:
+        if wants_write and is_reg and inode.fs.read_only:
             raise SyscallError(errno.EROFS)
         f = inode.open(t, vd, flags)
-        if flags & O_TRUNC and inode.is_reg():
+        if flags & O_TRUNC and is_reg:
             try:
                 f.vd.inode.truncate(0)
             except SyscallError:
