@@ -338,3 +338,49 @@ def test_threads_share_one_client(served, tree):
         t.join(30)
     assert errors == []
     assert (c.nfids, server.nfids) == start
+
+
+# -- requests that do not wait for their own replies ---------------------------------
+
+def test_walk_getattr_many_in_one_round_trip(served, tree):
+    c, server = served
+    root = c.attach()
+    before = (c.nfids, server.nfids)
+    names = [b"file.txt", b"nope", b"dir", b"rel", b"bad/name"]
+    got = c.walk_getattr_many(root, names)
+    for name, (node, attr) in ((b"file.txt", got[0]), (b"dir", got[2]), (b"rel", got[3])):
+        st = os.lstat(tree / name.decode())
+        assert (node.qid.path, attr.ino, attr.mode, attr.size) == (
+            st.st_ino, st.st_ino, st.st_mode, st.st_size)
+    assert isinstance(got[1], GoferError) and got[1].errno == errno.ENOENT
+    assert isinstance(got[4], GoferError) and got[4].errno == errno.EINVAL
+    assert (c.nfids, server.nfids) == (before[0] + 3, before[1] + 3)
+    node, attr = c.walk_getattr(root, b"big.bin")
+    assert attr.size == len(BIG)
+    assert _err(c.walk_getattr, root, b"nope") == errno.ENOENT
+    for res in got[0], got[2], got[3]:
+        c.clunk(res[0])
+    c.clunk(node)
+    assert (c.nfids, server.nfids) == before
+
+
+def test_clunk_later_goes_out_with_the_next_request(served):
+    c, server = served
+    root = c.attach()
+    nodes = [c.walk(root, [b"file.txt"]) for _ in range(3)]
+    held = server.nfids
+    for node in nodes:
+        c.clunk_later(node)
+    assert server.nfids == held                  # nothing sent yet
+    assert c.getattr(root).mode & 0o170000 == stat.S_IFDIR
+    assert server.nfids == held - 3              # the clunks went first
+    assert c.nfids == server.nfids               # and their replies were read
+    node = c.walk(root, [b"file.txt"])
+    f = c.lopen(node, os.O_RDONLY)
+    fd = f.hostfd
+    c.clunk_later(f)                             # a donated fd is closed at once
+    assert f.hostfd is None
+    with pytest.raises(OSError):
+        os.fstat(fd)
+    c.clunk(node)
+    assert c.nfids == server.nfids == held - 3

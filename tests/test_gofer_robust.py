@@ -337,3 +337,52 @@ def test_client_local_errors_do_not_break_it(root):
         client.close()
         t.join(10)
         b.close()
+
+
+def test_client_pipelining_survives_a_server_that_reorders(root):
+    """9P does not promise that requests sent together run in order (diod
+    runs them on a thread pool). A proxy hands each burst of requests to
+    the real server backwards: every Tgetattr of a pipelined walk_getattr
+    then runs before its Twalk and fails, and the client must ask again."""
+    client_end, proxy_in = socket.socketpair()
+    proxy_out, server_end = socket.socketpair()
+    server = GoferServer(str(root))
+    threads = [threading.Thread(target=run, args=(server_end, server), daemon=True)]
+
+    def requests():
+        dec = p9.Decoder(p9.REQUESTS)
+        while data := proxy_in.recv(65536):
+            proxy_out.sendall(b"".join(p9.encode(m) for m in reversed(dec.feed(data))))
+        proxy_out.shutdown(socket.SHUT_WR)
+
+    def replies():
+        while data := proxy_out.recv(65536):
+            proxy_in.sendall(data)
+        proxy_in.shutdown(socket.SHUT_WR)
+
+    threads += [threading.Thread(target=f, daemon=True) for f in (requests, replies)]
+    for t in threads:
+        t.start()
+    client = GoferClient(client_end, msize=8192)
+    try:
+        top = client.attach()
+        kept = client.walk(top, [b"f"])
+        client.clunk_later(kept)                   # goes out, reversed, with the next burst
+        asked_again = []
+        plain = client._getattr_locked
+        client._getattr_locked = lambda fid: asked_again.append(fid) or plain(fid)
+        got = client.walk_getattr_many(top, [b"f", b"d", b"missing"])
+        assert len(asked_again) == 2               # both names that exist
+        (f, fattr), (d, dattr), missing = got
+        assert (fattr.ino, fattr.size) == (os.stat(root / "f").st_ino, 1)
+        assert dattr.ino == os.stat(root / "d").st_ino and dattr.mode & 0o170000 == 0o040000
+        assert isinstance(missing, GoferError) and missing.errno == errno.ENOENT
+        client.clunk(f)
+        client.clunk(d)
+        assert client.nfids == server.nfids == 1   # only the root is left
+    finally:
+        client.close()
+        for t in threads:
+            t.join(10)
+        for s in (proxy_in, proxy_out, server_end):
+            s.close()

@@ -322,3 +322,41 @@ def test_walked_fids_are_bounded(host_tree, monkeypatch):
         client.close()
         th.join(5)
         b.close()
+
+
+def test_stats_after_a_listing_share_round_trips(tmp_path):
+    """ls -l, find and tar list a directory, then stat each name in order:
+    the Gofer is asked about the following names along with the first."""
+    from pyvisor.sentry.vfs import goferfs
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d2").mkdir()
+    n = goferfs.LOOKAHEAD + 10
+    for i in range(n):
+        (tmp_path / "d" / ("f%03d" % i)).write_bytes(b"x" * i)
+        (tmp_path / "d2" / ("f%03d" % i)).write_bytes(b"")
+    client, th, b = _gofer(tmp_path, True)
+    try:
+        from pyvisor.sentry.vfs.testing import FakeTask, fake_kernel
+        from pyvisor.sentry.vfs.vfs import VirtualFilesystem
+        fs = GoferFS(client)
+        vfs = VirtualFilesystem(fs, fs.root)
+        t = FakeTask(fake_kernel(), vfs)
+        trips = []
+        many = client.walk_getattr_many
+        client.walk_getattr_many = lambda node, names: trips.append(len(names)) or many(node, names)
+        d = vfs.open(t, b"/d", os.O_DIRECTORY)
+        names = [name for name, _, _ in d._snapshot() if name not in (b".", b"..")]
+        assert len(names) == n
+        for name in names:
+            assert vfs.stat(t, b"/d/" + name).st_size == int(name[1:])
+        assert trips == [1, 1 + goferfs.LOOKAHEAD, n - 1 - goferfs.LOOKAHEAD]   # /d, then its names
+        assert err(vfs.stat, t, b"/d/nope") == errno.ENOENT
+        # Without a listing, a lookup asks for its own name only.
+        trips.clear()
+        for i in (3, 1, 2):
+            assert vfs.stat(t, b"/d2/f%03d" % i).st_size == 0
+        assert trips == [1, 1, 1, 1]      # /d2 itself, then each name
+    finally:
+        client.close()
+        th.join(5)
+        b.close()

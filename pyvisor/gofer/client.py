@@ -1,8 +1,9 @@
 """The Sentry's client for the Gofer: 9P2000.L over a connected Unix stream socket.
 
-Requests are synchronous: one RPC at a time, under `GoferClient._lock`, so
-a reply is always the answer to the request just sent and a tag is a
-simple counter. The server is not trusted: a reply that is malformed, too
+Calls are synchronous: one at a time, under `GoferClient._lock`, and a tag
+is a simple counter. Most send one request and read its reply; the two
+below send several, and every reply is matched to its request by tag. The
+server is not trusted: a reply that is malformed, too
 big for msize, carries the wrong tag, or is cut short by EOF raises
 `GoferError(EIO)`; after a framing error the stream can no longer be
 trusted, so the client is marked broken and every later call raises
@@ -12,6 +13,17 @@ timeout to bound that, and a timeout becomes EIO too.)
 Extension (see server.py): an Rlopen may come with a donated host fd in
 SCM_RIGHTS. The client takes it as `OpenFile.hostfd` (close-on-exec),
 `read()` preads it directly, and `clunk()` closes it.
+
+Two calls do not wait for each reply before the next request (9P lets a
+client have many requests outstanding, told apart by tag):
+
+- `clunk_later()` queues a Tclunk that goes out in front of the next
+  request; its reply is read, and the fid freed, whenever it arrives.
+- `walk_getattr_many()` sends a Twalk and a Tgetattr of the new fid for
+  each of several names together: one round trip for all a first lookup
+  needs, and for the names a directory listing says will be asked next. A
+  server that runs requests out of order may answer a Tgetattr before its
+  fid exists; the client then asks again.
 
 Lock order: `_lock` only; donated-fd reads take no lock.
 """
@@ -28,6 +40,7 @@ from . import p9
 _U32 = struct.Struct("<I")
 _RREAD_OVERHEAD = p9.HEADER_SIZE + 4
 _ANC_SPACE = socket.CMSG_SPACE(4 * 8)    # room for a few fds; more is a protocol error
+_MAX_DEFERRED = 32     # clunks queued before the client waits for their replies
 _TWO63 = 1 << 63
 _TWO64 = 1 << 64
 
@@ -113,6 +126,12 @@ def _s64(value: int) -> int:
     return value - _TWO64 if value >= _TWO63 else value
 
 
+def _attr(valid, ino, mode, uid, gid, nlink, rdev, size, blksize, blocks,
+          asec, ansec, msec, mnsec, csec, cnsec) -> Attr:
+    return Attr(mode, uid, gid, nlink, rdev, size, blksize, blocks, (_s64(asec), ansec),
+                (_s64(msec), mnsec), (_s64(csec), cnsec), ino, 0)
+
+
 def _close_all(fds) -> None:
     for fd in fds:
         try:
@@ -139,6 +158,10 @@ class GoferClient:
         self._accept_fds = accept_fds
         self.msize = msize
         self._view = memoryview(bytearray(msize))
+        self._read = self._frame = 0   # bytes in _view, and the size of the frame at its start
+        self._unanswered = 0           # requests sent whose replies are not read yet
+        self._outbox = []              # encoded requests that go out with the next one
+        self._deferred = {}            # tag -> fid of a Tclunk whose reply is not read yet
         with self._lock:
             r = self._rpc(p9.Tversion(p9.NOTAG, msize, p9.VERSION), p9.Rversion)
         if r.version != p9.VERSION or not p9.MIN_MSIZE <= r.msize <= msize:
@@ -174,14 +197,65 @@ class GoferClient:
     def getattr(self, node: Node) -> Attr:
         """Returns the node's attributes (lstat semantics: links not followed)."""
         with self._lock:
-            # Hot path: unpack the fixed Rgetattr body in place, no message object.
-            f = self._rpc_fixed(p9.Tgetattr(self._next_tag(), node.fid, p9.GETATTR_BASIC),
-                                p9.Rgetattr, p9.RGETATTR_BODY)
-        # valid qid.type qid.version qid.path mode uid gid nlink rdev size
-        # blksize blocks atime(2) mtime(2) ctime(2) btime(2) gen data_version
-        return Attr(f[4], f[5], f[6], f[7], f[8], f[9], f[10], f[11],
-                    (_s64(f[12]), f[13]), (_s64(f[14]), f[15]), (_s64(f[16]), f[17]),
-                    f[3], 0)
+            return self._getattr_locked(node.fid)
+
+    def walk_getattr(self, node: Node, name: bytes):
+        """(walk(node, [name]), getattr of it) in one round trip; errors as walk's."""
+        (res,) = self.walk_getattr_many(node, (name,))
+        if isinstance(res, GoferError):
+            raise res
+        return res
+
+    def walk_getattr_many(self, node: Node, names) -> list:
+        """walk_getattr of each name in `names` (children of node), all in one
+        round trip: a list with, for each name, (Node, Attr) or the GoferError."""
+        with self._lock:
+            sent = []
+            for name in names:
+                newfid = self._alloc_fid()
+                walk = p9.Twalk(self._next_tag(), node.fid, newfid, (name,))
+                get = p9.Tgetattr(self._next_tag(), newfid, p9.GETATTR_BASIC)
+                sent.append((newfid, walk.tag, get.tag))
+                self._outbox.append(self._encode(walk))
+                self._outbox.append(self._encode(get))
+            self._send(None)
+            expected = {tag for _fid, wtag, gtag in sent for tag in (wtag, gtag)}
+            replies = {}
+            while expected:
+                reply = self._decode(self._recv_frame(None))
+                if reply.tag not in expected:
+                    self._broken = True
+                    raise GoferError(errno.EIO)
+                expected.discard(reply.tag)
+                replies[reply.tag] = reply
+            out = []
+            for newfid, wtag, gtag in sent:
+                try:
+                    out.append(self._walked_one_locked(newfid, replies[wtag], replies[gtag]))
+                except GoferError as e:
+                    out.append(e)
+            return out
+
+    def _walked_one_locked(self, newfid: int, r, g):
+        """(Node, Attr) from one pipelined Rwalk and Rgetattr; raises what walk would."""
+        if type(r) is p9.Rwalk and len(r.qids) > 1:
+            self._clunk_quietly_locked(newfid)     # the server is confused
+            raise GoferError(errno.EIO)
+        if type(r) is not p9.Rwalk or not r.qids:
+            self._free_fids.append(newfid)         # nothing was walked: no fid exists
+            if type(r) is p9.Rlerror:
+                raise GoferError(r.ecode if 0 < r.ecode < 4096 else errno.EIO)
+            raise GoferError(errno.ENOENT if type(r) is p9.Rwalk else errno.EIO)
+        new = Node(newfid, r.qids[0])
+        try:
+            if type(g) is p9.Rgetattr:
+                return new, _attr(g.valid, g.qid.path, g.mode, g.uid, g.gid, g.nlink, g.rdev,
+                                  g.size, g.blksize, g.blocks, g.atime_sec, g.atime_nsec,
+                                  g.mtime_sec, g.mtime_nsec, g.ctime_sec, g.ctime_nsec)
+            return new, self._getattr_locked(newfid)   # it ran before the walk: again
+        except GoferError:
+            self._clunk_quietly_locked(newfid)
+            raise
 
     def lopen(self, node: Node, flags: int) -> OpenFile:
         """Opens a clone of node with Linux open flags; node stays usable."""
@@ -271,6 +345,23 @@ class GoferClient:
             finally:
                 self._free_fids.append(obj.fid)
 
+    def clunk_later(self, obj) -> None:
+        """clunk() without waiting: the Tclunk goes out with the next request.
+
+        For fids nothing refers to any more (an evicted cache entry); an
+        error from the server is not reported."""
+        if isinstance(obj, OpenFile):
+            fd, obj.hostfd = obj.hostfd, None
+            if fd is not None:
+                os.close(fd)
+            obj = obj.node
+        with self._lock:
+            msg = p9.Tclunk(self._next_tag(), obj.fid)
+            self._outbox.append(self._encode(msg))
+            self._deferred[msg.tag] = obj.fid
+            if len(self._deferred) >= _MAX_DEFERRED:
+                self._settle_locked()
+
     def close(self) -> None:
         """Closes the connection; the Gofer exits when it sees EOF."""
         with self._lock:
@@ -279,8 +370,11 @@ class GoferClient:
 
     @property
     def nfids(self) -> int:
-        """Fids allocated and not yet clunked (for leak checks)."""
-        return self._next_fid - len(self._free_fids)
+        """Fids allocated and not yet clunked (for leak checks); waits for
+        queued clunks first, so that the server's count agrees."""
+        with self._lock:
+            self._settle_locked()
+            return self._next_fid - len(self._free_fids)
 
     # -- internals (all *_locked and _rpc* need _lock held) --------------------
 
@@ -297,6 +391,14 @@ class GoferClient:
             raise GoferError(errno.ENFILE)
         self._next_fid = fid + 1
         return fid
+
+    def _getattr_locked(self, fid: int) -> Attr:
+        # Hot path: unpack the fixed Rgetattr body in place, no message object.
+        f = self._rpc_fixed(p9.Tgetattr(self._next_tag(), fid, p9.GETATTR_BASIC),
+                            p9.Rgetattr, p9.RGETATTR_BODY)
+        # valid qid.type qid.version qid.path mode uid gid nlink rdev size
+        # blksize blocks atime(2) mtime(2) ctime(2) ...
+        return _attr(f[0], f[3], *f[4:18])
 
     def _walk_locked(self, node: Node, names: tuple) -> Node:
         newfid = self._alloc_fid()
@@ -330,13 +432,44 @@ class GoferClient:
             pass
         self._free_fids.append(fid)
 
-    def _send(self, msg) -> None:
-        if self._broken:
-            raise GoferError(errno.EIO)
+    def _settle_locked(self) -> None:
+        """Sends queued requests and reads the replies to queued clunks."""
+        if self._outbox:
+            self._send(None)
+        while self._deferred:
+            try:
+                self._recv_frame_unchecked(None)
+            except (OSError, p9.RemoteProtocolError):
+                self._broken = True
+                raise GoferError(errno.EIO) from None
+            if not self._took_deferred():
+                self._broken = True    # a reply nobody asked for
+                raise GoferError(errno.EIO)
+
+    def _took_deferred(self) -> bool:
+        """Whether the frame just read answers a deferred clunk (its fid is then free)."""
+        fid = self._deferred.pop(p9.HEADER.unpack_from(self._view, 0)[2], None)
+        if fid is None:
+            return False
+        self._free_fids.append(fid)    # clunk(5): freed even on Rlerror
+        return True
+
+    def _encode(self, msg) -> bytes:
         try:
-            data = p9.encode(msg, self.msize)
+            return p9.encode(msg, self.msize)
         except p9.LocalProtocolError:
             raise GoferError(errno.ENAMETOOLONG if type(msg) is p9.Twalk else errno.EINVAL) from None
+
+    def _send(self, msg) -> None:
+        """Sends the queued requests, then msg (if any), in one write."""
+        if self._broken:
+            raise GoferError(errno.EIO)
+        data = self._encode(msg) if msg is not None else b""
+        self._unanswered += msg is not None
+        if self._outbox:
+            data = b"".join(self._outbox) + data
+            self._unanswered += len(self._outbox)
+            self._outbox.clear()
         try:
             self._sock.sendall(data)
         except OSError:
@@ -389,34 +522,47 @@ class GoferClient:
             raise GoferError(errno.EIO) from None
 
     def _recv_frame(self, fds) -> int:
-        """Reads exactly one reply into the receive buffer; returns its size.
+        """Reads one reply into the start of the receive buffer; returns its size.
 
+        Replies to deferred clunks are consumed on the way (their fids freed).
         Collects SCM_RIGHTS fds into `fds` if given (else the kernel drops them).
         """
         try:
-            return self._recv_frame_unchecked(fds)
+            while True:
+                size = self._recv_frame_unchecked(fds)
+                if not (self._deferred and self._took_deferred()):
+                    return size
         except (OSError, p9.RemoteProtocolError):
             self._broken = True
             raise GoferError(errno.EIO) from None
 
     def _recv_frame_unchecked(self, fds) -> int:
-        view, have, size = self._view, 0, 0
+        view = self._view
+        if self._frame:
+            # Requests were pipelined: the last read may have taken the
+            # start of the next reply too. Move it to the front.
+            rest = self._read - self._frame
+            view[:rest] = view[self._frame:self._read]
+            self._read, self._frame = rest, 0
+        have, size = self._read, 0
         while True:
-            if fds is not None and have == 0:
-                got = self._recvmsg(view, fds)
-            else:
-                got = self._sock.recv_into(view[have:])
-            if got == 0:
-                raise p9.RemoteProtocolError("EOF from the Gofer")
-            have += got
             if not size and have >= 4:
                 (size,) = _U32.unpack_from(view, 0)
                 if not p9.HEADER_SIZE <= size <= self.msize:
                     raise p9.RemoteProtocolError("reply size %d out of range" % size)
             if size and have >= size:
                 break
-        if have != size:
+            # With fds expected, every read takes ancillary data: the fds
+            # come with their reply's first byte, which may not be first here.
+            got = self._recvmsg(view[have:], fds) if fds is not None else \
+                self._sock.recv_into(view[have:])
+            if got == 0:
+                raise p9.RemoteProtocolError("EOF from the Gofer")
+            have += got
+        self._unanswered -= 1
+        if have > size and self._unanswered <= 0:
             raise p9.RemoteProtocolError("unsolicited bytes after a reply")
+        self._read, self._frame = have, size
         return size
 
     def _recvmsg(self, view, fds) -> int:

@@ -278,22 +278,28 @@ class GoferServer:
             _fail(errno.EBADF)       # walk(5): the fid must not be open
         if m.newfid != m.fid and m.newfid in self._fids:
             _fail(errno.EINVAL)
-        fd, path, qids = os.dup(src.fd), src.path, []
-        try:
-            for i, name in enumerate(m.wnames):
-                try:
-                    nfd, path = self._step(fd, path, name)
-                except OSError:
-                    if i == 0:
-                        raise
-                    os.close(fd)     # partial walk: newfid is not created
-                    return p9.Rwalk(m.tag, tuple(qids)), None
-                os.close(fd)
-                fd = nfd
-                qids.append(self._qid(os.fstat(fd)))
-        except BaseException:
-            os.close(fd)
-            raise
+        if not m.wnames:
+            fd, path, qids = os.dup(src.fd), src.path, []
+        else:
+            # The source's own fd starts the walk (no dup): it is never closed here.
+            fd, path, qids = src.fd, src.path, []
+            try:
+                for i, name in enumerate(m.wnames):
+                    try:
+                        nfd, path = self._step(fd, path, name)
+                    except OSError:
+                        if i == 0:
+                            raise
+                        os.close(fd)     # partial walk: newfid is not created
+                        return p9.Rwalk(m.tag, tuple(qids)), None
+                    if fd != src.fd:
+                        os.close(fd)
+                    fd = nfd
+                    qids.append(self._qid(os.fstat(fd)))
+            except BaseException:
+                if fd != src.fd:
+                    os.close(fd)
+                raise
         if m.newfid == m.fid:
             src.close()
         self._fids[m.newfid] = _Fid(fd, path)
@@ -434,7 +440,8 @@ class GoferServer:
 
 def _send(sock: socket.socket, data: bytes, fd) -> None:
     if fd is None:
-        sock.sendall(data)
+        if data:
+            sock.sendall(data)
         return
     sent = socket.send_fds(sock, [data], [fd])
     if sent < len(data):
@@ -471,10 +478,20 @@ def run(sock: socket.socket, server: GoferServer) -> None:
                 messages = decoder.feed(data)
             except p9.RemoteProtocolError:
                 messages = ()
+            # Replies to requests that came in together go out together (one
+            # write, one wake-up of the client); a donated fd goes with its own.
+            batch = []
             for msg in messages:
                 reply, fd = server.handle(msg)
-                _send(sock, reply, fd)
+                if fd is not None:
+                    _send(sock, b"".join(batch), None)
+                    batch = []
+                    _send(sock, reply, fd)
+                else:
+                    batch.append(reply)
                 decoder.msize = server.msize
+            if batch:
+                _send(sock, b"".join(batch), None)
             if decoder.error is not None:
                 print("pyvisor-gofer: closing connection: %s" % decoder.error,
                       file=sys.stderr, flush=True)

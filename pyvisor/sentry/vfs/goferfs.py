@@ -1,8 +1,9 @@
 """The read-only filesystem the Gofer serves (the overlay's lower layer).
 
-Each inode holds a walked 9P fid (`GoferClient.walk`, one name per RPC,
-done lazily on lookup) and the attributes fetched once with it: the
-attribute cache. Absent names are remembered too, since programs probe a
+Each inode holds a walked 9P fid and the attributes fetched once with it
+(Twalk and Tgetattr sent together on lookup): the attribute cache. A lookup
+in a directory that was listed also fetches the next names of the listing
+(`LOOKAHEAD`), all in one round trip. Absent names are remembered too, since programs probe a
 lot of them (ld.so's library search, $PATH lookups). Directory listings
 are fetched once (Treaddir until empty) and cached. File data is read
 through the host fd the Gofer donated with Rlopen (os.pread, no RPC), or
@@ -34,6 +35,7 @@ O_RDONLY = 0
 READDIR_CHUNK = 1 << 16
 MAX_OPEN = 64
 MAX_FIDS = 4096
+LOOKAHEAD = 31
 
 
 def _err(e):
@@ -87,6 +89,7 @@ class GoferInode(Inode):
         self._children = {}
         self._missing = set()
         self._listing = None
+        self._position = None             # name -> index in _listing, built on demand
         self._open = None
         self._target = None
 
@@ -111,20 +114,38 @@ class GoferInode(Inode):
                 return child
             if name in self._missing:
                 raise SyscallError(errno.ENOENT)
+            names = self._lookahead_locked(name)
             try:
-                node = fs.client.walk(self.node_locked(), [name])
+                results = fs.client.walk_getattr_many(self.node_locked(), names)
             except fs.GoferError as e:
-                if e.errno == errno.ENOENT:
-                    self._missing.add(name)
                 raise _err(e) from e
-            try:
-                attr = fs.client.getattr(node)
-            except fs.GoferError as e:
-                fs.client.clunk(node)
-                raise _err(e) from e
-            child = self._children[name] = GoferInode(fs, node, attr, self, name)
-            child._track_locked()
+            for n, res in zip(names, results):
+                if isinstance(res, fs.GoferError):
+                    if res.errno == errno.ENOENT:
+                        self._missing.add(n)
+                    continue
+                child = self._children[n] = GoferInode(fs, res[0], res[1], self, n)
+                child._track_locked()
+            child = self._children.get(name)
+            if child is None:
+                raise _err(results[0])
             return child
+
+    def _lookahead_locked(self, name):
+        """`name`, then the names after it in this directory's listing that
+        are not looked up yet (at most LOOKAHEAD): a program that lists a
+        directory usually goes on to stat what it listed, in order (ls -l,
+        find, tar, du), and one round trip to the Gofer then serves many."""
+        if self._listing is None:
+            return [name]
+        if self._position is None:
+            self._position = {n: i for i, (n, _ino, _dt) in enumerate(self._listing)}
+        i = self._position.get(name)
+        if i is None:
+            return [name]
+        ahead = [n for n, _ino, _dt in self._listing[i + 1:i + 1 + LOOKAHEAD]
+                 if n not in self._children and n not in self._missing]
+        return [name] + ahead
 
     def node_locked(self):
         """This inode's fid, walking again from the parent if it was evicted.
@@ -148,7 +169,7 @@ class GoferInode(Inode):
             node, old._node = old._node, None
             if node is not None:
                 try:
-                    self.fs.client.clunk(node)
+                    self.fs.client.clunk_later(node)
                 except self.fs.GoferError:
                     pass
 
@@ -180,7 +201,7 @@ class GoferInode(Inode):
         except fs.GoferError as e:
             raise _err(e) from e
         finally:
-            fs.client.clunk(o)
+            fs.client.clunk_later(o)
         return out
 
     def _opened_locked(self):
@@ -201,7 +222,7 @@ class GoferInode(Inode):
         o, self._open = self._open, None
         if o is not None:
             try:
-                self.fs.client.clunk(o)
+                self.fs.client.clunk_later(o)
             except self.fs.GoferError:
                 pass
 
