@@ -343,7 +343,8 @@ def test_client_pipelining_survives_a_server_that_reorders(root):
     """9P does not promise that requests sent together run in order (diod
     runs them on a thread pool). A proxy hands each burst of requests to
     the real server backwards: every Tgetattr of a pipelined walk_getattr
-    then runs before its Twalk and fails, and the client must ask again."""
+    then runs before its Twalk and fails, and so does the Tlopen of a clone:
+    the client must ask again."""
     client_end, proxy_in = socket.socketpair()
     proxy_out, server_end = socket.socketpair()
     server = GoferServer(str(root))
@@ -377,6 +378,9 @@ def test_client_pipelining_survives_a_server_that_reorders(root):
         assert (fattr.ino, fattr.size) == (os.stat(root / "f").st_ino, 1)
         assert dattr.ino == os.stat(root / "d").st_ino and dattr.mode & 0o170000 == 0o040000
         assert isinstance(missing, GoferError) and missing.errno == errno.ENOENT
+        opened = client.lopen(f, os.O_RDONLY)      # its Tlopen runs before the clone exists
+        assert client.read(opened, 0, 10) == b"x"
+        client.clunk(opened)
         client.clunk(f)
         client.clunk(d)
         assert client.nfids == server.nfids == 1   # only the root is left

@@ -14,11 +14,13 @@ Extension (see server.py): an Rlopen may come with a donated host fd in
 SCM_RIGHTS. The client takes it as `OpenFile.hostfd` (close-on-exec),
 `read()` preads it directly, and `clunk()` closes it.
 
-Two calls do not wait for each reply before the next request (9P lets a
+Three calls do not wait for each reply before the next request (9P lets a
 client have many requests outstanding, told apart by tag):
 
 - `clunk_later()` queues a Tclunk that goes out in front of the next
   request; its reply is read, and the fid freed, whenever it arrives.
+- `lopen()` sends the Twalk that clones the fid and the Tlopen of the
+  clone together.
 - `walk_getattr_many()` sends a Twalk and a Tgetattr of the new fid for
   each of several names together: one round trip for all a first lookup
   needs, and for the names a directory listing says will be asked next. A
@@ -260,12 +262,7 @@ class GoferClient:
     def lopen(self, node: Node, flags: int) -> OpenFile:
         """Opens a clone of node with Linux open flags; node stays usable."""
         with self._lock:
-            clone = self._walk_locked(node, ())
-            try:
-                r, fds = self._rpc_fds(p9.Tlopen(self._next_tag(), clone.fid, flags))
-            except GoferError:
-                self._clunk_quietly_locked(clone.fid)
-                raise
+            clone, r, fds = self._clone_and_open_locked(node, flags)
             if len(fds) > 1:
                 _close_all(fds)
                 self._clunk_quietly_locked(clone.fid)
@@ -277,6 +274,44 @@ class GoferClient:
         limit = self.msize - p9.IOHDRSZ
         iounit = min(r.iounit, limit) if r.iounit else limit
         return OpenFile(clone, iounit, fds[0] if fds else None)
+
+    def _clone_and_open_locked(self, node: Node, flags: int):
+        """Twalk to a clone and Tlopen of it, sent together: (clone, Rlopen, fds)."""
+        fid = self._alloc_fid()
+        walk = p9.Twalk(self._next_tag(), node.fid, fid, ())
+        op = p9.Tlopen(self._next_tag(), fid, flags)
+        self._outbox.append(self._encode(walk))
+        self._send(op)
+        fds, replies = [], {}
+        try:
+            while len(replies) < 2:
+                reply = self._decode(self._recv_frame(fds))
+                if reply.tag not in (walk.tag, op.tag) or reply.tag in replies:
+                    self._broken = True
+                    raise GoferError(errno.EIO)
+                replies[reply.tag] = reply
+        except BaseException:
+            _close_all(fds)
+            raise
+        w, r = replies[walk.tag], replies[op.tag]
+        if type(w) is not p9.Rwalk or w.qids:
+            _close_all(fds)
+            if type(w) is p9.Rwalk:           # qids for a clone: the server is confused
+                self._clunk_quietly_locked(fid)
+                raise GoferError(errno.EIO)
+            self._free_fids.append(fid)       # no clone was made
+            self._check(walk, w, p9.Rwalk)
+            raise GoferError(errno.EIO)
+        clone = Node(fid, node.qid)
+        try:
+            if type(r) is not p9.Rlopen:
+                _close_all(fds)
+                # An error may only mean the open ran before the walk: ask again.
+                r, fds = self._rpc_fds(p9.Tlopen(self._next_tag(), fid, flags))
+        except GoferError:
+            self._clunk_quietly_locked(fid)
+            raise
+        return clone, r, fds
 
     def read(self, f: OpenFile, offset: int, count: int) -> bytes:
         """Reads up to count bytes at offset; short only at end of file."""
