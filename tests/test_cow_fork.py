@@ -91,3 +91,12 @@ def test_futex_sleeper_is_woken_after_its_page_moves(sandbox, build_c):
     assert run.returncode == 0, run.stderr
     assert run.stdout == b"woken, child status 0\n" == sandbox.native([prog]).stdout
 
+
+
+def test_pi_waiter_is_handed_the_lock_after_the_owners_page_moves(sandbox, build_c):
+    """PI waiters are keyed as plain ones: the owner's unlock after its copy
+    of the page moved must still find the thread blocked in FUTEX_LOCK_PI."""
+    prog = build_c(os.path.join(HERE, "c", "fork_futex_pi.c"), extra=("-pthread",))
+    run = sandbox.run([prog], timeout=30)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == b"handed over, counter 42, child status 0\n" == sandbox.native([prog]).stdout

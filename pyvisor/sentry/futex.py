@@ -6,7 +6,8 @@ FUTEX_WAKE. A word in MAP_SHARED memory is identified by its page (its
 offset in the memory file), so processes sharing it meet; any other word by
 (address space, address), so threads meet, copies made by fork do not, and
 copy-on-write moving the page does not strand a sleeper. PI waiters are
-queued by the offset of the word in the task's own copy of the page.
+queued by the same keys; the Sentry changes a PI word in place, in the
+task's own copy of its page.
 
 Priority-inheritance futexes (futex(2) "Priority-inheritance futexes")
 give the word a meaning: the owner's TID in the low 30 bits, FUTEX_WAITERS
@@ -115,10 +116,7 @@ class FutexTable:
         if bitset == 0:
             raise SyscallError(errno.EINVAL)
         key = self.key(t, addr)
-        (word_off, _n), = t.mm._chunks(addr, 4, PROT_READ)
         with self.lock:
-            if self.pi_waiters.get(word_off):
-                raise SyscallError(errno.EINVAL)   # Linux: a plain wake of a PI word with waiters
             return self._wake_locked(key, n, bitset)
 
     def _wake_locked(self, key, n, bitset=0xFFFFFFFF):
@@ -185,18 +183,30 @@ class FutexTable:
 
     # -- priority-inheritance futexes (see the module docstring) ---------------
 
-    @staticmethod
-    def pi_key(t, addr):
-        """The key of a PI word: it must be aligned (EINVAL) and writable
-        (EFAULT). The Sentry writes it, so a copy-on-write page becomes the
-        task's own first, as a write fault would make it."""
+    def pi_word(self, t, addr):
+        """(key, word) of a PI word: it must be aligned (EINVAL) and writable
+        (EFAULT). The key is the futex key, as for plain futexes; `word` is a
+        view of the word in the memory file. The Sentry writes it, so a
+        copy-on-write page becomes the task's own first, as a write fault
+        would make it."""
         if addr % 4:
             raise SyscallError(errno.EINVAL)
         (off, _n), = t.mm._chunks(addr, 4, PROT_READ | PROT_WRITE, write=True)
-        return off
+        return self.key(t, addr), t.mm.file.view(off, 4)
 
     @staticmethod
-    def _word(t, key):
+    def _word_of(t, key):
+        """The word `key` names, as task t sees it; None for a private word
+        of another address space (not t's to look at)."""
+        if isinstance(key, tuple):
+            mm, addr = key
+            if mm is not t.mm:
+                return None
+            try:
+                (off, _n), = mm._chunks(addr, 4, PROT_READ | PROT_WRITE, write=True)
+            except SyscallError:
+                return None         # unmapped since: nothing to hand over
+            return mm.file.view(off, 4)
         return t.mm.file.view(key, 4)
 
     def _owner_alive_locked(self, t, tid):
@@ -233,8 +243,7 @@ class FutexTable:
     def lock_pi(self, t, addr, deadline, trylock=False):
         """FUTEX_LOCK_PI/LOCK_PI2 (trylock: FUTEX_TRYLOCK_PI). Returns 0 owning
         the lock; EDEADLK, ESRCH, EAGAIN (trylock), ETIMEDOUT; Interrupted."""
-        key = self.pi_key(t, addr)
-        word = self._word(t, key)
+        key, word = self.pi_word(t, addr)
         me = t.tid
         with self.lock:
             while True:
@@ -272,8 +281,7 @@ class FutexTable:
         As Linux, the owner is checked (EFAULT, EPERM) before the alignment (EINVAL)."""
         if _U32.unpack(t.copy_in(addr, 4))[0] & FUTEX_TID_MASK != t.tid:
             raise SyscallError(errno.EPERM)
-        key = self.pi_key(t, addr)
-        word = self._word(t, key)
+        key, word = self.pi_word(t, addr)
         with self.lock:
             while True:
                 val = _atomic.load32(word)
@@ -291,8 +299,8 @@ class FutexTable:
         """FUTEX_WAIT_REQUEUE_PI: wait on addr until CMP_REQUEUE_PI moves us to
         the PI word addr2; returns 0 owning it. EAGAIN if *addr != val or if
         interrupted once requeued; ETIMEDOUT; Interrupted (restart) before."""
-        key, key2 = self.key(t, addr), self.pi_key(t, addr2)
-        if key == self.key(t, addr2):      # the same word (keys compare alike)
+        key, (key2, _word) = self.key(t, addr), self.pi_word(t, addr2)
+        if key == key2:                    # the same word
             raise SyscallError(errno.EINVAL)
         with self.lock:
             if _U32.unpack(t.copy_in(addr, 4))[0] != val & 0xFFFFFFFF:
@@ -320,10 +328,9 @@ class FutexTable:
         """FUTEX_CMP_REQUEUE_PI (nr_wake is 1): give the PI word at addr2 to the
         first waiter on addr if it is free, move up to n_requeue others (one
         more if none was given it) to the PI queue; returns how many."""
-        key, key2 = self.key(t, addr), self.pi_key(t, addr2)
-        if key == self.key(t, addr2):      # the same word (keys compare alike)
+        key, (key2, word) = self.key(t, addr), self.pi_word(t, addr2)
+        if key == key2:                    # the same word
             raise SyscallError(errno.EINVAL)
-        word = self._word(t, key2)
         with self.lock:
             if _U32.unpack(t.copy_in(addr, 4))[0] != cmpval & 0xFFFFFFFF:
                 raise SyscallError(errno.EAGAIN)
@@ -366,7 +373,7 @@ class FutexTable:
         val = _U32.unpack(t.copy_in(uaddr, 4))[0]
         if val & FUTEX_TID_MASK != t.tid and not (pending and not pi and val == 0):
             return                       # not ours: leave the page alone
-        word = self._word(t, self.pi_key(t, uaddr))
+        _key, word = self.pi_word(t, uaddr)
         while True:
             val = _atomic.load32(word)
             if pending and not pi and val == 0:
@@ -389,8 +396,8 @@ class FutexTable:
             if dying:
                 t.futex_dead = True
             for key, q in list(self.pi_waiters.items()):
-                word = self._word(t, key)
-                while q:
+                word = self._word_of(t, key)
+                while q and word is not None:
                     val = _atomic.load32(word)
                     if val & FUTEX_TID_MASK not in (0, t.tid):
                         break

@@ -215,6 +215,12 @@ class MemoryManager:
                 return False
             if v.cow is not None:
                 self._break_cow(v)
+            elif self.aspace is not None:
+                # Another thread took the pages over first, and its edit
+                # should have made them writable; say so again rather than
+                # let a stale host mapping fault forever.
+                page = page_down(addr)
+                self.aspace.protect(page, PAGE, _host_prot(v))
             return True
 
     def futex_key(self, addr):
