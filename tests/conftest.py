@@ -16,6 +16,7 @@ Two facts about the sandbox shape these fixtures:
 """
 
 import ctypes
+import importlib.util
 import os
 import shutil
 import signal
@@ -29,10 +30,13 @@ import pytest
 PR_SET_CHILD_SUBREAPER = 36
 BUSYBOX = "/bin/busybox"
 # A fixed environment, so sandbox and native runs see the same one. PYTHONPATH
-# is kept because during development the package is found through it.
+# names the pyvisor these tests import first, so that `python -m pyvisor`
+# runs the same code (and not, say, an older installed copy when the tests
+# run from a source tree).
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
-if "PYTHONPATH" in os.environ:
-    BASE_ENV["PYTHONPATH"] = os.environ["PYTHONPATH"]
+BASE_ENV["PYTHONPATH"] = os.pathsep.join(
+    [os.path.dirname(os.path.dirname(os.path.abspath(importlib.util.find_spec("pyvisor").origin)))]
+    + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
 
 
 def _set_subreaper(on):
