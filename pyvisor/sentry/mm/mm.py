@@ -297,9 +297,13 @@ class MemoryManager:
         self._release(gone)
         return []
 
-    def _release(self, gone):
-        """Free the pages of VMAs the host no longer maps, once its edits are in force."""
-        if gone and self.aspace is not None:
+    def _release(self, gone, sync=True):
+        """Free the pages of VMAs the host no longer maps, once its edits are in force.
+
+        ``sync=False`` frees them at once, leaving the unmap queued: only for
+        an address space in which no application code can run before its
+        next flush (execve, once the other threads are gone)."""
+        if gone and sync and self.aspace is not None:
             self.aspace.sync()
         for v in gone:
             self._free(v)
@@ -564,13 +568,16 @@ class MemoryManager:
                 aspace.map(v.start, v.end - v.start, _host_prot(v), v.fileoff)
 
     def reset(self):
-        """execve(2): drop every mapping, keep the address space."""
+        """execve(2): drop every mapping, keep the address space.
+
+        Precondition: the caller is this address space's only task, stopped
+        in the Sentry; the unmap runs before it next runs (see _release)."""
         with self.lock:
             gone, self._vmas, self._starts = self._vmas, [], []
             self.brk_start = self.brk_end = 0
             if self.aspace is not None:
                 self.aspace.unmap(MIN_ADDR, MM_TOP - MIN_ADDR)
-            self._release(gone)
+            self._release(gone, sync=False)
 
     def release(self):
         """Give every page back; the address space is gone."""
