@@ -63,7 +63,9 @@ cdef extern from "<sys/ioctl.h>" nogil:
 
 cdef extern from "<fcntl.h>" nogil:
     int open(const char *path, int flags)
-    int O_RDWR, O_CLOEXEC
+    int fcntl(int fd, int cmd, ...)
+    int fallocate(int fd, int mode, long off, long length)
+    int O_RDWR, O_CLOEXEC, F_DUPFD_CLOEXEC
 
 cdef extern from "<unistd.h>" nogil:
     int close(int fd)
@@ -437,6 +439,7 @@ cdef class Vm:
     cdef readonly int vm_fd
     cdef int run_size
     cdef char *mem                 # our own mapping of the memory file (slot 0)
+    cdef int mem_fd                # our own reference to the memory file (a dup)
     cdef readonly size_t mem_size
     cdef int priv_fd
     cdef char *priv                # slot 1
@@ -458,7 +461,7 @@ cdef class Vm:
     cdef readonly size_t pt_pages  # page-table pages in use
 
     def __cinit__(self, int memfd, size_t mem_size):
-        self.kvm_fd = self.vm_fd = self.priv_fd = -1
+        self.kvm_fd = self.vm_fd = self.priv_fd = self.mem_fd = -1
         self.syscall_cpl = -1
         self.pool_free = <uint32_t *>malloc(sizeof(uint32_t) * (PRIV_SIZE // PAGE))
         if self.pool_free == NULL:
@@ -486,6 +489,11 @@ cdef class Vm:
         if p == MAP_FAILED:
             raise _oserror("mmap(memory file)")
         self.mem = <char *>p
+        # Our own reference, for fallocate (see PageTables.map): the caller's
+        # fd number may be closed and reused before this VM goes.
+        self.mem_fd = fcntl(memfd, F_DUPFD_CLOEXEC, 0)
+        if self.mem_fd < 0:
+            raise _oserror("dup(memory file)")
         self.mem_size = mem_size
         self.priv_fd = memfd_create(b"pyvisor-kvm-private", MFD_CLOEXEC)
         if self.priv_fd < 0 or ftruncate(self.priv_fd, PRIV_SIZE) != 0:
@@ -648,6 +656,8 @@ cdef class Vm:
             munmap(self.priv, PRIV_SIZE)
         if self.priv_fd >= 0:
             close(self.priv_fd)
+        if self.mem_fd >= 0:
+            close(self.mem_fd)
         if self.vm_fd >= 0:
             close(self.vm_fd)
         if self.kvm_fd >= 0:
@@ -719,9 +729,11 @@ cdef class PageTables:
       lives (emptied tables stay), so no walk can go through a stale table.
 
     Consecutive frames are invalidated with one madvise. Writable mappings
-    up to POPULATE_MAX get their memory at once (MADV_POPULATE_WRITE), so
-    the application's first touches fault only in the guest, where a shadow
-    MMU then maps eight neighbours per fault.
+    of two pages up to POPULATE_MAX get their memory at once (fallocate,
+    then MADV_POPULATE_WRITE), so the application's first touches fault
+    only in the guest, where a shadow MMU then maps eight neighbours per
+    fault. A single page is cheaper left to its one fault, which allocates
+    it on the way.
 
     Preconditions: page-aligned, non-empty ranges below MM_TOP; edits are
     serialised by the caller (the MemoryManager's lock).
@@ -836,9 +848,17 @@ cdef class PageTables:
                         break
         finally:
             self._invalidate()
-        if prot & 2 and length <= POPULATE_MAX:
-            # Optional: a kernel without MADV_POPULATE_WRITE just faults later.
-            madvise(self.vm.mem + fileoff, length, MADV_POPULATE_WRITE)
+        if prot & 2 and PAGE < length <= POPULATE_MAX:
+            self._populate(fileoff, length)
+
+    cdef void _populate(self, uint64_t fileoff, uint64_t length):
+        """Give memory-file pages [fileoff, +length) memory, mapped writable in
+        our mapping (what KVM's prefetch needs). Allocating them first
+        (fallocate) and then mapping them costs less than having madvise
+        fault each one in: 0.83-0.93 ms against 0.97-1.07 ms per MiB here.
+        Both are optional: a kernel without them just faults later."""
+        fallocate(self.vm.mem_fd, 0, <long>fileoff, <long>length)
+        madvise(self.vm.mem + fileoff, length, MADV_POPULATE_WRITE)
 
     def unmap(self, uint64_t addr, uint64_t length):
         """Remove [addr, addr+length). Emptied tables stay (see the class docstring)."""
@@ -1138,12 +1158,16 @@ cdef class Vcpu:
         return 0
 
     cdef int _claim(self) except -1:
-        """Have a Hw claimed (busy) before entering: ours if still idle, else the pool's."""
+        """Have a Hw claimed (busy) before entering: ours if still idle, else
+        the pool's. 1 if interrupt() came while we waited for one (then none
+        is claimed), else 0."""
         cdef Hw hw = self.hw
         if hw is not None and hw.owner is self and not hw.busy and not hw.preempt:
             hw.busy = 1
             return 0
         hw = self.pool.acquire(self)
+        if hw is None:
+            return 1
         self._bind(hw)
         return 0
 
@@ -1248,11 +1272,17 @@ cdef class Vcpu:
             PyErr_CheckSignals()
 
     def interrupt(self):
-        """From any thread: make run() return EXIT_INTERRUPT soon (at once if
-        inside KVM_RUN: immediate_exit covers the race before it enters)."""
+        """From any thread: make run() return EXIT_INTERRUPT soon: at once if
+        inside KVM_RUN (immediate_exit covers the race before it enters), and
+        at once if waiting for a Hw (the pool lets it go without one)."""
         self.interrupted = 1
         if self._holds():
             self.hw.kick()
+        self.pool.wake(self)
+
+    property interrupt_requested:
+        """interrupt() was called and run() has not returned EXIT_INTERRUPT for it yet."""
+        def __get__(self): return self.interrupted
 
     cdef int _complete_pending(self) except -1:
         """Finish an MMIO/PIO exit without entering the guest (immediate_exit)."""
@@ -1440,7 +1470,9 @@ cdef class Vcpu:
         """One trip into the guest: EXIT_SYSCALL or EXIT_SIGNAL (signo/code/addr)."""
         cdef int kind = EXIT_PREEMPTED
         while kind == EXIT_PREEMPTED:
-            self._claim()
+            if self._claim():           # interrupted while waiting for a Hw
+                self.interrupted = 0
+                return EXIT_INTERRUPT
             try:
                 kind = self._switch()
             finally:
@@ -1459,7 +1491,9 @@ cdef class Vcpu:
         cdef int kind
         cdef unsigned long long nr
         while True:
-            self._claim()
+            if self._claim():           # interrupted while waiting for a Hw
+                self.interrupted = 0
+                return EXIT_INTERRUPT
             try:
                 kind = self._switch()
             finally:

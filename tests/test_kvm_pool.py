@@ -9,6 +9,7 @@ import time
 import pytest
 
 from pyvisor.platform import kvm_usable
+from pyvisor.platform.base import EXIT_INTERRUPT
 from pyvisor.platform.kvm import KvmPlatform, VcpuPool, default_pool_size
 from pyvisor.sentry.mm.memfile import PAGE, MemoryFileAllocator
 from pyvisor.sentry.mm.mm import MemoryManager
@@ -158,3 +159,56 @@ def test_pool_size_default_is_two_per_cpu_at_least_two():
     import os
     assert default_pool_size() == max(2, 2 * len(os.sched_getaffinity(0)))
     assert VcpuPool.__init__.__defaults__[-1] == 0.010          # a 10 ms time slice
+
+
+def test_an_interrupt_reaches_a_thread_waiting_for_a_vcpu(kvm2):
+    """Both vCPUs spin; a third thread waits for one. interrupt() (what a
+    signal for its task does) must make its run() return at once, not once a
+    time slice frees a vCPU: the slice is 5 s here, so only the wake-up can
+    be quick. Afterwards the thread still runs to its end."""
+    platform, aspace, mm = kvm2
+    platform.pool.slice_s = 5.0
+    results, waiter = {}, {}
+    counter = DATA + 0x100
+
+    def task():
+        ctx = platform.adopt_thread(aspace, aspace.clone_thread())
+        ctx.regs.set_regs(dict(rip=SPIN, rsp=STACKS + 8 * PAGE, eflags=0x202,
+                               rdi=counter, rsi=FLAG))
+        waiter["ctx"] = ctx
+        try:
+            waiter["exit"] = ctx.run(_exit_dispatch())     # waits: both vCPUs spin
+            waiter["returned"] = time.monotonic()
+            ctx.run(_exit_dispatch())                      # then spins until FLAG
+        except Exited as e:
+            waiter["status"] = e.args[0]
+        finally:
+            aspace.drop()
+    spinners = _threads(platform, aspace, 2, SPIN,
+                        lambda i: dict(rdi=DATA + 8 * (i + 1), rsi=FLAG), _exit_dispatch(), results)
+    th = threading.Thread(target=task)
+    try:
+        deadline = time.monotonic() + 20
+        while not all(int.from_bytes(mm.copy_in(DATA + 8 * (i + 1), 8), "little") for i in range(2)):
+            assert time.monotonic() < deadline, "the spinners never ran"
+            time.sleep(0.01)
+        th.start()
+        while platform.vm.waiters == 0:
+            assert time.monotonic() < deadline, "the third thread never waited"
+            time.sleep(0.001)
+        assert "returned" not in waiter
+        sent = time.monotonic()
+        waiter["ctx"].interrupt()
+        while "returned" not in waiter and time.monotonic() - sent < 2.0:
+            time.sleep(0.001)
+        assert "returned" in waiter, "the waiting thread did not see the interrupt"
+        assert waiter["exit"].kind == EXIT_INTERRUPT
+        assert waiter["returned"] - sent < 0.5            # against a 5 s slice
+    finally:
+        mm.copy_out(FLAG, (1).to_bytes(8, "little"))       # everyone may stop now
+        for t in spinners + [th]:
+            if t.ident is not None:
+                t.join(20)
+    assert waiter.get("status") == counter and len(results) == 2    # exit(rdi)
+    assert int.from_bytes(mm.copy_in(counter, 8), "little") > 0      # it ran afterwards
+    assert platform.vm.waiters == 0 and not platform.pool._queue

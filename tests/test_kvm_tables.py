@@ -157,6 +157,9 @@ def test_small_writable_mappings_are_populated(kvm):
     mm.map_anon(BASE, 16 * PAGE, PROT_RW)
     v = mm._find(BASE)
     assert _resident(alloc, v.fileoff, 16 * PAGE) == 16 * PAGE
+    mm.map_anon(BASE + (1 << 20), PAGE, PROT_RW)            # one page: left to its one fault
+    v = mm._find(BASE + (1 << 20))
+    assert _resident(alloc, v.fileoff, PAGE) == 0
     mm.map_anon(BASE + (4 << 20), 4 << 20, PROT_RW)         # big: memory comes on touch
     v = mm._find(BASE + (4 << 20))
     assert _resident(alloc, v.fileoff, 4 << 20) == 0

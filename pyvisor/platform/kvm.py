@@ -60,6 +60,10 @@ class VcpuPool:
     served) and, every ``slice_s``, the pool takes back the vCPU that has
     been in the guest longest if that is longer than the slice.
     ``release(hw)`` hands a vCPU to the first waiter, or makes it free.
+    A waiter whose context is interrupted (``wake(ctx)``) stops waiting:
+    ``acquire`` returns None, and the context's run() returns
+    EXIT_INTERRUPT without a vCPU, so the Sentry acts on the signal at once
+    instead of after a time slice.
 
     Lock: ``_cond`` guards the queue and ``free``. A Hw's ``busy`` flag is
     claimed with ``try_claim`` (atomic under the GIL), by the pool or by a
@@ -86,6 +90,8 @@ class VcpuPool:
             self.vm.waiters += 1
             try:
                 while ticket[1] is None:
+                    if ctx.interrupt_requested:
+                        return None
                     if not self._cond.wait(self.slice_s) and ticket[1] is None:
                         self._preempt()
                     if ticket[1] is None and self._queue[0] is ticket:
@@ -124,6 +130,12 @@ class VcpuPool:
         if now - hw.entered_ns >= self.slice_s * 1e9:
             hw.take_back()
             self.preemptions += 1
+
+    def wake(self, ctx):
+        """``ctx`` was interrupted: if it waits in acquire, that returns None now."""
+        with self._cond:
+            if any(ticket[0] is ctx for ticket in self._queue):
+                self._cond.notify_all()
 
     def release(self, hw):
         """``hw`` is no longer any context's: to the first waiter, or free."""
