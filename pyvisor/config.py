@@ -1,30 +1,38 @@
 """One frozen description of a sandbox; the CLI and the API both build it."""
 
 import os
-from dataclasses import dataclass, field
+
+from pyvisor.fields import FrozenFields
 
 PLATFORMS = ("ptrace", "kvm", "auto")
 FORK_MODES = ("cow", "eager")
 
 
-@dataclass(frozen=True)
-class SandboxConfig:
-    argv: tuple                       # bytes, argv[0] looked up in the sandbox's PATH
-    env: tuple = ()                   # bytes "K=V" entries, in order
-    cwd: str = "/"
-    rootfs: str = "/"
-    hostname: str = "pyvisor"
-    platform: str = "auto"
-    strace: bool = False
-    strace_file: str = None
-    debug: bool = False
-    pin_cpu: bool = True
-    confine: bool = True              # the Sentry's own seccomp filter (pyvisor/seccomp.py)
-    pids_limit: int = 1024
-    fork: str = "cow"                 # copy-on-write for big private mappings, or "eager"
-    extra: dict = field(default_factory=dict, compare=False)
+class SandboxConfig(FrozenFields):
+    """Fields, all keyword arguments but argv:
 
-    def __post_init__(self):
+    argv (bytes; argv[0] is looked up in the sandbox's PATH), env (bytes
+    "K=V" entries, in order), cwd, rootfs, hostname, platform (ptrace, kvm,
+    auto), strace, strace_file, debug, pin_cpu, confine (the Sentry's own
+    seccomp filter, pyvisor/seccomp.py), pids_limit, fork (copy-on-write
+    for big private mappings, or "eager"), extra (a dict for embedders).
+    """
+
+    __slots__ = ("argv", "env", "cwd", "rootfs", "hostname", "platform", "strace", "strace_file",
+                 "debug", "pin_cpu", "confine", "pids_limit", "fork", "extra")
+
+    def __init__(self, argv, env=(), cwd="/", rootfs="/", hostname="pyvisor", platform="auto",
+                 strace=False, strace_file=None, debug=False, pin_cpu=True, confine=True,
+                 pids_limit=1024, fork="cow", extra=None):
+        self._set(argv=argv, env=env, cwd=cwd, rootfs=rootfs, hostname=hostname,
+                  platform=platform, strace=strace, strace_file=strace_file, debug=debug,
+                  pin_cpu=pin_cpu, confine=confine, pids_limit=pids_limit, fork=fork,
+                  extra={} if extra is None else extra)
+
+    def _values(self):
+        return super()._values()[:-1]     # extra is not compared
+
+    def _check(self):
         if not self.argv:
             raise ValueError("no program to run")
         if self.pids_limit < 1:

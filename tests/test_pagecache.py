@@ -1,6 +1,5 @@
 """File mappings served from the page cache (pyvisor/sentry/mm/pagecache.py)."""
 
-import dataclasses
 import os
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,9 +57,9 @@ def test_cache_shares_pages_and_evicts(tmp_path):
     assert mm.copy_in(0x500000, 4096) == data[:4096]
     # A changed file is a new entry; the old one goes once nothing maps it.
     entry = a.cow
-    st2 = dataclasses.replace(st, st_mtime_ns=st.st_mtime_ns + 1)
+    st2 = st.replace(st_mtime_ns=st.st_mtime_ns + 1)
     for i in range(20):    # more than the limit: the old entry is evicted
-        st_i = dataclasses.replace(st, st_ino=st.st_ino + 1000 + i)
+        st_i = st.replace(st_ino=st.st_ino + 1000 + i)
         mm.map_file(0x700000 + (i << 16), 4 << 12, 1, 2, f, st_i, 0, len(data), b"g")
     assert entry.evicted and entry.refs == 1
     before = alloc.allocated

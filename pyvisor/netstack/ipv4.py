@@ -5,7 +5,7 @@ length, version, IHL, total length, header checksum, TTL.  A bad packet is
 counted under a reason in ``drops`` and ``None`` is returned; nothing raises.
 """
 
-from dataclasses import dataclass
+from ..fields import Fields, FrozenFields
 
 from . import _checksum as ck
 from .addr import prefix_mask
@@ -21,20 +21,24 @@ OFFSET_MASK = 0x1FFF
 DEFAULT_TTL = 64
 
 
-@dataclass(slots=True)
-class Packet:
+class Packet(Fields):
     """A validated IPv4 packet.  ``payload`` is a memoryview, trimmed to the
-    total length; ``header`` holds the header bytes (for ICMP errors)."""
+    total length; ``header`` holds the header bytes (for ICMP errors);
+    ``csum_ok``: the transport checksum was vouched for by the link."""
 
-    src: int
-    dst: int
-    proto: int
-    ttl: int
-    ident: int
-    flags_frag: int
-    header: memoryview
-    payload: memoryview
-    csum_ok: bool = False   # transport checksum vouched for by the link
+    __slots__ = ("src", "dst", "proto", "ttl", "ident", "flags_frag", "header", "payload",
+                 "csum_ok")
+
+    def __init__(self, src, dst, proto, ttl, ident, flags_frag, header, payload, csum_ok=False):
+        self.src = src
+        self.dst = dst
+        self.proto = proto
+        self.ttl = ttl
+        self.ident = ident
+        self.flags_frag = flags_frag
+        self.header = header
+        self.payload = payload
+        self.csum_ok = csum_ok
 
 
 def validate(data, drops):
@@ -79,14 +83,13 @@ def build(src, dst, proto, payload, ident, ttl=DEFAULT_TTL, df=True, head=0):
 
 # ------------------------------------------------------------------ routing
 
-@dataclass(frozen=True, slots=True)
-class Route:
+class Route(FrozenFields):
     """``dest/prefix_len`` reached through ``gateway`` (0: on-link) on ``nic``."""
 
-    dest: int
-    prefix_len: int
-    gateway: int
-    nic: object
+    __slots__ = ("dest", "prefix_len", "gateway", "nic")
+
+    def __init__(self, dest, prefix_len, gateway, nic):
+        self._set(dest=dest, prefix_len=prefix_len, gateway=gateway, nic=nic)
 
     def matches(self, addr):
         mask = prefix_mask(self.prefix_len)

@@ -15,7 +15,6 @@ changed (level-triggered consumers simply re-check).  Waiters run inside
 stack processing and must not call back into the stack.
 """
 
-import dataclasses
 import errno
 import select
 import socket as _pysocket
@@ -140,7 +139,7 @@ class TCPSocket(_Endpoint):
 
     def __init__(self, stack):
         super().__init__(stack)
-        self.config = dataclasses.replace(stack.tcp_defaults)
+        self.config = stack.tcp_defaults.copy()
         self.conn = None
         self.raddr = None
         self.rport = None
@@ -241,7 +240,7 @@ class TCPSocket(_Endpoint):
             stack.drops["tcp_syn_queue_full"] += 1
             return
         child = TCPSocket(stack)
-        child.config = dataclasses.replace(self.config)
+        child.config = self.config.copy()
         nic = stack.nic_for(pkt.dst)
         if nic is not None:
             child.config.mss = min(child.config.mss, _mss_for(nic.mtu))

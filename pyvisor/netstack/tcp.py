@@ -27,7 +27,7 @@ autotuning; delayed ACKs; Nagle; zero-window probing; keepalive.
 import copy
 import errno
 import os
-from dataclasses import dataclass
+from ..fields import FrozenFields
 
 from . import congestion
 from .tcp_segment import ACK, FIN, MAX_WSCALE, PSH, RST, SYN, Segment
@@ -55,67 +55,106 @@ def _ts_before(a, b):
     return ((a - b) & MASK32) >= 0x80000000
 
 
-@dataclass
 class TCPConfig:
-    """Per-connection settings (socket options map onto these)."""
+    """Per-connection settings (socket options map onto these).
 
-    mss: int = 1460              # what we can receive: the MSS we advertise
-    rcvbuf: int = 262144
-    sndbuf: int = 262144
-    nodelay: bool = False
-    cc: str = "cubic"
-    sack: bool = True
-    timestamps: bool = True
-    window_scaling: bool = True
-    keepalive: bool = False
-    keepidle: float = 7200.0
-    keepintvl: float = 75.0
-    keepcnt: int = 9
-    delack: float = 0.04         # Linux TCP_DELACK_MIN
-    rto_initial: float = 1.0     # RFC 6298 2.1
-    rto_min: float = 0.2         # Linux TCP_RTO_MIN (RFC 6298 says 1 s)
-    rto_max: float = 120.0       # Linux TCP_RTO_MAX
-    syn_retries: int = 6
-    retries: int = 15            # Linux tcp_retries2
-    user_mss: int = 0            # TCP_MAXSEG clamp, 0 = none
-    ttl: int = 64
-    invalid_ratelimit: float = 0.5  # Linux tcp_invalid_ratelimit (500 ms)
-    sndbuf_locked: bool = False  # SO_SNDBUF was set: no autotuning
-    sndbuf_max: int = 4 << 20    # Linux tcp_wmem[2]
+    The defaults are the class attributes; ``TCPConfig(name=value, ...)``
+    overrides some, and ``copy()`` gives an independent instance."""
+
+    mss = 1460              # what we can receive: the MSS we advertise
+    rcvbuf = 262144
+    sndbuf = 262144
+    nodelay = False
+    cc = "cubic"
+    sack = True
+    timestamps = True
+    window_scaling = True
+    keepalive = False
+    keepidle = 7200.0
+    keepintvl = 75.0
+    keepcnt = 9
+    delack = 0.04           # Linux TCP_DELACK_MIN
+    rto_initial = 1.0       # RFC 6298 2.1
+    rto_min = 0.2           # Linux TCP_RTO_MIN (RFC 6298 says 1 s)
+    rto_max = 120.0         # Linux TCP_RTO_MAX
+    syn_retries = 6
+    retries = 15            # Linux tcp_retries2
+    user_mss = 0            # TCP_MAXSEG clamp, 0 = none
+    ttl = 64
+    invalid_ratelimit = 0.5  # Linux tcp_invalid_ratelimit (500 ms)
+    sndbuf_locked = False   # SO_SNDBUF was set: no autotuning
+    sndbuf_max = 4 << 20    # Linux tcp_wmem[2]
+
+    def __init__(self, **settings):
+        for name, value in settings.items():
+            if name.startswith("_") or not hasattr(TCPConfig, name) or callable(getattr(TCPConfig, name)):
+                raise TypeError("TCPConfig has no setting %r" % name)
+            setattr(self, name, value)
+
+    def copy(self):
+        new = TCPConfig()
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __eq__(self, other):
+        if not isinstance(other, TCPConfig):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    __hash__ = None
+
+    def __repr__(self):
+        return "TCPConfig(%s)" % ", ".join("%s=%r" % kv for kv in sorted(self.__dict__.items()))
 
 
 # ------------------------------------------------------------------ events
+# (Plain classes, not dataclasses: netstack is imported by the Sentry, whose
+# start-up should not pay for importing dataclasses.)
 
-@dataclass(frozen=True, slots=True)
-class Connected:
+class _Event(FrozenFields):
+    __slots__ = ()
+
+    def __init__(self):
+        self._set()
+
+
+class Connected(_Event):
     """The handshake completed (ESTABLISHED)."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class DataReceived:
+
+class DataReceived(_Event):
     """New in-order bytes are readable."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class EndOfStream:
+
+class EndOfStream(_Event):
     """The peer's FIN arrived: after the buffered bytes, recv gives b""."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class SendSpace:
+
+class SendSpace(_Event):
     """Acknowledged data freed room in the send buffer."""
 
+    __slots__ = ()
 
-@dataclass(frozen=True, slots=True)
-class ConnectionError_:
+
+class ConnectionError_(FrozenFields):
     """The connection failed: errno is ECONNRESET, ECONNREFUSED, ETIMEDOUT…"""
 
-    errno: int
+    __slots__ = ("errno",)
+
+    def __init__(self, errno):
+        self._set(errno=errno)
 
 
-@dataclass(frozen=True, slots=True)
-class Closed:
+class Closed(_Event):
     """The connection reached CLOSED; its demux entry can go."""
+
+    __slots__ = ()
 
 
 class TCPConnection:

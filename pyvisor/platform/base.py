@@ -8,19 +8,25 @@ The platform knows nothing about what a system call means.
 """
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
 EXIT_SYSCALL, EXIT_SIGNAL, EXIT_GONE, EXIT_INTERRUPT = 0, 1, 2, 3
 
 
-@dataclass(frozen=True)
 class Exit:
     """Why a Context stopped: a signal/fault (signo, code, addr) or the host thread is gone."""
-    kind: int
-    signo: int = 0
-    code: int = 0
-    addr: int = 0
-    status: int = 0
+
+    __slots__ = ("kind", "signo", "code", "addr", "status")
+
+    def __init__(self, kind, signo=0, code=0, addr=0, status=0):
+        self.kind = kind
+        self.signo = signo
+        self.code = code
+        self.addr = addr
+        self.status = status
+
+    def __repr__(self):
+        return "Exit(kind=%d, signo=%d, code=%d, addr=%#x, status=%#x)" % (
+            self.kind, self.signo, self.code, self.addr, self.status)
 
 
 class Platform(ABC):

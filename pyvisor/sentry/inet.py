@@ -212,6 +212,7 @@ def shutdown(kernel):
 _STDLIB_EXTENSIONS = ("_md5", "_sha1", "_sha256", "_sha512", "_sha3", "_blake2")
 _BLOCKED = ("_hashlib",)                           # hashlib falls back without it
 _STDLIB_MODULES = ("hashlib",)
+_STDLIB_IMPORTED = ("copy",)     # small, and its own lazy import looks up the path
 _stager = None
 
 
@@ -255,6 +256,8 @@ def stage():
             importlib.import_module(name)
         except ImportError:
             pass                          # hashlib does without it
+    for name in _STDLIB_IMPORTED:
+        importlib.import_module(name)
     pkg = importlib.import_module("pyvisor.netstack")
     entries = {}
     for name in _STDLIB_MODULES:
@@ -268,10 +271,10 @@ def stage():
 def _stage_package(name, path, entries):
     import importlib
     import importlib.machinery
-    import pkgutil
     import sys
-    for info in pkgutil.iter_modules(path):
-        full = "%s.%s" % (name, info.name)
+    from pyvisor.seccomp import iter_modules
+    for mod, ispkg in iter_modules(path):
+        full = "%s.%s" % (name, mod)
         if full in sys.modules:
             continue
         spec = importlib.machinery.PathFinder.find_spec(full, path)
@@ -279,7 +282,7 @@ def _stage_package(name, path, entries):
             importlib.import_module(full)      # dlopen needs open(2): now
             continue
         _stage_module(full, spec, entries)
-        if info.ispkg:
+        if ispkg:
             _stage_package(full, spec.submodule_search_locations, entries)
 
 

@@ -10,29 +10,28 @@ reproducible on the other with the same seed.
 
 import heapq
 import random
-from dataclasses import dataclass, field
 
 from .base import LinkEndpoint
 
 
-@dataclass
 class Impairment:
-    """Per-direction impairment.  Probabilities are per frame."""
+    """Per-direction impairment.  Probabilities are per frame; delays are
+    seconds: a fixed one-way ``delay``, a uniform extra in [0, ``jitter``),
+    and ``reorder_delay`` more for the ``reorder`` share of frames."""
 
-    loss: float = 0.0
-    duplicate: float = 0.0
-    reorder: float = 0.0          # chance a frame gets extra delay
-    reorder_delay: float = 0.005  # that extra delay (seconds)
-    delay: float = 0.0            # fixed one-way delay (seconds)
-    jitter: float = 0.0           # uniform extra delay in [0, jitter)
-    seed: int = 0
-    rng: random.Random = field(init=False, repr=False)
-
-    def __post_init__(self):
+    def __init__(self, loss=0.0, duplicate=0.0, reorder=0.0, reorder_delay=0.005, delay=0.0,
+                 jitter=0.0, seed=0):
+        self.loss, self.duplicate, self.reorder = loss, duplicate, reorder
+        self.reorder_delay, self.delay, self.jitter, self.seed = reorder_delay, delay, jitter, seed
         for name in ("loss", "duplicate", "reorder"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError("%s must be a probability" % name)
         self.rng = random.Random(self.seed)
+
+    def __repr__(self):
+        return ("Impairment(loss=%r, duplicate=%r, reorder=%r, reorder_delay=%r, delay=%r, "
+                "jitter=%r, seed=%r)" % (self.loss, self.duplicate, self.reorder,
+                                         self.reorder_delay, self.delay, self.jitter, self.seed))
 
     def schedule(self, now):
         """Delivery times for one frame: [] if lost, two if duplicated."""

@@ -25,10 +25,10 @@ Credentials are per task in Linux (glibc makes a process agree by signalling
 every thread); here `t.creds` is per task as well.
 """
 
-import dataclasses
 import errno
 import struct
 
+from pyvisor.fields import Fields
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls import _numbers as nr
 from pyvisor.sentry.syscalls._util import s32
@@ -51,26 +51,24 @@ CAP_V1, CAP_V2, CAP_V3 = 0x19980330, 0x20071026, 0x20080522
 _CAP_WORDS = {CAP_V1: 1, CAP_V2: 2, CAP_V3: 2}
 
 
-@dataclasses.dataclass
-class Credentials:
+class Credentials(Fields):
     """One task's credentials. Mutable: the set*id handlers edit it in place.
 
     fork() must give the child its own copy (`copy()`), since a later
     setuid in one must not change the other.
     """
 
-    uid: int = 0
-    euid: int = 0
-    suid: int = 0
-    fsuid: int = 0
-    gid: int = 0
-    egid: int = 0
-    sgid: int = 0
-    fsgid: int = 0
-    groups: list = dataclasses.field(default_factory=list)
-    cap_effective: int = ALL_CAPS
-    cap_permitted: int = ALL_CAPS
-    cap_inheritable: int = 0
+    __slots__ = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid", "groups",
+                 "cap_effective", "cap_permitted", "cap_inheritable")
+
+    def __init__(self, uid=0, euid=0, suid=0, fsuid=0, gid=0, egid=0, sgid=0, fsgid=0,
+                 groups=None, cap_effective=ALL_CAPS, cap_permitted=ALL_CAPS, cap_inheritable=0):
+        self.uid, self.euid, self.suid, self.fsuid = uid, euid, suid, fsuid
+        self.gid, self.egid, self.sgid, self.fsgid = gid, egid, sgid, fsgid
+        self.groups = [] if groups is None else groups
+        self.cap_effective = cap_effective
+        self.cap_permitted = cap_permitted
+        self.cap_inheritable = cap_inheritable
 
     @classmethod
     def root(cls):
@@ -83,7 +81,7 @@ class Credentials:
         return cls(uid, uid, uid, uid, gid, gid, gid, gid, list(groups), 0, 0, 0)
 
     def copy(self):
-        return dataclasses.replace(self, groups=list(self.groups))
+        return self.replace(groups=list(self.groups))
 
     def capable(self, cap):
         """Whether cap is in the effective set."""

@@ -7,7 +7,8 @@ turn it into `struct stat` (144 bytes), `struct statx` (256 bytes), and
 
 import stat as _st
 import struct
-from dataclasses import dataclass
+
+from ...fields import Fields
 
 S_IFMT = 0o170000
 S_IFDIR = _st.S_IFDIR
@@ -58,41 +59,51 @@ def minor(dev):
     return (dev & 0xFF) | ((dev >> 12) & ~0xFF)
 
 
-@dataclass(slots=True)
-class Stat:
+class Stat(Fields):
     """What stat(2) reports; times are nanoseconds since the epoch."""
 
-    st_mode: int
-    st_ino: int = 0
-    st_dev: int = 0
-    st_nlink: int = 1
-    st_uid: int = 0
-    st_gid: int = 0
-    st_rdev: int = 0
-    st_size: int = 0
-    st_blksize: int = 4096
-    st_blocks: int = 0
-    st_atime_ns: int = 0
-    st_mtime_ns: int = 0
-    st_ctime_ns: int = 0
-    mnt_id: int = 0
+    __slots__ = ("st_mode", "st_ino", "st_dev", "st_nlink", "st_uid", "st_gid", "st_rdev",
+                 "st_size", "st_blksize", "st_blocks", "st_atime_ns", "st_mtime_ns",
+                 "st_ctime_ns", "mnt_id")
+
+    def __init__(self, st_mode, st_ino=0, st_dev=0, st_nlink=1, st_uid=0, st_gid=0, st_rdev=0,
+                 st_size=0, st_blksize=4096, st_blocks=0, st_atime_ns=0, st_mtime_ns=0,
+                 st_ctime_ns=0, mnt_id=0):
+        self.st_mode = st_mode
+        self.st_ino = st_ino
+        self.st_dev = st_dev
+        self.st_nlink = st_nlink
+        self.st_uid = st_uid
+        self.st_gid = st_gid
+        self.st_rdev = st_rdev
+        self.st_size = st_size
+        self.st_blksize = st_blksize
+        self.st_blocks = st_blocks
+        self.st_atime_ns = st_atime_ns
+        self.st_mtime_ns = st_mtime_ns
+        self.st_ctime_ns = st_ctime_ns
+        self.mnt_id = mnt_id
 
 
-@dataclass(slots=True)
-class StatFs:
+class StatFs(Fields):
     """What statfs(2) reports."""
 
-    f_type: int
-    f_bsize: int = 4096
-    f_blocks: int = 0
-    f_bfree: int = 0
-    f_bavail: int = 0
-    f_files: int = 0
-    f_ffree: int = 0
-    f_fsid: tuple = (0, 0)
-    f_namelen: int = 255
-    f_frsize: int = 4096
-    f_flags: int = 0
+    __slots__ = ("f_type", "f_bsize", "f_blocks", "f_bfree", "f_bavail", "f_files", "f_ffree",
+                 "f_fsid", "f_namelen", "f_frsize", "f_flags")
+
+    def __init__(self, f_type, f_bsize=4096, f_blocks=0, f_bfree=0, f_bavail=0, f_files=0,
+                 f_ffree=0, f_fsid=(0, 0), f_namelen=255, f_frsize=4096, f_flags=0):
+        self.f_type = f_type
+        self.f_bsize = f_bsize
+        self.f_blocks = f_blocks
+        self.f_bfree = f_bfree
+        self.f_bavail = f_bavail
+        self.f_files = f_files
+        self.f_ffree = f_ffree
+        self.f_fsid = f_fsid
+        self.f_namelen = f_namelen
+        self.f_frsize = f_frsize
+        self.f_flags = f_flags
 
 
 # struct stat, arch/x86/include/uapi/asm/stat.h: dev, ino, nlink (u64 each),
