@@ -101,6 +101,8 @@ cdef enum:
     FALLOC_FL_KEEP_SIZE = 1
     FALLOC_FL_PUNCH_HOLE = 2
     SYS_close_range = 436
+    SYS_personality = 135
+    ADDR_NO_RANDOMIZE = 0x0040000
     SYS_getpid = 39
     SYS_gettid = 186
 
@@ -252,6 +254,14 @@ def spawn_stub(bytes path, int memfd, int ctrlfd=-1):
         syscall(SYS_close_range, <unsigned int>(STUB_FD + 1), <unsigned int>0xFFFFFFFF, <unsigned int>0)
         if ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0:
             _exit(125)
+        # The stub is linked 2 MiB below the top of the address space, and
+        # exec places a randomised stack before it maps the binary: about
+        # once in 8000 execs the stack would land there, and the exec fail
+        # after its point of no return (SIGSEGV). Without randomisation the
+        # stack sits at the very top, clear of it. (The Sentry unmaps the
+        # stub's stack anyway; the application's layout is the Sentry's.)
+        syscall(SYS_personality, <unsigned long>(syscall(SYS_personality, <unsigned long>0xFFFFFFFF)
+                                                | ADDR_NO_RANDOMIZE))
         sigemptyset(&all_sigs)
         pthread_sigmask(SIG_SETMASK, &all_sigs, NULL)
         execve(cpath, argv, envp)

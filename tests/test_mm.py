@@ -59,6 +59,14 @@ def test_stub_holds_only_what_the_sentry_maps(mm):
     assert stub_maps(mm) == before
 
 
+def test_stub_is_execd_without_address_randomisation(mm):
+    """The stub's binary sits 2 MiB below the top of the address space; exec
+    places the stack before it maps the binary, so that stack must not be
+    randomised to where the binary goes."""
+    with open("/proc/%d/personality" % mm.aspace.tracee.pid) as f:
+        assert int(f.read(), 16) & 0x0040000        # ADDR_NO_RANDOMIZE
+
+
 def test_copy_in_out_across_vmas_and_faults(mm):
     mm.map_anon(ADDR, PAGE, 3)
     mm.map_anon(ADDR + PAGE, PAGE, 3)
