@@ -349,13 +349,22 @@ def test_stats_after_a_listing_share_round_trips(tmp_path):
         assert len(names) == n
         for name in names:
             assert vfs.stat(t, b"/d/" + name).st_size == int(name[1:])
-        assert trips == [1, 1 + goferfs.LOOKAHEAD, n - 1 - goferfs.LOOKAHEAD]   # /d, then its names
+        # /d; the first name alone; from the second, in order: the window ahead.
+        assert trips == [1, 1, 1 + goferfs.LOOKAHEAD, n - 2 - goferfs.LOOKAHEAD]
         assert err(vfs.stat, t, b"/d/nope") == errno.ENOENT
-        # Without a listing, a lookup asks for its own name only.
+        # Without a listing, a lookup asks for its own name only; so does
+        # one out of the listing's order.
         trips.clear()
         for i in (3, 1, 2):
             assert vfs.stat(t, b"/d2/f%03d" % i).st_size == 0
         assert trips == [1, 1, 1, 1]      # /d2 itself, then each name
+        d2 = vfs.open(t, b"/d2", os.O_DIRECTORY)
+        listed = [name for name, _, _ in d2._snapshot() if name not in (b".", b"..")]
+        trips.clear()
+        for name in listed[::-3]:
+            if int(name[1:]) not in (1, 2, 3):
+                assert vfs.stat(t, b"/d2/" + name).st_size == 0
+        assert trips and set(trips) == {1}
     finally:
         client.close()
         th.join(5)

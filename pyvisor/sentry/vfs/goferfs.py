@@ -1,9 +1,9 @@
 """The read-only filesystem the Gofer serves (the overlay's lower layer).
 
 Each inode holds a walked 9P fid and the attributes fetched once with it
-(Twalk and Tgetattr sent together on lookup): the attribute cache. A lookup
-in a directory that was listed also fetches the next names of the listing
-(`LOOKAHEAD`), all in one round trip. Absent names are remembered too, since programs probe a
+(Twalk and Tgetattr sent together on lookup): the attribute cache. When
+lookups in a listed directory follow the listing's order, a lookup also
+fetches the next names of the listing (`LOOKAHEAD`), all in one round trip. Absent names are remembered too, since programs probe a
 lot of them (ld.so's library search, $PATH lookups). Directory listings
 are fetched once (Treaddir until empty) and cached. File data is read
 through the host fd the Gofer donated with Rlopen (os.pread, no RPC), or
@@ -90,6 +90,7 @@ class GoferInode(Inode):
         self._missing = set()
         self._listing = None
         self._position = None             # name -> index in _listing, built on demand
+        self._last_index = -2             # listing index of the last lookup (see _lookahead_locked)
         self._open = None
         self._target = None
 
@@ -132,10 +133,13 @@ class GoferInode(Inode):
             return child
 
     def _lookahead_locked(self, name):
-        """`name`, then the names after it in this directory's listing that
-        are not looked up yet (at most LOOKAHEAD): a program that lists a
-        directory usually goes on to stat what it listed, in order (ls -l,
-        find, tar, du), and one round trip to the Gofer then serves many."""
+        """`name`, and when lookups here follow this directory's listing in
+        order, the names after it not looked up yet (at most LOOKAHEAD): a
+        program that lists a directory and stats what it listed, in order
+        (ls -l, find, tar, du), then needs one round trip for many names.
+        Lookups in another order (Python's imports, after it lists a
+        directory to cache it) fetch their own name only, as readahead
+        waits for sequential reads."""
         if self._listing is None:
             return [name]
         if self._position is None:
@@ -143,6 +147,13 @@ class GoferInode(Inode):
         i = self._position.get(name)
         if i is None:
             return [name]
+        sequential = i == self._last_index + 1
+        self._last_index = i
+        if not sequential:
+            return [name]
+        # Whatever the window held (cached or not) counts as read: the next
+        # miss after it is still in order.
+        self._last_index = i + LOOKAHEAD
         ahead = [n for n, _ino, _dt in self._listing[i + 1:i + 1 + LOOKAHEAD]
                  if n not in self._children and n not in self._missing]
         return [name] + ahead
