@@ -134,6 +134,16 @@ def _attr(valid, ino, mode, uid, gid, nlink, rdev, size, blksize, blocks,
                 (_s64(msec), mnsec), (_s64(csec), cnsec), ino, 0)
 
 
+def _release_host_fd(obj) -> Node:
+    """The Node of a Node or OpenFile, closing an OpenFile's donated fd."""
+    if isinstance(obj, OpenFile):
+        fd, obj.hostfd = obj.hostfd, None
+        if fd is not None:
+            os.close(fd)
+        return obj.node
+    return obj
+
+
 def _close_all(fds) -> None:
     for fd in fds:
         try:
@@ -369,31 +379,23 @@ class GoferClient:
         The fid is released even if the server answers with an error
         (clunk(5)), which is then raised.
         """
-        if isinstance(obj, OpenFile):
-            fd, obj.hostfd = obj.hostfd, None
-            if fd is not None:
-                os.close(fd)
-            obj = obj.node
+        node = _release_host_fd(obj)
         with self._lock:
             try:
-                self._rpc(p9.Tclunk(self._next_tag(), obj.fid), p9.Rclunk)
+                self._rpc(p9.Tclunk(self._next_tag(), node.fid), p9.Rclunk)
             finally:
-                self._free_fids.append(obj.fid)
+                self._free_fids.append(node.fid)
 
     def clunk_later(self, obj) -> None:
         """clunk() without waiting: the Tclunk goes out with the next request.
 
         For fids nothing refers to any more (an evicted cache entry); an
         error from the server is not reported."""
-        if isinstance(obj, OpenFile):
-            fd, obj.hostfd = obj.hostfd, None
-            if fd is not None:
-                os.close(fd)
-            obj = obj.node
+        node = _release_host_fd(obj)
         with self._lock:
-            msg = p9.Tclunk(self._next_tag(), obj.fid)
+            msg = p9.Tclunk(self._next_tag(), node.fid)
             self._outbox.append(self._encode(msg))
-            self._deferred[msg.tag] = obj.fid
+            self._deferred[msg.tag] = node.fid
             if len(self._deferred) >= _MAX_DEFERRED:
                 self._settle_locked()
 
