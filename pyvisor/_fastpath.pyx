@@ -184,14 +184,6 @@ cdef class MemoryFile:
         self._check(src, n)
         memmove(self.base + dst, self.base + src, n)
 
-    cpdef long find_byte(self, size_t off, size_t n, int c):
-        """Index of the first byte ``c`` in [off, off+n), or -1."""
-        self._check(off, n)
-        cdef void *p = memchr(self.base + off, c, n)
-        if p == NULL:
-            return -1
-        return <char *>p - (self.base + off)
-
     cpdef object cstr(self, size_t off, size_t n):
         """The bytes of [off, off+n) before the first NUL, or None if there is none."""
         self._check(off, n)

@@ -355,9 +355,12 @@ def test_walk_getattr_many_in_one_round_trip(served, tree):
     assert isinstance(got[1], GoferError) and got[1].errno == errno.ENOENT
     assert isinstance(got[4], GoferError) and got[4].errno == errno.EINVAL
     assert (c.nfids, server.nfids) == (before[0] + 3, before[1] + 3)
-    node, attr = c.walk_getattr(root, b"big.bin")
+    (node, attr), = c.walk_getattr_many(root, [b"big.bin"])
     assert attr.size == len(BIG)
-    assert _err(c.walk_getattr, root, b"nope") == errno.ENOENT
+    # A name too long for a message fails alone, without breaking the client.
+    long_name, = c.walk_getattr_many(root, [b"x" * c.msize])
+    assert isinstance(long_name, GoferError) and long_name.errno == errno.ENAMETOOLONG
+    assert c.walk_getattr_many(root, []) == []
     for res in got[0], got[2], got[3]:
         c.clunk(res[0])
     c.clunk(node)

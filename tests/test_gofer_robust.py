@@ -342,7 +342,7 @@ def test_client_local_errors_do_not_break_it(root):
 def test_client_pipelining_survives_a_server_that_reorders(root):
     """9P does not promise that requests sent together run in order (diod
     runs them on a thread pool). A proxy hands each burst of requests to
-    the real server backwards: every Tgetattr of a pipelined walk_getattr
+    the real server backwards: every Tgetattr of a pipelined walk_getattr_many
     then runs before its Twalk and fails, and so does the Tlopen of a clone:
     the client must ask again."""
     client_end, proxy_in = socket.socketpair()

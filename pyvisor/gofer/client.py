@@ -134,6 +134,13 @@ def _attr(valid, ino, mode, uid, gid, nlink, rdev, size, blksize, blocks,
                 (_s64(msec), mnsec), (_s64(csec), cnsec), ino, 0)
 
 
+def _error(reply) -> GoferError:
+    """The error a reply of the wrong type stands for: an Rlerror's errno, else EIO."""
+    if type(reply) is p9.Rlerror and 0 < reply.ecode < 4096:
+        return GoferError(reply.ecode)
+    return GoferError(errno.EIO)
+
+
 def _release_host_fd(obj) -> Node:
     """The Node of a Node or OpenFile, closing an OpenFile's donated fd."""
     if isinstance(obj, OpenFile):
@@ -211,38 +218,34 @@ class GoferClient:
         with self._lock:
             return self._getattr_locked(node.fid)
 
-    def walk_getattr(self, node: Node, name: bytes):
-        """(walk(node, [name]), getattr of it) in one round trip; errors as walk's."""
-        (res,) = self.walk_getattr_many(node, (name,))
-        if isinstance(res, GoferError):
-            raise res
-        return res
-
     def walk_getattr_many(self, node: Node, names) -> list:
-        """walk_getattr of each name in `names` (children of node), all in one
-        round trip: a list with, for each name, (Node, Attr) or the GoferError."""
+        """walk(node, [name]) and getattr of the result for each of `names`,
+        all in one round trip: a list with, for each name, (Node, Attr) or
+        the GoferError that walk would raise."""
         with self._lock:
-            sent = []
+            sent = []        # per name: (newfid, Twalk tag, Tgetattr tag), or its GoferError
             for name in names:
                 newfid = self._alloc_fid()
                 walk = p9.Twalk(self._next_tag(), node.fid, newfid, (name,))
                 get = p9.Tgetattr(self._next_tag(), newfid, p9.GETATTR_BASIC)
-                sent.append((newfid, walk.tag, get.tag))
-                self._outbox.append(self._encode(walk))
-                self._outbox.append(self._encode(get))
-            self._send(None)
-            expected = {tag for _fid, wtag, gtag in sent for tag in (wtag, gtag)}
-            replies = {}
-            while expected:
-                reply = self._decode(self._recv_frame(None))
-                if reply.tag not in expected:
-                    self._broken = True
-                    raise GoferError(errno.EIO)
-                expected.discard(reply.tag)
-                replies[reply.tag] = reply
-            out = []
-            for newfid, wtag, gtag in sent:
                 try:
+                    frames = [self._encode(walk), self._encode(get)]
+                except GoferError as e:      # a name too long to send: nothing goes out
+                    self._free_fids.append(newfid)
+                    sent.append(e)
+                    continue
+                self._outbox += frames
+                sent.append((newfid, walk.tag, get.tag))
+            tags = {tag for s in sent if type(s) is tuple for tag in s[1:]}
+            if tags:
+                self._send(None)
+            replies = self._replies_locked(tags)
+            out = []
+            for s in sent:
+                try:
+                    if type(s) is not tuple:
+                        raise s
+                    newfid, wtag, gtag = s
                     out.append(self._walked_one_locked(newfid, replies[wtag], replies[gtag]))
                 except GoferError as e:
                     out.append(e)
@@ -255,9 +258,7 @@ class GoferClient:
             raise GoferError(errno.EIO)
         if type(r) is not p9.Rwalk or not r.qids:
             self._free_fids.append(newfid)         # nothing was walked: no fid exists
-            if type(r) is p9.Rlerror:
-                raise GoferError(r.ecode if 0 < r.ecode < 4096 else errno.EIO)
-            raise GoferError(errno.ENOENT if type(r) is p9.Rwalk else errno.EIO)
+            raise GoferError(errno.ENOENT) if type(r) is p9.Rwalk else _error(r)
         new = Node(newfid, r.qids[0])
         try:
             if type(g) is p9.Rgetattr:
@@ -290,19 +291,15 @@ class GoferClient:
         fid = self._alloc_fid()
         walk = p9.Twalk(self._next_tag(), node.fid, fid, ())
         op = p9.Tlopen(self._next_tag(), fid, flags)
-        self._outbox.append(self._encode(walk))
-        self._send(op)
-        fds, replies = [], {}
         try:
-            while len(replies) < 2:
-                reply = self._decode(self._recv_frame(fds))
-                if reply.tag not in (walk.tag, op.tag) or reply.tag in replies:
-                    self._broken = True
-                    raise GoferError(errno.EIO)
-                replies[reply.tag] = reply
-        except BaseException:
-            _close_all(fds)
+            frames = [self._encode(walk), self._encode(op)]
+        except GoferError:
+            self._free_fids.append(fid)
             raise
+        self._outbox += frames
+        self._send(None)
+        fds = []
+        replies = self._replies_locked({walk.tag, op.tag}, fds)
         w, r = replies[walk.tag], replies[op.tag]
         if type(w) is not p9.Rwalk or w.qids:
             _close_all(fds)
@@ -310,8 +307,7 @@ class GoferClient:
                 self._clunk_quietly_locked(fid)
                 raise GoferError(errno.EIO)
             self._free_fids.append(fid)       # no clone was made
-            self._check(walk, w, p9.Rwalk)
-            raise GoferError(errno.EIO)
+            raise _error(w)
         clone = Node(fid, node.qid)
         try:
             if type(r) is not p9.Rlopen:
@@ -469,6 +465,24 @@ class GoferClient:
             pass
         self._free_fids.append(fid)
 
+    def _replies_locked(self, tags: set, fds=None) -> dict:
+        """tag -> decoded reply for each of `tags`, in whatever order they
+        come; any other tag is a broken stream. Fds that came are in `fds`
+        (closed on failure)."""
+        replies = {}
+        try:
+            while tags:
+                reply = self._decode(self._recv_frame(fds))
+                if reply.tag not in tags:
+                    self._broken = True
+                    raise GoferError(errno.EIO)
+                tags.discard(reply.tag)
+                replies[reply.tag] = reply
+        except BaseException:
+            _close_all(fds or ())
+            raise
+        return replies
+
     def _settle_locked(self) -> None:
         """Sends queued requests and reads the replies to queued clunks."""
         if self._outbox:
@@ -545,10 +559,7 @@ class GoferClient:
             raise GoferError(errno.EIO)
         if type(reply) is rtype:
             return reply
-        if type(reply) is p9.Rlerror:
-            ecode = reply.ecode
-            raise GoferError(ecode if 0 < ecode < 4096 else errno.EIO)
-        raise GoferError(errno.EIO)
+        raise _error(reply)
 
     def _decode(self, size: int):
         """Decodes the reply of `size` bytes at the start of the receive buffer."""

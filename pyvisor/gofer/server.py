@@ -278,28 +278,27 @@ class GoferServer:
             _fail(errno.EBADF)       # walk(5): the fid must not be open
         if m.newfid != m.fid and m.newfid in self._fids:
             _fail(errno.EINVAL)
-        if not m.wnames:
-            fd, path, qids = os.dup(src.fd), src.path, []
-        else:
-            # The source's own fd starts the walk (no dup): it is never closed here.
-            fd, path, qids = src.fd, src.path, []
-            try:
-                for i, name in enumerate(m.wnames):
-                    try:
-                        nfd, path = self._step(fd, path, name)
-                    except OSError:
-                        if i == 0:
-                            raise
-                        os.close(fd)     # partial walk: newfid is not created
-                        return p9.Rwalk(m.tag, tuple(qids)), None
-                    if fd != src.fd:
-                        os.close(fd)
-                    fd = nfd
-                    qids.append(self._qid(os.fstat(fd)))
-            except BaseException:
+        # The walk starts from the source's own fd, which it never closes.
+        fd, path, qids = src.fd, src.path, []
+        try:
+            for i, name in enumerate(m.wnames):
+                try:
+                    nfd, path = self._step(fd, path, name)
+                except OSError:
+                    if i == 0:
+                        raise
+                    os.close(fd)     # partial walk: newfid is not created
+                    return p9.Rwalk(m.tag, tuple(qids)), None
                 if fd != src.fd:
                     os.close(fd)
-                raise
+                fd = nfd
+                qids.append(self._qid(os.fstat(fd)))
+        except BaseException:
+            if fd != src.fd:
+                os.close(fd)
+            raise
+        if fd == src.fd:
+            fd = os.dup(fd)          # no names: a clone, with its own fd
         if m.newfid == m.fid:
             src.close()
         self._fids[m.newfid] = _Fid(fd, path)

@@ -189,10 +189,14 @@ class FutexTable:
         view of the word in the memory file. The Sentry writes it, so a
         copy-on-write page becomes the task's own first, as a write fault
         would make it."""
-        if addr % 4:
-            raise SyscallError(errno.EINVAL)
-        (off, _n), = t.mm._chunks(addr, 4, PROT_READ | PROT_WRITE, write=True)
-        return self.key(t, addr), t.mm.file.view(off, 4)
+        key = self.key(t, addr)                 # EINVAL if unaligned
+        return key, self._word_view(t.mm, addr)
+
+    @staticmethod
+    def _word_view(mm, addr):
+        """The word at addr in mm's own copy of its page; EFAULT unless writable."""
+        (off, _n), = mm._chunks(addr, 4, PROT_READ | PROT_WRITE, write=True)
+        return mm.file.view(off, 4)
 
     @staticmethod
     def _word_of(t, key):
@@ -203,10 +207,9 @@ class FutexTable:
             if mm is not t.mm:
                 return None
             try:
-                (off, _n), = mm._chunks(addr, 4, PROT_READ | PROT_WRITE, write=True)
+                return FutexTable._word_view(mm, addr)
             except SyscallError:
                 return None         # unmapped since: nothing to hand over
-            return mm.file.view(off, 4)
         return t.mm.file.view(key, 4)
 
     def _owner_alive_locked(self, t, tid):

@@ -3,8 +3,9 @@
 Each inode holds a walked 9P fid and the attributes fetched once with it
 (Twalk and Tgetattr sent together on lookup): the attribute cache. When
 lookups in a listed directory follow the listing's order, a lookup also
-fetches the next names of the listing (`LOOKAHEAD`), all in one round trip. Absent names are remembered too, since programs probe a
-lot of them (ld.so's library search, $PATH lookups). Directory listings
+fetches the next names of the listing (`LOOKAHEAD`), all in one round
+trip. Absent names are remembered too, since programs probe a lot of them
+(ld.so's library search, $PATH lookups). Directory listings
 are fetched once (Treaddir until empty) and cached. File data is read
 through the host fd the Gofer donated with Rlopen (os.pread, no RPC), or
 with Tread when there is none; `GoferClient.read` chooses.

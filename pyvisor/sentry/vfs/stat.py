@@ -129,10 +129,6 @@ _OLD_DIRENT_HEAD = struct.Struct("<QQH")                # 18 bytes, then name, N
 _NS = 1_000_000_000
 
 
-def _split_ns(ns):
-    return divmod(ns, _NS)
-
-
 def pack_stat(s):
     """`struct stat` bytes for `s`."""
     a, m, c = divmod(s.st_atime_ns, _NS), divmod(s.st_mtime_ns, _NS), divmod(s.st_ctime_ns, _NS)
@@ -155,7 +151,7 @@ def pack_statx(s):
     mask = STATX_BASIC_STATS | STATX_MNT_ID
     head = _STATX_HEAD.pack(mask, s.st_blksize, 0, s.st_nlink, s.st_uid, s.st_gid,
                             s.st_mode & 0xFFFF, 0, s.st_ino, s.st_size, s.st_blocks, 0)
-    a, m, c = _split_ns(s.st_atime_ns), _split_ns(s.st_mtime_ns), _split_ns(s.st_ctime_ns)
+    a, m, c = divmod(s.st_atime_ns, _NS), divmod(s.st_mtime_ns, _NS), divmod(s.st_ctime_ns, _NS)
     # btime is not in the mask; it is written as zero.
     times = (_STATX_TS.pack(a[0], a[1], 0) + _STATX_TS.pack(0, 0, 0)
              + _STATX_TS.pack(c[0], c[1], 0) + _STATX_TS.pack(m[0], m[1], 0))
