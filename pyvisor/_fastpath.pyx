@@ -92,6 +92,8 @@ cdef enum:
     SIGTRAP = 5
     SIGKILL = 9
     SIGSTOP = 19
+    SIGSYS = 31
+    SYS_SECCOMP = 1
     PR_SET_PDEATHSIG = 1
     MFD_CLOEXEC = 1
     PROT_READ = 1
@@ -113,6 +115,11 @@ cdef enum:
     STUB_CTRL_FD = 62
 STUB_MEMFD = STUB_FD
 STUB_CTRLFD = STUB_CTRL_FD
+
+# The legacy vsyscall page: the kernel emulates calls to it without a ptrace
+# stop; the stub's seccomp filter turns them into SIGSYS (seccomp.stub_rules).
+cdef unsigned long long VSYSCALL_PAGE = 0xFFFFFFFFFF600000ULL
+cdef unsigned int AUDIT_ARCH_X86_64 = 0xC000003E
 
 # Exit kinds returned by Tracee.switch / Tracee.run.
 EXIT_SYSCALL = 0
@@ -352,7 +359,28 @@ cdef class Tracee:
         self.stop_signal = WSTOPSIG(status)
         if (status >> 16) == PTRACE_EVENT_STOP:
             return EXIT_INTERRUPT
+        if self.stop_signal == SIGSYS and (status >> 16) == 0 and self._vsyscall():
+            self.syscalls += 1
+            return EXIT_SYSCALL
         return EXIT_SIGNAL
+
+    cdef bint _vsyscall(self) except -1:
+        """Whether this SIGSYS stop is the stub filter's trap of a vsyscall.
+
+        The kernel emulated the call's `ret` already (rip is the caller's
+        return address, rsp popped) and rolled rax back to the call's number;
+        the call is served as if made with `syscall`, and the signal is
+        dropped by resuming without it.
+        """
+        cdef char buf[128]
+        if ptrace(PTRACE_GETSIGINFO, self.pid, NULL, buf) != 0:
+            raise _oserror("PTRACE_GETSIGINFO")
+        if (<int *>(buf + 8))[0] != SYS_SECCOMP or (<unsigned int *>(buf + 28))[0] != AUDIT_ARCH_X86_64:
+            return 0
+        if ((<unsigned long long *>(buf + 16))[0] & ~0xFFFULL) != VSYSCALL_PAGE:
+            return 0
+        self.regs.orig_rax = <unsigned long long>(<int *>(buf + 24))[0]
+        return 1
 
     cpdef int switch(self, int sig=0) except -1:
         """Run the application until its next syscall or signal stop."""

@@ -937,6 +937,15 @@ cdef inline void _regs_out(kvm_regs *k, user_regs_struct *u):
     k.r12 = u.r12; k.r13 = u.r13; k.r14 = u.r14; k.r15 = u.r15
 
 
+cdef uint64_t VSYSCALL_PAGE = 0xFFFFFFFFFF600000ULL
+cdef uint64_t TASK_SIZE_MAX = 0x7FFFFFFFF000ULL
+
+
+cdef inline bint _user_ok(uint64_t ptr, uint64_t size):
+    """Linux's access_ok(): [ptr, ptr+size) is below the top of user space."""
+    return ptr <= TASK_SIZE_MAX - size
+
+
 cdef inline uint64_t _user_flags(uint64_t f):
     return (f & USER_FLAGS) | RFLAGS_FIXED
 
@@ -1415,8 +1424,66 @@ cdef class Vcpu:
         self.hw.mode = MODE_KERNEL
         self.vector = <int>f[2]
         self.error_code = f[3]
+        if f[2] == 14 and f[0] == f[4] and (f[0] & ~0xFFFULL) == VSYSCALL_PAGE and f[3] & 0x14 == 0x14:
+            return self._vsyscall(f[0])
         self._decode_exception(<int>f[2], f[3], f[0], f[4])
         return EXIT_SIGNAL
+
+    cdef int _vsyscall(self, uint64_t addr) except -1:
+        """A call into the legacy vsyscall page, which our page tables leave
+        unmapped: served as the ptrace platform serves it (the stub's seccomp
+        filter traps it there) and as Linux emulates it
+        (arch/x86/entry/vsyscall/vsyscall_64.c): a misaligned entry, an
+        unreadable stack or an output pointer that is not a user address is
+        SIGSEGV; otherwise the call is made as a syscall and its `ret` is
+        emulated."""
+        cdef uint64_t caller = 0, nr
+        cdef uint64_t off = addr & 0xFFF
+        if off == 0:
+            nr = 96                  # gettimeofday(tv, tz)
+            if not _user_ok(self.regs.rdi, 16) or not _user_ok(self.regs.rsi, 8):
+                self._signal(SIGSEGV, SEGV_MAPERR, self.regs.rdi if not _user_ok(self.regs.rdi, 16)
+                             else self.regs.rsi)
+                return EXIT_SIGNAL
+        elif off == 0x400:
+            nr = 201                 # time(tloc)
+            if not _user_ok(self.regs.rdi, 8):
+                self._signal(SIGSEGV, SEGV_MAPERR, self.regs.rdi)
+                return EXIT_SIGNAL
+        elif off == 0x800:
+            nr = 309                 # getcpu(cpu, node, cache)
+            if not _user_ok(self.regs.rdi, 4) or not _user_ok(self.regs.rsi, 4):
+                self._signal(SIGSEGV, SEGV_MAPERR, self.regs.rdi if not _user_ok(self.regs.rdi, 4)
+                             else self.regs.rsi)
+                return EXIT_SIGNAL
+        else:
+            self._signal(SIGSEGV, SI_KERNEL, 0)
+            return EXIT_SIGNAL
+        if not self._read_user(self.regs.rsp, <uint8_t *>&caller, 8):
+            self._signal(SIGSEGV, SI_KERNEL, 0)
+            return EXIT_SIGNAL
+        self.regs.orig_rax = nr
+        self.regs.rip = caller
+        self.regs.rsp += 8
+        self.syscalls += 1
+        return EXIT_SYSCALL
+
+    cdef bint _read_user(self, uint64_t va, uint8_t *out, int n):
+        """Copy n bytes the application could read at va; False if it could not."""
+        cdef uint64_t *pt
+        cdef uint64_t pte = 0, page = 1
+        cdef int i
+        for i in range(n):
+            if (va + i) & ~(<uint64_t>PAGE - 1) != page:
+                page = (va + i) & ~(<uint64_t>PAGE - 1)
+                if page >= MM_TOP:
+                    return 0
+                pt = self.tables._find_pt(page)
+                pte = pt[(page >> 12) & 511] if pt != NULL else 0
+                if pte & (PTE_P | PTE_U) != (PTE_P | PTE_U) or (pte & PTE_ADDR) + PAGE > self.vm.mem_size:
+                    return 0
+            out[i] = (<uint8_t *>self.vm.mem)[(pte & PTE_ADDR) + ((va + i) & (PAGE - 1))]
+        return 1
 
     cdef void _signal(self, int signo, int code, uint64_t addr):
         self.signo = signo

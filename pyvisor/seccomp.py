@@ -1,4 +1,4 @@
-"""Seccomp confinement of the Sentry and the Gofer (DESIGN.md, invariant 4).
+"""Seccomp confinement of the Sentry, the Gofer and the ptrace stub (DESIGN.md, invariants 4, 6).
 
 Each process installs, once its start-up is done, an ALLOWLIST filter on
 itself: a host system call not listed fails with EPERM (never a kill: a
@@ -362,6 +362,135 @@ def gofer_filter():
     return build_filter(_GOFER_RULES, GOFER_DENIED)
 
 
+# -- the ptrace stub's filter ---------------------------------------------------
+#
+# A stub (platform/stub.S) runs application code under PTRACE_SYSEMU, so the
+# application's own `syscall`s stop before seccomp runs and are skipped: this
+# filter never sees them. It sees (a) the host calls the Sentry injects at the
+# stub's own syscall instructions and (b) the kernel's emulation of the
+# legacy vsyscall page (a call to 0xffffffffff600000 + 0/0x400/0x800 is
+# gettimeofday/time/getcpu run by the host with no ptrace stop; the kernel
+# asks seccomp first, with the vsyscall address as instruction pointer).
+# So: ALLOW exactly the injected calls, at the instruction that makes each,
+# with their fd and flag arguments; TRAP the three vsyscall forms (SIGSYS,
+# which the Sentry serves); KILL the process for anything else.
+
+_OFF_IP = 8
+RET_TRAP = 0x00030000
+RET_KILL_PROCESS = 0x80000000
+VSYSCALL_PAGE = 0xFFFFFFFFFF600000
+# Linux's vsyscall page layout (arch/x86/entry/vsyscall/vsyscall_64.c).
+VSYSCALLS = ((0x000, "gettimeofday"), (0x400, "time"), (0x800, "getcpu"))
+
+
+class Eq:
+    """Argument ``index`` is exactly ``value`` (all 64 bits)."""
+
+    def __init__(self, index, value):
+        self.index, self.value = index, value & 0xFFFFFFFFFFFFFFFF
+
+    def code(self, fail):
+        off = _OFF_ARGS + 8 * self.index
+        return [(_LD_W_ABS, 0, 0, off), (_JEQ_K, 0, fail, self.value & 0xFFFFFFFF),
+                (_LD_W_ABS, 0, 0, off + 4), (_JEQ_K, 0, fail, self.value >> 32)]
+
+
+class Within:
+    """Argument ``index`` has no bit outside ``mask`` (all 64 bits)."""
+
+    def __init__(self, index, mask):
+        self.index, self.mask = index, mask
+
+    def code(self, fail):
+        off = _OFF_ARGS + 8 * self.index
+        return [(_LD_W_ABS, 0, 0, off), (_ALU_AND_K, 0, 0, ~self.mask & 0xFFFFFFFF),
+                (_JEQ_K, 0, fail, 0),
+                (_LD_W_ABS, 0, 0, off + 4), (_JEQ_K, 0, fail, 0)]
+
+
+def _stub_rule(nr, ip, checks, action):
+    """One (call, instruction pointer, argument checks) -> action; a miss falls past it.
+
+    ``fail`` in the condition code is a placeholder resolved here to a jump
+    past the rule's return.
+    """
+    FAIL = object()
+    body = [(_LD_W_ABS, 0, 0, _OFF_NR), (_JEQ_K, 0, FAIL, nr),
+            (_LD_W_ABS, 0, 0, _OFF_IP), (_JEQ_K, 0, FAIL, ip & 0xFFFFFFFF),
+            (_LD_W_ABS, 0, 0, _OFF_IP + 4), (_JEQ_K, 0, FAIL, ip >> 32)]
+    for c in checks:
+        body += c.code(FAIL)
+    body.append((_RET_K, 0, 0, action))
+    out = []
+    for i, (code, jt, jf, k) in enumerate(body):
+        if jf is FAIL:
+            jf = len(body) - i - 1
+        out.append((code, jt, jf, k))
+    return out
+
+
+def stub_rules(sites, memfd, ctrlfd):
+    """The stub's rules: (name, nr, ip, checks, action, why), in the order checked.
+
+    ``sites`` gives the address just after each of the stub's syscall
+    instructions (what the kernel reports as the instruction pointer):
+    ``edit`` (_start: single edits, exit), ``batch`` (batch_entry),
+    ``clone``, ``pdeathsig`` and ``pause`` (clone_entry).
+    """
+    MAP_SHARED, MAP_FIXED, PROT_RWX = 0x01, 0x10, 0x7
+    CLONE_PARENT, CLONE_THREAD_FLAGS = 0x8000, 0x50F00   # VM FS FILES SIGHAND THREAD SYSVSEM
+    PR_SET_PDEATHSIG, SIGKILL = 1, 9
+    mem_map = [Eq(4, memfd), Eq(3, MAP_SHARED | MAP_FIXED), Within(2, PROT_RWX)]
+    clone_rest = [Eq(1, 0), Eq(2, 0), Eq(3, 0), Eq(4, 0)]
+    n = syscall_number
+    rules = [
+        ("mmap", n("mmap"), sites["batch"], mem_map, RET_ALLOW,
+         "a batched edit: memory-file pages, shared and fixed"),
+        ("munmap", n("munmap"), sites["batch"], [], RET_ALLOW, "a batched edit"),
+        ("mprotect", n("mprotect"), sites["batch"], [Within(2, PROT_RWX)], RET_ALLOW,
+         "a batched edit"),
+        ("mmap", n("mmap"), sites["edit"], mem_map, RET_ALLOW,
+         "an edit made alone (no control page)"),
+        ("mmap", n("mmap"), sites["edit"],
+         [Eq(4, ctrlfd), Eq(3, MAP_SHARED | MAP_FIXED), Eq(2, 1)], RET_ALLOW,
+         "the process's control page, read-only"),
+        ("munmap", n("munmap"), sites["edit"], [], RET_ALLOW,
+         "an edit made alone; clearing a clone's inherited mappings"),
+        ("mprotect", n("mprotect"), sites["edit"], [Within(2, PROT_RWX)], RET_ALLOW,
+         "an edit made alone"),
+        ("exit", n("exit"), sites["edit"], [], RET_ALLOW, "ending one stub thread"),
+        ("clone", n("clone"), sites["clone"], [Eq(0, CLONE_PARENT)] + clone_rest, RET_ALLOW,
+         "fork: a new stub process, child of the Sentry"),
+        ("clone", n("clone"), sites["clone"], [Eq(0, CLONE_THREAD_FLAGS)] + clone_rest, RET_ALLOW,
+         "a new thread: a new stub thread"),
+        ("prctl", n("prctl"), sites["pdeathsig"], [Eq(0, PR_SET_PDEATHSIG), Eq(1, SIGKILL)],
+         RET_ALLOW, "a new stub dies with the Sentry"),
+        ("pause", n("pause"), sites["pause"], [], RET_ALLOW,
+         "a new stub waits to be seized; a parked leader"),
+    ]
+    for off, name in VSYSCALLS:
+        rules.append((name, n(name), VSYSCALL_PAGE + off, [], RET_TRAP,
+                      "the vsyscall page: SIGSYS, served by the Sentry"))
+    return rules
+
+
+def stub_filter(sites, memfd, ctrlfd):
+    """The ptrace stub's BPF program (see stub_rules); anything else kills the stub."""
+    prog = [(_LD_W_ABS, 0, 0, _OFF_ARCH), (_JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+            (_RET_K, 0, 0, RET_KILL_PROCESS)]
+    for _name, nr, ip, checks, action, _why in stub_rules(sites, memfd, ctrlfd):
+        prog += _stub_rule(nr, ip, checks, action)
+    prog.append((_RET_K, 0, 0, RET_KILL_PROCESS))
+    if len(prog) > 4096:
+        raise ValueError("stub filter too long: %d instructions" % len(prog))
+    return prog
+
+
+def encode(prog):
+    """A BPF program as the bytes of its struct sock_filter array."""
+    return b"".join(struct.pack("<HBBI", *insn) for insn in prog)
+
+
 # -- installing ------------------------------------------------------------------
 
 
@@ -378,7 +507,7 @@ def install(prog, log_denials=False):
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
-    raw = b"".join(struct.pack("<HBBI", *insn) for insn in prog)
+    raw = encode(prog)
     buf = ctypes.create_string_buffer(raw, len(raw))
     fprog = _SockFprog(len(prog), ctypes.addressof(buf))
     flags = _SECCOMP_FILTER_FLAG_TSYNC | (_SECCOMP_FILTER_FLAG_LOG if log_denials else 0)
@@ -471,4 +600,5 @@ def _walk(pkg_name, paths):
 __all__ = ["SENTRY_ALLOWED", "SENTRY_DENIED", "GOFER_ALLOWED", "GOFER_DENIED",
            "ArgIn", "ArgBitsClear", "ArgBitsSet", "build_filter", "sentry_filter",
            "gofer_filter", "install", "install_sentry_filter", "install_gofer_filter",
-           "preimport", "iter_modules", "syscall_number"]
+           "preimport", "iter_modules", "syscall_number", "stub_filter", "stub_rules",
+           "encode", "RET_TRAP", "RET_KILL_PROCESS", "VSYSCALL_PAGE", "VSYSCALLS"]

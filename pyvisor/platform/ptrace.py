@@ -32,7 +32,7 @@ import struct
 import threading
 import time
 
-from pyvisor import _fastpath
+from pyvisor import _fastpath, seccomp
 from pyvisor.platform.base import (EXIT_GONE, EXIT_INTERRUPT, EXIT_SIGNAL, AddressSpace, Context,
                                    Exit, Platform)
 
@@ -46,6 +46,12 @@ BATCH_MAX = PAGE // 64        # entries of 8 words in one control page
 _ENTRY = struct.Struct("<8q")
 CTRL_SLOTS = 16384            # control pages: one per live stub process
 SIGSEGV, SIGBUS = 11, 7
+SYS_PRCTL, SYS_SECCOMP = 157, 317
+PR_SET_NO_NEW_PRIVS, SECCOMP_SET_MODE_FILTER = 38, 1
+# The stub's syscall instructions, as offsets from _start of the address just
+# after each (what seccomp sees as the instruction pointer); checked against
+# the stub binary when the platform starts.
+STUB_SITES = {"edit": 0x02, "clone": 0x12, "pdeathsig": 0x28, "pause": 0x2f, "batch": 0x69}
 
 
 class ControlFile:
@@ -73,11 +79,26 @@ class ControlFile:
 
 
 def _stub_entry(path):
+    """The stub's entry point, after checking that each of STUB_SITES follows a syscall."""
     with open(path, "rb") as f:
-        head = f.read(32)
-    if head[:4] != b"\x7fELF":
+        image = f.read()
+    if image[:4] != b"\x7fELF":
         raise OSError(errno.ENOEXEC, "bad stub binary %s" % path)
-    return int.from_bytes(head[24:32], "little")
+    entry, phoff = struct.unpack_from("<QQ", image, 24)
+    phentsize, phnum = struct.unpack_from("<HH", image, 54)
+    for i in range(phnum):
+        ptype, _flags, off, vaddr, _pa, filesz = struct.unpack_from("<IIQQQQ", image, phoff + i * phentsize)
+        if ptype == 1 and vaddr <= entry < vaddr + filesz:
+            code = image[off + entry - vaddr:off + filesz]
+            if all(code[at - 2:at] == b"\x0f\x05" for at in STUB_SITES.values()):
+                return entry
+    raise OSError(errno.ENOEXEC, "stub binary %s does not match STUB_SITES" % path)
+
+
+def stub_filter(entry):
+    """The stub's seccomp program (seccomp.stub_filter) for a stub whose _start is ``entry``."""
+    sites = {name: entry + at for name, at in STUB_SITES.items()}
+    return seccomp.stub_filter(sites, _fastpath.STUB_MEMFD, _fastpath.STUB_CTRLFD)
 
 
 class PtracePlatform(Platform):
@@ -89,6 +110,7 @@ class PtracePlatform(Platform):
         self.memfile = memfile
         self.entry = _stub_entry(STUB_PATH)
         self.ctrl = ControlFile()
+        self.filter = seccomp.encode(stub_filter(self.entry))
         self.cpu = None
         if pin_cpu:
             # Stay where the scheduler put us; the stub and every later
@@ -104,6 +126,7 @@ class PtracePlatform(Platform):
         try:
             aspace.clear(keep=self.entry)
             aspace.map_control()
+            aspace.confine(self.filter)
         except BaseException:
             aspace.kill()
             raise
@@ -196,6 +219,27 @@ class PtraceAddressSpace(AddressSpace):
             self._ctrl.give(off)
             raise
         self._ctrl_off = off
+
+    def confine(self, prog):
+        """Install the stub's seccomp filter (bytes of sock_filter), with no_new_privs.
+
+        Before any application instruction runs, in a stub that holds only
+        its code page and its control page. The program goes through the
+        control page (the kernel copies it), which is zeroed after. Processes
+        made later by an injected clone inherit the filter.
+        """
+        if self._ctrl_off is None:
+            raise OSError(errno.ENOMEM, "no control page left for a new stub")
+        m, base = self._ctrl.map, self._ctrl_off
+        if 16 + len(prog) > PAGE:
+            raise ValueError("stub filter larger than a page")
+        m[base:base + 16] = struct.pack("<H6xQ", len(prog) // 8, self._ctrl_addr + 16)
+        m[base + 16:base + 16 + len(prog)] = prog
+        try:
+            self._inject(SYS_PRCTL, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+            self._inject(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, 0, self._ctrl_addr)
+        finally:
+            m[base:base + 16 + len(prog)] = bytes(16 + len(prog))
 
     def _queue(self, nr, *args):
         if self._ctrl_off is None:

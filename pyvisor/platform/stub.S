@@ -19,6 +19,11 @@
  *                queued call. The first failure ends the batch, its result
  *                in rax. One stop for many edits: a stop costs more than
  *                an edit.
+ *
+ * Before the application runs, the Sentry installs the stub's seccomp filter
+ * (seccomp.stub_rules): each call above is allowed only at its own syscall
+ * instruction (ptrace.STUB_SITES, checked against this binary at start-up),
+ * with its fd and flag arguments; anything else kills the stub.
  */
 	.text
 	.globl _start
