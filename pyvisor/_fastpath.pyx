@@ -84,6 +84,7 @@ cdef enum:
     PTRACE_SETOPTIONS = 0x4200
     PTRACE_GETSIGINFO = 0x4202
     PTRACE_SEIZE = 0x4206
+    PTRACE_GET_SYSCALL_INFO = 0x420e
     PTRACE_INTERRUPT = 0x4207
     PTRACE_EVENT_STOP = 128
     PTRACE_O_TRACESYSGOOD = 1
@@ -107,6 +108,8 @@ cdef enum:
     ADDR_NO_RANDOMIZE = 0x0040000
     SYS_getpid = 39
     SYS_gettid = 186
+    ENOSYS = 38
+    USER_CS = 0x33          # the 64-bit user code segment; compat mode runs in 0x23
 
 # Where the stub's copy of the memory file lives in every stub process, and
 # the platform's control file (batches of edits) beside it.
@@ -120,6 +123,18 @@ STUB_CTRLFD = STUB_CTRL_FD
 # stop; the stub's seccomp filter turns them into SIGSYS (seccomp.stub_rules).
 cdef unsigned long long VSYSCALL_PAGE = 0xFFFFFFFFFF600000ULL
 cdef unsigned int AUDIT_ARCH_X86_64 = 0xC000003E
+
+# How a syscall stop tells the 64-bit `syscall` instruction from the 32-bit
+# entries (int $0x80, sysenter, `syscall` in compat mode), which the Sentry
+# never serves (ENOSYS, as gVisor). `syscall` puts the return address in rcx
+# and rflags in r11, and the kernel saves both as they are, so at the stop
+# rcx == rip and r11 == eflags; after int $0x80 they hold whatever the
+# program had. Free: the registers are fetched anyway. A program that sets
+# rcx and r11 so before int $0x80 gets the 64-bit call it could have made
+# with `syscall`. A CPU with FRED does not write rcx/r11 on `syscall`:
+# there (probed once, Tracee.probe_syscall_regs) each stop asks the kernel
+# with PTRACE_GET_SYSCALL_INFO, whose arch field is exact.
+cdef bint _arch_by_regs = 1
 
 # Exit kinds returned by Tracee.switch / Tracee.run.
 EXIT_SYSCALL = 0
@@ -317,6 +332,7 @@ cdef class Tracee:
     cdef public int fast_tid
     cdef readonly unsigned long long syscalls
     cdef public bint need_flush       # edits are queued: call flusher() before resuming
+    cdef readonly bint compat         # the last syscall stop was a 32-bit entry
     cdef public object flusher
 
     def __cinit__(self, int pid, unsigned long long inject_rip):
@@ -355,14 +371,52 @@ cdef class Tracee:
             raise _oserror("PTRACE_GETREGS")
         if WSTOPSIG(status) == (SIGTRAP | 0x80):
             self.syscalls += 1
+            if _arch_by_regs:
+                self.compat = (self.regs.rcx != self.regs.rip or self.regs.r11 != self.regs.eflags
+                               or self.regs.cs != USER_CS)
+            else:
+                self.compat = self._syscall_arch() != AUDIT_ARCH_X86_64
             return EXIT_SYSCALL
         self.stop_signal = WSTOPSIG(status)
         if (status >> 16) == PTRACE_EVENT_STOP:
             return EXIT_INTERRUPT
         if self.stop_signal == SIGSYS and (status >> 16) == 0 and self._vsyscall():
             self.syscalls += 1
+            self.compat = 0
             return EXIT_SYSCALL
         return EXIT_SIGNAL
+
+    cdef unsigned int _syscall_arch(self) except? 0:
+        """The AUDIT_ARCH of the syscall this tracee stopped in (PTRACE_GET_SYSCALL_INFO)."""
+        cdef char info[88]
+        if ptrace(PTRACE_GET_SYSCALL_INFO, self.pid, <void *>88, info) <= 0:
+            raise _oserror("PTRACE_GET_SYSCALL_INFO")
+        return (<unsigned int *>(info + 4))[0]
+
+    def probe_syscall_regs(self):
+        """Whether `syscall` writes rcx and r11 on this CPU (not with FRED); sets
+        how every later stop tells a 64-bit call from a 32-bit one.
+
+        One SYSEMU stop at the stub's own syscall instruction, with rcx and
+        r11 zero before it; the registers are restored after.
+        """
+        global _arch_by_regs
+        cdef user_regs_struct saved = self.regs
+        cdef user_regs_struct r = self.regs
+        r.rax = SYS_getpid
+        r.orig_rax = <unsigned long long>-1
+        r.rip = self.inject_rip
+        r.rcx = 0
+        r.r11 = 0
+        if ptrace(PTRACE_SETREGS, self.pid, NULL, &r) != 0:
+            raise _oserror("PTRACE_SETREGS(probe)")
+        self.dirty = 0
+        if self.switch(0) != EXIT_SYSCALL:
+            raise OSError(0, "stub did not stop at its syscall (status 0x%x)" % self.status)
+        _arch_by_regs = self.regs.rcx == self.inject_rip + 2 and self.regs.r11 == self.regs.eflags
+        self.regs = saved
+        self.dirty = 1
+        return _arch_by_regs
 
     cdef bint _vsyscall(self) except -1:
         """Whether this SIGSYS stop is the stub filter's trap of a vsyscall.
@@ -401,7 +455,9 @@ cdef class Tracee:
             if kind != EXIT_SYSCALL:
                 return kind
             nr = self.regs.orig_rax
-            if nr == SYS_getpid and self.fast_pid:
+            if self.compat:
+                self.regs.rax = <unsigned long long>-ENOSYS
+            elif nr == SYS_getpid and self.fast_pid:
                 self.regs.rax = self.fast_pid
             elif nr == SYS_gettid and self.fast_tid:
                 self.regs.rax = self.fast_tid

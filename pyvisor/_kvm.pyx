@@ -1115,6 +1115,7 @@ cdef class Vcpu:
     cdef readonly int vector
     cdef readonly unsigned long long error_code
     cdef bint interrupted           # interrupt() asked run() to return
+    cdef readonly bint compat       # the last EXIT_SYSCALL was an int $0x80
 
     def __cinit__(self, Vm vm, PageTables tables, object pool):
         self.vm = vm
@@ -1384,6 +1385,7 @@ cdef class Vcpu:
         self.hw.mode = MODE_USER
 
     cdef int _on_syscall(self, kvm_regs *k) except -1:
+        self.compat = 0
         if self.vm.syscall_cpl < 0:
             self._probe_syscall_cpl()
         _regs_in(&self.regs, k)
@@ -1424,8 +1426,11 @@ cdef class Vcpu:
         self.hw.mode = MODE_KERNEL
         self.vector = <int>f[2]
         self.error_code = f[3]
+        self.compat = 0
         if f[2] == 14 and f[0] == f[4] and (f[0] & ~0xFFFULL) == VSYSCALL_PAGE and f[3] & 0x14 == 0x14:
             return self._vsyscall(f[0])
+        if (f[2] == 6 or f[2] == 13 and f[3] == (0x80 << 3) | 2) and self._int80():
+            return EXIT_SYSCALL
         self._decode_exception(<int>f[2], f[3], f[0], f[4])
         return EXIT_SIGNAL
 
@@ -1467,6 +1472,33 @@ cdef class Vcpu:
         self.regs.rsp += 8
         self.syscalls += 1
         return EXIT_SYSCALL
+
+    cdef bint _int80(self):
+        """Whether the fault is an `int $0x80` (the 32-bit system call ABI); then
+        it is answered, as the ptrace platform answers it, with ENOSYS.
+
+        The vector is not an interrupt gate the application may use, so the
+        CPU raises #GP(0x80 << 3 | 2) at the instruction (kvm_pvm raises #UD
+        there); Linux would run an i386 call, gVisor answers ENOSYS. The
+        instruction may carry prefixes; rip moves past it as after the call.
+        """
+        cdef uint8_t code[15]
+        cdef int i = 0
+        if not self._read_user(self.regs.rip, code, 2):
+            return 0
+        if not (code[0] == 0xCD and code[1] == 0x80):
+            if not self._read_user(self.regs.rip, code, 15):
+                return 0
+            while i < 13 and (code[i] in (0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0,
+                                          0xF2, 0xF3) or 0x40 <= code[i] <= 0x4F):
+                i += 1
+            if not (code[i] == 0xCD and code[i + 1] == 0x80):
+                return 0
+        self.compat = 1
+        self.regs.orig_rax = self.regs.rax & 0xFFFFFFFFULL
+        self.regs.rip += i + 2
+        self.syscalls += 1
+        return 1
 
     cdef bint _read_user(self, uint64_t va, uint8_t *out, int n):
         """Copy n bytes the application could read at va; False if it could not."""
@@ -1573,7 +1605,9 @@ cdef class Vcpu:
             if kind != EXIT_SYSCALL:
                 return kind
             nr = self.regs.orig_rax
-            if nr == 39 and self.fast_pid:
+            if self.compat:
+                self.regs.rax = <unsigned long long>-38     # ENOSYS: no 32-bit call is served
+            elif nr == 39 and self.fast_pid:
                 self.regs.rax = self.fast_pid
             elif nr == 186 and self.fast_tid:
                 self.regs.rax = self.fast_tid

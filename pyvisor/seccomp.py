@@ -143,6 +143,7 @@ _PTRACE_REQUESTS = (
     0x4202, 0x4203,         # PTRACE_GETSIGINFO, PTRACE_SETSIGINFO
     0x4204, 0x4205,         # PTRACE_GETREGSET, PTRACE_SETREGSET
     0x4206, 0x4207,         # PTRACE_SEIZE (stubs made by an injected clone), PTRACE_INTERRUPT
+    0x420e,                 # PTRACE_GET_SYSCALL_INFO: a call's ABI where `syscall` keeps rcx (FRED)
 )
 
 # What the Sentry does after start-up, found by tracing real runs (ls -la /,

@@ -271,3 +271,47 @@ def _is_stub(pid):
         return os.readlink("/proc/%d/exe" % pid) == os.path.realpath(ptrace.STUB_PATH)
     except OSError:
         return False
+
+
+# -- int $0x80 and sysenter: the 32-bit ABI ---------------------------------------
+
+def cpu_flags():
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def test_syscall_writes_rcx_here_unless_fred():
+    """How the ptrace platform tells `syscall` from int $0x80 (see _fastpath)."""
+    from pyvisor.sentry.mm.memfile import MemoryFileAllocator
+    platform = ptrace.PtracePlatform(MemoryFileAllocator(1 << 20).file, pin_cpu=False)
+    a = platform.new_address_space()
+    try:
+        assert platform.syscall_regs is ("fred" not in cpu_flags())
+    finally:
+        a.release()
+
+
+def test_int80_is_enosys_never_a_64_bit_call(sandbox, build_c):
+    prog = build_c(os.path.join(HERE, "c", "int80.c"))
+    native = sandbox.native([prog])
+    # Linux with IA32 emulation runs the i386 calls: getpid, a write, then exit(7).
+    if native.returncode == 7:
+        assert native.stdout.startswith(b"getpid=%d\n" % int(native.stdout.split(b"=")[1].split()[0]))
+        assert b"written by int 0x80" in native.stdout
+    r = sandbox.run([prog])
+    assert r.returncode == 0, r
+    assert r.stdout.decode().splitlines() == [
+        "getpid=-38", "write=-38", "exit=-38", "getppid=-38", "bogus=-38",
+        "regs_kept=1", "after=ok", "done"]
+
+
+def test_sysenter_in_64_bit_code_is_as_native(sandbox, build_c):
+    prog = build_c(os.path.join(HERE, "c", "int80.c"))
+    native = sandbox.native([prog, "sysenter"])
+    if native.returncode != -4:
+        pytest.skip("sysenter is not #UD in 64-bit mode on this CPU (Intel)")
+    r = sandbox.run([prog, "sysenter"])
+    assert r.returncode == 128 + 4 and r.stdout == b"", r

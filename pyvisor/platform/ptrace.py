@@ -111,6 +111,7 @@ class PtracePlatform(Platform):
         self.entry = _stub_entry(STUB_PATH)
         self.ctrl = ControlFile()
         self.filter = seccomp.encode(stub_filter(self.entry))
+        self.syscall_regs = None     # whether `syscall` writes rcx/r11 here (probed once)
         self.cpu = None
         if pin_cpu:
             # Stay where the scheduler put us; the stub and every later
@@ -127,6 +128,8 @@ class PtracePlatform(Platform):
             aspace.clear(keep=self.entry)
             aspace.map_control()
             aspace.confine(self.filter)
+            if self.syscall_regs is None:
+                self.syscall_regs = aspace.tracee.probe_syscall_regs()
         except BaseException:
             aspace.kill()
             raise
