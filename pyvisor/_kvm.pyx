@@ -18,7 +18,7 @@ What the guest looks like (docs/kvm.md has the why):
   and the guest goes back to rcx/r11.
 - Every exception vector has a CPL0 stub that pushes a uniform frame
   (cr2, rax, vector, error code, the CPU's iret frame) on the vCPU's kernel
-  stack and exits with an OUT to port 0x12. The VMM reads the frame from
+  stack (IST1, even for a fault at CPL0) and exits with an OUT to port 0x12. The VMM reads the frame from
   slot 1 directly and resumes the application with ``iretq`` at K_IRET.
 - Page tables are edited in place, in host memory. A translation that
   changes is dropped on the host side: MADV_DONTNEED on our own mapping of
@@ -268,6 +268,7 @@ cdef enum:
     SEL_KCODE = 0x10
     SEL_KDATA = 0x18
     SEL_UCODE = 0x33
+    SEL_UCODE32 = 0x23              # 32-bit compatibility mode
     SEL_UDATA = 0x2b
     SEL_TSS = 0x40
 
@@ -539,9 +540,12 @@ cdef class Vm:
         gdt[6] = 0x00AFFB000000FFFFULL      # 0x33 user code, 64-bit
         self._tss_descriptor(self._vcpu_off(0))
         # IDT: vector v -> its stub; int3 is DPL3 so that `int3` traps as #BP.
+        # Every gate switches to IST1 (the vCPU's kernel stack, as RSP0), so an
+        # exception taken at CPL0 never writes its frame where the
+        # application's rsp points (a compat-mode `syscall` enters CPL0 on it).
         for v in range(256):
             target = KBASE + OFF_KCODE + (K_VECTORS + 16 * v if v < 32 else K_SPURIOUS)
-            idt[2 * v] = ((target & 0xFFFF) | (<uint64_t>SEL_KCODE << 16) |
+            idt[2 * v] = ((target & 0xFFFF) | (<uint64_t>SEL_KCODE << 16) | (1ULL << 32) |
                           ((0x8EULL | (0x60ULL if v == 3 else 0)) << 40) |
                           (((target >> 16) & 0xFFFF) << 48))
             idt[2 * v + 1] = target >> 32
@@ -996,6 +1000,7 @@ cdef class Hw:
             raise _oserror("KVM_SET_CPUID2")
         # TSS: RSP0 (offset 4) is the kernel stack; no I/O bitmap (offset 102).
         (<uint64_t *>(vm.priv + self.area + 4))[0] = KBASE + self.rsp0
+        (<uint64_t *>(vm.priv + self.area + 0x24))[0] = KBASE + self.rsp0     # IST1
         (<uint16_t *>(vm.priv + self.area + 102))[0] = 104
         self._set_sregs()
         self._set_msrs()
@@ -1051,7 +1056,11 @@ cdef class Hw:
         cdef unsigned long long val[5]
         idx[0] = MSR_STAR; val[0] = (<uint64_t>0x23 << 48) | (<uint64_t>SEL_KCODE << 32)
         idx[1] = MSR_LSTAR; val[1] = C_TRAMP_VA
-        idx[2] = MSR_CSTAR; val[2] = 0      # compat-mode syscall faults
+        # `syscall` in 32-bit compatibility mode enters CPL0 at CSTAR (kvm_pvm
+        # keeps only its low 32 bits) on the application's stack: at 0, which
+        # the application cannot map (mm.MIN_ADDR), it faults at once, onto
+        # the IST stack; _on_exception makes that SIGSEGV. SYSENTER_EIP is 0 too.
+        idx[2] = MSR_CSTAR; val[2] = 0
         idx[3] = MSR_SFMASK; val[3] = 0x47700   # TF DF IF IOPL NT AC
         idx[4] = MSR_KERNEL_GS_BASE; val[4] = 0
         if pv_set_msrs(self.fd, 5, idx, val) != 5:
@@ -1396,6 +1405,25 @@ cdef class Vcpu:
         self.syscalls += 1
         return EXIT_SYSCALL
 
+    cdef int _on_cstar(self, kvm_regs *k, uint64_t *f) except -1:
+        """`syscall` in 32-bit compatibility mode (or `sysenter` on Intel): the
+        CPU entered CPL0 at CSTAR (SYSENTER_EIP), 0, and faulted there at
+        once, on the IST stack. No 32-bit call is served, and this platform
+        does not resume compatibility mode: SIGSEGV, as this host gives
+        natively (docs/security.md, "Routes into the host kernel"). The
+        return point and flags are in rcx and r11, as after `syscall`."""
+        _regs_in(&self.regs, k)
+        self.regs.rax = f[1]
+        self.regs.rip = k.rcx
+        self.regs.eflags = k.r11
+        self.regs.rsp = f[7]
+        self.hw.mode = MODE_KERNEL
+        self.vector = 14
+        self.error_code = f[3]
+        self.compat = 0
+        self._signal(SIGSEGV, SI_KERNEL, 0)
+        return EXIT_SIGNAL
+
     cdef int _on_stray_mmio(self, kvm_regs *k) except -1:
         """The application itself touched the MMIO page: SIGSEGV, as for a
         page it may not access. Reads must be completed before the registers
@@ -1415,7 +1443,9 @@ cdef class Vcpu:
     cdef int _on_exception(self, kvm_regs *k) except -1:
         # Frame pushed by the stub: cr2, rax, vector, error, rip, cs, rflags, rsp, ss.
         cdef uint64_t *f = <uint64_t *>(self.vm.priv + self.hw.rsp0 - 72)
-        if k.rsp != KBASE + self.hw.rsp0 - 72 or f[5] != SEL_UCODE:
+        if k.rsp == KBASE + self.hw.rsp0 - 72 and f[5] == SEL_KCODE and f[2] == 14 and f[4] == 0:
+            return self._on_cstar(k, f)
+        if k.rsp != KBASE + self.hw.rsp0 - 72 or f[5] != SEL_UCODE and f[5] != SEL_UCODE32:
             raise KvmError("guest kernel fault: vector %d error %#x at rip %#x cs %#x "
                            "(exit rsp %#x)" % (f[2], f[3], f[4], f[5], k.rsp))
         _regs_in(&self.regs, k)
@@ -1427,6 +1457,11 @@ cdef class Vcpu:
         self.vector = <int>f[2]
         self.error_code = f[3]
         self.compat = 0
+        if f[5] == SEL_UCODE32:
+            # In 32-bit compatibility mode, which this platform does not resume
+            # (it returns to 64-bit code): SIGSEGV, whatever the fault.
+            self._signal(SIGSEGV, SI_KERNEL, 0)
+            return EXIT_SIGNAL
         if f[2] == 14 and f[0] == f[4] and (f[0] & ~0xFFFULL) == VSYSCALL_PAGE and f[3] & 0x14 == 0x14:
             return self._vsyscall(f[0])
         if (f[2] == 6 or f[2] == 13 and f[3] == (0x80 << 3) | 2) and self._int80():

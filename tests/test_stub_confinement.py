@@ -315,3 +315,23 @@ def test_sysenter_in_64_bit_code_is_as_native(sandbox, build_c):
         pytest.skip("sysenter is not #UD in 64-bit mode on this CPU (Intel)")
     r = sandbox.run([prog, "sysenter"])
     assert r.returncode == 128 + 4 and r.stdout == b"", r
+
+
+@pytest.mark.parametrize("mode", ["int80", "syscall"])
+def test_32_bit_compatibility_mode_reaches_nothing(sandbox, build_c, mode):
+    """A far return to the 32-bit code segment, then a system call from there.
+
+    ptrace: the stop says cs 0x23, so ENOSYS (unless the host itself refuses
+    the instruction: this PVM host gives SIGSEGV for a compat-mode `syscall`).
+    KVM: compatibility mode is not resumed; the task gets SIGSEGV, and the
+    CPL0 entry a compat `syscall` makes runs nothing of the application's
+    and writes nothing on its stack (IST)."""
+    prog = build_c(os.path.join(HERE, "c", "compat32.c"))
+    native = sandbox.native([prog, mode])
+    r = sandbox.run([prog, mode])
+    if sandbox.platform == "kvm":
+        assert r.returncode == 128 + 11 and r.stdout == b"", r
+    elif native.returncode == -11:
+        assert r.returncode == 128 + 11, r
+    else:
+        assert r.returncode == 0 and r.stdout == b"result=-38\ndone\n", r
