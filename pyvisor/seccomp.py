@@ -430,13 +430,14 @@ def _stub_rule(nr, ip, checks, action):
     return out
 
 
-def stub_rules(sites, memfd, ctrlfd):
+def stub_rules(sites, memfd, ctrlfd, ctrl_page):
     """The stub's rules: (name, nr, ip, checks, action, why), in the order checked.
 
     ``sites`` gives the address just after each of the stub's syscall
     instructions (what the kernel reports as the instruction pointer):
     ``edit`` (_start: single edits, exit), ``batch`` (batch_entry),
-    ``clone``, ``pdeathsig`` and ``pause`` (clone_entry).
+    ``clone``, ``pdeathsig`` and ``pause`` (clone_entry). ``ctrl_page`` is
+    where the control page is mapped.
     """
     MAP_SHARED, MAP_FIXED, PROT_RWX = 0x01, 0x10, 0x7
     CLONE_PARENT, CLONE_THREAD_FLAGS = 0x8000, 0x50F00   # VM FS FILES SIGHAND THREAD SYSVSEM
@@ -453,8 +454,8 @@ def stub_rules(sites, memfd, ctrlfd):
         ("mmap", n("mmap"), sites["edit"], mem_map, RET_ALLOW,
          "an edit made alone (no control page)"),
         ("mmap", n("mmap"), sites["edit"],
-         [Eq(4, ctrlfd), Eq(3, MAP_SHARED | MAP_FIXED), Eq(2, 1)], RET_ALLOW,
-         "the process's control page, read-only"),
+         [Eq(0, ctrl_page), Eq(1, 4096), Eq(2, 1), Eq(3, MAP_SHARED | MAP_FIXED), Eq(4, ctrlfd)],
+         RET_ALLOW, "the process's control page, read-only"),
         ("munmap", n("munmap"), sites["edit"], [], RET_ALLOW,
          "an edit made alone; clearing a clone's inherited mappings"),
         ("mprotect", n("mprotect"), sites["edit"], [Within(2, PROT_RWX)], RET_ALLOW,
@@ -475,11 +476,11 @@ def stub_rules(sites, memfd, ctrlfd):
     return rules
 
 
-def stub_filter(sites, memfd, ctrlfd):
+def stub_filter(sites, memfd, ctrlfd, ctrl_page):
     """The ptrace stub's BPF program (see stub_rules); anything else kills the stub."""
     prog = [(_LD_W_ABS, 0, 0, _OFF_ARCH), (_JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
             (_RET_K, 0, 0, RET_KILL_PROCESS)]
-    for _name, nr, ip, checks, action, _why in stub_rules(sites, memfd, ctrlfd):
+    for _name, nr, ip, checks, action, _why in stub_rules(sites, memfd, ctrlfd, ctrl_page):
         prog += _stub_rule(nr, ip, checks, action)
     prog.append((_RET_K, 0, 0, RET_KILL_PROCESS))
     if len(prog) > 4096:

@@ -101,6 +101,7 @@ def test_stub_filter_allows_each_injected_call_only_at_its_site(stub):
     ("batch", "mmap", (0x400000, 4096, 3, MAP_SHARED | MAP_FIXED, MEMFD | 1 << 32, 0), "fd high bits"),
     ("batch", "mmap", (0x400000, 4096, 8, MAP_SHARED | MAP_FIXED, MEMFD, 0), "unknown prot bit"),
     ("edit", "mmap", (0x400000, 4096, 3, MAP_SHARED | MAP_FIXED, CTRLFD, 0), "control page writable"),
+    ("edit", "mmap", (0x400000, 4096, 1, MAP_SHARED | MAP_FIXED, CTRLFD, 0), "control file elsewhere"),
     ("batch", "mprotect", (0x400000, 4096, 0x1000000, 0, 0, 0), "PROT_GROWSDOWN"),
     ("clone", "clone", (0x11, 0, 0, 0, 0, 0), "other clone flags"),
     ("clone", "clone", (ptrace.CLONE_PARENT, 0x1000, 0, 0, 0, 0), "a stack"),
@@ -335,3 +336,41 @@ def test_32_bit_compatibility_mode_reaches_nothing(sandbox, build_c, mode):
         assert r.returncode == 128 + 11, r
     else:
         assert r.returncode == 0 and r.stdout == b"result=-38\ndone\n", r
+
+
+# -- the control page ------------------------------------------------------------
+
+def test_the_control_page_holds_nothing_after_a_batch(aspace):
+    off = aspace._ctrl_off
+    for i in range(10):
+        aspace.map(0x400000 + 2 * i * 4096, 4096, 3, i * 4096)
+    aspace.protect(0x400000, 4096, 1)
+    aspace.unmap(0x400000 + 2 * 4096, 4096)
+    injected = aspace.injected
+    assert aspace.flush() and aspace.injected == injected + 1     # one batch of 12 edits
+    assert aspace._ctrl.map[off:off + 4096] == bytes(4096)
+    with open("/proc/%d/maps" % aspace.pid) as f:
+        maps = f.read()
+    assert "00400000-00401000 r--s" in maps and "00404000-00405000 rw-s" in maps, maps
+    assert "00402000-00403000" not in maps
+    # A failed batch is zeroed too.
+    aspace.map(0x400001, 4096, 3, 0)
+    with pytest.raises(OSError):
+        aspace.flush()
+    assert aspace._ctrl.map[off:off + 4096] == bytes(4096)
+
+
+def test_application_reads_nothing_of_the_sentrys_from_the_stub_pages(sandbox, build_c):
+    """ptrace: the control page reads as zeros after the batches the program
+    caused, and cannot be written; its code page is readable (N.B. Linux:
+    SIGSEGV for both). KVM: neither exists in the guest (SIGSEGV)."""
+    prog = build_c(os.path.join(HERE, "c", "stubpages.c"))
+    for mode in ("ctrl", "code", "write"):
+        assert sandbox.native([prog, mode]).returncode == -11
+    ctrl, code, write = (sandbox.run([prog, mode]) for mode in ("ctrl", "code", "write"))
+    assert write.returncode == 128 + 11 and write.stdout == b"", write
+    if sandbox.platform == "kvm":
+        assert ctrl.returncode == code.returncode == 128 + 11
+    else:
+        assert ctrl.returncode == 0 and ctrl.stdout == b"ctrl nonzero=0\n", ctrl
+        assert code.returncode == 0 and code.stdout != b"code nonzero=0\n", code

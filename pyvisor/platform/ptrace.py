@@ -52,6 +52,7 @@ PR_SET_NO_NEW_PRIVS, SECCOMP_SET_MODE_FILTER = 38, 1
 # after each (what seccomp sees as the instruction pointer); checked against
 # the stub binary when the platform starts.
 STUB_SITES = {"edit": 0x02, "clone": 0x12, "pdeathsig": 0x28, "pause": 0x2f, "batch": 0x69}
+_ZEROS = memoryview(bytes(PAGE))
 
 
 class ControlFile:
@@ -98,7 +99,13 @@ def _stub_entry(path):
 def stub_filter(entry):
     """The stub's seccomp program (seccomp.stub_filter) for a stub whose _start is ``entry``."""
     sites = {name: entry + at for name, at in STUB_SITES.items()}
-    return seccomp.stub_filter(sites, _fastpath.STUB_MEMFD, _fastpath.STUB_CTRLFD)
+    return seccomp.stub_filter(sites, _fastpath.STUB_MEMFD, _fastpath.STUB_CTRLFD,
+                               control_page(entry))
+
+
+def control_page(entry):
+    """Where a stub maps its control page: the page after its code."""
+    return (entry & ~(PAGE - 1)) + PAGE
 
 
 class PtracePlatform(Platform):
@@ -180,7 +187,7 @@ class PtraceAddressSpace(AddressSpace):
         self.injected = 0
         self._ctrl = ctrl
         self._ctrl_off = None        # our page in the control file, once mapped
-        self._ctrl_addr = (entry & ~(PAGE - 1)) + PAGE
+        self._ctrl_addr = control_page(entry)
         self._pending = []           # queued edits: (nr, a0..a5)
         self._lock = threading.Lock()
 
@@ -216,6 +223,7 @@ class PtraceAddressSpace(AddressSpace):
             return      # none left: edits go one by one
         try:
             # Read-only in the stub: the application runs in that address space.
+            # It holds a batch only while the batch runs (flush zeroes it after).
             self._inject(SYS_MMAP, self._ctrl_addr, PAGE, PROT_READ, MAP_SHARED | MAP_FIXED,
                          _fastpath.STUB_CTRLFD, off)
         except BaseException:
@@ -242,7 +250,7 @@ class PtraceAddressSpace(AddressSpace):
             self._inject(SYS_PRCTL, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
             self._inject(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, 0, self._ctrl_addr)
         finally:
-            m[base:base + 16 + len(prog)] = bytes(16 + len(prog))
+            m[base:base + 16 + len(prog)] = _ZEROS[:16 + len(prog)]
 
     def _queue(self, nr, *args):
         if self._ctrl_off is None:
@@ -269,7 +277,11 @@ class PtraceAddressSpace(AddressSpace):
             for i, e in enumerate(batch):
                 _ENTRY.pack_into(m, base + 64 * i, *e, 0)
             self.injected += 1
-            r = self.tracee.inject(0, len(batch), self._ctrl_addr, at=_fastpath.STUB_BATCH)
+            try:
+                r = self.tracee.inject(0, len(batch), self._ctrl_addr, at=_fastpath.STUB_BATCH)
+            finally:
+                # Nothing of the Sentry's stays where the application might read it.
+                m[base:base + 64 * len(batch)] = _ZEROS[:64 * len(batch)]
             if -4096 < r < 0:
                 raise OSError(-r, "a batched edit failed: %s (batch %r)" % (os.strerror(-r), batch))
         return True
