@@ -28,6 +28,14 @@ def _parser():
     run.add_argument("--fork", default="cow", choices=["cow", "eager"],
                      help="how fork copies private memory: copy-on-write for mappings of 64 KiB "
                           "and more (default), or all at once (for measurement)")
+    run.add_argument("--memory", type=_bytes, default=None, metavar="BYTES",
+                     help="most memory the sandbox may hold: application pages and in-memory "
+                          "files together (suffixes k, m, g; default: no bound)")
+    run.add_argument("--overlay-size", type=_bytes, default=None, metavar="BYTES",
+                     help="most data the in-memory overlay over the root may hold (ENOSPC past "
+                          "it; default: half of RAM, as tmpfs)")
+    run.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                     help="end the sandbox after SECONDS and exit 124, as timeout(1) does")
     run.add_argument("program", nargs=argparse.REMAINDER, help="PROGRAM [ARGS...]")
     # Declared here, not in pyvisor.bench, so that `pyvisor run` never imports it.
     bench = sub.add_parser("bench", help="measure syscall overhead and workloads against native")
@@ -50,6 +58,30 @@ def _parser():
     bench.add_argument("--only", action="append", default=None, metavar="FIGURE",
                        help="measure only this figure (repeatable), e.g. getpid")
     return p
+
+
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _bytes(text):
+    """A size: a whole number of bytes, or with a k, m, g or t suffix (powers of 1024)."""
+    t = text.strip().lower()
+    unit = t[-1:] if t[-1:] in _UNITS and not t[-1:].isdigit() else ""
+    number = t[:len(t) - len(unit)]
+    if not number.isdigit() or int(number) == 0:
+        raise argparse.ArgumentTypeError("wants a size in bytes above 0 (e.g. 512m), got %r" % text)
+    return int(number) * _UNITS[unit]
+
+
+def _seconds(text):
+    """A --timeout value: a positive number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1e9:
+        raise argparse.ArgumentTypeError("wants a number of seconds above 0, got %r" % text)
+    return value
 
 
 def _caller_environ():
@@ -90,8 +122,10 @@ def _cmd_run(args):
             cwd=cwd, rootfs=os.path.abspath(args.rootfs), hostname=args.hostname,
             platform=args.platform, strace=args.strace is not None,
             strace_file=None if args.strace in (None, "-") else args.strace,
-            debug=args.debug, pin_cpu=args.pin_cpu, pids_limit=args.pids_limit,
-            fork=args.fork)
+            debug=args.debug, strict_imports=args.debug or os.environ.get(
+                "PYVISOR_STRICT_IMPORTS") == "1", pin_cpu=args.pin_cpu, pids_limit=args.pids_limit,
+            fork=args.fork, timeout=args.timeout, memory=args.memory,
+            overlay_size=args.overlay_size)
     except ValueError as e:
         sys.stderr.write("pyvisor: %s\n" % e)
         return EX_USAGE

@@ -14,19 +14,29 @@ class SandboxConfig(FrozenFields):
     argv (bytes; argv[0] is looked up in the sandbox's PATH), env (bytes
     "K=V" entries, in order), cwd, rootfs, hostname, platform (ptrace, kvm,
     auto), strace, strace_file, debug, pin_cpu, confine (the Sentry's own
-    seccomp filter, pyvisor/seccomp.py), pids_limit, fork (copy-on-write
-    for big private mappings, or "eager"), extra (a dict for embedders).
+    seccomp filter, pyvisor/seccomp.py), strict_imports (fail the run when
+    the confined Sentry imports a module it had not loaded:
+    sentry/confined_imports.py), pids_limit, fork (copy-on-write for big
+    private mappings, or "eager"), timeout (seconds after which the
+    sandbox is ended, exit 124; None for none), memory (bytes of
+    application memory and in-memory files, sentry/mm/account.py; None for
+    no bound), overlay_size (bytes the root's in-memory upper layer may
+    hold; None for tmpfs's default), extra (a dict for embedders).
     """
 
     __slots__ = ("argv", "env", "cwd", "rootfs", "hostname", "platform", "strace", "strace_file",
-                 "debug", "pin_cpu", "confine", "pids_limit", "fork", "extra")
+                 "debug", "pin_cpu", "confine", "strict_imports", "pids_limit", "fork", "timeout",
+                 "memory", "overlay_size", "extra")
 
     def __init__(self, argv, env=(), cwd="/", rootfs="/", hostname="pyvisor", platform="auto",
                  strace=False, strace_file=None, debug=False, pin_cpu=True, confine=True,
-                 pids_limit=1024, fork="cow", extra=None):
+                 strict_imports=False, pids_limit=1024, fork="cow", timeout=None, memory=None,
+                 overlay_size=None, extra=None):
         self._set(argv=argv, env=env, cwd=cwd, rootfs=rootfs, hostname=hostname,
                   platform=platform, strace=strace, strace_file=strace_file, debug=debug,
-                  pin_cpu=pin_cpu, confine=confine, pids_limit=pids_limit, fork=fork,
+                  pin_cpu=pin_cpu, confine=confine, strict_imports=strict_imports,
+                  pids_limit=pids_limit, fork=fork, timeout=timeout,
+                  memory=memory, overlay_size=overlay_size,
                   extra={} if extra is None else extra)
 
     def _values(self):
@@ -37,6 +47,12 @@ class SandboxConfig(FrozenFields):
             raise ValueError("no program to run")
         if self.pids_limit < 1:
             raise ValueError("--pids-limit must be at least 1")
+        for name in ("memory", "overlay_size"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError("--%s must be above 0 bytes" % name.replace("_", "-"))
+        if self.timeout is not None and not self.timeout > 0:
+            raise ValueError("--timeout must be above 0 seconds")
         if self.fork not in FORK_MODES:
             raise ValueError("unknown fork mode %r (have: %s)" % (self.fork, ", ".join(FORK_MODES)))
         if self.platform not in PLATFORMS:

@@ -29,14 +29,31 @@ import pytest
 
 PR_SET_CHILD_SUBREAPER = 36
 BUSYBOX = "/bin/busybox"
-# A fixed environment, so sandbox and native runs see the same one. PYTHONPATH
-# names the pyvisor these tests import first, so that `python -m pyvisor`
-# runs the same code (and not, say, an older installed copy when the tests
-# run from a source tree).
-BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C"}
-BASE_ENV["PYTHONPATH"] = os.pathsep.join(
-    [os.path.dirname(os.path.dirname(os.path.abspath(importlib.util.find_spec("pyvisor").origin)))]
-    + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
+# The pyvisor these tests exercise is the one they import. Installed (as CI
+# and users have it), the sandbox runs through its console script, from
+# outside any source tree, with no PYTHONPATH: as a user types it. From a
+# source tree with in-place extensions (development), PYTHONPATH names that
+# tree, so that `python -m pyvisor` runs the same code and not an older
+# installed copy.
+_PKG_DIR = os.path.dirname(os.path.abspath(importlib.util.find_spec("pyvisor").origin))
+SOURCE_TREE = os.path.exists(os.path.join(os.path.dirname(_PKG_DIR), "setup.py"))
+
+
+def _console_script():
+    near = os.path.join(os.path.dirname(sys.executable), "pyvisor")
+    return near if os.access(near, os.X_OK) else shutil.which("pyvisor")
+
+
+PYVISOR = ([sys.executable, "-m", "pyvisor"] if SOURCE_TREE or _console_script() is None
+           else [_console_script()])
+# A fixed environment, so sandbox and native runs see the same one.
+# PYVISOR_STRICT_IMPORTS: a module the confined Sentry imports without
+# having loaded it first fails the run (pyvisor/sentry/confined_imports.py).
+BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C", "PYVISOR_STRICT_IMPORTS": "1"}
+if SOURCE_TREE:
+    BASE_ENV["PYTHONPATH"] = os.pathsep.join(
+        [os.path.dirname(_PKG_DIR)]
+        + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []))
 
 
 def _set_subreaper(on):
@@ -79,8 +96,7 @@ class SandboxRunner:
         return set(_children())
 
     def command(self, argv, options=()):
-        return [sys.executable, "-m", "pyvisor", "run", "--platform", self.platform, *options,
-                "--", *argv]
+        return [*PYVISOR, "run", "--platform", self.platform, *options, "--", *argv]
 
     def run(self, argv, options=(), input=b"", env=None, cwd="/", timeout=60):
         """Run argv in a sandbox; returns CompletedProcess with bytes output.

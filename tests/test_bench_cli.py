@@ -20,17 +20,18 @@ import pytest
 
 from pyvisor import bench
 from pyvisor.cli import main
+from conftest import BASE_ENV, PYVISOR
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The installed package, as users run it (during development PYTHONPATH points
 # at a built checkout); never the checkout's own sources from its cwd: CI's
 # checkout has no compiled extensions.
-ENV = dict(os.environ)
+ENV = dict(os.environ, **{k: v for k, v in BASE_ENV.items() if k == "PYTHONPATH"})
 CWD = "/"
 
 
 def pyvisor_bench(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "pyvisor", "bench", *args], cwd=CWD, env=ENV,
+    return subprocess.run([*PYVISOR, "bench", *args], cwd=CWD, env=ENV,
                           capture_output=True, text=True, timeout=timeout)
 
 

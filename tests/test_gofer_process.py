@@ -14,8 +14,10 @@ import pytest
 from pyvisor.gofer import p9
 from pyvisor.gofer.client import GoferClient, GoferError
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ENV = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+from conftest import BASE_ENV
+
+# The Gofer these tests import (installed, or a source tree's), run from "/".
+ENV = dict(os.environ, **{k: v for k, v in BASE_ENV.items() if k == "PYTHONPATH"})
 GOFER = [sys.executable, "-m", "pyvisor.gofer"]
 
 
@@ -33,7 +35,7 @@ def spawn(root):
     """Starts the Gofer process on one end of a socketpair; returns (proc, our end)."""
     ours, theirs = socket.socketpair()
     proc = subprocess.Popen(GOFER + ["--fd", str(theirs.fileno()), "--root", str(root)],
-                            pass_fds=[theirs.fileno()], env=ENV, cwd=REPO,
+                            pass_fds=[theirs.fileno()], env=ENV, cwd="/",
                             stderr=subprocess.PIPE)
     theirs.close()
     return proc, ours
@@ -117,7 +119,7 @@ def test_process_dies_with_its_parent(tree):
     )
     args = GOFER + ["--fd", str(theirs.fileno()), "--root", str(tree)]
     parent = subprocess.Popen([sys.executable, "-c", launcher] + args, pass_fds=[theirs.fileno()],
-                              env=ENV, cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                              env=ENV, cwd="/", stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     theirs.close()
     try:
         gofer_pid = int(parent.stdout.readline())
@@ -134,7 +136,7 @@ def test_process_dies_with_its_parent(tree):
 
 
 def test_bad_arguments_fail(tree):
-    proc = subprocess.run(GOFER + ["--root", str(tree)], env=ENV, cwd=REPO, capture_output=True)
+    proc = subprocess.run(GOFER + ["--root", str(tree)], env=ENV, cwd="/", capture_output=True)
     assert proc.returncode == 2 and b"--fd" in proc.stderr
 
 

@@ -20,25 +20,15 @@ import sys
 
 import pytest
 
-import pyvisor
-import pyvisor.sentry.syscalls as syscalls
+from conftest import BASE_ENV, PYVISOR
 
-TOP = os.path.dirname(os.path.dirname(os.path.abspath(pyvisor.__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
 PYTHON3 = "/usr/bin/python3"
-ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LC_ALL": "C", "PYTHONPATH": TOP}
-
-# N.B. until syscalls/__init__.py lists "net" in AREAS, the sandbox is
-# started through a two-line launcher that adds it.
-_LAUNCH = ("import sys, pyvisor.sentry.syscalls as s\n"
-           "s.AREAS = s.AREAS if 'net' in s.AREAS else s.AREAS + ('net',)\n"
-           "from pyvisor.cli import main\nsys.exit(main())")
+ENV = BASE_ENV
 
 
 def _sandbox_cmd(argv):
-    if "net" in syscalls.AREAS:
-        return [sys.executable, "-m", "pyvisor", "run", "--", *argv]
-    return [sys.executable, "-c", _LAUNCH, "run", "--", *argv]
+    return [*PYVISOR, "run", "--", *argv]
 
 
 def _run(argv, sandboxed, timeout=120):

@@ -45,7 +45,7 @@ PAGE = 4096
 BATCH_MAX = PAGE // 64        # entries of 8 words in one control page
 _ENTRY = struct.Struct("<8q")
 CTRL_SLOTS = 16384            # control pages: one per live stub process
-SIGSEGV, SIGBUS = 11, 7
+SIGSEGV, SIGBUS, SIGKILL = 11, 7, 9
 SYS_PRCTL, SYS_SECCOMP = 157, 317
 PR_SET_NO_NEW_PRIVS, SECCOMP_SET_MODE_FILTER = 38, 1
 # The stub's syscall instructions, as offsets from _start of the address just
@@ -386,8 +386,11 @@ class PtraceContext(Context):
         self.regs = tracee   # register properties live on the Tracee
 
     def run(self, dispatch, sig=0):
-        self.aspace.flush()
-        kind = self.tracee.run(dispatch, sig)
+        try:
+            self.aspace.flush()
+            kind = self.tracee.run(dispatch, sig)
+        except ProcessLookupError:          # ESRCH: the stub was killed from outside
+            return Exit(EXIT_GONE, status=SIGKILL)
         if kind == EXIT_SIGNAL:
             signo, code, addr = self.tracee.siginfo()
             if signo in (SIGSEGV, SIGBUS) and self.aspace.flush():

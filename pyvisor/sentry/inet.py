@@ -212,7 +212,12 @@ def shutdown(kernel):
 _STDLIB_EXTENSIONS = ("_md5", "_sha1", "_sha256", "_sha512", "_sha3", "_blake2")
 _BLOCKED = ("_hashlib",)                           # hashlib falls back without it
 _STDLIB_MODULES = ("hashlib",)
-_STDLIB_IMPORTED = ("copy",)     # small, and its own lazy import looks up the path
+# Every other standard module that the netstack modules the Sentry can reach
+# import, anywhere in them: imported for real (with what they import in
+# turn, whatever this Python's stdlib does), most already are.
+# tests/sentry/test_imports.py checks this list against netstack's source.
+NETSTACK_STDLIB = ("collections", "copy", "enum", "errno", "heapq", "ipaddress", "os", "random",
+                   "select", "socket", "struct", "time")
 _stager = None
 
 
@@ -256,7 +261,7 @@ def stage():
             importlib.import_module(name)
         except ImportError:
             pass                          # hashlib does without it
-    for name in _STDLIB_IMPORTED:
+    for name in NETSTACK_STDLIB:
         importlib.import_module(name)
     pkg = importlib.import_module("pyvisor.netstack")
     entries = {}

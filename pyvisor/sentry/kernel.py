@@ -22,8 +22,9 @@ import threading
 import time
 
 from pyvisor.platform.base import EXIT_GONE, EXIT_SIGNAL
-from pyvisor.sentry import loader, timers, waiting
+from pyvisor.sentry import confined_imports, loader, timers, waiting
 from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.mm.account import MemoryAccount
 from pyvisor.sentry.mm.memfile import MemoryFileAllocator
 from pyvisor.sentry.mm.mm import MemoryManager
 from pyvisor.sentry.syscalls import build_table, name_of
@@ -38,6 +39,7 @@ from pyvisor.sentry.task import (IGNORE_BY_DEFAULT, SIGCHLD, SIGKILL, ContextSwi
 SI_KERNEL = 0x80
 SEGV_ACCERR = 2
 ROBUST_LIST_LIMIT = 2048
+EXIT_TIMEOUT = 124        # pyvisor run --timeout, as timeout(1)
 FUTEX_WAITERS, FUTEX_OWNER_DIED, FUTEX_TID_MASK = 0x80000000, 0x40000000, 0x3FFFFFFF
 CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_STOPPED, CLD_CONTINUED = 1, 2, 3, 5, 6
 SIGCONT = 18
@@ -76,10 +78,22 @@ class Gofer:
                                      close_fds=True)
         theirs.close()
         self.sock = ours
+        self.stopping = False
+        threading.Thread(target=self._watch, name="gofer-watch", daemon=True).start()
+
+    def _watch(self):
+        """Say once, on stderr, that the Gofer died before the sandbox ended:
+        from then on the program's file calls fail with EIO (gofer/client.py)."""
+        code = self.proc.wait()
+        if not self.stopping:
+            how = "killed by signal %d" % -code if code < 0 else "exit status %d" % code
+            sys.stderr.write("pyvisor: the file server (Gofer, pid %d) died, %s: file access "
+                             "in the sandbox now fails with EIO\n" % (self.proc.pid, how))
 
     def stop(self):
         # It serves a read-only tree and holds nothing to flush: no need to
         # wait for it to notice the closed socket.
+        self.stopping = True
         try:
             self.sock.close()
         finally:
@@ -113,6 +127,8 @@ class Kernel:
         self.init = None
         self.futexes = None
         self.crash = None
+        self.import_guard = None       # set once the Sentry is confined
+        self.timed_out = False
         self.threads = ThreadPool()
 
     # -- reporting --------------------------------------------------------
@@ -152,7 +168,7 @@ class Kernel:
         from pyvisor.sentry.vfs import FDTable, FSContext, build_vfs, host_file
 
         self.futexes = FutexTable()
-        self.allocator = MemoryFileAllocator()
+        self.allocator = MemoryFileAllocator(account=MemoryAccount(cfg.memory))
         if getattr(cfg, "fork", "cow") == "eager":
             self.allocator.cow_min = None
         name = cfg.platform
@@ -189,6 +205,7 @@ class Kernel:
             inet.preload_join()
             seccomp.preimport()
             seccomp.install_sentry_filter()
+            self.import_guard = confined_imports.guard(cfg.debug or cfg.strict_imports)
         return t
 
     def _alloc_tid(self):
@@ -595,7 +612,7 @@ class Kernel:
                 if ex.kind == EXIT_SIGNAL:
                     self._on_stop_signal(t, ex)
                 elif ex.kind == EXIT_GONE:
-                    raise RuntimeError("stub of task %d vanished (wait status %#x)" % (t.tid, ex.status))
+                    self._host_process_gone(t, ex.status)
                 t.deliver_signals(None)   # at a non-syscall stop: rax is the application's
         except TaskExit as e:
             wstatus = exit_wstatus(e.code)
@@ -616,7 +633,7 @@ class Kernel:
         signo = ex.signo
         if signo == signal.SIGSTOP:
             return      # a kick (Task.interrupt): pending signals are handled by the caller
-        if signo == 11 and ex.code == SEGV_ACCERR and t.mm.write_fault(ex.addr):
+        if signo == 11 and ex.code == SEGV_ACCERR and self._write_fault(t, ex.addr):
             return      # a write to copy-on-write pages: now the task's own, retry
         if signo in FAULT_SIGNALS and 0 < ex.code < SI_KERNEL or signo in (4, 8) or \
                 signo == 11 and ex.code == SI_KERNEL:
@@ -624,6 +641,29 @@ class Kernel:
             self._force_signal(t, signo, siginfo_bytes(signo, ex.code, addr=ex.addr))
             return
         self.log("task %d: host signal %d ignored" % (t.tid, signo))
+
+    def _write_fault(self, t, addr):
+        """mm.write_fault, where no memory for the copy (--memory) kills the
+        task's group as Linux's OOM killer would, with one line on stderr."""
+        try:
+            return t.mm.write_fault(addr)
+        except SyscallError as e:
+            if e.errno != errno.ENOMEM:
+                raise
+        sys.stderr.write("pyvisor: out of memory (--memory %d bytes): killed process %d\n"
+                         % (self.config.memory or 0, t.group.tgid))
+        raise GroupExit(signal_wstatus(SIGKILL))
+
+    def _host_process_gone(self, t, status):
+        """The host process that ran t's address space died (killed from
+        outside, say): every task in it is lost, so t's group dies of
+        SIGKILL, as if the kernel had killed it; the sandbox goes on."""
+        with self.lock:
+            exiting = t.group.exiting is not None or self.timed_out
+        if not exiting:
+            sys.stderr.write("pyvisor: the host process running task %d died (wait status %#x); "
+                             "the task is killed\n" % (t.tid, status))
+        raise GroupExit(signal_wstatus(SIGKILL))
 
     def _force_signal(self, t, signo, info):
         """A synchronous fault: delivered even if blocked or ignored (then the default kills)."""
@@ -745,16 +785,37 @@ class Kernel:
     # -- run ------------------------------------------------------------------
 
     def run(self):
-        """Run the sandbox until its first process ends; return a shell-style exit code."""
-        self.task_loop(self.init)
+        """Run the sandbox until its first process ends; return a shell-style exit code.
+
+        With a timeout, the whole sandbox is killed when it runs out and the
+        code is 124, as timeout(1) exits.
+        """
+        timer = None
+        if self.config.timeout is not None:
+            timer = threading.Timer(self.config.timeout, self._time_out)
+            timer.daemon = True
+            timer.start()
+        try:
+            self.task_loop(self.init)
+        finally:
+            if timer is not None:
+                timer.cancel()
         g = self.init.group
         with self.lock:
             while g.wstatus is None:
                 self.cond.wait(0.5)
         if self.crash is not None:
             raise self.crash
+        if self.import_guard is not None:
+            self.import_guard.check()
+        if self.timed_out:
+            return EXIT_TIMEOUT
         st = g.wstatus
         return (st >> 8) & 0xFF if st & 0x7F == 0 else 128 + (st & 0x7F)
+
+    def _time_out(self):
+        self.timed_out = True
+        self.kill_sandbox(signal_wstatus(SIGKILL))
 
     def stop(self):
         timers.shutdown(self)

@@ -12,6 +12,7 @@ import threading
 
 from pyvisor._fastpath import MemoryFile
 from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.mm.account import MemoryAccount
 from pyvisor.sentry.mm.pagecache import PageCache
 
 PAGE = 4096
@@ -25,10 +26,12 @@ class MemoryFileAllocator:
 
     Free ranges are kept sorted and merged; freeing punches a hole so the
     host gets the memory back and the range reads as zero when reused.
+    Application pages are charged to ``account`` (mm/account.py) when
+    handed out and uncharged when freed; the page cache's are not.
     Lock order: taken last, after any MemoryManager lock.
     """
 
-    def __init__(self, size=DEFAULT_SIZE):
+    def __init__(self, size=DEFAULT_SIZE, account=None):
         self.file = MemoryFile(size)
         self.size = size
         self._lock = threading.Lock()
@@ -37,6 +40,7 @@ class MemoryFileAllocator:
         self._bump = 0           # everything from here up is free and untouched
         self._extra_refs = {}    # page index -> owners beyond the first (shared across fork)
         self.allocated = 0
+        self.account = MemoryAccount() if account is None else account
         self.page_cache = PageCache(self)
         # fork(2) shares private VMAs this big copy-on-write; None copies all.
         self.cow_min = COW_MIN
@@ -45,9 +49,24 @@ class MemoryFileAllocator:
     def fd(self):
         return self.file.fd
 
-    def alloc(self, length):
-        """A page-aligned range of ``length`` bytes that reads as zero."""
+    def alloc(self, length, charge=True):
+        """A page-aligned range of ``length`` bytes that reads as zero.
+
+        ``charge``: count it against the account (application memory; not
+        for the page cache). Raises SyscallError(ENOMEM) when the account or
+        the file is full.
+        """
         length = (length + PAGE - 1) & ~(PAGE - 1)
+        if charge:
+            self.account.charge(length)
+        try:
+            return self._alloc(length)
+        except SyscallError:
+            if charge:
+                self.account.uncharge(length)
+            raise
+
+    def _alloc(self, length):
         with self._lock:
             for i, off in enumerate(self._free_starts):
                 n = self._free_len[off]
@@ -71,8 +90,9 @@ class MemoryFileAllocator:
             for p in range(off // PAGE, (off + length + PAGE - 1) // PAGE):
                 self._extra_refs[p] = self._extra_refs.get(p, 0) + 1
 
-    def free(self, off, length):
-        """Give back [off, off+length); pages still owned by another mapping stay."""
+    def free(self, off, length, charged=True):
+        """Give back [off, off+length); pages still owned by another mapping
+        stay. ``charged``: as the range was allocated."""
         length = (length + PAGE - 1) & ~(PAGE - 1)
         if not length:
             return
@@ -85,6 +105,8 @@ class MemoryFileAllocator:
             with self._lock:
                 self.allocated -= n
                 self._insert_free(o, n)
+            if charged:
+                self.account.uncharge(n)
 
     def _drop_shared(self, off, length):
         """The runs of [off, off+length) no one else owns; one reference less on the others."""

@@ -193,11 +193,16 @@ class MemoryManager:
         Precondition: lock held.
         """
         n = v.end - v.start
+        account = self.alloc.account
+        if not v.cow.charged:
+            account.charge(n)          # page-cache pages would become the task's own
         if v.cow.adopt(v.fileoff, n):
             v.cow = None
             if self.aspace is not None:
                 self.aspace.protect(v.start, n, v.prot)
             return
+        if not v.cow.charged:
+            account.uncharge(n)
         own = self.alloc.alloc(n)
         self._copy_sparse(own, v.fileoff, n)
         shared, v.fileoff, v.cow = v.cow, own, None

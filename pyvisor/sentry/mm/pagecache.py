@@ -43,6 +43,7 @@ class SharedPages:
     """
 
     __slots__ = ("alloc", "off", "size", "refs", "_lock")
+    charged = True      # application memory (mm/account.py); the page cache's is not
 
     def __init__(self, alloc, off, size, refs=0):
         self.alloc = alloc
@@ -60,7 +61,7 @@ class SharedPages:
             self.refs -= 1
             if self.refs or not self._unowned():
                 return
-        self.alloc.free(self.off, self.size)
+        self.alloc.free(self.off, self.size, charged=self.charged)
 
     def _unowned(self):
         return True
@@ -78,6 +79,7 @@ class Entry(SharedPages):
     """One cached file: its pages at memory-file offset ``off``."""
 
     __slots__ = ("filled", "evicted")
+    charged = False
 
     def __init__(self, cache, off, size):
         super().__init__(cache.alloc, off, size)
@@ -114,7 +116,7 @@ class PageCache:
         with self._lock:
             e = self._entries.get(key)
             if e is None:
-                e = Entry(self, self.alloc.alloc(st.st_size), st.st_size)
+                e = Entry(self, self.alloc.alloc(st.st_size, charge=False), st.st_size)
                 self._entries[key] = e
                 self.cached += (e.size + PAGE - 1) & ~(PAGE - 1)
                 self._evict(keep=key)
@@ -155,7 +157,7 @@ class PageCache:
             e.evicted = True
             free = not e.refs
         if free:
-            self.alloc.free(e.off, e.size)
+            self.alloc.free(e.off, e.size, charged=False)
 
     def clear(self):
         """Drop every entry (the sandbox is stopping, or memory is short)."""

@@ -66,11 +66,16 @@ def build_vfs(kernel, gofer_root):
     from .procfs import ProcFS
     from .tmpfs import TmpFS
 
+    # Every in-memory file counts against the sandbox's memory (--memory);
+    # the root's upper layer is bounded by --overlay-size (mm/account.py).
+    account = getattr(getattr(kernel, "allocator", None), "account", None)
+    config = getattr(kernel, "config", None)
+    upper = TmpFS(0o755, size=getattr(config, "overlay_size", None), account=account)
     if gofer_root is None:
-        root_fs = TmpFS(0o755)
+        root_fs = upper
         source = b"tmpfs"
     else:
-        root_fs = OverlayFS(TmpFS(0o755), _lower_root(gofer_root))
+        root_fs = OverlayFS(upper, _lower_root(gofer_root))
         source = b"overlay"
     for name, mode in ((b"tmp", 0o1777), (b"dev", 0o755), (b"proc", 0o555)):
         _ensure_dir(root_fs.root, name, mode)
@@ -79,11 +84,11 @@ def build_vfs(kernel, gofer_root):
         # N.B. with a host root, /tmp is the overlay's view of the host's
         # /tmp (writes stay in memory), as under `runsc do`: a program started
         # in a host temporary directory finds its files.
-        tmp = TmpFS(0o1777)
+        tmp = TmpFS(0o1777, account=account)
         vfs.mount(tmp, tmp.root, b"/tmp", source=b"tmpfs", options=b"rw,nosuid,nodev")
     dev = make_devfs()
     vfs.mount(dev, dev.root, b"/dev", source=b"devtmpfs", options=b"rw,nosuid")
-    shm = TmpFS(0o1777)
+    shm = TmpFS(0o1777, account=account)
     vfs.mount(shm, shm.root, b"/dev/shm", source=b"tmpfs", options=b"rw,nosuid,nodev")
     proc = ProcFS(kernel, vfs)
     vfs.mount(proc, proc.root, b"/proc", source=b"proc", options=b"rw,nosuid,nodev,noexec")

@@ -15,18 +15,25 @@ import itertools
 import threading
 
 from ..errors import SyscallError
+from ..mm.account import MemoryAccount, half_of_ram
 from .inode import Filesystem, Inode, now_ns
 from .stat import S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, StatFs, TMPFS_MAGIC
 
 MAX_FILE_SIZE = 1 << 40
+PAGE = 4096
 
 
 class TmpFS(Filesystem):
     name = b"tmpfs"
     magic = TMPFS_MAGIC
 
-    def __init__(self, mode=0o1777, uid=0, gid=0):
+    def __init__(self, mode=0o1777, uid=0, gid=0, size=None, account=None):
+        """``size``: bytes its files' data may hold (ENOSPC past it; default
+        half of RAM, as Linux's tmpfs); ``account``: the sandbox's memory
+        account (mm/account.py), charged too."""
         super().__init__()
+        self.space = MemoryAccount(half_of_ram() if size is None else size, errno.ENOSPC,
+                                   parent=account)
         self._inos = itertools.count(1)
         self.lock = threading.RLock()     # guards every inode's structure in this fs
         self.root = TmpfsDir(self, mode, uid, gid)
@@ -36,7 +43,9 @@ class TmpFS(Filesystem):
         return next(self._inos)
 
     def statfs(self):
-        return StatFs(f_type=self.magic, f_blocks=1 << 20, f_bfree=1 << 20, f_bavail=1 << 20,
+        blocks = self.space.limit // PAGE
+        free = self.space.free() // PAGE
+        return StatFs(f_type=self.magic, f_blocks=blocks, f_bfree=free, f_bavail=free,
                       f_files=1 << 20, f_ffree=1 << 20, f_fsid=(self.dev, 0))
 
 
@@ -55,6 +64,10 @@ class TmpfsFile(TmpfsInode):
 
     def size(self):
         return len(self.data)
+
+    def __del__(self):
+        # The last name and the last open file are gone: the data goes too.
+        self.fs.space.uncharge(len(self.data))
 
     def read_at(self, offset, n):
         with self.fs.lock:
@@ -75,6 +88,7 @@ class TmpfsFile(TmpfsInode):
             raise SyscallError(errno.EFBIG)
         with self.fs.lock:
             end = offset + len(data)
+            self.fs.space.charge(end - len(self.data))     # ENOSPC/ENOMEM: nothing written
             if offset > len(self.data):
                 self.data.extend(bytes(offset - len(self.data)))
             self.data[offset:end] = data
@@ -88,8 +102,10 @@ class TmpfsFile(TmpfsInode):
             raise SyscallError(errno.EFBIG)
         with self.fs.lock:
             if size < len(self.data):
+                self.fs.space.uncharge(len(self.data) - size)
                 del self.data[size:]
             else:
+                self.fs.space.charge(size - len(self.data))
                 self.data.extend(bytes(size - len(self.data)))
             self.mtime_ns = self.ctime_ns = now_ns()
 

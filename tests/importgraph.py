@@ -1,0 +1,74 @@
+"""The import graph of the pyvisor package, read from its source with ast.
+
+Every ``import`` and ``from ... import`` statement counts, wherever it
+stands (module level or inside a function); relative imports are resolved.
+"""
+
+import ast
+import os
+
+import pyvisor
+
+PKG_DIR = os.path.dirname(os.path.abspath(pyvisor.__file__))
+
+
+def modules():
+    """Map each module name below pyvisor to its source path."""
+    found = {}
+    root = os.path.dirname(PKG_DIR)
+    for dirpath, _dirs, files in os.walk(PKG_DIR):
+        for fn in files:
+            if fn.endswith(".py"):
+                rel = os.path.relpath(os.path.join(dirpath, fn), root)[:-3]
+                name = rel.replace(os.sep, ".")
+                found[name[:-len(".__init__")] if name.endswith(".__init__") else name] = \
+                    os.path.join(dirpath, fn)
+    return found
+
+
+def imports_of(name, path):
+    """The absolute names that module ``name`` imports (for ``from X import
+    Y``, both X and X.Y: Y may be a module)."""
+    is_pkg = path.endswith("__init__.py")
+    base = name.split(".") if is_pkg else name.split(".")[:-1]
+    with open(path, "rb") as f:
+        tree = ast.parse(f.read(), path)
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = base[:len(base) - node.level + 1]
+                mod = ".".join(parts + ([node.module] if node.module else []))
+            else:
+                mod = node.module
+            out.add(mod)
+            out.update("%s.%s" % (mod, a.name) for a in node.names)
+    return out
+
+
+def reachable(start, graph_modules=None):
+    """The pyvisor modules that the modules in ``start`` import, transitively
+    (``start`` included)."""
+    mods = graph_modules or modules()
+    seen, todo = set(), list(start)
+    while todo:
+        m = todo.pop()
+        if m in seen or m not in mods:
+            continue
+        seen.add(m)
+        todo.extend(i for i in imports_of(m, mods[m]) if i in mods)
+        # Importing a.b.c runs a and a.b first.
+        parts = m.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+    return seen
+
+
+def stdlib_top(name):
+    """The top-level name of an import that is not pyvisor's, else None."""
+    top = name.split(".")[0]
+    return None if top == "pyvisor" else top
+
+
+__all__ = ["modules", "imports_of", "reachable", "stdlib_top", "PKG_DIR"]
