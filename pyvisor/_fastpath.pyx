@@ -105,6 +105,9 @@ cdef enum:
     ADDR_NO_RANDOMIZE = 0x0040000
     SYS_getpid = 39
     SYS_gettid = 186
+    SYS_capset = 126
+    PR_SET_NO_NEW_PRIVS = 38
+    _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # Where the stub's copy of the memory file lives in every stub process, and
 # the platform's control file (batches of edits) beside it.
@@ -220,6 +223,11 @@ def spawn_stub(bytes path, int memfd, int ctrlfd=-1):
     cdef sigset_t all_sigs, old
     cdef pid_t pid
     cdef int status = 0
+    cdef unsigned int caphdr[2]
+    cdef unsigned int capdata[6]
+    caphdr[0] = _LINUX_CAPABILITY_VERSION_3
+    caphdr[1] = 0
+    memset(capdata, 0, sizeof(capdata))
     argv[0] = cpath
     argv[1] = NULL
     envp[0] = NULL
@@ -254,6 +262,12 @@ def spawn_stub(bytes path, int memfd, int ctrlfd=-1):
         # stub's stack anyway; the application's layout is the Sentry's.)
         syscall(SYS_personality, <unsigned long>(syscall(SYS_personality, <unsigned long>0xFFFFFFFF)
                                                 | ADDR_NO_RANDOMIZE))
+        # No capabilities, and none from the exec (no_new_privs: an exec
+        # as uid 0 gives no more than the caller held). The Sentry, which
+        # drops its own later, can then trace the stub and its clones
+        # without CAP_SYS_PTRACE (confine.py).
+        if syscall(SYS_capset, caphdr, capdata) != 0 or prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            _exit(124)
         sigemptyset(&all_sigs)
         pthread_sigmask(SIG_SETMASK, &all_sigs, NULL)
         execve(cpath, argv, envp)

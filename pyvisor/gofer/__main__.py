@@ -1,7 +1,8 @@
 """Entry point of the Gofer process: ``python -m pyvisor.gofer --fd N --root DIR``.
 
 Serves DIR read-only over 9P2000.L on the inherited Unix socket N until the
-socket closes. It dies with its parent (PR_SET_PDEATHSIG) and ignores
+socket closes, chrooted into DIR with only CAP_DAC_READ_SEARCH (in the
+sandbox's user namespace), no_new_privs and its seccomp filter. It dies with its parent (PR_SET_PDEATHSIG) and ignores
 SIGINT: a Ctrl-C at the terminal reaches the whole process group, and it is
 the Sentry that decides what it means for the sandbox.
 Kept small: start-up time of the sandbox includes this process.
@@ -39,10 +40,21 @@ def main(argv=None) -> int:
 
     from .server import serve
     sock = socket.socket(fileno=args.fd)
+    from pyvisor.confine import CAP_DAC_READ_SEARCH, drop_capabilities
     from pyvisor.seccomp import install_gofer_filter
-    install_gofer_filter()   # from here on: read-only service, no exec/sockets/ptrace
+
+    def confine():
+        # The tree and /proc/self/fd are open: from here on the Gofer sees
+        # only the tree it serves, keeps only CAP_DAC_READ_SEARCH (in its
+        # user namespace: it reads what root would, of the ids mapped there)
+        # and serves read-only: no exec, sockets or ptrace.
+        os.chroot(args.root)
+        os.chdir("/")
+        drop_capabilities(keep=(CAP_DAC_READ_SEARCH,))
+        install_gofer_filter()
+
     try:
-        serve(sock, args.root)
+        serve(sock, args.root, confine)
     finally:
         sock.close()
     return 0

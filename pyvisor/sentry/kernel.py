@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 
+from pyvisor import confine
 from pyvisor.platform.base import EXIT_GONE, EXIT_SIGNAL
 from pyvisor.sentry import loader, timers, waiting
 from pyvisor.sentry.errors import SyscallError
@@ -36,6 +37,7 @@ from pyvisor.sentry.task import (IGNORE_BY_DEFAULT, SIGCHLD, SIGKILL, ContextSwi
                                  exit_wstatus, siginfo_bytes, signal_wstatus)
 
 SI_KERNEL = 0x80
+SI_USER, SI_TKILL = 0, -6
 SEGV_ACCERR = 2
 ROBUST_LIST_LIMIT = 2048
 FUTEX_WAITERS, FUTEX_OWNER_DIED, FUTEX_TID_MASK = 0x80000000, 0x40000000, 0x3FFFFFFF
@@ -184,10 +186,16 @@ class Kernel:
         if cfg.strace and cfg.strace_file:
             self._strace_out = open(cfg.strace_file, "w", buffering=1)
         if cfg.confine:
-            # From here on the Sentry cannot open, exec or reach the network.
+            # From here on the Sentry cannot open, exec or reach the network:
+            # it sees an empty root, holds no capability (not even in its own
+            # user namespace: the stubs are its children, with the same ids
+            # and no capabilities either, so ptrace and kill need none), and
+            # runs under its seccomp filter. confine.py has the reasons.
             from pyvisor import seccomp
             inet.preload_join()
             seccomp.preimport()
+            confine.enter_empty_root()
+            confine.drop_capabilities()
             seccomp.install_sentry_filter()
         return t
 
@@ -781,12 +789,26 @@ class _HostSignals:
     def __init__(self, kernel):
         self.kernel = kernel
         self.old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HOST_SIGNALS)
+        self.thread = None
+
+    def start(self):
+        """Start forwarding; signals that came before wait, blocked, until now.
+
+        Started after Kernel.start: the Sentry drops its capabilities while
+        it has one thread (they are per thread).
+        """
         self.thread = threading.Thread(target=self._loop, name="host-signals", daemon=True)
         self.thread.start()
 
     def _loop(self):
         while True:
-            signo = signal.sigwait(HOST_SIGNALS)
+            info = signal.sigwaitinfo(HOST_SIGNALS)
+            if confine.under_runner and info.si_code in (SI_USER, SI_TKILL):
+                # `pyvisor run` passes on what is sent to it with sigqueue; a
+                # kill(2) of the whole process group reached us too: one is
+                # enough. The terminal's signals (si_code SI_KERNEL) come here only.
+                continue
+            signo = info.si_signo
             k = self.kernel
             if k.init is not None:
                 k.send_signal(k.init, signo, siginfo_bytes(signo, 0))
@@ -801,6 +823,7 @@ def run_sandbox(config):
     host = _HostSignals(k)
     try:
         k.start()
+        host.start()
         return k.run()
     finally:
         k.stop()
