@@ -2,8 +2,8 @@
 
 Serves DIR read-only over 9P2000.L on the inherited Unix socket N until the
 socket closes, chrooted into DIR with only CAP_DAC_READ_SEARCH (in the
-sandbox's user namespace), no_new_privs and its seccomp filter. It dies with its parent (PR_SET_PDEATHSIG) and ignores
-SIGINT: a Ctrl-C at the terminal reaches the whole process group, and it is
+sandbox's user namespace), no_new_privs and its seccomp filter. It dies
+with its parent (PR_SET_PDEATHSIG) and ignores SIGINT: a Ctrl-C at the terminal reaches the whole process group, and it is
 the Sentry that decides what it means for the sandbox.
 Kept small: start-up time of the sandbox includes this process.
 """
