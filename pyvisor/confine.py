@@ -122,9 +122,12 @@ def _user_namespace():
             _unshare(CLONE_NEWUSER, "CLONE_NEWUSER")
         except OSError as e:
             raise ConfinementError(_userns_refused(e)) from None
-        _write("/proc/self/setgroups", b"deny")
-        _write("/proc/self/uid_map", b"0 %d 1\n" % uid)
-        _write("/proc/self/gid_map", b"0 %d 1\n" % gid)
+        try:
+            _write("/proc/self/setgroups", b"deny")
+            _write("/proc/self/uid_map", b"0 %d 1\n" % uid)
+            _write("/proc/self/gid_map", b"0 %d 1\n" % gid)
+        except OSError as e:
+            raise ConfinementError("cannot map ids in the sandbox's user namespace: %s" % e) from None
         return
     me = os.getpid()
     go_r, go_w = os.pipe()
@@ -255,7 +258,10 @@ def run_confined(sentry_main):
     except OSError as e:
         raise ConfinementError("cannot create the sandbox's namespaces: %s" % e) from None
     # Mounts made in here (the Sentry's empty root) stay in here.
-    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount(/, MS_PRIVATE)")
+    try:
+        _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount(/, MS_PRIVATE)")
+    except OSError as e:
+        raise ConfinementError(str(e)) from None
     alive_r, alive_w = os.pipe()
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED + (signal.SIGCHLD,))
     sys.stdout.flush()

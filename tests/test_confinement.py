@@ -267,3 +267,23 @@ def test_root_maps_every_id_to_itself(sandbox, build_c):
         proc.stdout.close()
         proc.stderr.close()
     sandbox.assert_no_leftovers(before)
+
+
+def test_refused_user_namespace_is_one_line(sandbox):
+    """Where user namespaces are refused, pyvisor says so and runs nothing (exit 71).
+
+    A user namespace's own limit on nested ones is set to 0 (user.max_user_namespaces
+    is per namespace), so the host's setting is untouched."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("unshare(1) not installed")
+    inner = "echo 0 > /proc/sys/user/max_user_namespaces && exec \"$@\""
+    out = subprocess.run([unshare, "--user", "--map-root-user", "sh", "-c", inner, "sh"]
+                         + sandbox.command(["/bin/echo", "ran"]),
+                         env=sandbox.env, cwd="/", capture_output=True, timeout=60)
+    if out.returncode != 71 and b"max_user_namespaces" in out.stderr:
+        pytest.skip("cannot lower user.max_user_namespaces here: %r" % out.stderr)
+    assert out.returncode == 71, out
+    assert out.stdout == b""
+    lines = out.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pyvisor: cannot create a user namespace"), lines
