@@ -280,7 +280,9 @@ def run_confined(sentry_main):
             os.close(alive_r)
             if dead:
                 os._exit(code)
-            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            # Still blocked: a Ctrl-C during start-up waits for the Sentry's
+            # host-signals thread (kernel.py), which passes it to the program.
+            signal.pthread_sigmask(signal.SIG_SETMASK, set(old_mask) | set(FORWARDED))
             under_runner = True
             empty_root_fd = _prepare_empty_root()
             code = sentry_main()
