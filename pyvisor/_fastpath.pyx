@@ -8,7 +8,7 @@ in C and hands the rest to a Python callable, so the common case costs one
 floor that ``../shared/limits/RESULTS.md`` measures.
 """
 
-from libc.errno cimport errno, EINTR
+from libc.errno cimport errno, EINTR, EINVAL
 from libc.string cimport memcpy, memset, memmove, memchr, strerror
 from libc.stdint cimport uint64_t, int64_t
 from posix.types cimport pid_t
@@ -113,6 +113,7 @@ cdef enum:
     O_CLOEXEC = 0x80000
     PR_SET_NO_NEW_PRIVS = 38
     PR_SET_SECUREBITS = 28
+    PR_CAPBSET_DROP = 24
     SECBIT_NOROOT = 1
     SECBIT_NOROOT_LOCKED = 2
     _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -234,6 +235,7 @@ def spawn_stub(bytes path, int memfd, int ctrlfd=-1, int dirfd=-1, int rootfd=-1
     cdef sigset_t all_sigs, old
     cdef pid_t pid
     cdef int status = 0
+    cdef unsigned long cap
     cdef unsigned int caphdr[2]
     cdef unsigned int capdata[6]
     caphdr[0] = _LINUX_CAPABILITY_VERSION_3
@@ -290,6 +292,9 @@ def spawn_stub(bytes path, int memfd, int ctrlfd=-1, int dirfd=-1, int rootfd=-1
         # back). It needs CAP_SETPCAP; without it the caller has no
         # capabilities to gain, nor is it root.
         prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED, 0, 0, 0)
+        for cap in range(64):       # the bounding set too; EINVAL past the last one
+            if prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and errno == EINVAL:
+                break
         if syscall(SYS_capset, caphdr, capdata) != 0 or prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             _exit(124)
         sigemptyset(&all_sigs)

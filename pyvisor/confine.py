@@ -39,7 +39,7 @@ holds what it needs (Kernel.start) and drops every capability; the Gofer
 chroots into the tree it serves (gofer/__main__.py); a stub drops its
 capabilities before its exec (_fastpath.spawn_stub). The ``pyvisor run``
 process execs a small waiter (waiter.c) that waits for the Sentry, passes
-signals on and exits with its status.
+signals on (as real-time signals: see RELAYED) and exits with its status.
 """
 
 import ctypes
@@ -67,13 +67,18 @@ PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 CAP_DAC_READ_SEARCH = 2
-SI_QUEUE = -1
+CAP_SYS_PTRACE = 19
 WAITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_waiter")
 
 # Signals that `pyvisor run` passes on to the Sentry (its _HostSignals
-# forwards them to the sandbox's init), as before confinement.
+# forwards them to the sandbox's init), as before confinement. Each goes on
+# as a real-time signal of its own (RELAYED: SIGRTMAX, SIGRTMAX-1, ...):
+# real-time signals queue, so the relayed copy is never merged with the
+# copy a kill(2) of the whole process group gave the Sentry directly, which
+# the Sentry drops (a standard signal pending twice is delivered once).
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH,
              signal.SIGUSR1, signal.SIGUSR2)
+RELAYED = {signal.SIGRTMAX - i: sig for i, sig in enumerate(FORWARDED)}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong,
@@ -196,6 +201,25 @@ def enter_empty_root():
     return True
 
 
+def sentry_capabilities(platform_name):
+    """What the Sentry keeps once started: nothing, but CAP_SYS_PTRACE under Yama's ptrace_scope 2.
+
+    Yama's scope 2 ("admin-only attach") asks CAP_SYS_PTRACE in the tracee's
+    user namespace even of a tracer that is the tracee's parent, and the
+    ptrace platform attaches every new stub. Scopes 0 and 1 ask nothing of
+    a parent (the stubs are the Sentry's children); scope 3 forbids ptrace
+    (use kvm). Read before the chroot. (This host has no Yama: untested here.)
+    """
+    if platform_name != "ptrace":
+        return ()
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope", "rb") as f:
+            scope = int(f.read())
+    except (OSError, ValueError):
+        return ()
+    return (CAP_SYS_PTRACE,) if scope == 2 else ()
+
+
 class _CapHeader(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
 
@@ -245,7 +269,7 @@ def run_confined(sentry_main):
     makes the namespaces, forks the Sentry into them, drops its own
     capabilities (it runs nothing of the sandbox's), and then only waits:
     a signal sent to it (kill(2), sigqueue(3)) is passed on to the Sentry
-    with sigqueue, and one the terminal sends to the whole foreground
+    as its RELAYED signal, and one the terminal sends to the whole foreground
     process group (Ctrl-C) reaches the Sentry directly, which is in that
     group too. The Sentry dies with it (PR_SET_PDEATHSIG), and everything
     else in the namespace dies with the Sentry. Raises ConfinementError when
@@ -263,7 +287,8 @@ def run_confined(sentry_main):
     except OSError as e:
         raise ConfinementError(str(e)) from None
     alive_r, alive_w = os.pipe()
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED + (signal.SIGCHLD,))
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK,
+                                      FORWARDED + tuple(RELAYED) + (signal.SIGCHLD,))
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
@@ -282,7 +307,7 @@ def run_confined(sentry_main):
                 os._exit(code)
             # Still blocked: a Ctrl-C during start-up waits for the Sentry's
             # host-signals thread (kernel.py), which passes it to the program.
-            signal.pthread_sigmask(signal.SIG_SETMASK, set(old_mask) | set(FORWARDED))
+            signal.pthread_sigmask(signal.SIG_SETMASK, set(old_mask) | set(FORWARDED) | set(RELAYED))
             under_runner = True
             empty_root_fd = _prepare_empty_root()
             code = sentry_main()
@@ -330,17 +355,8 @@ def _wait_and_forward(pid):
         if info.si_code <= 0:
             # Sent by a process. One from the kernel (the terminal's Ctrl-C,
             # SIGWINCH) went to the Sentry as well: it is in our process group.
-            _sigqueue(pid, info.si_signo)
-
-
-class _SigInfo(ctypes.Structure):
-    _fields_ = [("signo", ctypes.c_int), ("errno", ctypes.c_int), ("code", ctypes.c_int),
-                ("pad", ctypes.c_int), ("pid", ctypes.c_int), ("uid", ctypes.c_uint),
-                ("rest", ctypes.c_byte * 104)]
-
-
-def _sigqueue(pid, signo):
-    """rt_sigqueueinfo(2) with SI_QUEUE: the Sentry tells these from a process group's copy."""
-    info = _SigInfo(signo, 0, SI_QUEUE, 0, os.getpid(), os.getuid())
-    _libc.syscall.restype = ctypes.c_long
-    _libc.syscall(ctypes.c_long(129), ctypes.c_long(pid), ctypes.c_long(signo), ctypes.byref(info))
+            relay = FORWARDED.index(info.si_signo)
+            try:
+                os.kill(pid, signal.SIGRTMAX - relay)
+            except ProcessLookupError:
+                pass

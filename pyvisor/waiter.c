@@ -6,18 +6,18 @@
  * and the forwarded signals blocked (the mask survives exec, and so does a
  * SIGCHLD already pending). It waits for PID and exits with its status as a
  * shell reports it (the code, or 128 + the signal). A signal a process
- * sent us (si_code <= 0: kill, sigqueue, tgkill) is passed on to PID with
- * rt_sigqueueinfo(SI_QUEUE); one the kernel sent (the terminal's Ctrl-C,
- * SIGWINCH) went to the Sentry as well, which is in our process group, and
- * is not passed on. The Sentry (kernel.py, _HostSignals) accepts SI_QUEUE
- * and SI_KERNEL and drops the process group's direct copy.
+ * sent us (si_code <= 0: kill, sigqueue, tgkill) is relayed to PID as the
+ * real-time signal SIGRTMAX - i, i its index in `forwarded` (confine.py,
+ * RELAYED): real-time signals queue, so the relayed copy is never merged
+ * with the one a kill of the whole process group gave the Sentry directly,
+ * which the Sentry drops. One the kernel sent (the terminal's Ctrl-C,
+ * SIGWINCH) went to the Sentry as well, in our process group, and is not
+ * relayed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,7 +26,7 @@ static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGWINCH, SIG
 int main(int argc, char **argv)
 {
 	sigset_t set;
-	siginfo_t si, q;
+	siginfo_t si;
 	pid_t pid;
 	int i, sig, st;
 
@@ -36,6 +36,8 @@ int main(int argc, char **argv)
 	for (i = 0; i < (int)(sizeof(forwarded) / sizeof(forwarded[0])); i++)
 		sigaddset(&set, forwarded[i]);
 	sigaddset(&set, SIGCHLD);
+	for (i = 0; i < (int)(sizeof(forwarded) / sizeof(forwarded[0])); i++)
+		sigaddset(&set, SIGRTMAX - i);   /* blocked as in the Python parent; never sent to us */
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	for (;;) {
 		pid_t r = waitpid(pid, &st, WNOHANG);
@@ -46,11 +48,8 @@ int main(int argc, char **argv)
 		sig = sigwaitinfo(&set, &si);
 		if (sig < 0 || sig == SIGCHLD || si.si_code > 0)
 			continue;
-		memset(&q, 0, sizeof(q));
-		q.si_signo = sig;
-		q.si_code = SI_QUEUE;
-		q.si_pid = getpid();
-		q.si_uid = getuid();
-		syscall(SYS_rt_sigqueueinfo, pid, sig, &q);
+		for (i = 0; i < (int)(sizeof(forwarded) / sizeof(forwarded[0])); i++)
+			if (forwarded[i] == sig)
+				kill(pid, SIGRTMAX - i);
 	}
 }

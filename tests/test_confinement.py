@@ -104,23 +104,34 @@ def _check_confined(pid, role, served_root, caps=0):
     return st
 
 
-def _confined_run(command, env, sleeper, served_root, stubs_expected):
+def _sentry_caps(platform):
+    """CAP_SYS_PTRACE under Yama's ptrace_scope 2 on ptrace (confine.sentry_capabilities), else none."""
+    try:
+        with open("/proc/sys/kernel/yama/ptrace_scope") as f:
+            scope = int(f.read())
+    except OSError:
+        scope = 0
+    return 1 << 19 if platform == "ptrace" and scope == 2 else 0
+
+
+def _confined_run(command, env, sleeper, served_root, stubs_expected, sentry_caps=0):
     """Start a sleeping program, check every process of the run, end it with SIGTERM."""
     proc = subprocess.Popen(command + [sleeper, "30"], env=env, cwd="/",
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         _wait_ready(proc)
         sentry, gofer, stubs = _roles(proc.pid)
-        st = _check_confined(sentry, "Sentry", None)
+        st = _check_confined(sentry, "Sentry", None, caps=sentry_caps)
         assert st["Seccomp"] == "2"
-        assert int(st["CapBnd"], 16) == 0
+        assert int(st["CapBnd"], 16) == sentry_caps
         assert st["NSpid"].split()[-1] == "1", "the Sentry is not its pid namespace's init"
         st = _check_confined(gofer, "Gofer", served_root, caps=CAP_DAC_READ_SEARCH)
         assert st["Seccomp"] == "2"
         assert int(st["CapBnd"], 16) == CAP_DAC_READ_SEARCH
         assert bool(stubs) == stubs_expected, stubs
         for p in stubs:
-            _check_confined(p, "stub", None)
+            st = _check_confined(p, "stub", None)
+            assert int(st["CapBnd"], 16) == 0
         # All in one set of namespaces.
         ns = {os.readlink("/proc/%d/ns/pid" % p) for p in [sentry, gofer] + stubs}
         assert len(ns) == 1
@@ -140,7 +151,7 @@ def test_every_process_is_confined(sandbox, build_c):
     sleeper = build_c(os.path.join(HERE, "c", "sleeper.c"), static=True)
     before = sandbox.children()
     _confined_run(sandbox.command([]), sandbox.env, sleeper, "/",
-                  sandbox.platform == "ptrace")
+                  sandbox.platform == "ptrace", _sentry_caps(sandbox.platform))
     sandbox.assert_no_leftovers(before)
 
 
@@ -151,7 +162,7 @@ def test_gofer_root_is_the_rootfs(sandbox, build_c, workdir):
     shutil.copy(sleeper, os.path.join(rootfs, "bin", "sleeper"))
     before = sandbox.children()
     _confined_run(sandbox.command([], options=["--rootfs", rootfs]), sandbox.env,
-                  "/bin/sleeper", rootfs, sandbox.platform == "ptrace")
+                  "/bin/sleeper", rootfs, sandbox.platform == "ptrace", _sentry_caps(sandbox.platform))
     sandbox.assert_no_leftovers(before)
 
 
@@ -231,7 +242,7 @@ def test_rootless_every_process_is_confined(sandbox, build_c):
             with open("/proc/%d/uid_map" % p) as f:
                 assert f.read().split() == ["0", str(NOBODY), "1"]
             assert _status(p)["Uid"].split() == [str(NOBODY)] * 4
-        _check_confined(sentry, "Sentry", None)
+        _check_confined(sentry, "Sentry", None, caps=_sentry_caps(sandbox.platform))
         _check_confined(gofer, "Gofer", "/", caps=CAP_DAC_READ_SEARCH)
         for p in stubs:
             _check_confined(p, "stub", None)
@@ -287,3 +298,27 @@ def test_refused_user_namespace_is_one_line(sandbox):
     assert out.stdout == b""
     lines = out.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pyvisor: cannot create a user namespace"), lines
+
+
+@pytest.mark.parametrize("how", ["kill", "killpg"])
+def test_a_signal_sent_from_outside_arrives_once(sandbox, build_c, how):
+    """`pyvisor run` relays a signal sent to it; a kill of its whole process
+    group also reaches the Sentry directly. The program sees it once, as
+    natively (the relayed copy is a real-time signal, never merged)."""
+    prog = build_c(os.path.join(HERE, "c", "sigcount.c"), static=True)
+    before = sandbox.children()
+    for argv in ([prog, "1"], sandbox.command([prog, "1"])):
+        proc = subprocess.Popen(argv, env=sandbox.env, cwd="/", stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            _wait_ready(proc)
+            (os.killpg if how == "killpg" else os.kill)(proc.pid, signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+        assert (proc.returncode, out) == (0, b"count 1\n"), (argv[0], err)
+    sandbox.assert_no_leftovers(before)

@@ -37,7 +37,6 @@ from pyvisor.sentry.task import (IGNORE_BY_DEFAULT, SIGCHLD, SIGKILL, ContextSwi
                                  exit_wstatus, siginfo_bytes, signal_wstatus)
 
 SI_KERNEL = 0x80
-SI_USER, SI_TKILL = 0, -6
 SEGV_ACCERR = 2
 ROBUST_LIST_LIMIT = 2048
 FUTEX_WAITERS, FUTEX_OWNER_DIED, FUTEX_TID_MASK = 0x80000000, 0x40000000, 0x3FFFFFFF
@@ -189,13 +188,15 @@ class Kernel:
             # From here on the Sentry cannot open, exec or reach the network:
             # it sees an empty root, holds no capability (not even in its own
             # user namespace: the stubs are its children, with the same ids
-            # and no capabilities either, so ptrace and kill need none), and
-            # runs under its seccomp filter. confine.py has the reasons.
+            # and no capabilities either, so ptrace and kill need none; but
+            # see sentry_capabilities), and runs under its seccomp filter.
+            # confine.py has the reasons.
             from pyvisor import seccomp
             inet.preload_join()
             seccomp.preimport()
+            keep = confine.sentry_capabilities(self.platform.name)
             confine.enter_empty_root()
-            confine.drop_capabilities()
+            confine.drop_capabilities(keep)
             seccomp.install_sentry_filter()
         return t
 
@@ -788,7 +789,7 @@ class _HostSignals:
 
     def __init__(self, kernel):
         self.kernel = kernel
-        self.old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HOST_SIGNALS)
+        self.old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HOST_SIGNALS + tuple(confine.RELAYED))
         self.thread = None
 
     def start(self):
@@ -801,14 +802,16 @@ class _HostSignals:
         self.thread.start()
 
     def _loop(self):
+        waited = HOST_SIGNALS + tuple(confine.RELAYED)
         while True:
-            info = signal.sigwaitinfo(HOST_SIGNALS)
-            if confine.under_runner and info.si_code in (SI_USER, SI_TKILL):
-                # `pyvisor run` passes on what is sent to it with sigqueue; a
-                # kill(2) of the whole process group reached us too: one is
-                # enough. The terminal's signals (si_code SI_KERNEL) come here only.
+            info = signal.sigwaitinfo(waited)
+            signo = confine.RELAYED.get(info.si_signo, info.si_signo)
+            if confine.under_runner and signo == info.si_signo and info.si_code <= 0:
+                # `pyvisor run` relays what is sent to it as a real-time
+                # signal; a kill(2) of the whole process group reached us
+                # too: one is enough. The terminal's signals (si_code
+                # SI_KERNEL) come here only.
                 continue
-            signo = info.si_signo
             k = self.kernel
             if k.init is not None:
                 k.send_signal(k.init, signo, siginfo_bytes(signo, 0))
