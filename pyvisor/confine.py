@@ -62,6 +62,7 @@ MS_REC, MS_PRIVATE = 0x4000, 1 << 18
 MNT_DETACH = 2
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
@@ -218,6 +219,29 @@ def sentry_capabilities(platform_name):
     except (OSError, ValueError):
         return ()
     return (CAP_SYS_PTRACE,) if scope == 2 else ()
+
+
+def make_undumpable():
+    """PR_SET_DUMPABLE 0: /proc/PID/mem and the like of this process need
+    CAP_SYS_PTRACE in its user namespace, which no process there holds. The
+    Gofer shares the Sentry's uid; without this it could read the Sentry's
+    memory through /proc."""
+    _check(_libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
+
+
+def private_proc():
+    """For the Gofer: a mount namespace of its own with the sandbox's pid
+    namespace's procfs on /proc, so that the /proc/self/fd it keeps across
+    its chroot leads to no host process (through ``..``). Where the host
+    refuses a new procfs (a container that masks parts of its /proc), the
+    Gofer keeps the host's and says so."""
+    try:
+        _unshare(CLONE_NEWNS, "CLONE_NEWNS")
+        _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount(/, MS_PRIVATE)")
+        _check(_libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None),
+               "mount(proc)")
+    except OSError as e:
+        sys.stderr.write("pyvisor-gofer: keeping the host's /proc: %s\n" % e)
 
 
 class _CapHeader(ctypes.Structure):

@@ -114,6 +114,18 @@ def _sentry_caps(platform):
     return 1 << 19 if platform == "ptrace" and scope == 2 else 0
 
 
+def _check_no_host_proc(pid, role):
+    """No fd of the process leads into the host's procfs (whose ``..`` would reach every host process)."""
+    host_proc = os.stat("/proc").st_dev
+    fd_dir = "/proc/%d/fd" % pid
+    for fd in os.listdir(fd_dir):
+        try:
+            st = os.stat(os.path.join(fd_dir, fd))
+        except OSError:
+            continue
+        assert st.st_dev != host_proc, (role, fd, os.readlink(os.path.join(fd_dir, fd)))
+
+
 def _confined_run(command, env, sleeper, served_root, stubs_expected, sentry_caps=0):
     """Start a sleeping program, check every process of the run, end it with SIGTERM."""
     proc = subprocess.Popen(command + [sleeper, "30"], env=env, cwd="/",
@@ -127,6 +139,8 @@ def _confined_run(command, env, sleeper, served_root, stubs_expected, sentry_cap
         assert st["NSpid"].split()[-1] == "1", "the Sentry is not its pid namespace's init"
         st = _check_confined(gofer, "Gofer", served_root, caps=CAP_DAC_READ_SEARCH)
         assert st["Seccomp"] == "2"
+        _check_no_host_proc(gofer, "Gofer")
+        _check_no_host_proc(sentry, "Sentry")
         assert int(st["CapBnd"], 16) == CAP_DAC_READ_SEARCH
         assert bool(stubs) == stubs_expected, stubs
         for p in stubs:
@@ -244,6 +258,7 @@ def test_rootless_every_process_is_confined(sandbox, build_c):
             assert _status(p)["Uid"].split() == [str(NOBODY)] * 4
         _check_confined(sentry, "Sentry", None, caps=_sentry_caps(sandbox.platform))
         _check_confined(gofer, "Gofer", "/", caps=CAP_DAC_READ_SEARCH)
+        _check_no_host_proc(gofer, "Gofer")
         for p in stubs:
             _check_confined(p, "stub", None)
         proc.send_signal(signal.SIGTERM)
@@ -321,4 +336,39 @@ def test_a_signal_sent_from_outside_arrives_once(sandbox, build_c, how):
             proc.stdout.close()
             proc.stderr.close()
         assert (proc.returncode, out) == (0, b"count 1\n"), (argv[0], err)
+    sandbox.assert_no_leftovers(before)
+
+
+def test_sentry_memory_is_closed_to_its_namespace(sandbox, build_c):
+    """A process in the sandbox's user namespace with the Gofer's ids and no
+    capabilities (what a compromised Gofer is) cannot open the Sentry's
+    /proc/PID/mem: the Sentry is not dumpable. A stub's it can (the control:
+    a stub must stay dumpable to be traced by a Sentry without capabilities)."""
+    nsenter, setpriv = shutil.which("nsenter"), shutil.which("setpriv")
+    if os.geteuid() != 0 or nsenter is None or setpriv is None:
+        pytest.skip("needs root, nsenter(1) and setpriv(1)")
+    sleeper = build_c(os.path.join(HERE, "c", "sleeper.c"), static=True)
+    before = sandbox.children()
+    proc = sandbox.popen([sleeper, "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_ready(proc)
+        sentry, gofer, stubs = _roles(proc.pid)
+        probe = ("import sys\n"
+                 "for pid in sys.argv[1:]:\n"
+                 "    try:\n"
+                 "        open('/proc/%s/mem' % pid, 'rb').close(); print(pid, 'open')\n"
+                 "    except PermissionError:\n"
+                 "        print(pid, 'denied')\n")
+        out = subprocess.run([nsenter, "-t", str(sentry), "-U", setpriv, "--bounding-set", "-all",
+                              "--inh-caps", "-all", "--", sys.executable, "-S", "-c", probe,
+                              str(sentry)] + [str(p) for p in stubs[:1]],
+                             capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        expect = ["%d denied" % sentry] + ["%d open" % p for p in stubs[:1]]
+        assert out.stdout.split("\n")[:-1] == expect, out
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
     sandbox.assert_no_leftovers(before)

@@ -73,6 +73,8 @@ class Gofer:
         boot = "import sys; sys.path.insert(0, %r); from pyvisor.gofer.__main__ import main; " \
                "sys.exit(main())" % top
         cmd = [sys.executable, "-S", "-c", boot, "--fd", str(theirs.fileno()), "--root", root]
+        if confine.under_runner:
+            cmd.append("--private-proc")
         self.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                      close_fds=True)
         theirs.close()
@@ -197,6 +199,7 @@ class Kernel:
             keep = confine.sentry_capabilities(self.platform.name)
             confine.enter_empty_root()
             confine.drop_capabilities(keep)
+            confine.make_undumpable()
             seccomp.install_sentry_filter()
         return t
 
