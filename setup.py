@@ -3,7 +3,9 @@
 Every ``.pyx`` under ``pyvisor/`` becomes an extension module. The stub is a
 tiny static program with no libc (``pyvisor/platform/stub.S``) that the ptrace
 platform runs as the host process for each address space; it is assembled
-here and installed as package data (``pyvisor/platform/_stub``).
+here and installed as package data (``pyvisor/platform/_stub``). So is the
+small waiter that `pyvisor run` becomes once the Sentry runs
+(``pyvisor/waiter.c`` -> ``pyvisor/_waiter``; see pyvisor/confine.py).
 """
 
 import glob
@@ -18,6 +20,7 @@ from Cython.Build import cythonize
 HERE = os.path.dirname(os.path.abspath(__file__))
 STUB_SRC = os.path.join("pyvisor", "platform", "stub.S")
 STUB_ADDR = "0x7fffffe00000"
+WAITER_SRC = os.path.join("pyvisor", "waiter.c")
 
 
 def build_stub(out):
@@ -29,10 +32,19 @@ def build_stub(out):
     ])
 
 
+def build_waiter(out):
+    """Static where the C library allows it: no dynamic loader or libc.so in every sandbox."""
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    cc = os.environ.get("CC", "gcc")
+    if subprocess.call([cc, "-O2", "-static", "-o", out, WAITER_SRC]) != 0:
+        subprocess.check_call([cc, "-O2", "-o", out, WAITER_SRC])
+
+
 class BuildExtWithStub(build_ext):
     def run(self):
         super().run()
         build_stub(os.path.join(self.build_lib, "pyvisor", "platform", "_stub"))
+        build_waiter(os.path.join(self.build_lib, "pyvisor", "_waiter"))
         # `pyvisor bench` builds its workload programs from these sources.
         bench_c = os.path.join(self.build_lib, "pyvisor", "bench_c")
         os.makedirs(bench_c, exist_ok=True)
@@ -40,6 +52,7 @@ class BuildExtWithStub(build_ext):
             shutil.copy(src, bench_c)
         if self.inplace:
             build_stub(os.path.join(HERE, "pyvisor", "platform", "_stub"))
+            build_waiter(os.path.join(HERE, "pyvisor", "_waiter"))
 
 
 def extensions():

@@ -8,7 +8,7 @@ in C and hands the rest to a Python callable, so the common case costs one
 floor that ``../shared/limits/RESULTS.md`` measures.
 """
 
-from libc.errno cimport errno, EINTR
+from libc.errno cimport errno, EINTR, EINVAL
 from libc.string cimport memcpy, memset, memmove, memchr, strerror
 from libc.stdint cimport uint64_t, int64_t
 from posix.types cimport pid_t
@@ -39,6 +39,9 @@ cdef extern from "<unistd.h>" nogil:
     int dup2(int, int)
     int setpgid(pid_t, pid_t)
     int execve(const char *path, char *const argv[], char *const envp[])
+    int dup3(int, int, int)
+    int fchdir(int)
+    int chroot(const char *)
     void _exit(int)
     int ftruncate(int, long)
     int close(int)
@@ -110,12 +113,22 @@ cdef enum:
     SYS_gettid = 186
     ENOSYS = 38
     USER_CS = 0x33          # the 64-bit user code segment; compat mode runs in 0x23
+    SYS_capset = 126
+    SYS_execveat = 322
+    O_CLOEXEC = 0x80000
+    PR_SET_NO_NEW_PRIVS = 38
+    PR_SET_SECUREBITS = 28
+    PR_CAPBSET_DROP = 24
+    SECBIT_NOROOT = 1
+    SECBIT_NOROOT_LOCKED = 2
+    _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # Where the stub's copy of the memory file lives in every stub process, and
 # the platform's control file (batches of edits) beside it.
 cdef enum:
     STUB_FD = 63
     STUB_CTRL_FD = 62
+    STUB_DIR_FD = 61
 STUB_MEMFD = STUB_FD
 STUB_CTRLFD = STUB_CTRL_FD
 
@@ -227,14 +240,16 @@ cdef class MemoryFile:
             memset(self.base + off, 0, n)
 
 
-def spawn_stub(bytes path, int memfd, int ctrlfd=-1):
+def spawn_stub(bytes path, int memfd, int ctrlfd=-1, int dirfd=-1, int rootfd=-1):
     """Fork and exec the stub, traced by the calling thread; return its pid.
 
     The child keeps only the memory file (as fd STUB_MEMFD) and the control
     file (as fd STUB_CTRLFD, when ``ctrlfd`` >= 0), dies with its
     parent, and stops at its entry point (the exec SIGTRAP of PTRACE_TRACEME)
     before running any instruction. Only async-signal-safe calls happen
-    between fork and exec.
+    between fork and exec. With ``rootfd`` >= 0 it chroots into that
+    directory first, and ``path`` is then found relative to ``dirfd``
+    (execveat), opened before. It holds no capability (see below).
     """
     cdef char *argv[2]
     cdef char *envp[1]
@@ -242,6 +257,12 @@ def spawn_stub(bytes path, int memfd, int ctrlfd=-1):
     cdef sigset_t all_sigs, old
     cdef pid_t pid
     cdef int status = 0
+    cdef unsigned long cap
+    cdef unsigned int caphdr[2]
+    cdef unsigned int capdata[6]
+    caphdr[0] = _LINUX_CAPABILITY_VERSION_3
+    caphdr[1] = 0
+    memset(capdata, 0, sizeof(capdata))
     argv[0] = cpath
     argv[1] = NULL
     envp[0] = NULL
@@ -253,18 +274,27 @@ def spawn_stub(bytes path, int memfd, int ctrlfd=-1):
         # Its own process group: terminal signals go to the Sentry, which
         # decides what they mean for the sandbox.
         setpgid(0, 0)
+        if rootfd >= 0 and (fchdir(rootfd) != 0 or chroot(".") != 0):
+            _exit(123)
         # Move both out of the way first: either may already be 62 or 63
         # (dup2 onto itself would keep its close-on-exec flag, and one dup2
         # could close the other's source).
         memfd = fcntl(memfd, F_DUPFD, 100)
         if ctrlfd >= 0:
             ctrlfd = fcntl(ctrlfd, F_DUPFD, 100)
+        if dirfd >= 0:
+            dirfd = fcntl(dirfd, F_DUPFD, 100)
         if memfd < 0 or dup2(memfd, STUB_FD) < 0:
             _exit(126)
         if ctrlfd >= 0 and dup2(ctrlfd, STUB_CTRL_FD) < 0:
             _exit(126)
+        # The directory of the binary, closed by the exec itself.
+        if dirfd >= 0 and dup3(dirfd, STUB_DIR_FD, O_CLOEXEC) < 0:
+            _exit(126)
         syscall(SYS_close_range, <unsigned int>0,
-                <unsigned int>(STUB_CTRL_FD - 1 if ctrlfd >= 0 else STUB_FD - 1), <unsigned int>0)
+                <unsigned int>((STUB_DIR_FD if dirfd >= 0 else STUB_CTRL_FD) - 1), <unsigned int>0)
+        if ctrlfd < 0:
+            close(STUB_CTRL_FD)
         syscall(SYS_close_range, <unsigned int>(STUB_FD + 1), <unsigned int>0xFFFFFFFF, <unsigned int>0)
         if ptrace(PTRACE_TRACEME, 0, NULL, NULL) != 0:
             _exit(125)
@@ -276,9 +306,25 @@ def spawn_stub(bytes path, int memfd, int ctrlfd=-1):
         # stub's stack anyway; the application's layout is the Sentry's.)
         syscall(SYS_personality, <unsigned long>(syscall(SYS_personality, <unsigned long>0xFFFFFFFF)
                                                 | ADDR_NO_RANDOMIZE))
+        # No capabilities, and none from the exec. The Sentry, which drops
+        # its own later, can then trace the stub and its clones without
+        # CAP_SYS_PTRACE (confine.py). SECBIT_NOROOT first: an exec as uid 0
+        # would otherwise compute every capability, and a "gain" clears
+        # ADDR_NO_RANDOMIZE (even though no_new_privs then takes the gain
+        # back). It needs CAP_SETPCAP; without it the caller has no
+        # capabilities to gain, nor is it root.
+        prctl(PR_SET_SECUREBITS, SECBIT_NOROOT | SECBIT_NOROOT_LOCKED, 0, 0, 0)
+        for cap in range(64):       # the bounding set too; EINVAL past the last one
+            if prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and errno == EINVAL:
+                break
+        if syscall(SYS_capset, caphdr, capdata) != 0 or prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+            _exit(124)
         sigemptyset(&all_sigs)
         pthread_sigmask(SIG_SETMASK, &all_sigs, NULL)
-        execve(cpath, argv, envp)
+        if dirfd >= 0:
+            syscall(SYS_execveat, STUB_DIR_FD, cpath, argv, envp, 0)
+        else:
+            execve(cpath, argv, envp)
         _exit(127)
     pthread_sigmask(SIG_SETMASK, &old, NULL)
     if pid < 0:

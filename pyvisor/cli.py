@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-EX_USAGE, EX_SOFTWARE, EX_NOEXEC, EX_NOTFOUND = 2, 70, 126, 127
+EX_USAGE, EX_SOFTWARE, EX_OSERR, EX_NOEXEC, EX_NOTFOUND = 2, 70, 71, 126, 127
 
 
 def _parser():
@@ -105,8 +105,6 @@ def _caller_environ():
 
 def _cmd_run(args):
     from pyvisor.config import SandboxConfig, env_with
-    from pyvisor.sentry.kernel import LaunchError, run_sandbox
-    from pyvisor.sentry.task import SentryCrash
 
     prog = args.program[1:] if args.program[:1] == ["--"] else args.program
     if not prog:
@@ -135,6 +133,20 @@ def _cmd_run(args):
         if not ok:
             sys.stderr.write("pyvisor: the kvm platform cannot run here: %s\n" % why)
             return EX_USAGE
+    from pyvisor import confine
+    try:
+        # The sandbox runs as PID 1 of fresh namespaces; this process waits
+        # for it and exits with its status (confine.py).
+        return confine.run_confined(lambda: _run_sentry(config))
+    except confine.ConfinementError as e:
+        sys.stderr.write("pyvisor: %s\n" % e)
+        return EX_OSERR
+
+
+def _run_sentry(config):
+    """The Sentry's side of `pyvisor run`: the sandbox's exit code, or a report and 70."""
+    from pyvisor.sentry.kernel import LaunchError, run_sandbox
+    from pyvisor.sentry.task import SentryCrash
     try:
         return run_sandbox(config)
     except LaunchError as e:

@@ -8,7 +8,9 @@ in an explicit deny list, which the builder checks against the allowlist.
 
 Sentry: after ``Kernel.start()`` it holds every host resource it needs (the
 Gofer socket, the memory file, the stubs, stdio), so it cannot open, exec
-or create network sockets. Gofer: it must open files under its root (by
+or create network sockets. It may ptrace and kill by pid: what makes that
+safe is its pid namespace (confine.py), in which it is PID 1 and sees only
+its own stubs and Gofer; no host pid can be named from there. Gofer: it must open files under its root (by
 ``openat`` relative to fds it holds; seccomp cannot check paths), so it may
 open read-only, but never exec, connect, trace or write.
 
@@ -187,10 +189,10 @@ _SENTRY_RULES = {
     "madvise": None,
     "brk": None,
     # Driving the stubs.
-    "ptrace": ArgIn(0, _PTRACE_REQUESTS),
+    "ptrace": ArgIn(0, _PTRACE_REQUESTS),   # its stubs: the only tracees its pid namespace holds
     "wait4": None,             # stub stops; the Gofer's exit (subprocess.wait)
     "waitid": None,
-    "kill": None,              # SIGKILL to a stub
+    "kill": None,              # SIGKILL to a stub (only its own pid namespace's pids exist for it)
     "tgkill": None,
     # Signals (Python handlers, SIGINT/SIGQUIT ignored during a run).
     "rt_sigaction": None,

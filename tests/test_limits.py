@@ -32,6 +32,13 @@ def _children_of(pid):
     return sorted(out)
 
 
+def _sentry_of(runner):
+    """The Sentry: the one child of `pyvisor run` (confine.py: the process tree)."""
+    kids = _children_of(runner)
+    assert len(kids) == 1, kids
+    return kids[0][1]
+
+
 # -- --timeout -------------------------------------------------------------------
 
 def test_timeout_ends_the_sandbox(sandbox):
@@ -122,8 +129,9 @@ def test_dead_gofer_gives_eio_and_one_line(sandbox):
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         _wait_line(proc, b"ready\n")
-        gofer = [pid for _t, pid, comm in _children_of(proc.pid) if comm.startswith("python")]
-        assert len(gofer) == 1, _children_of(proc.pid)
+        sentry = _sentry_of(proc.pid)
+        gofer = [pid for _t, pid, comm in _children_of(sentry) if comm.startswith("python")]
+        assert len(gofer) == 1, _children_of(sentry)
         os.kill(gofer[0], signal.SIGKILL)
         time.sleep(0.5)
         out, err = proc.communicate(b"go\n", timeout=60)
@@ -134,8 +142,8 @@ def test_dead_gofer_gives_eio_and_one_line(sandbox):
     assert out == b"cat 127\n"          # dash reports a failed exec as 127
     assert b"Input/output error" in err
     notice = [l for l in err.decode().splitlines() if l.startswith("pyvisor:")]
-    assert notice == ["pyvisor: the file server (Gofer, pid %d) died, killed by signal 9: file "
-                      "access in the sandbox now fails with EIO" % gofer[0]], err
+    assert notice == ["pyvisor: the file server (Gofer) died, killed by signal 9: file access in "
+                      "the sandbox now fails with EIO"], err
     assert b"Traceback" not in err
 
 
@@ -146,8 +154,9 @@ def test_dead_stub_kills_its_task_only(sandbox):
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         _wait_line(proc, b"ready\n")
-        stubs = [pid for _t, pid, comm in _children_of(proc.pid) if comm == "_stub"]
-        assert len(stubs) == 2, _children_of(proc.pid)     # the shell's, then sleep's
+        sentry = _sentry_of(proc.pid)
+        stubs = [pid for _t, pid, comm in _children_of(sentry) if comm == "_stub"]
+        assert len(stubs) == 2, _children_of(sentry)     # the shell's, then sleep's
         os.kill(stubs[-1], signal.SIGKILL)
         out, err = proc.communicate(timeout=60)
     finally:

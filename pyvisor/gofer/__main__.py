@@ -1,9 +1,14 @@
 """Entry point of the Gofer process: ``python -m pyvisor.gofer --fd N --root DIR``.
 
 Serves DIR read-only over 9P2000.L on the inherited Unix socket N until the
-socket closes. It dies with its parent (PR_SET_PDEATHSIG) and ignores
-SIGINT: a Ctrl-C at the terminal reaches the whole process group, and it is
-the Sentry that decides what it means for the sandbox.
+socket closes, chrooted into DIR with only CAP_DAC_READ_SEARCH (in the
+sandbox's user namespace), no_new_privs and its seccomp filter. It dies
+with its parent (PR_SET_PDEATHSIG) and ignores SIGINT: a Ctrl-C at the
+terminal reaches the whole process group, and it is the Sentry that
+decides what it means for the sandbox. With ``--private-proc`` (in the
+sandbox's namespaces) it first mounts a procfs of the sandbox's own pid
+namespace over /proc in a mount namespace of its own: the /proc/self/fd
+it keeps open across the chroot then leads to no host process.
 Kept small: start-up time of the sandbox includes this process.
 """
 
@@ -32,17 +37,33 @@ def main(argv=None) -> int:
                                      description="Serve DIR read-only over 9P2000.L on socket fd N.")
     parser.add_argument("--fd", type=int, required=True, help="connected Unix stream socket")
     parser.add_argument("--root", required=True, help="directory tree to serve")
+    parser.add_argument("--private-proc", action="store_true",
+                        help="mount the pid namespace's own procfs first (needs CAP_SYS_ADMIN)")
     args = parser.parse_args(argv)
 
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if args.private_proc:
+        from pyvisor.confine import private_proc
+        private_proc()
 
     from .server import serve
     sock = socket.socket(fileno=args.fd)
+    from pyvisor.confine import CAP_DAC_READ_SEARCH, drop_capabilities
     from pyvisor.seccomp import install_gofer_filter
-    install_gofer_filter()   # from here on: read-only service, no exec/sockets/ptrace
+
+    def confine():
+        # The tree and /proc/self/fd are open: from here on the Gofer sees
+        # only the tree it serves, keeps only CAP_DAC_READ_SEARCH (in its
+        # user namespace: it reads what root would, of the ids mapped there)
+        # and serves read-only: no exec, sockets or ptrace.
+        os.chroot(args.root)
+        os.chdir("/")
+        drop_capabilities(keep=(CAP_DAC_READ_SEARCH,))
+        install_gofer_filter()
+
     try:
-        serve(sock, args.root)
+        serve(sock, args.root, confine)
     finally:
         sock.close()
     return 0

@@ -142,6 +142,8 @@ class GoferServer:
 
     def __init__(self, root, max_msize: int = p9.DEFAULT_MSIZE):
         self._root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        # Opened now: the Gofer chroots into `root`, where /proc need not be.
+        self._fd_dir = os.open("/proc/self/fd", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         self._root_dev = os.fstat(self._root_fd).st_dev
         self._devs = {}
         self._fids = {}
@@ -167,6 +169,7 @@ class GoferServer:
         """Closes every fid and the root."""
         self._clunk_all()
         os.close(self._root_fd)
+        os.close(self._fd_dir)
 
     def handle(self, msg):
         """Serves one request; returns (reply bytes, fd to donate or None).
@@ -338,7 +341,7 @@ class GoferServer:
         else:
             _fail(errno.EACCES)      # devices, FIFOs, sockets: as on a nodev mount
         # The magic link reopens this very inode; no name is looked up.
-        f.open_fd = os.open("/proc/self/fd/%d" % f.fd, flags)
+        f.open_fd = os.open(str(f.fd), flags, dir_fd=self._fd_dir)
         f.is_dir = stat.S_ISDIR(mode)
         reply = p9.Rlopen(m.tag, self._qid(st), self.msize - p9.IOHDRSZ)
         return reply, (None if f.is_dir else f.open_fd)
@@ -455,9 +458,16 @@ def _hang_up(sock: socket.socket) -> None:
         pass
 
 
-def serve(sock: socket.socket, root) -> None:
-    """Serves the tree `root` on a connected Unix stream socket until EOF."""
-    run(sock, GoferServer(root))
+def serve(sock: socket.socket, root, confine=None) -> None:
+    """Serves the tree `root` on a connected Unix stream socket until EOF.
+
+    ``confine()``, if given, runs once the tree is open and before the
+    first request (the Gofer's chroot, capabilities and seccomp filter).
+    """
+    server = GoferServer(root)
+    if confine is not None:
+        confine()
+    run(sock, server)
 
 
 def run(sock: socket.socket, server: GoferServer) -> None:

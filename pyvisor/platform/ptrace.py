@@ -32,7 +32,7 @@ import struct
 import threading
 import time
 
-from pyvisor import _fastpath, seccomp
+from pyvisor import _fastpath, confine, seccomp
 from pyvisor.platform.base import (EXIT_GONE, EXIT_INTERRUPT, EXIT_SIGNAL, AddressSpace, Context,
                                    Exit, Platform)
 
@@ -128,7 +128,18 @@ class PtracePlatform(Platform):
 
     def new_address_space(self):
         """The first address space: a stub exec'd by this thread, which becomes its tracer."""
-        pid = _fastpath.spawn_stub(STUB_PATH.encode(), self.memfile.fd, self.ctrl.fd)
+        root = confine.empty_root_fd
+        if root is None:
+            pid = _fastpath.spawn_stub(STUB_PATH.encode(), self.memfile.fd, self.ctrl.fd)
+        else:
+            # Chrooted into the Sentry's empty root (confine.py), the stub is
+            # exec'd by name from its directory, opened only for this.
+            where = os.open(os.path.dirname(STUB_PATH), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                pid = _fastpath.spawn_stub(os.path.basename(STUB_PATH).encode(), self.memfile.fd,
+                                           self.ctrl.fd, where, root)
+            finally:
+                os.close(where)
         aspace = PtraceAddressSpace(pid, self.ctrl, self.entry)
         aspace.add(_fastpath.Tracee(pid, self.entry))
         try:

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 
+from pyvisor import confine
 from pyvisor.platform.base import EXIT_GONE, EXIT_SIGNAL
 from pyvisor.sentry import confined_imports, loader, timers, waiting
 from pyvisor.sentry.errors import SyscallError
@@ -74,11 +75,17 @@ class Gofer:
         boot = "import sys; sys.path.insert(0, %r); from pyvisor.gofer.__main__ import main; " \
                "sys.exit(main())" % top
         cmd = [sys.executable, "-S", "-c", boot, "--fd", str(theirs.fileno()), "--root", root]
+        if confine.under_runner:
+            cmd.append("--private-proc")
         self.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                      close_fds=True)
         theirs.close()
         self.sock = ours
         self.stopping = False
+
+    def watch(self):
+        """Start watching the process (once the Sentry has confined itself
+        with one thread: capabilities are per thread)."""
         threading.Thread(target=self._watch, name="gofer-watch", daemon=True).start()
 
     def _watch(self):
@@ -87,8 +94,8 @@ class Gofer:
         code = self.proc.wait()
         if not self.stopping:
             how = "killed by signal %d" % -code if code < 0 else "exit status %d" % code
-            sys.stderr.write("pyvisor: the file server (Gofer, pid %d) died, %s: file access "
-                             "in the sandbox now fails with EIO\n" % (self.proc.pid, how))
+            sys.stderr.write("pyvisor: the file server (Gofer) died, %s: file access in the "
+                             "sandbox now fails with EIO\n" % how)
 
     def stop(self):
         # It serves a read-only tree and holds nothing to flush: no need to
@@ -200,12 +207,22 @@ class Kernel:
         if cfg.strace and cfg.strace_file:
             self._strace_out = open(cfg.strace_file, "w", buffering=1)
         if cfg.confine:
-            # From here on the Sentry cannot open, exec or reach the network.
+            # From here on the Sentry cannot open, exec or reach the network:
+            # it sees an empty root, holds no capability (not even in its own
+            # user namespace: the stubs are its children, with the same ids
+            # and no capabilities either, so ptrace and kill need none; but
+            # see sentry_capabilities), and runs under its seccomp filter.
+            # confine.py has the reasons.
             from pyvisor import seccomp
             inet.preload_join()
             seccomp.preimport()
+            keep = confine.sentry_capabilities(self.platform.name)
+            confine.enter_empty_root()
+            confine.drop_capabilities(keep)
+            confine.make_undumpable()
             seccomp.install_sentry_filter()
             self.import_guard = confined_imports.guard(cfg.debug or cfg.strict_imports)
+        self.gofer.watch()
         return t
 
     def _alloc_tid(self):
@@ -841,13 +858,29 @@ class _HostSignals:
 
     def __init__(self, kernel):
         self.kernel = kernel
-        self.old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HOST_SIGNALS)
+        self.old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HOST_SIGNALS + tuple(confine.RELAYED))
+        self.thread = None
+
+    def start(self):
+        """Start forwarding; signals that came before wait, blocked, until now.
+
+        Started after Kernel.start: the Sentry drops its capabilities while
+        it has one thread (they are per thread).
+        """
         self.thread = threading.Thread(target=self._loop, name="host-signals", daemon=True)
         self.thread.start()
 
     def _loop(self):
+        waited = HOST_SIGNALS + tuple(confine.RELAYED)
         while True:
-            signo = signal.sigwait(HOST_SIGNALS)
+            info = signal.sigwaitinfo(waited)
+            signo = confine.RELAYED.get(info.si_signo, info.si_signo)
+            if confine.under_runner and signo == info.si_signo and info.si_code <= 0:
+                # `pyvisor run` relays what is sent to it as a real-time
+                # signal; a kill(2) of the whole process group reached us
+                # too: one is enough. The terminal's signals (si_code
+                # SI_KERNEL) come here only.
+                continue
             k = self.kernel
             if k.init is not None:
                 k.send_signal(k.init, signo, siginfo_bytes(signo, 0))
@@ -862,6 +895,7 @@ def run_sandbox(config):
     host = _HostSignals(k)
     try:
         k.start()
+        host.start()
         return k.run()
     finally:
         k.stop()
