@@ -150,7 +150,7 @@ def test_client_against_diod(tree):
     theirs.close()
     try:
         c = GoferClient(ours)
-        root = c.attach()
+        root = c.attach(os.fsencode(tree))     # diod names the export
         host = c.walk(root, [b"etc", b"hostname"])
         assert c.getattr(host).size == 8
         f = c.lopen(host, os.O_RDONLY)

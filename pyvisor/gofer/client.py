@@ -190,12 +190,13 @@ class GoferClient:
 
     # -- public API -------------------------------------------------------------
 
-    def attach(self) -> Node:
-        """Attaches to the served tree's root; returns its Node."""
+    def attach(self, aname=b"") -> Node:
+        """Attaches to the served tree's root; returns its Node. ``aname``
+        names the tree where a server exports several (diod: its path)."""
         with self._lock:
             fid = self._alloc_fid()
             try:
-                r = self._rpc(p9.Tattach(self._next_tag(), fid, p9.NOFID, b"", b"", 0), p9.Rattach)
+                r = self._rpc(p9.Tattach(self._next_tag(), fid, p9.NOFID, b"", aname, 0), p9.Rattach)
             except GoferError:
                 self._free_fids.append(fid)
                 raise
