@@ -1545,8 +1545,9 @@ cdef class Vcpu:
             free(buf)
 
     def set_fpregs(self, bytes image):
-        """Load a 512-byte FXSAVE image (as rt_sigreturn does). MXCSR bits the
-        CPU does not support are dropped, as Linux does, rather than refused."""
+        """Load a 512-byte FXSAVE image (as rt_sigreturn does). An MXCSR
+        with bits the CPU does not support is refused with ValueError (Linux's
+        rt_sigreturn then raises SIGSEGV)."""
         if len(image) != 512:
             raise ValueError("FXSAVE image must be 512 bytes")
         cdef int n = self.vm.xsave_size
@@ -1562,9 +1563,10 @@ cdef class Vcpu:
             elif pv_get_xsave(self.vm.vm_fd, self.hw.fd, buf) != 0:
                 raise _oserror("KVM_GET_XSAVE")
             mask = (<uint32_t *>(buf + 28))[0] or 0xFFBF     # the CPU's MXCSR_MASK
+            if (<uint32_t *>(src + 24))[0] & ~mask:
+                raise ValueError("MXCSR has reserved bits set")
             memcpy(buf, src, 512)
             (<uint32_t *>(buf + 28))[0] = mask
-            (<uint32_t *>(buf + 24))[0] &= mask
             (<uint64_t *>(buf + 512))[0] |= 3                 # XSTATE_BV: x87 and SSE are in the image
             if not held:
                 memcpy(self.fpu, buf, n)

@@ -66,3 +66,16 @@ def test_killall_native_in_pid_namespace(build_c):
                             capture_output=True, timeout=30)
     assert native.returncode == 0, native.stderr
     assert native.stdout.decode().splitlines() == KILLALL_EXPECTED
+
+
+@pytest.mark.parametrize("case", ["altstack", "mxcsr", "settid", "reparent"])
+def test_fuzzer_findings(sandbox, build_c, case):
+    """Each input the syscall fuzzer found to crash or wedge the Sentry
+    (tests/c/fuzz_found.c says what each does) behaves as natively."""
+    prog = probe(build_c, "fuzz_found")
+    native = sandbox.native([prog, case], timeout=30)
+    boxed = sandbox.run([prog, case], timeout=60)
+    assert b"Sentry failure" not in boxed.stderr, boxed.stderr.decode(errors="replace")
+    # pyvisor exits 128+N when the program dies of signal N, as a shell reports it.
+    native_status = native.returncode if native.returncode >= 0 else 128 - native.returncode
+    assert (boxed.stdout, boxed.returncode) == (native.stdout, native_status), boxed.stderr
