@@ -7,8 +7,11 @@
  *   settid    clone(CLONE_PARENT_SETTID) with an unwritable ptid: the fault
  *             is ignored and the child runs and exits normally.
  *   reparent  an orphan whose exit signal is SIGUSR1 is reparented to a
- *             subreaper (or init): its exit signal becomes SIGCHLD. */
+ *             subreaper (or init): its exit signal becomes SIGCHLD.
+ *   settls    clone(CLONE_SETTLS) with a TLS base outside user space: EPERM
+ *             (the host refused the child's registers: exit 70). */
 #define _GNU_SOURCE
+#include <errno.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -101,8 +104,17 @@ int main(int argc, char **argv)
 			;
 		status("orphan", st);
 		printf("SIGUSR1 %d SIGCHLD %d\n", (int)usr1, (int)chld);
+	} else if (!strcmp(c, "settls")) {
+		unsigned long tls[] = {0x800000000000UL, 0xffffffffffff0000UL};
+		for (int i = 0; i < 2; i++) {
+			long pid = syscall(SYS_clone, CLONE_SETTLS | SIGCHLD, 0, 0, 0, tls[i]);
+			if (pid == 0)
+				_exit(3);
+			printf("clone(CLONE_SETTLS, %#lx) %s\n", tls[i],
+			       pid < 0 ? strerrorname_np(errno) : "made a child");
+		}
 	} else {
-		fprintf(stderr, "usage: fuzz_found altstack|mxcsr|settid|reparent\n");
+		fprintf(stderr, "usage: fuzz_found altstack|mxcsr|settid|reparent|settls\n");
 		return 2;
 	}
 	return 0;
