@@ -585,7 +585,10 @@ cdef class Vm:
 
     cdef uint64_t _pt_alloc(self) except 0:
         cdef uint64_t off
-        if self.pool_nfree == 0 and (len(self.retired) >= self.next_gc
+        # A collection resets slot 1, which no vCPU may be inside KVM_RUN
+        # for (a vCPU that loses its tables mid-walk triple-faults): it waits
+        # for a moment when none is, unless the pool has no page left.
+        if self.pool_nfree == 0 and (len(self.retired) >= self.next_gc and self._quiet()
                                      or self.pool_bump >= PRIV_SIZE):
             self._collect()
             self.next_gc = len(self.retired) + GC_PAGES
@@ -600,6 +603,15 @@ cdef class Vm:
         memset(self.priv + off, 0, PAGE)
         self.pt_pages += 1
         return off
+
+    cdef bint _quiet(self):
+        """No vCPU is inside KVM_RUN, nor can enter it before we let go of
+        the GIL: each sets running_tid under the GIL before it enters."""
+        cdef Hw v
+        for v in self.vcpus:
+            if v.running_tid != 0:
+                return 0
+        return 1
 
     cdef int _collect(self) except -1:
         """Reuse the retired pages no vCPU can still reach, after making KVM

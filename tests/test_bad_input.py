@@ -68,7 +68,8 @@ def test_killall_native_in_pid_namespace(build_c):
     assert native.stdout.decode().splitlines() == KILLALL_EXPECTED
 
 
-@pytest.mark.parametrize("case", ["altstack", "mxcsr", "settid", "reparent", "settls"])
+@pytest.mark.parametrize("case", ["altstack", "mxcsr", "settid", "reparent", "settls",
+                                  "forkstorm"])
 def test_fuzzer_findings(sandbox, build_c, case):
     """Each input the syscall fuzzer found to crash or wedge the Sentry
     (tests/c/fuzz_found.c says what each does) behaves as natively."""
