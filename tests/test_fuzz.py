@@ -21,7 +21,7 @@ SUMMARY = re.compile(rb"^fuzz: seed (\d+) calls (\d+) children (\d+) signaled (\
                      rb"watchdog (\d+) seconds ([\d.]+)$", re.M)
 # (calls, seed) per platform. ptrace serves about 10,000 calls a second
 # here; KVM is slower per call.
-RUNS = {"ptrace": (100_000, 1), "kvm": (10_000, 1)}
+RUNS = {"ptrace": (100_000, 1), "kvm": (50_000, 1)}
 
 
 @pytest.fixture(scope="module")
