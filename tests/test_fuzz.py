@@ -52,6 +52,7 @@ def test_fuzz_does_not_crash_the_sentry(sandbox, fuzz):
     assert proc.returncode == 0, err
     m = SUMMARY.search(proc.stdout)
     assert m, proc.stdout
+    assert proc.stdout == m.group(0) + b"\n"        # the batches' own output went to /dev/null
     assert int(m.group(1)) == seed
     assert int(m.group(2)) == calls, proc.stdout     # all of them, within the time bound
     assert int(m.group(3)) >= calls // 500           # batches of at most 500 calls

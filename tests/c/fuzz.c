@@ -9,7 +9,8 @@
  * SEED, and stops early after SECONDS of wall-clock time. The calls run in
  * forked children, BATCH calls each (default 500), so a child that the calls
  * kill (SIGSEGV, exit, a signal to itself) only ends its batch. Each child:
- *  - has its own process group, /dev/null on fds 0-2, a scratch directory
+ *  - has its own process group, /dev/null on fds 0-2 (opened by the parent
+ *    once: a batch may unlink or replace /dev/null), a scratch directory
  *    as cwd, and a fresh set of fds (file, dir, pipe, sockets, eventfd, ...);
  *  - has a SIGALRM handler (no SA_RESTART) and a 10 ms interval timer, so a
  *    call that blocks ends with EINTR and the batch goes on; the handler,
@@ -66,6 +67,7 @@
 #define NR_MAX 460
 #define TICK_US 10000			/* the child's SIGALRM interval */
 #define MAX_FDS 16
+#define NULL_FD 99			/* /dev/null, opened by the parent */
 
 struct shared {
 	volatile long count;		/* calls made by the current child */
@@ -237,11 +239,13 @@ static void add_fd(int fd)
 
 static void child_setup(void)
 {
-	int null = open("/dev/null", O_RDWR);
+	/* The parent's /dev/null (fd NULL_FD): a batch may unlink /dev/null. */
 	if (verbose)
 		dup2(2, 200);
-	dup2(null, 0); dup2(null, 1); dup2(null, 2);
-	close(null);
+	for (int fd = 0; fd < 3; fd++)
+		if (dup2(NULL_FD, fd) < 0)
+			close(fd);
+	close(NULL_FD);
 	setpgid(0, 0);
 	my_pid = getpid();
 	nfds = 0;
@@ -383,6 +387,12 @@ int main(int argc, char **argv)
 	}
 
 	parent_pid = getpid();
+	int null = open("/dev/null", O_RDWR);
+	if (null < 0 || dup2(null, NULL_FD) < 0) {
+		perror("fuzz: /dev/null");
+		return 1;
+	}
+	close(null);
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	sh = mmap(0, PAGE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	buf = mmap(0, BUF_SIZE + PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
