@@ -12,6 +12,7 @@
  *  - has its own process group, /dev/null on fds 0-2 (opened by the parent
  *    once: a batch may unlink or replace /dev/null), a scratch directory
  *    as cwd, and a fresh set of fds (file, dir, pipe, sockets, eventfd, ...);
+ *    a quarter of them then drop to uid/gid 65534 (permission paths);
  *  - has a SIGALRM handler (no SA_RESTART) and a 10 ms interval timer, so a
  *    call that blocks ends with EINTR and the batch goes on; the handler,
  *    mask and timer are put back after any call that may have changed them;
@@ -261,6 +262,11 @@ static void child_setup(void)
 	add_fd(open("/dev/zero", O_RDWR));
 	add_fd(open("/proc/self/maps", O_RDONLY));
 	add_fd(syscall(SYS_timerfd_create, CLOCK_MONOTONIC, 0));
+	if (below(4) == 0) {			/* a quarter of the batches run as nobody */
+		syscall(SYS_setgroups, 0, 0);
+		syscall(SYS_setgid, 65534);
+		syscall(SYS_setuid, 65534);
+	}
 	arm();
 }
 
