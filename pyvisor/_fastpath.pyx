@@ -10,7 +10,7 @@ floor that ``../shared/limits/RESULTS.md`` measures.
 
 from libc.errno cimport errno, EINTR, EINVAL
 from libc.string cimport memcpy, memset, memmove, memchr, strerror
-from libc.stdint cimport uint64_t, int64_t
+from libc.stdint cimport uint64_t, int64_t, uint32_t
 from posix.types cimport pid_t
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.memoryview cimport PyMemoryView_FromMemory
@@ -148,6 +148,9 @@ cdef unsigned int AUDIT_ARCH_X86_64 = 0xC000003E
 # there (probed once, Tracee.probe_syscall_regs) each stop asks the kernel
 # with PTRACE_GET_SYSCALL_INFO, whose arch field is exact.
 cdef bint _arch_by_regs = 1
+
+# The CPU's MXCSR_MASK (FXSAVE offset 28), read once from the first tracee.
+cdef uint32_t _mxcsr_mask = 0
 
 # Exit kinds returned by Tracee.switch / Tracee.run.
 EXIT_SYSCALL = 0
@@ -622,9 +625,22 @@ cdef class Tracee:
         return PyBytes_FromStringAndSize(buf, 512)
 
     def set_fpregs(self, bytes image):
+        """Load a 512-byte FXSAVE image (as rt_sigreturn does). An MXCSR
+        with bits the CPU does not support is refused with ValueError, before
+        the host refuses it (Linux's rt_sigreturn then raises SIGSEGV)."""
+        global _mxcsr_mask
+        cdef char buf[512]
         if len(image) != 512:
             raise ValueError("FXSAVE image must be 512 bytes")
-        if ptrace(PTRACE_SETFPREGS, self.pid, NULL, PyBytes_AS_STRING(image)) != 0:
+        if _mxcsr_mask == 0:
+            if ptrace(PTRACE_GETFPREGS, self.pid, NULL, buf) != 0:
+                raise _oserror("PTRACE_GETFPREGS")
+            _mxcsr_mask = (<uint32_t *>(buf + 28))[0] or 0xFFBF
+        memcpy(buf, PyBytes_AS_STRING(image), 512)
+        if (<uint32_t *>(buf + 24))[0] & ~_mxcsr_mask:
+            raise ValueError("MXCSR has reserved bits set")
+        (<uint32_t *>(buf + 28))[0] = _mxcsr_mask
+        if ptrace(PTRACE_SETFPREGS, self.pid, NULL, buf) != 0:
             raise _oserror("PTRACE_SETFPREGS")
 
     # Register access for handlers that need more than the arguments.

@@ -589,7 +589,10 @@ cdef class Vm:
 
     cdef uint64_t _pt_alloc(self) except 0:
         cdef uint64_t off
-        if self.pool_nfree == 0 and (len(self.retired) >= self.next_gc
+        # A collection resets slot 1, which no vCPU may be inside KVM_RUN
+        # for (a vCPU that loses its tables mid-walk triple-faults): it waits
+        # for a moment when none is, unless the pool has no page left.
+        if self.pool_nfree == 0 and (len(self.retired) >= self.next_gc and self._quiet()
                                      or self.pool_bump >= PRIV_SIZE):
             self._collect()
             self.next_gc = len(self.retired) + GC_PAGES
@@ -604,6 +607,15 @@ cdef class Vm:
         memset(self.priv + off, 0, PAGE)
         self.pt_pages += 1
         return off
+
+    cdef bint _quiet(self):
+        """No vCPU is inside KVM_RUN, nor can enter it before we let go of
+        the GIL: each sets running_tid under the GIL before it enters."""
+        cdef Hw v
+        for v in self.vcpus:
+            if v.running_tid != 0:
+                return 0
+        return 1
 
     cdef int _collect(self) except -1:
         """Reuse the retired pages no vCPU can still reach, after making KVM
@@ -1681,8 +1693,9 @@ cdef class Vcpu:
             free(buf)
 
     def set_fpregs(self, bytes image):
-        """Load a 512-byte FXSAVE image (as rt_sigreturn does). MXCSR bits the
-        CPU does not support are dropped, as Linux does, rather than refused."""
+        """Load a 512-byte FXSAVE image (as rt_sigreturn does). An MXCSR
+        with bits the CPU does not support is refused with ValueError (Linux's
+        rt_sigreturn then raises SIGSEGV)."""
         if len(image) != 512:
             raise ValueError("FXSAVE image must be 512 bytes")
         cdef int n = self.vm.xsave_size
@@ -1698,9 +1711,10 @@ cdef class Vcpu:
             elif pv_get_xsave(self.vm.vm_fd, self.hw.fd, buf) != 0:
                 raise _oserror("KVM_GET_XSAVE")
             mask = (<uint32_t *>(buf + 28))[0] or 0xFFBF     # the CPU's MXCSR_MASK
+            if (<uint32_t *>(src + 24))[0] & ~mask:
+                raise ValueError("MXCSR has reserved bits set")
             memcpy(buf, src, 512)
             (<uint32_t *>(buf + 28))[0] = mask
-            (<uint32_t *>(buf + 24))[0] &= mask
             (<uint64_t *>(buf + 512))[0] |= 3                 # XSTATE_BV: x87 and SSE are in the image
             if not held:
                 memcpy(self.fpu, buf, n)

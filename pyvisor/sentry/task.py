@@ -37,6 +37,7 @@ IGNORE_BY_DEFAULT = frozenset({17, 23, 28})     # SIGCHLD, SIGURG, SIGWINCH
 STOP_BY_DEFAULT = frozenset({19, 20, 21, 22})   # SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU
 CORE_BY_DEFAULT = frozenset({3, 4, 5, 6, 7, 8, 11, 24, 25, 31})
 SIGCONT = 18
+_MASK64 = (1 << 64) - 1
 # Calls that return EINTR rather than restart when a handler runs (signal(7)).
 NO_RESTART = frozenset({7, 23, 34, 35, 128, 130, 230, 232, 270, 271, 281, 441})
 
@@ -369,8 +370,10 @@ class Task:
             sp = ss_sp + ss_size
         else:
             sp -= 128                                 # the red zone
-        fpstate = (sp - 512) & ~63
-        frame = ((fpstate - FRAME_SIZE) & ~15) - 8    # rsp+8 16-aligned at handler entry
+        # Unsigned long arithmetic, as get_sigframe's: a stack at either end
+        # of the address space wraps, and the frame's write faults (SIGSEGV).
+        fpstate = ((sp - 512) & ~63) & _MASK64
+        frame = (((fpstate - FRAME_SIZE) & ~15) - 8) & _MASK64  # rsp+8 16-aligned at handler entry
         uc_stack = struct.pack("<QiiQ", ss_sp, SS_ONSTACK if on_alt else ss_flags & ~SS_AUTODISARM,
                                0, ss_size)
         base_mask = self.signals.mask if self.saved_mask is None else self.saved_mask
@@ -411,7 +414,10 @@ class Task:
         regs["eflags"] = (regs["eflags"] & 0x50DD5) | 0x202
         regs["orig_rax"] = (1 << 64) - 1
         if fpstate:
-            self.regs.set_fpregs(self.copy_in(fpstate, 512))
+            try:
+                self.regs.set_fpregs(self.copy_in(fpstate, 512))
+            except ValueError:      # reserved MXCSR bits: Linux's badframe
+                raise GroupExit(self.death_wstatus(SIGSEGV)) from None
         self.regs.set_regs(regs)
         self.signals.mask = mask & ~((1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1)))
         if ss_flags & SS_DISABLE == 0 and ss_size:

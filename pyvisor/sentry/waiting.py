@@ -17,6 +17,10 @@ import time
 from .errors import SyscallError
 
 _local = threading.local()
+# The longest single host wait. Longer timeouts (a relative timeout may be up
+# to KTIME_MAX ns, 292 years) overflow Condition.wait; every waiter loops on
+# its own deadline, so waking early is only a spurious wake-up.
+MAX_WAIT = 86400.0
 
 
 class Interrupted(Exception):
@@ -34,8 +38,11 @@ def set_current_task(t):
 def wait(cond, timeout=None):
     """Wait on ``cond`` (its lock held); False on timeout. Raises Interrupted.
 
-    Spurious wake-ups are the caller's to handle, as with Condition.wait.
+    Spurious wake-ups are the caller's to handle, as with Condition.wait;
+    a timeout above MAX_WAIT waits MAX_WAIT.
     """
+    if timeout is not None and timeout > MAX_WAIT:
+        timeout = MAX_WAIT
     t = getattr(_local, "task", None)
     if t is None:
         return cond.wait(timeout)

@@ -12,13 +12,13 @@ says (Linux: -ERESTARTNOINTR).
 """
 
 import errno
-import struct
 import time
 
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.waiting import Interrupted
 from pyvisor.sentry.syscalls import _numbers as nr
 from pyvisor.sentry.syscalls._util import s32
+from pyvisor.sentry.syscalls.time import NSEC, read_timespec
 
 FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP = 0, 1, 3, 4, 5
 FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 9, 10
@@ -26,16 +26,12 @@ FUTEX_LOCK_PI, FUTEX_UNLOCK_PI, FUTEX_TRYLOCK_PI = 6, 7, 8
 FUTEX_WAIT_REQUEUE_PI, FUTEX_CMP_REQUEUE_PI, FUTEX_LOCK_PI2 = 11, 12, 13
 _REALTIME_OK = (FUTEX_WAIT, FUTEX_WAIT_BITSET, FUTEX_WAIT_REQUEUE_PI, FUTEX_LOCK_PI2)
 FUTEX_PRIVATE_FLAG, FUTEX_CLOCK_REALTIME = 128, 256
-TIMESPEC = struct.Struct("<qq")
 
 
 def _deadline(t, timeout, absolute, realtime):
     if not timeout:
         return None
-    sec, nsec = TIMESPEC.unpack(t.copy_in(timeout, 16))
-    if sec < 0 or not 0 <= nsec < 1_000_000_000:
-        raise SyscallError(errno.EINVAL)
-    span = sec + nsec / 1e9
+    span = read_timespec(t, timeout) / NSEC
     if absolute:
         span -= time.clock_gettime(time.CLOCK_REALTIME if realtime else time.CLOCK_MONOTONIC)
     return time.monotonic() + span

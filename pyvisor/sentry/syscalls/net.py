@@ -31,6 +31,7 @@ from ..vfs.unix import (AF_UNIX, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF, MSG_CMSG_CLOEX
                         parse_sockaddr, socket_pair)
 from . import _numbers
 from ._util import install_pair, s32
+from .time import NSEC, read_timespec
 
 AF_UNSPEC = 0
 AF_INET = 2
@@ -65,6 +66,9 @@ _IOVEC = struct.Struct("<QQ")
 _MSGHDR = struct.Struct("<Qi4xQQQQi4x")
 _CMSGHDR = struct.Struct("<Qii")
 _TIMEVAL = struct.Struct("<qq")
+# sock_set_timeout: from MAX_SCHEDULE_TIMEOUT / HZ - 1 seconds on (HZ 1000
+# here) a timeout is "forever", read back as {0, 0}.
+_TIMEO_FOREVER_SEC = ((1 << 63) - 1) // 1000 - 1
 _LINGER = struct.Struct("<ii")
 MMSGHDR_SIZE = 64
 
@@ -526,10 +530,7 @@ def sys_recvmmsg(t, fd, msgvec, vlen, flags, timeout, *_):
     flags, vlen = s32(flags), min(vlen & 0xFFFFFFFF, UIO_MAXIOV)
     deadline = None
     if timeout:
-        sec, nsec = _TIMEVAL.unpack(t.copy_in(timeout, 16))
-        if sec < 0 or not 0 <= nsec < 1000000000:
-            raise SyscallError(errno.EINVAL)
-        deadline = time.monotonic() + sec + nsec / 1e9
+        deadline = time.monotonic() + read_timespec(t, timeout) / NSEC
     done = 0
     while done < vlen:
         entry = msgvec + done * MMSGHDR_SIZE
@@ -559,7 +560,7 @@ def _timeval_in(t, optval, optlen):
         raise SyscallError(errno.EDOM)
     if sec < 0:
         return 0.0
-    if sec == 0 and usec == 0:
+    if (sec == 0 and usec == 0) or sec >= _TIMEO_FOREVER_SEC:
         return None
     return sec + usec / 1e6
 

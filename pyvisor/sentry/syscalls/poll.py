@@ -29,6 +29,7 @@ from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls import _numbers as nr
 from pyvisor.sentry.syscalls._util import s32
+from pyvisor.sentry.syscalls.time import KTIME_MAX, NSEC, USEC, read_timespec, timespec_ns
 from pyvisor.sentry.vfs.epoll import (EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_EVENT,
                                       EpollFile, pack_events)
 from pyvisor.sentry.vfs.eventfd import EFD_CLOEXEC, make_eventfd
@@ -46,11 +47,11 @@ UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
 POLLFD = struct.Struct("<ihh")
 TIMESPEC = struct.Struct("<qq")
 TIMEVAL = struct.Struct("<qq")
+USEC_PER_SEC = 1_000_000
 # fs/select.c: which poll bits make an fd readable, writable, exceptional.
 POLLIN_SET = POLLRDNORM | POLLRDBAND | POLLIN | POLLHUP | POLLERR
 POLLOUT_SET = POLLWRBAND | POLLWRNORM | POLLOUT | POLLERR
 POLLEX_SET = POLLPRI
-NSEC = 1_000_000_000
 
 
 # --- the shared wait ----------------------------------------------------------
@@ -105,10 +106,7 @@ def _read_timespec(t, addr):
     """A relative struct timespec: its deadline, None for NULL; EINVAL if malformed."""
     if not addr:
         return None
-    sec, nsec = TIMESPEC.unpack(t.copy_in(addr, TIMESPEC.size))
-    if sec < 0 or not 0 <= nsec < NSEC:
-        raise SyscallError(errno.EINVAL)
-    return time.monotonic() + sec + nsec / NSEC
+    return time.monotonic() + read_timespec(t, addr) / NSEC
 
 
 def _time_left(deadline):
@@ -269,10 +267,14 @@ def _read_timeval(t, addr):
     if not addr:
         return None
     sec, usec = TIMEVAL.unpack(t.copy_in(addr, TIMEVAL.size))
-    # Linux (kern_select) folds whole seconds out of tv_usec before checking.
+    # Linux (kern_select) folds whole seconds out of tv_usec before checking;
+    # a sum past the 64-bit range wraps negative there: EINVAL.
     if sec < 0 or usec < 0:
         raise SyscallError(errno.EINVAL)
-    return time.monotonic() + sec + usec / 1e6
+    sec, usec = sec + usec // USEC_PER_SEC, usec % USEC_PER_SEC
+    if sec > KTIME_MAX:
+        raise SyscallError(errno.EINVAL)
+    return time.monotonic() + timespec_ns(sec, usec, USEC) / NSEC
 
 
 def sys_select(t, nfds, readfds, writefds, exceptfds, timeout, *_):

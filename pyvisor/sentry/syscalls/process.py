@@ -86,6 +86,8 @@ def _clone(t, flags, stack, ptid, ctid, tls, pidfd_addr=None):
         raise SyscallError(errno.EINVAL)
     if flags & CSIGNAL > 64:
         raise SyscallError(errno.EINVAL)
+    if flags & CLONE_SETTLS and tls >= MM_TOP:
+        raise SyscallError(errno.EPERM)     # copy_thread: arch_prctl(ARCH_SET_FS)'s rule
     tid = t.kernel.clone(t, flags & ~CLONE_PIDFD, stack, ptid, ctid, tls)
     if flags & CLONE_PIDFD:
         _store_pidfd(t, tid, pidfd_addr)

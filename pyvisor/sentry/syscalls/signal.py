@@ -11,6 +11,7 @@ from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls import _numbers as nr
 from pyvisor.sentry.syscalls._util import s32
+from pyvisor.sentry.syscalls.time import NSEC, read_timespec
 from pyvisor.sentry.task import (SI_TKILL, SI_USER, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
                                  SignalState, siginfo_bytes)
 
@@ -117,7 +118,9 @@ def sys_kill(t, pid, sig, *_):
         if pid > 0:
             targets = [g for g in live if g.tgid == pid]
         elif pid == -1:
-            targets = [g for g in live if g.tgid != 1 and g is not t.group] + [t.group]
+            # kill(2): every process the caller may signal except init (pid 1)
+            # and the caller itself; ESRCH if that is nobody.
+            targets = [g for g in live if g.tgid != 1 and g is not t.group]
         else:
             pgid = t.group.pgid if pid == 0 else -pid
             targets = [g for g in live if g.pgid == pgid]
@@ -295,10 +298,7 @@ def sys_rt_sigtimedwait(t, setp, info, timeout, sigsetsize, *_):
     wanted = int.from_bytes(t.copy_in(setp, 8), "little") & ~UNBLOCKABLE
     deadline = None
     if timeout:
-        sec, nsec = struct.unpack("<qq", t.copy_in(timeout, 16))
-        if sec < 0 or not 0 <= nsec < 1_000_000_000:
-            raise SyscallError(errno.EINVAL)
-        deadline = time.monotonic() + sec + nsec / 1e9
+        deadline = time.monotonic() + read_timespec(t, timeout) / NSEC
     k = t.kernel
     with k.lock:
         while True:

@@ -7,8 +7,13 @@ Linux background (clock_gettime(2), clock_nanosleep(2), time(7)):
   says "thread" and the low two bits pick PROF (0), VIRT (1) or SCHED (2);
   3 is invalid. pid 0 means the caller. glibc's clock_getcpuclockid and
   pthread_getcpuclockid make these.
-- A timespec is valid if tv_sec >= 0 and 0 <= tv_nsec < 1e9; otherwise
-  EINVAL. That holds for nanosleep, clock_nanosleep (relative and absolute).
+- A timespec is valid if tv_sec >= 0 and 0 <= tv_nsec < 1e9 (a timeval:
+  0 <= tv_usec < 1e6); otherwise EINVAL. That holds for nanosleep,
+  clock_nanosleep (relative and absolute), and every timeout and timer value
+  read through `timespec_ns` (poll, select, epoll, futex, rt_sigtimedwait,
+  recvmmsg, the timers). A valid value is clamped to KTIME_MAX ns (about 292
+  years), as timespec64_to_ktime does: a huge timeout is "forever", never an
+  error.
 - clock_nanosleep ignores flag bits other than TIMER_ABSTIME. Clocks without
   a sleep implementation (MONOTONIC_RAW, the COARSE ones) give EOPNOTSUPP,
   a thread CPU clock EINVAL, an unknown id EINVAL. It returns the error
@@ -33,6 +38,9 @@ from pyvisor.sentry.syscalls import _numbers as nr
 from pyvisor.sentry.syscalls._util import s32
 
 NSEC = 1_000_000_000
+USEC = 1000                         # ns per microsecond: the unit of a timeval's tv_usec
+KTIME_MAX = (1 << 63) - 1           # include/linux/ktime.h: the largest time, in ns
+TIMESPEC = struct.Struct("<qq")     # struct timespec {tv_sec, tv_nsec}; timeval {tv_sec, tv_usec}
 USER_HZ = 100                       # clock_t ticks per second for times(2)
 
 CLOCK_REALTIME = 0
@@ -66,15 +74,21 @@ _CPUCLOCK_INVALID = 3
 
 
 def pack_timespec(ns):
-    return struct.pack("<qq", ns // NSEC, ns % NSEC)
+    return TIMESPEC.pack(ns // NSEC, ns % NSEC)
 
 
-def read_timespec(t, addr):
-    """A valid timespec from app memory as nanoseconds; EFAULT or EINVAL."""
-    sec, nsec = struct.unpack("<qq", t.copy_in(addr, 16))
-    if sec < 0 or not 0 <= nsec < NSEC:
+def timespec_ns(sec, sub, unit=1):
+    """A timespec (unit 1: sub is tv_nsec) or timeval (unit USEC: tv_usec) as
+    ns, clamped to KTIME_MAX; EINVAL if tv_sec < 0 or sub is outside one second."""
+    if sec < 0 or not 0 <= sub < NSEC // unit:
         raise SyscallError(errno.EINVAL)
-    return sec * NSEC + nsec
+    return min(sec * NSEC + sub * unit, KTIME_MAX)
+
+
+def read_timespec(t, addr, unit=1):
+    """A valid timespec (or timeval, unit USEC) from app memory as ns, clamped
+    to KTIME_MAX; EFAULT or EINVAL."""
+    return timespec_ns(*TIMESPEC.unpack(t.copy_in(addr, TIMESPEC.size)), unit)
 
 
 # --- clock reading ---------------------------------------------------------

@@ -34,6 +34,7 @@ from pyvisor.sentry import timers
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls import _numbers as nr
 from pyvisor.sentry.syscalls._util import s32
+from pyvisor.sentry.syscalls.time import timespec_ns
 from pyvisor.sentry.vfs.timerfd import TFD_CLOEXEC, TFD_SETTIME_FLAGS, TimerFile, make_timerfd
 
 NSEC = timers.NSEC
@@ -56,11 +57,7 @@ _SIGEVENT = struct.Struct("<Qiii")
 def _read_pair(t, addr, unit):
     """(interval ns, value ns) from an itimerval (unit USEC) or itimerspec (unit 1)."""
     isec, isub, vsec, vsub = _PAIR.unpack(t.copy_in(addr, _PAIR.size))
-    limit = NSEC // unit
-    for sec, sub in ((isec, isub), (vsec, vsub)):
-        if sec < 0 or not 0 <= sub < limit:
-            raise SyscallError(errno.EINVAL)
-    return isec * NSEC + isub * unit, vsec * NSEC + vsub * unit
+    return timespec_ns(isec, isub, unit), timespec_ns(vsec, vsub, unit)
 
 
 def _write_pair(t, addr, interval, value, unit):
