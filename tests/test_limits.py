@@ -174,3 +174,24 @@ def test_memory_of_removed_files_comes_back(sandbox, busybox):
     once = "dd if=/dev/zero of=/dev/shm/f bs=1M count=20 2>/dev/null && rm /dev/shm/f && echo ok"
     r = sandbox.run([busybox, "sh", "-c", ";".join([once] * 4)], options=["--memory", "48m"])
     assert (r.returncode, r.stdout) == (0, b"ok\nok\nok\nok\n"), r.stderr
+
+
+def test_truncate_grows_a_file_without_memory(sandbox):
+    """ftruncate(2) past the end makes a hole that reads as zero and holds
+    no memory (1 TiB under a 64 MiB bound); filling it is bounded by the
+    file system's size (ENOSPC)."""
+    code = ("import os\n"
+            "fd = os.open('/dev/shm/f', os.O_RDWR | os.O_CREAT)\n"
+            "os.ftruncate(fd, 1 << 40)\n"
+            "print(os.fstat(fd).st_size, os.pread(fd, 4, (1 << 40) - 2), os.pread(fd, 4, 7))\n"
+            "os.pwrite(fd, b'ab', 5)\n"
+            "print(os.pread(fd, 4, 4))\n"
+            "try:\n"
+            "    os.pwrite(fd, b'z', (1 << 40) - 1)\n"
+            "except OSError as e:\n"
+            "    print(os.strerror(e.errno))\n")
+    r = sandbox.run(["/usr/bin/python3", "-c", code], options=["--memory", "64m"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode().splitlines() == [
+        "1099511627776 b'\\x00\\x00' b'\\x00\\x00\\x00\\x00'", "b'\\x00ab\\x00'",
+        "No space left on device"]

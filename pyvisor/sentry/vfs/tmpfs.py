@@ -58,12 +58,18 @@ class TmpfsInode(Inode):
 
 
 class TmpfsFile(TmpfsInode):
+    """A regular file: bytes [0, len(data)) are held; from there to
+    ``length`` (a truncate(2) that grew the file) they read as zero and
+    hold no memory, as a hole in Linux's tmpfs. Only held bytes are charged
+    to the file system's space (TmpFS.space)."""
+
     def __init__(self, fs, mode, uid=0, gid=0):
         super().__init__(fs, S_IFREG | (mode & 0o7777), uid, gid)
         self.data = bytearray()
+        self.length = 0
 
     def size(self):
-        return len(self.data)
+        return self.length
 
     def __del__(self):
         # The last name and the last open file are gone: the data goes too.
@@ -72,14 +78,19 @@ class TmpfsFile(TmpfsInode):
     def read_at(self, offset, n):
         with self.fs.lock:
             self.atime_ns = now_ns()
-            return bytes(self.data[offset:offset + n])
+            n = max(0, min(n, self.length - offset))
+            held = bytes(self.data[offset:offset + n])
+            return held + bytes(n - len(held))
 
     def read_into(self, buf, offset):
         with self.fs.lock:
-            n = max(0, min(len(buf), len(self.data) - offset))
-            if n:
+            n = max(0, min(len(buf), self.length - offset))
+            held = max(0, min(n, len(self.data) - offset))
+            if held:
                 with memoryview(self.data) as mv:
-                    buf[:n] = mv[offset:offset + n]
+                    buf[:held] = mv[offset:offset + held]
+            if n > held:
+                buf[held:n] = bytes(n - held)
             self.atime_ns = now_ns()
             return n
 
@@ -92,6 +103,7 @@ class TmpfsFile(TmpfsInode):
             if offset > len(self.data):
                 self.data.extend(bytes(offset - len(self.data)))
             self.data[offset:end] = data
+            self.length = max(self.length, end)
             self.mtime_ns = self.ctime_ns = now_ns()
             return len(data)
 
@@ -104,9 +116,7 @@ class TmpfsFile(TmpfsInode):
             if size < len(self.data):
                 self.fs.space.uncharge(len(self.data) - size)
                 del self.data[size:]
-            else:
-                self.fs.space.charge(size - len(self.data))
-                self.data.extend(bytes(size - len(self.data)))
+            self.length = size
             self.mtime_ns = self.ctime_ns = now_ns()
 
 
