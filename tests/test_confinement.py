@@ -146,6 +146,7 @@ def _confined_run(command, env, sleeper, served_root, stubs_expected, sentry_cap
         for p in stubs:
             st = _check_confined(p, "stub", None)
             assert int(st["CapBnd"], 16) == 0
+            assert st["Seccomp"] == "2" and st["Seccomp_filters"] == "1"   # seccomp.stub_filter
         # All in one set of namespaces.
         ns = {os.readlink("/proc/%d/ns/pid" % p) for p in [sentry, gofer] + stubs}
         assert len(ns) == 1
