@@ -62,9 +62,10 @@ def _set_subreaper(on):
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
-def _children():
-    """Map pid -> (state, comm, cmdline) of the processes whose parent is us."""
-    me, found = os.getpid(), {}
+def _children(parent=None):
+    """Map pid -> (state, comm, cmdline) of the processes whose parent is
+    ``parent`` (default: us), in the order they started."""
+    me, found = parent or os.getpid(), {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -76,10 +77,15 @@ def _children():
         except OSError:
             continue        # exited while we looked
         comm = stat[stat.index(b"(") + 1:stat.rindex(b")")]
-        state, ppid = stat[stat.rindex(b")") + 2:].split()[:2]
-        if int(ppid) == me:
-            found[int(name)] = (state.decode(), comm.decode(), cmdline.decode(errors="replace"))
-    return found
+        fields = stat[stat.rindex(b")") + 2:].split()
+        if int(fields[1]) == me:
+            start = int(fields[19])
+            found[int(name)] = (start, (fields[0].decode(), comm.decode(),
+                                        cmdline.decode(errors="replace")))
+    return {pid: info for pid, (_start, info) in sorted(found.items(), key=lambda kv: kv[1][0])}
+
+
+children_of = _children
 
 
 class SandboxRunner:

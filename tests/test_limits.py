@@ -8,35 +8,17 @@ import time
 
 import pytest
 
-from conftest import BASE_ENV, PYVISOR
+from conftest import BASE_ENV, PYVISOR, children_of
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 pytestmark = pytest.mark.slow
 
 
-def _children_of(pid):
-    """(start time, pid, comm) of each child process of pid."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name, "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm = stat[stat.index(b"(") + 1:stat.rindex(b")")].decode()
-        fields = stat[stat.rindex(b")") + 2:].split()
-        if int(fields[1]) == pid:
-            out.append((int(fields[19]), int(name), comm))
-    return sorted(out)
-
-
 def _sentry_of(runner):
     """The Sentry: the one child of `pyvisor run` (confine.py: the process tree)."""
-    kids = _children_of(runner)
+    kids = list(children_of(runner))
     assert len(kids) == 1, kids
-    return kids[0][1]
+    return kids[0]
 
 
 # -- --timeout -------------------------------------------------------------------
@@ -130,8 +112,9 @@ def test_dead_gofer_gives_eio_and_one_line(sandbox):
     try:
         _wait_line(proc, b"ready\n")
         sentry = _sentry_of(proc.pid)
-        gofer = [pid for _t, pid, comm in _children_of(sentry) if comm.startswith("python")]
-        assert len(gofer) == 1, _children_of(sentry)
+        gofer = [pid for pid, (_s, comm, _c) in children_of(sentry).items()
+                 if comm.startswith("python")]
+        assert len(gofer) == 1, children_of(sentry)
         os.kill(gofer[0], signal.SIGKILL)
         time.sleep(0.5)
         out, err = proc.communicate(b"go\n", timeout=60)
@@ -155,8 +138,8 @@ def test_dead_stub_kills_its_task_only(sandbox):
     try:
         _wait_line(proc, b"ready\n")
         sentry = _sentry_of(proc.pid)
-        stubs = [pid for _t, pid, comm in _children_of(sentry) if comm == "_stub"]
-        assert len(stubs) == 2, _children_of(sentry)     # the shell's, then sleep's
+        stubs = [pid for pid, (_s, comm, _c) in children_of(sentry).items() if comm == "_stub"]
+        assert len(stubs) == 2, children_of(sentry)     # the shell's, then sleep's
         os.kill(stubs[-1], signal.SIGKILL)
         out, err = proc.communicate(timeout=60)
     finally:
