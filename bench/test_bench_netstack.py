@@ -18,6 +18,7 @@ import time
 import pytest
 
 from pyvisor.netstack.netns import Namespace, unavailable, veth_pair
+from pyvisor.netstack.socket import TCPSocket
 from pyvisor.netstack.testing import Network, tcp_pair, transfer
 
 MB = 1 << 20
@@ -52,12 +53,12 @@ def test_connection_setup_rate_memory(benchmark):
 
     def run():
         net = Network()
-        srv = net.b.tcp_socket()
+        srv = TCPSocket(net.b)
         srv.bind(("0.0.0.0", 80))
         srv.listen(1024)
         t0 = time.monotonic()
         for _ in range(n):
-            c = net.a.tcp_socket()
+            c = TCPSocket(net.a)
             try:
                 c.connect(("10.0.0.2", 80))
             except Exception:

@@ -531,6 +531,33 @@ def test_stack_is_made_on_first_inet_socket_and_stopped():
     assert not ns._thread.is_alive()
 
 
+def test_netstack_errors_become_syscall_errors_on_leaving_the_transaction():
+    """netstack raises its own NetError; leaving ``with net:`` is the one
+    place it becomes SyscallError with the same errno. A Sentry error
+    passes unchanged, and the stack is settled and unlocked either way."""
+    from pyvisor.netstack.errors import NetError
+    from pyvisor.netstack.socket import TCPSocket
+    kernel, _vfs, _t = make_env()
+    ns = sentry_inet.net_of(kernel)
+    try:
+        with ns:
+            a = TCPSocket(ns.stack)
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            a.listen(1)
+        with pytest.raises(SyscallError) as e:
+            with ns:
+                TCPSocket(ns.stack).bind(("127.0.0.1", port))
+        assert e.value.errno == errno.EADDRINUSE and type(e.value.__cause__) is NetError
+        with pytest.raises(SyscallError) as e:
+            with ns:
+                raise SyscallError(errno.EINTR)
+        assert e.value.errno == errno.EINTR and e.value.__cause__ is None
+        assert not ns.lock.locked()
+    finally:
+        sentry_inet.shutdown(kernel)
+
+
 def test_driver_runs_timers(t):
     """Nagle holds the second small write until the first is acked, and
     netstack delays that ACK (40 ms): only the driver thread's timer gets
@@ -580,9 +607,10 @@ def test_staged_netstack_imports_under_the_sentry_filter():
             pass
         k = types.SimpleNamespace()
         net = inet.net_of(k)
+        from pyvisor.netstack.socket import TCPSocket
         with net:
-            l = net.stack.tcp_socket(); l.bind(("127.0.0.1", 7)); l.listen(1)
-            c = net.stack.tcp_socket()
+            l = TCPSocket(net.stack); l.bind(("127.0.0.1", 7)); l.listen(1)
+            c = TCPSocket(net.stack)
             try:
                 c.connect(("127.0.0.1", 7))
             except Exception as e:

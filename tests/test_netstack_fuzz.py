@@ -4,7 +4,7 @@ without bound, and leave the stack able to serve a connection."""
 import random
 
 from pyvisor.netstack import _checksum as ck
-from pyvisor.netstack.socket import EPOLLIN
+from pyvisor.netstack.socket import EPOLLIN, TCPSocket, UDPSocket
 from pyvisor.netstack.testing import Network, tcp_pair, transfer
 
 N_FRAMES = 300_000
@@ -22,10 +22,10 @@ def _capture(net):
     net.link_b.attach(tap)
     c, a, _ = tcp_pair(net)
     transfer(net, c, a, b"seed" * 3000)
-    u = net.a.udp_socket()
+    u = UDPSocket(net.a)
     u.sendto(b"dgram", ("10.0.0.2", 53))
     net.a.ping("10.0.0.2")
-    big = net.a.udp_socket()
+    big = UDPSocket(net.a)
     big.sendto(b"F" * 4000, ("10.0.0.2", 9))  # fragments
     c.close()
     net.run_for(1)
@@ -81,10 +81,10 @@ def _mutants(rng, corpus, mac):
 
 def test_random_and_mutated_frames_never_raise_and_stack_still_serves():
     net = Network(seed=1)
-    srv = net.b.tcp_socket()
+    srv = TCPSocket(net.b)
     srv.bind(("0.0.0.0", 7))
     srv.listen(8)
-    udp = net.b.udp_socket()
+    udp = UDPSocket(net.b)
     udp.bind(("0.0.0.0", 53))
     corpus = _capture(net)
     assert len(corpus) > 15

@@ -9,9 +9,10 @@ from pyvisor.netstack import _checksum as ck
 from pyvisor.netstack import arp, ethernet, icmp, ipv4
 from pyvisor.netstack.addr import ip, ip_str, mac, mac_str, prefix_mask
 from pyvisor.netstack.clock import FakeClock
+from pyvisor.netstack.socket import TCPSocket, UDPSocket
 from pyvisor.netstack.stack import HEADROOM, Stack
 from pyvisor.netstack.testing import Network
-from pyvisor.sentry.errors import SyscallError
+from pyvisor.netstack.errors import NetError
 
 A_MAC = bytes.fromhex("020000000001")
 B_MAC = bytes.fromhex("020000000002")
@@ -295,9 +296,9 @@ def test_default_gateway_route_used():
 # ------------------------------------------------------------------ UDP
 
 def udp_pair(net):
-    s = net.b.udp_socket()
+    s = UDPSocket(net.b)
     s.bind(("0.0.0.0", 5353))
-    c = net.a.udp_socket()
+    c = UDPSocket(net.a)
     return c, s
 
 
@@ -311,7 +312,7 @@ def test_udp_echo_both_ways():
     s.sendto(b"pong", addr)
     net.run_until(lambda: c.poll() & 1)
     assert c.recvfrom(100) == (b"pong", ("10.0.0.2", 5353))
-    with pytest.raises(SyscallError) as e:
+    with pytest.raises(NetError) as e:
         c.recvfrom(100)
     assert e.value.errno == errno.EAGAIN
 
@@ -328,14 +329,14 @@ def test_udp_large_datagram_fragmented_and_reassembled():
 
 def test_udp_port_unreachable_reported_to_connected_socket():
     net = Network()
-    c = net.a.udp_socket()
+    c = UDPSocket(net.a)
     c.connect(("10.0.0.2", 9999))
     c.send(b"x")
     net.run_until(lambda: c.poll() & 8)  # EPOLLERR
-    with pytest.raises(SyscallError) as e:
+    with pytest.raises(NetError) as e:
         c.recv(10)
     assert e.value.errno == errno.ECONNREFUSED
-    with pytest.raises(SyscallError) as e:
+    with pytest.raises(NetError) as e:
         c.recv(10)
     assert e.value.errno == errno.EAGAIN
     assert net.b.drops["udp_no_socket"] == 1
@@ -348,7 +349,7 @@ def test_udp_connected_socket_filters_sources_and_truncates():
     c.sendto(b"abcdef", ("10.0.0.2", 5353))
     net.run_for(0.1)
     assert not s.poll() & 1 and net.b.drops["udp_no_socket"] == 1
-    s2 = net.b.udp_socket()
+    s2 = UDPSocket(net.b)
     s2.bind(("10.0.0.2", 7))
     c.sendto(b"abcdef", ("10.0.0.2", 7))
     net.run_for(0.1)
@@ -371,7 +372,7 @@ def test_udp_bad_datagrams_counted():
 
 def test_udp_socket_errors():
     net = Network()
-    u = net.a.udp_socket()
+    u = UDPSocket(net.a)
     cases = [
         (lambda: u.send(b"x"), errno.EDESTADDRREQ),
         (lambda: u.getpeername(), errno.ENOTCONN),
@@ -387,15 +388,15 @@ def test_udp_socket_errors():
         (lambda: u.getsockopt(99, 1), errno.ENOPROTOOPT),
     ]
     for fn, err in cases:
-        with pytest.raises(SyscallError) as e:
+        with pytest.raises(NetError) as e:
             fn()
         assert e.value.errno == err, fn
     u.bind(("0.0.0.0", 4000))
-    v = net.a.udp_socket()
-    with pytest.raises(SyscallError) as e:
+    v = UDPSocket(net.a)
+    with pytest.raises(NetError) as e:
         v.bind(("10.0.0.1", 4000))
     assert e.value.errno == errno.EADDRINUSE
-    with pytest.raises(SyscallError) as e:
+    with pytest.raises(NetError) as e:
         u.bind(("0.0.0.0", 4001))
     assert e.value.errno == errno.EINVAL
 
@@ -416,9 +417,9 @@ def test_udp_receive_buffer_bounded():
 def test_loopback_interface_delivers_to_self():
     st = Stack(FakeClock())
     st.add_loopback()
-    a = st.udp_socket()
+    a = UDPSocket(st)
     a.bind(("127.0.0.1", 1000))
-    b = st.udp_socket()
+    b = UDPSocket(st)
     b.sendto(b"self", ("127.0.0.1", 1000))
     st.poll()
     assert a.recvfrom(10) == (b"self", ("127.0.0.1", b.lport))

@@ -5,9 +5,10 @@ import pytest
 
 from pyvisor.netstack.clock import FakeClock, MonotonicClock
 from pyvisor.netstack.link import Impairment, ImpairedLink, LoopbackLink, memory_pair
+from pyvisor.netstack.socket import TCPSocket
 from pyvisor.netstack.stack import Stack
 from pyvisor.netstack.testing import Network, NetworkIdle, tcp_pair, transfer
-from pyvisor.sentry.errors import SyscallError
+from pyvisor.netstack.errors import NetError
 
 
 def test_memory_pair_queues_until_pumped():
@@ -70,7 +71,7 @@ def test_impaired_link_delays_both_directions():
 
 def test_total_loss_makes_connect_time_out():
     net = Network(loss=1.0)
-    c = net.a.tcp_socket()
+    c = TCPSocket(net.a)
     try:
         c.connect(("10.0.0.2", 80))
     except Exception:
@@ -84,10 +85,10 @@ def test_total_loss_makes_connect_time_out():
 def test_tcp_over_loopback():
     st = Stack(FakeClock())
     st.add_loopback()
-    srv = st.tcp_socket()
+    srv = TCPSocket(st)
     srv.bind(("127.0.0.1", 9))
     srv.listen(1)
-    c = st.tcp_socket()
+    c = TCPSocket(st)
     try:
         c.connect(("127.0.0.1", 9))
     except Exception:
@@ -108,10 +109,10 @@ def test_full_size_segments_over_loopback_fit_an_ipv4_packet():
     from pyvisor.netstack.tcp import TCPConfig
     st = Stack(FakeClock(), tcp_config=TCPConfig(mss=65535, rcvbuf=4 << 20, sndbuf=4 << 20))
     st.add_loopback()
-    srv = st.tcp_socket()
+    srv = TCPSocket(st)
     srv.bind(("127.0.0.1", 9))
     srv.listen(1)
-    c = st.tcp_socket()
+    c = TCPSocket(st)
     try:
         c.connect(("127.0.0.1", 9))
     except Exception:
@@ -125,12 +126,12 @@ def test_full_size_segments_over_loopback_fit_an_ipv4_packet():
         if sent < len(data):
             try:
                 sent += c.send(data[sent:sent + (256 << 10)])
-            except SyscallError:     # EAGAIN
+            except NetError:     # EAGAIN
                 pass
         st.poll()
         try:
             got += a.recv(1 << 20)
-        except SyscallError:         # EAGAIN
+        except NetError:         # EAGAIN
             pass
         if len(got) == len(data):
             break

@@ -9,17 +9,17 @@ import socket as pysocket
 import pytest
 
 from pyvisor.netstack.socket import (EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT,
-                                     EPOLLRDHUP, MAX_SYN_BACKLOG)
+                                     EPOLLRDHUP, MAX_SYN_BACKLOG, TCPSocket, UDPSocket)
 from pyvisor.netstack.tcp_state import State
 from pyvisor.netstack.tcp import TCPConfig
 from pyvisor.netstack.testing import Network, tcp_pair, transfer
-from pyvisor.sentry.errors import SyscallError
+from pyvisor.netstack.errors import NetError
 
 SOL, TCP, IP = pysocket.SOL_SOCKET, pysocket.IPPROTO_TCP, pysocket.IPPROTO_IP
 
 
 def err(fn, *args):
-    with pytest.raises(SyscallError) as e:
+    with pytest.raises(NetError) as e:
         fn(*args)
     return e.value.errno
 
@@ -30,7 +30,7 @@ def err(fn, *args):
 
 def test_fresh_socket_errnos():
     net = Network()
-    s = net.a.tcp_socket()
+    s = TCPSocket(net.a)
     assert err(s.send, b"x") == errno.EPIPE
     assert err(s.recv, 1) == errno.ENOTCONN
     assert err(s.getpeername) == errno.ENOTCONN
@@ -44,7 +44,7 @@ def test_fresh_socket_errnos():
 
 def test_listener_errnos():
     net = Network()
-    s = net.b.tcp_socket()
+    s = TCPSocket(net.b)
     s.bind(("10.0.0.2", 80))
     s.listen(5)
     s.listen(10)  # again: allowed, changes the backlog
@@ -53,7 +53,7 @@ def test_listener_errnos():
     assert err(s.recv, 1) == errno.ENOTCONN
     assert err(s.connect, ("10.0.0.1", 1)) == errno.EISCONN
     assert err(s.bind, ("10.0.0.2", 81)) == errno.EINVAL
-    t = net.b.tcp_socket()
+    t = TCPSocket(net.b)
     assert err(t.bind, ("10.0.0.2", 80)) == errno.EADDRINUSE
     t.setsockopt(SOL, pysocket.SO_REUSEADDR, 1)
     assert err(t.bind, ("0.0.0.0", 80)) == errno.EADDRINUSE  # a listener holds it
@@ -64,10 +64,10 @@ def test_listener_errnos():
 
 def test_connect_errnos_and_states():
     net = Network()
-    srv = net.b.tcp_socket()
+    srv = TCPSocket(net.b)
     srv.bind(("0.0.0.0", 80))
     srv.listen(5)
-    c = net.a.tcp_socket()
+    c = TCPSocket(net.a)
     assert err(c.connect, ("10.0.0.2", 80)) == errno.EINPROGRESS
     assert err(c.connect, ("10.0.0.2", 80)) == errno.EALREADY
     assert not c.poll() & EPOLLOUT
@@ -80,12 +80,12 @@ def test_connect_errnos_and_states():
     assert c.getpeername() == ("10.0.0.2", 80)
     assert c.getsockname()[0] == "10.0.0.1"
     assert err(c.recv, 10) == errno.EAGAIN
-    assert err(net.a.tcp_socket().connect, ("8.8.8.8", 80)) == errno.ENETUNREACH
+    assert err(TCPSocket(net.a).connect, ("8.8.8.8", 80)) == errno.ENETUNREACH
 
 
 def test_connection_refused_by_rst():
     net = Network()
-    c = net.a.tcp_socket()
+    c = TCPSocket(net.a)
     assert err(c.connect, ("10.0.0.2", 81)) == errno.EINPROGRESS
     net.run_until(lambda: c.poll() & EPOLLERR)
     assert c.poll() & EPOLLHUP
@@ -93,7 +93,7 @@ def test_connection_refused_by_rst():
     assert c.getsockopt(SOL, pysocket.SO_ERROR) == 0
     assert err(c.connect, ("10.0.0.2", 81)) == errno.ECONNABORTED
     assert net.b.drops["tcp_no_socket"] == 1
-    d = net.a.tcp_socket()
+    d = TCPSocket(net.a)
     err(d.connect, ("10.0.0.2", 81))
     net.run_until(lambda: d.poll() & EPOLLERR)
     assert err(d.connect, ("10.0.0.2", 81)) == errno.ECONNREFUSED
@@ -101,7 +101,7 @@ def test_connection_refused_by_rst():
 
 def test_connect_timeout_when_nobody_answers():
     net = Network()
-    c = net.a.tcp_socket()
+    c = TCPSocket(net.a)
     err(c.connect, ("10.0.0.77", 80))  # on-link, no such host: ARP fails
     net.run_until(lambda: c.poll() & EPOLLERR, timeout=400)
     assert c.getsockopt(SOL, pysocket.SO_ERROR) == errno.ETIMEDOUT
@@ -109,7 +109,7 @@ def test_connect_timeout_when_nobody_answers():
 
 def test_icmp_port_unreachable_aborts_connect():
     net = Network()
-    c = net.a.tcp_socket()
+    c = TCPSocket(net.a)
     err(c.connect, ("10.0.0.2", 80))
     from pyvisor.netstack import icmp
     pkt_sent = []
@@ -162,7 +162,7 @@ def test_shutdown_read_discards():
 
 def test_socket_options_round_trip_and_validation():
     net = Network()
-    s = net.a.tcp_socket()
+    s = TCPSocket(net.a)
     assert s.getsockopt(TCP, pysocket.TCP_MAXSEG) == 536
     s.setsockopt(SOL, pysocket.SO_RCVBUF, 10000)
     assert s.getsockopt(SOL, pysocket.SO_RCVBUF) == 20000
@@ -198,10 +198,10 @@ def test_ttl_and_maxseg_reach_the_wire():
     seen = []
     orig = net.b.ip_input
     net.b.ip_input = lambda nic, data, *rest: (seen.append(bytes(data)), orig(nic, data, *rest))
-    srv = net.b.tcp_socket()
+    srv = TCPSocket(net.b)
     srv.bind(("0.0.0.0", 80))
     srv.listen(1)
-    c = net.a.tcp_socket()
+    c = TCPSocket(net.a)
     c.setsockopt(IP, pysocket.IP_TTL, 17)
     c.setsockopt(TCP, pysocket.TCP_MAXSEG, 700)
     err(c.connect, ("10.0.0.2", 80))
@@ -243,7 +243,7 @@ def test_send_buffer_full_then_writable_again():
     while True:
         try:
             total += c.send(b"f" * 4096)
-        except SyscallError as e:
+        except NetError as e:
             assert e.errno == errno.EAGAIN
             break
     assert total >= 16384 and not c.poll() & EPOLLOUT
@@ -252,7 +252,7 @@ def test_send_buffer_full_then_writable_again():
     def drain():
         try:
             got.extend(a.recv(1 << 20))
-        except SyscallError:
+        except NetError:
             pass
         return c.poll() & EPOLLOUT
 
@@ -264,10 +264,10 @@ def test_send_buffer_full_then_writable_again():
 
 def test_backlog_and_accept_order():
     net = Network()
-    srv = net.b.tcp_socket()
+    srv = TCPSocket(net.b)
     srv.bind(("0.0.0.0", 80))
     srv.listen(2)
-    clients = [net.a.tcp_socket() for _ in range(5)]
+    clients = [TCPSocket(net.a) for _ in range(5)]
     for c in clients:
         err(c.connect, ("10.0.0.2", 80))
     net.run_for(0.5)
@@ -280,7 +280,7 @@ def test_backlog_and_accept_order():
 
 def test_syn_flood_is_bounded_and_listener_still_serves():
     net = Network()
-    srv = net.b.tcp_socket()
+    srv = TCPSocket(net.b)
     srv.bind(("0.0.0.0", 80))
     srv.listen(4096)
     from pyvisor.netstack.tcp_segment import SYN, Segment
@@ -297,7 +297,7 @@ def test_syn_flood_is_bounded_and_listener_still_serves():
     # Embryonic connections time out and free their slots.
     net.run_for(200)
     assert len(srv.syn_queue) == 0 and len(net.b.tcp_conns) == 0
-    c = net.a.tcp_socket()
+    c = TCPSocket(net.a)
     err(c.connect, ("10.0.0.2", 80))
     net.run_until(lambda: srv.poll())
     assert srv.accept()
@@ -305,16 +305,16 @@ def test_syn_flood_is_bounded_and_listener_still_serves():
 
 def test_listener_close_resets_unaccepted_connections():
     net = Network()
-    srv = net.b.tcp_socket()
+    srv = TCPSocket(net.b)
     srv.bind(("0.0.0.0", 80))
     srv.listen(5)
-    c = net.a.tcp_socket()
+    c = TCPSocket(net.a)
     err(c.connect, ("10.0.0.2", 80))
     net.run_until(lambda: srv.poll())
     srv.close()
     net.run_until(lambda: c.poll() & EPOLLERR)
     assert err(c.recv, 1) == errno.ECONNRESET
-    again = net.b.tcp_socket()
+    again = TCPSocket(net.b)
     again.bind(("0.0.0.0", 80))  # the port is free again
 
 
@@ -327,7 +327,7 @@ def test_ports_released_after_time_wait():
     a.close()
     net.run_for(0.5)
     assert c.state is State.TIME_WAIT
-    d = net.a.tcp_socket()
+    d = TCPSocket(net.a)
     assert err(d.bind, ("10.0.0.1", port)) == errno.EADDRINUSE
     net.run_for(61)
     d.bind(("10.0.0.1", port))
@@ -343,7 +343,7 @@ def test_reuseaddr_allows_bind_during_time_wait():
     net.run_for(0.5)
     a.close()
     net.run_for(0.5)
-    d = net.a.tcp_socket()
+    d = TCPSocket(net.a)
     d.setsockopt(SOL, pysocket.SO_REUSEADDR, 1)
     d.bind(("10.0.0.1", port))
 
@@ -400,10 +400,10 @@ def test_10mb_under_10_percent_loss():
 
 def test_new_syn_takes_over_time_wait_tuple():
     net = Network()
-    srv = net.b.tcp_socket()
+    srv = TCPSocket(net.b)
     srv.bind(("0.0.0.0", 80))
     srv.listen(4)
-    c = net.a.tcp_socket()
+    c = TCPSocket(net.a)
     c.setsockopt(SOL, pysocket.SO_REUSEADDR, 1)
     c.bind(("10.0.0.1", 4444))
     err(c.connect, ("10.0.0.2", 80))
@@ -414,7 +414,7 @@ def test_new_syn_takes_over_time_wait_tuple():
     c.close()
     net.run_for(0.5)
     assert a.state is State.TIME_WAIT
-    d = net.a.tcp_socket()
+    d = TCPSocket(net.a)
     d.setsockopt(SOL, pysocket.SO_REUSEADDR, 1)
     d.bind(("10.0.0.1", 4444))
     err(d.connect, ("10.0.0.2", 80))

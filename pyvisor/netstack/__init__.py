@@ -9,8 +9,11 @@ It knows nothing of tasks or system calls.  Layers, bottom up:
 - ``udp``, ``tcp``: transports; TCP is a sans-I/O state machine
   (``receive(segment, now)``, ``output(now)``, ``next_event()``);
 - ``stack``: one :class:`Stack` joining the layers, driven by frames and time;
+  it delivers to sockets through its ``Endpoint`` interface;
 - ``socket``: the socket-like endpoint API the Sentry uses, with Linux errnos
-  and readiness for epoll.
+  (raised as ``errors.NetError``) and readiness for epoll.
+
+netstack imports nothing of the Sentry or the platforms (README.md).
 
 Protocol code never reads a clock: time is an argument (``now``, seconds as a
 float) or comes from the injected clock of the :class:`Stack`.

@@ -10,7 +10,8 @@ import errno
 import hashlib
 import random
 
-from ..sentry.errors import SyscallError
+from .errors import NetError
+from .socket import TCPSocket, UDPSocket
 
 CHUNK = 1 << 16
 
@@ -35,7 +36,7 @@ class _EchoConn:
                     self.eof = True
                     break
                 self.pending += d
-        except SyscallError as e:
+        except NetError as e:
             if not _again(e):
                 self.close()
                 return
@@ -43,7 +44,7 @@ class _EchoConn:
             while self.pending:
                 n = s.send(self.pending[:CHUNK])
                 del self.pending[:n]
-        except SyscallError as e:
+        except NetError as e:
             if not _again(e):
                 self.close()
                 return
@@ -60,7 +61,7 @@ class TCPEchoServer:
     """Echoes every byte back; closes after the peer's FIN once drained."""
 
     def __init__(self, stack, port, addr="0.0.0.0", backlog=128):
-        self.listener = stack.tcp_socket()
+        self.listener = TCPSocket(stack)
         self.listener.setsockopt(1, 2, 1)  # SO_REUSEADDR
         self.listener.bind((addr, port))
         self.listener.listen(backlog)
@@ -71,7 +72,7 @@ class TCPEchoServer:
         while True:
             try:
                 sock, _peer = self.listener.accept()
-            except SyscallError:
+            except NetError:
                 break
             self.accepted += 1
             self.conns.append(_EchoConn(sock))
@@ -84,7 +85,7 @@ class TCPSinkServer:
     """Reads and discards (the "discard" service); counts bytes."""
 
     def __init__(self, stack, port, addr="0.0.0.0", backlog=128):
-        self.listener = stack.tcp_socket()
+        self.listener = TCPSocket(stack)
         self.listener.setsockopt(1, 2, 1)  # SO_REUSEADDR
         self.listener.bind((addr, port))
         self.listener.listen(backlog)
@@ -95,7 +96,7 @@ class TCPSinkServer:
         while True:
             try:
                 sock, _peer = self.listener.accept()
-            except SyscallError:
+            except NetError:
                 break
             self.conns.append(sock)
         alive = []
@@ -107,7 +108,7 @@ class TCPSinkServer:
                         s.close()
                         break
                     self.received += len(d)
-            except SyscallError as e:
+            except NetError as e:
                 if _again(e):
                     alive.append(s)
                 else:
@@ -117,7 +118,7 @@ class TCPSinkServer:
 
 class UDPEchoServer:
     def __init__(self, stack, port, addr="0.0.0.0"):
-        self.sock = stack.udp_socket()
+        self.sock = UDPSocket(stack)
         self.sock.bind((addr, port))
         self.echoed = 0
 
@@ -125,12 +126,12 @@ class UDPEchoServer:
         while True:
             try:
                 data, peer = self.sock.recvfrom(65536)
-            except SyscallError:
+            except NetError:
                 return
             try:
                 self.sock.sendto(data, peer)
                 self.echoed += 1
-            except SyscallError:
+            except NetError:
                 pass
 
 
@@ -142,7 +143,7 @@ class TCPEchoClient:
     def __init__(self, stack, host, port, nbytes, seed=0):
         self.data = random.Random(seed).randbytes(nbytes)
         self.view = memoryview(self.data)
-        self.sock = stack.tcp_socket()
+        self.sock = TCPSocket(stack)
         self.sent = 0
         self.got = hashlib.sha256()
         self.received = 0
@@ -150,7 +151,7 @@ class TCPEchoClient:
         self.result = None
         try:
             self.sock.connect((host, port))
-        except SyscallError as e:
+        except NetError as e:
             if not _again(e):
                 self._finish(e.errno)
 
@@ -169,7 +170,7 @@ class TCPEchoClient:
             if not self.shut:
                 s.shutdown(1)
                 self.shut = True
-        except SyscallError as e:
+        except NetError as e:
             if not _again(e):
                 return self._finish(e.errno)
         try:
@@ -179,7 +180,7 @@ class TCPEchoClient:
                     return self._finish(0)
                 self.got.update(d)
                 self.received += len(d)
-        except SyscallError as e:
+        except NetError as e:
             if not _again(e):
                 return self._finish(e.errno)
 
@@ -206,10 +207,10 @@ class TCPSendClient:
         self.result = None
         self.t0 = time.monotonic()
         self.c0 = time.process_time()
-        self.sock = stack.tcp_socket()
+        self.sock = TCPSocket(stack)
         try:
             self.sock.connect((host, port))
-        except SyscallError as e:
+        except NetError as e:
             if not _again(e):
                 self._finish(e.errno)
 
@@ -232,7 +233,7 @@ class TCPSendClient:
             while True:
                 if not s.recv(65536):
                     return self._finish(0)
-        except SyscallError as e:
+        except NetError as e:
             if not _again(e):
                 return self._finish(e.errno)
 
@@ -250,7 +251,7 @@ class UDPEchoClient:
     """Sends ``count`` numbered datagrams and counts the echoes."""
 
     def __init__(self, stack, host, port, count=10, size=512, interval=0.05, clock=None):
-        self.sock = stack.udp_socket()
+        self.sock = UDPSocket(stack)
         self.sock.connect((host, port))
         self.count = count
         self.size = size
@@ -271,7 +272,7 @@ class UDPEchoClient:
         while True:
             try:
                 d = self.sock.recv(65536)
-            except SyscallError:
+            except NetError:
                 break
             if len(d) == self.size:
                 self.replies.add(int(d[:8]))

@@ -3,7 +3,7 @@
 These are what the Sentry's socket syscalls call.  Addresses are
 ``(dotted_quad, port)`` tuples as in Python's ``socket`` module; option
 constants are Linux's (``socket.SOL_SOCKET``, ``socket.TCP_NODELAY``…);
-errors are ``SyscallError(errno)`` with the errno Linux gives for the same
+errors are ``NetError(errno)`` with the errno Linux gives for the same
 call on the same state (checked against the host kernel).
 
 N.B. every call here is non-blocking: where Linux would sleep, these raise
@@ -20,10 +20,10 @@ import select
 import socket as _pysocket
 from collections import deque
 
-from ..sentry.errors import SyscallError
 from . import icmp
 from .addr import INADDR_ANY, INADDR_BROADCAST, ip, ip_str
-from .stack import HEADROOM
+from .errors import NetError
+from .stack import HEADROOM, Endpoint
 from .tcp import Closed, ConnectionError_, Connected, TCPConnection, _unwrap
 from .tcp_segment import ACK, RST, SYN
 from .tcp_state import SENDS_DATA, State
@@ -54,12 +54,12 @@ def _parse_addr(addr):
         host, port = addr
         return ip(host), int(port)
     except (TypeError, ValueError):
-        raise SyscallError(errno.EINVAL) from None
+        raise NetError(errno.EINVAL) from None
 
 
 def _check_port(port):
     if not 0 <= port <= 0xFFFF:
-        raise SyscallError(errno.EINVAL)
+        raise NetError(errno.EINVAL)
 
 
 
@@ -69,7 +69,7 @@ def _mss_for(mtu):
     return min(mtu, 0xFFFF) - 40
 
 
-class _Endpoint:
+class _Endpoint(Endpoint):
     """Readiness plumbing shared by TCP and UDP sockets."""
 
     def __init__(self, stack):
@@ -80,7 +80,7 @@ class _Endpoint:
         self.lport = 0
         self.ttl = 64
         self.reuseaddr = False
-        self._timer_at = None
+        self.timer_at = None
 
     def add_waiter(self, cb):
         """Call cb(mask) whenever readiness may have changed."""
@@ -105,7 +105,7 @@ class _Endpoint:
     def _raise_pending(self):
         err = self._take_error()
         if err:
-            raise SyscallError(err)
+            raise NetError(err)
 
     def getsockname(self):
         return ip_str(self.laddr), self.lport
@@ -117,7 +117,7 @@ class _Endpoint:
             return int(self.reuseaddr)
         if level == IPPROTO_IP and opt == _pysocket.IP_TTL:
             return self.ttl
-        raise SyscallError(errno.ENOPROTOOPT)
+        raise NetError(errno.ENOPROTOOPT)
 
     def _sockopt_common_set(self, level, opt, value):
         if level == SOL_SOCKET and opt == _pysocket.SO_REUSEADDR:
@@ -126,10 +126,10 @@ class _Endpoint:
             if value == -1:
                 value = 64
             if not 1 <= value <= 255:
-                raise SyscallError(errno.EINVAL)
+                raise NetError(errno.EINVAL)
             self.ttl = value
         else:
-            raise SyscallError(errno.ENOPROTOOPT)
+            raise NetError(errno.ENOPROTOOPT)
 
 
 # ====================================================================== TCP
@@ -160,9 +160,9 @@ class TCPSocket(_Endpoint):
         laddr, port = _parse_addr(addr)
         _check_port(port)
         if self.bound or self.conn is not None or self.closed:
-            raise SyscallError(errno.EINVAL)
+            raise NetError(errno.EINVAL)
         if laddr != INADDR_ANY and not self.stack.is_local(laddr):
-            raise SyscallError(errno.EADDRNOTAVAIL)
+            raise NetError(errno.EADDRNOTAVAIL)
         self._bind(laddr, port)
 
     def _bind(self, laddr, port):
@@ -170,9 +170,9 @@ class TCPSocket(_Endpoint):
         if port == 0:
             port = self.stack.ephemeral_port(table, laddr)
             if port is None:
-                raise SyscallError(errno.EADDRINUSE)
+                raise NetError(errno.EADDRINUSE)
         elif self._conflicts(laddr, port):
-            raise SyscallError(errno.EADDRINUSE)
+            raise NetError(errno.EADDRINUSE)
         self.laddr, self.lport, self.bound = laddr, port, True
         table.setdefault((laddr, port), set()).add(self)
 
@@ -199,7 +199,7 @@ class TCPSocket(_Endpoint):
         """Implements getpeername(2): ENOTCONN unless synchronized."""
         c = self.conn
         if c is None or c.state in (State.CLOSED, State.SYN_SENT):
-            raise SyscallError(errno.ENOTCONN)
+            raise NetError(errno.ENOTCONN)
         return ip_str(self.raddr), self.rport
 
     # ---------------------------------------------------------- passive
@@ -207,7 +207,7 @@ class TCPSocket(_Endpoint):
     def listen(self, backlog=128):
         """Implements listen(2)."""
         if self.conn is not None or self.closed:
-            raise SyscallError(errno.EINVAL)
+            raise NetError(errno.EINVAL)
         self.backlog = min(max(int(backlog), 0), SOMAXCONN)
         if self.listening:
             return
@@ -215,22 +215,22 @@ class TCPSocket(_Endpoint):
             self._bind(INADDR_ANY, 0)
         for other in self.stack.tcp_bound.get((self.laddr, self.lport), ()):
             if other is not self and other.listening:
-                raise SyscallError(errno.EADDRINUSE)
+                raise NetError(errno.EADDRINUSE)
         self.listening = True
         self.stack.tcp_listeners[(self.laddr, self.lport)] = self
 
     def accept(self):
         """Implements accept(2): (socket, (host, port)) or EAGAIN."""
         if not self.listening:
-            raise SyscallError(errno.EINVAL)
+            raise NetError(errno.EINVAL)
         if self.accept_queue:
             child = self.accept_queue.popleft()
             child.listener = None
             self._promote()
             return child, (ip_str(child.raddr), child.rport)
-        raise SyscallError(errno.EAGAIN)
+        raise NetError(errno.EAGAIN)
 
-    def _syn(self, pkt, sport, dport, seg, now):
+    def on_syn(self, pkt, sport, dport, seg, now):
         """A SYN for this listener.  Bounded: a flood cannot grow memory."""
         stack = self.stack
         if len(self.accept_queue) > self.backlog:
@@ -293,21 +293,21 @@ class TCPSocket(_Endpoint):
         raddr, rport = _parse_addr(addr)
         _check_port(rport)
         if self.listening:
-            raise SyscallError(errno.EISCONN)
+            raise NetError(errno.EISCONN)
         c = self.conn
         if c is not None:
             if c.state is State.SYN_SENT or c.state is State.SYN_RECEIVED:
-                raise SyscallError(errno.EALREADY)
+                raise NetError(errno.EALREADY)
             if c.state is not State.CLOSED:
-                raise SyscallError(errno.EISCONN)
+                raise NetError(errno.EISCONN)
             err = self._take_error()
-            raise SyscallError(err or errno.ECONNABORTED)
+            raise NetError(err or errno.ECONNABORTED)
         if rport == 0 or raddr == INADDR_BROADCAST:
-            raise SyscallError(errno.ECONNREFUSED if rport == 0 else errno.ENETUNREACH)
+            raise NetError(errno.ECONNREFUSED if rport == 0 else errno.ENETUNREACH)
         stack = self.stack
         route = stack.route(raddr)
         if route is None:
-            raise SyscallError(errno.ENETUNREACH)
+            raise NetError(errno.ENETUNREACH)
         nic = route[0]
         if self.laddr == INADDR_ANY:
             src = stack.source_for(raddr)
@@ -319,7 +319,7 @@ class TCPSocket(_Endpoint):
             self._bind(self.laddr, 0)
         key = (self.laddr, self.lport, raddr, rport)
         if key in stack.tcp_conns:
-            raise SyscallError(errno.EADDRNOTAVAIL)
+            raise NetError(errno.EADDRNOTAVAIL)
         self.raddr, self.rport = raddr, rport
         self.config.mss = min(self.config.mss, _mss_for(nic.mtu))
         now = stack.clock.now()
@@ -331,7 +331,7 @@ class TCPSocket(_Endpoint):
         stack.flush(now)
         if self.conn.state is State.ESTABLISHED:
             return
-        raise SyscallError(errno.EINPROGRESS)
+        raise NetError(errno.EINPROGRESS)
 
     def _key(self):
         return (self.laddr, self.lport, self.raddr, self.rport)
@@ -344,16 +344,16 @@ class TCPSocket(_Endpoint):
         if self.error:
             self._raise_pending()
         if c is None or self.listening:
-            raise SyscallError(errno.EPIPE)
+            raise NetError(errno.EPIPE)
         if c.state in (State.SYN_SENT, State.SYN_RECEIVED):
-            raise SyscallError(errno.EAGAIN)
+            raise NetError(errno.EAGAIN)
         if c.state not in SENDS_DATA or c.fin_queued:
-            raise SyscallError(errno.EPIPE)
+            raise NetError(errno.EPIPE)
         if not len(data):
             return 0
         n = c.send(data)
         if n == 0:
-            raise SyscallError(errno.EAGAIN)
+            raise NetError(errno.EAGAIN)
         self.stack.mark(self)
         self.stack.flush()
         return n
@@ -361,10 +361,10 @@ class TCPSocket(_Endpoint):
     def recv(self, maxlen, flags=0):
         """Implements recv(2): data, b"" at end of stream, or an error."""
         if maxlen < 0:
-            raise SyscallError(errno.EINVAL)
+            raise NetError(errno.EINVAL)
         c = self.conn
         if c is None or self.listening:
-            raise SyscallError(errno.ENOTCONN)
+            raise NetError(errno.ENOTCONN)
         if c.readable:
             if flags & _pysocket.MSG_PEEK:
                 return bytes(c.rcv_buf[:maxlen])
@@ -379,19 +379,19 @@ class TCPSocket(_Endpoint):
             self._raise_pending()
         if c.state is State.CLOSED:
             return b""
-        raise SyscallError(errno.EAGAIN)
+        raise NetError(errno.EAGAIN)
 
     def shutdown(self, how):
         """Implements shutdown(2)."""
         if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
-            raise SyscallError(errno.EINVAL)
+            raise NetError(errno.EINVAL)
         if self.listening:
             if how != SHUT_WR:
                 self._stop_listening()
             return
         c = self.conn
         if c is None or c.state in (State.CLOSED, State.SYN_SENT):
-            raise SyscallError(errno.ENOTCONN)
+            raise NetError(errno.ENOTCONN)
         if how != SHUT_WR:
             c.shutdown_read()
         if how != SHUT_RD:
@@ -439,14 +439,14 @@ class TCPSocket(_Endpoint):
         self.syn_queue.clear()
         self.accept_queue.clear()
 
-    # ---------------------------------------------------------- stack side
+    # ---------------------------------------------------------- stack side (stack.Endpoint)
 
-    def _segment(self, seg, now):
+    def on_segment(self, seg, now):
         self.conn.receive(seg, now)
         self._events()
         self.stack.mark(self)
 
-    def _flush(self, now):
+    def transmit(self, now):
         c = self.conn
         if c is None:
             return
@@ -457,7 +457,7 @@ class TCPSocket(_Endpoint):
                 send(self.laddr, self.lport, self.raddr, self.rport, seg, self.ttl)
         self._events()
 
-    def _deadline(self):
+    def next_deadline(self):
         return None if self.conn is None else self.conn.next_deadline()
 
     def _events(self):
@@ -489,7 +489,7 @@ class TCPSocket(_Endpoint):
         if self.closed:
             self._unbind()
 
-    def _time_wait_yields_to(self, seg):
+    def time_wait_yields_to(self, seg):
         """A new SYN may take over a 4-tuple in TIME-WAIT when its sequence
         number is above the old connection's (RFC 9293 3.6.1, RFC 6191;
         Linux tcp_timewait_state_process)."""
@@ -498,11 +498,11 @@ class TCPSocket(_Endpoint):
             return False
         return _unwrap(c.rcv_nxt, seg.seq) > c.rcv_nxt
 
-    def _time_wait_kill(self):
+    def time_wait_kill(self):
         self.conn._enter_closed()
         self._events()
 
-    def _icmp_error(self, code, next_mtu, quoted_seq):
+    def on_icmp_error(self, code, next_mtu, quoted_seq):
         c = self.conn
         if c is None:
             return
@@ -580,7 +580,7 @@ class TCPSocket(_Endpoint):
                 self._touch()
             elif opt == _pysocket.TCP_MAXSEG:
                 if not 88 <= value <= 32767:
-                    raise SyscallError(errno.EINVAL)
+                    raise NetError(errno.EINVAL)
                 cfg.user_mss = int(value)
             elif opt == _pysocket.TCP_KEEPIDLE:
                 cfg.keepidle = self._range(value, 1, 32767)
@@ -591,10 +591,10 @@ class TCPSocket(_Endpoint):
             elif opt == _pysocket.TCP_CONGESTION:
                 name = value.decode() if isinstance(value, bytes) else value
                 if name not in ("reno", "cubic"):
-                    raise SyscallError(errno.ENOENT)
+                    raise NetError(errno.ENOENT)
                 cfg.cc = name
             else:
-                raise SyscallError(errno.ENOPROTOOPT)
+                raise NetError(errno.ENOPROTOOPT)
         else:
             self._sockopt_common_set(level, opt, value)
         if self.conn is not None:
@@ -603,7 +603,7 @@ class TCPSocket(_Endpoint):
     @staticmethod
     def _range(value, lo, hi):
         if not lo <= int(value) <= hi:
-            raise SyscallError(errno.EINVAL)
+            raise NetError(errno.EINVAL)
         return int(value)
 
     def _touch(self):
@@ -639,7 +639,7 @@ class TCPSocket(_Endpoint):
                 return cfg.keepcnt
             if opt == _pysocket.TCP_CONGESTION:
                 return cfg.cc.encode()
-            raise SyscallError(errno.ENOPROTOOPT)
+            raise NetError(errno.ENOPROTOOPT)
         return self._sockopt_common_get(level, opt)
 
 
@@ -663,9 +663,9 @@ class UDPSocket(_Endpoint):
         laddr, port = _parse_addr(addr)
         _check_port(port)
         if self.lport or self.closed:
-            raise SyscallError(errno.EINVAL)
+            raise NetError(errno.EINVAL)
         if laddr != INADDR_ANY and not self.stack.is_local(laddr):
-            raise SyscallError(errno.EADDRNOTAVAIL)
+            raise NetError(errno.EADDRNOTAVAIL)
         self._bind(laddr, port)
 
     def _bind(self, laddr, port):
@@ -673,9 +673,9 @@ class UDPSocket(_Endpoint):
         if port == 0:
             port = self.stack.ephemeral_port(table, laddr)
             if port is None:
-                raise SyscallError(errno.EAGAIN)
+                raise NetError(errno.EAGAIN)
         elif self.stack.port_in_use(table, laddr, port):
-            raise SyscallError(errno.EADDRINUSE)
+            raise NetError(errno.EADDRINUSE)
         self.laddr, self.lport = laddr, port
         table[(laddr, port)] = self
 
@@ -683,45 +683,45 @@ class UDPSocket(_Endpoint):
         """Implements connect(2) for UDP: fixes the default peer and filter."""
         raddr, rport = _parse_addr(addr)
         if rport == 0:
-            raise SyscallError(errno.EINVAL)
+            raise NetError(errno.EINVAL)
         if self.stack.route(raddr) is None:
-            raise SyscallError(errno.ENETUNREACH)
+            raise NetError(errno.ENETUNREACH)
         if not self.lport:
             self._bind(INADDR_ANY, 0)
         self.raddr, self.rport = raddr, rport
 
     def getpeername(self):
         if self.raddr is None:
-            raise SyscallError(errno.ENOTCONN)
+            raise NetError(errno.ENOTCONN)
         return ip_str(self.raddr), self.rport
 
     def sendto(self, data, addr=None):
         """Implements sendto(2); addr None means the connected peer."""
         if addr is None:
             if self.raddr is None:
-                raise SyscallError(errno.EDESTADDRREQ)
+                raise NetError(errno.EDESTADDRREQ)
             raddr, rport = self.raddr, self.rport
         else:
             raddr, rport = _parse_addr(addr)
             if rport == 0:
-                raise SyscallError(errno.EINVAL)
+                raise NetError(errno.EINVAL)
         if self.error:
             self._raise_pending()
         if len(data) > UDP_MAX_PAYLOAD:
-            raise SyscallError(errno.EMSGSIZE)
+            raise NetError(errno.EMSGSIZE)
         if raddr == INADDR_BROADCAST and not self.broadcast:
-            raise SyscallError(errno.EACCES)
+            raise NetError(errno.EACCES)
         stack = self.stack
         src = self.laddr if self.laddr != INADDR_ANY else stack.source_for(raddr)
         if src is None:
-            raise SyscallError(errno.ENETUNREACH)
+            raise NetError(errno.ENETUNREACH)
         if not self.lport:
             self._bind(INADDR_ANY, 0)
         buf = bytearray(HEADROOM + 8 + len(data))
         from . import udp
         udp.build(buf, HEADROOM, self.lport, rport, data, src, raddr)
         if not stack.send_ip(src, raddr, 17, buf, self.ttl, df=False):
-            raise SyscallError(errno.ENETUNREACH)
+            raise NetError(errno.ENETUNREACH)
         stack.flush()
         return len(data)
 
@@ -739,7 +739,7 @@ class UDPSocket(_Endpoint):
             return data[:maxlen], (ip_str(src), sport)
         if self.error:
             self._raise_pending()
-        raise SyscallError(errno.EAGAIN)
+        raise NetError(errno.EAGAIN)
 
     def recv(self, maxlen, flags=0):
         return self.recvfrom(maxlen, flags)[0]
@@ -778,12 +778,12 @@ class UDPSocket(_Endpoint):
             return _pysocket.SOCK_DGRAM
         return self._sockopt_common_get(level, opt)
 
-    # ---------------------------------------------------------- stack side
+    # ---------------------------------------------------------- stack side (stack.Endpoint)
 
-    def _accepts(self, src, sport):
+    def accepts(self, src, sport):
         return self.raddr is None or (src == self.raddr and sport == self.rport)
 
-    def _deliver(self, data, src, sport):
+    def on_datagram(self, data, src, sport):
         if self.queued + len(data) > self.rcvbuf:
             self.stack.drops["udp_rcvbuf_full"] += 1
             return
@@ -791,7 +791,7 @@ class UDPSocket(_Endpoint):
         self.queued += len(data)
         self._notify()
 
-    def _icmp_error(self, code, dst, dport):
+    def on_icmp_error(self, code, dst, dport):
         # Linux reports ICMP errors only to connected sockets (no IP_RECVERR).
         if self.raddr is None or dst != self.raddr or dport != self.rport:
             self.stack.drops["icmp_unconnected_udp"] += 1

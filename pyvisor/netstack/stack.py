@@ -14,6 +14,11 @@ prove there is none.)
 
 Demultiplexing keys: TCP connections by (local ip, local port, remote ip,
 remote port); TCP listeners and UDP sockets by (local ip or 0, port).
+
+The stack knows its transport endpoints only through :class:`Endpoint`,
+the interface below; ``socket.py`` implements it (``TCPSocket``,
+``UDPSocket``) and registers its sockets in the stack's tables.  The stack
+imports nothing from ``socket.py``: sockets are made as ``TCPSocket(stack)``.
 """
 
 import hashlib
@@ -134,6 +139,61 @@ class NIC:
         self.link.write_many(frames)
 
 
+class Endpoint:
+    """What the stack calls on a transport endpoint it finds in its tables.
+
+    The stack delivers inbound segments, datagrams and ICMP errors, and
+    drives output and timers, through these methods only; every one runs
+    inside stack processing and must not raise.  Defaults do nothing, so an
+    endpoint implements what its protocol receives.
+
+    ``timer_at`` belongs to the stack: the deadline of the timer it has
+    armed for this endpoint (None: none).  An endpoint asks for
+    ``transmit`` and a re-arm with ``stack.mark(self)``.
+    """
+
+    timer_at = None
+
+    # --- TCP (tcp_conns, tcp_listeners) ---
+
+    def on_segment(self, seg, now):
+        """A segment for this connection (its 4-tuple)."""
+
+    def on_syn(self, pkt, sport, dport, seg, now):
+        """A SYN for this listener (``pkt`` its IPv4 packet)."""
+
+    def time_wait_yields_to(self, seg):
+        """True if this connection, in TIME-WAIT, gives its 4-tuple up to
+        the new SYN ``seg`` (a listener on the port takes it)."""
+        return False
+
+    def time_wait_kill(self):
+        """Give the 4-tuple up now (after ``time_wait_yields_to``)."""
+
+    def transmit(self, now):
+        """Send what is due (the stack calls this for marked endpoints)."""
+
+    def next_deadline(self):
+        """When this endpoint's timers next need ``transmit``; None: never."""
+        return None
+
+    # --- UDP (udp_socks) ---
+
+    def accepts(self, src, sport):
+        """True if a datagram from (src, sport) is for this socket."""
+        return False
+
+    def on_datagram(self, data, src, sport):
+        """A datagram this socket accepts."""
+
+    # --- both ---
+
+    def on_icmp_error(self, code, a, b):
+        """An ICMP destination-unreachable quoting our packet.  TCP gets
+        (code, next-hop MTU, quoted sequence number); UDP gets (code,
+        quoted destination address, quoted destination port)."""
+
+
 class Stack:
     """One network stack.  ``clock`` has ``now()``; default: monotonic."""
 
@@ -149,12 +209,13 @@ class Stack:
         self.reassembler = ipv4.Reassembler(self.drops)
         self.icmp_limit = icmp.RateLimiter()
         self.ident = random.Random(os.urandom(8)).randrange(1 << 16)
-        self.tcp_conns = {}      # (laddr, lport, raddr, rport) -> TCPSocket
-        self.tcp_listeners = {}  # (laddr, lport) -> TCPSocket
-        self.tcp_bound = {}      # (laddr, lport) -> set of TCPSocket
-        self.udp_socks = {}      # (laddr, lport) -> UDPSocket
+        # The endpoint tables (Endpoint, implemented by socket.py's sockets):
+        self.tcp_conns = {}      # (laddr, lport, raddr, rport) -> TCP endpoint
+        self.tcp_listeners = {}  # (laddr, lport) -> listening TCP endpoint
+        self.tcp_bound = {}      # (laddr, lport) -> set of TCP endpoints
+        self.udp_socks = {}      # (laddr, lport) -> UDP endpoint
         self.echo_replies = deque(maxlen=64)
-        self._timers = []        # heap of (deadline, n, socket)
+        self._timers = []        # heap of (deadline, n, endpoint)
         self._timer_n = 0
         self._dirty = {}         # insertion-ordered set: deterministic output order
         self._flushing = False
@@ -223,8 +284,8 @@ class Stack:
         timers = self._timers
         while timers and timers[0][0] <= now:
             _, _, sock = heapq.heappop(timers)
-            if sock._timer_at is not None and sock._timer_at <= now:
-                sock._timer_at = None
+            if sock.timer_at is not None and sock.timer_at <= now:
+                sock.timer_at = None
                 self._dirty[sock] = None
         self.flush(now)
         return n
@@ -242,7 +303,7 @@ class Stack:
         d = self.reassembler.next_deadline()
         if d is not None:
             ds.append(d)
-        while self._timers and self._timers[0][2]._timer_at != self._timers[0][0]:
+        while self._timers and self._timers[0][2].timer_at != self._timers[0][0]:
             heapq.heappop(self._timers)
         if self._timers:
             ds.append(self._timers[0][0])
@@ -266,19 +327,19 @@ class Stack:
             while dirty:
                 sock = next(iter(dirty))
                 del dirty[sock]
-                sock._flush(now)
+                sock.transmit(now)
                 self._arm(sock)
         finally:
             self._flushing = False
 
     def _arm(self, sock):
-        d = sock._deadline()
+        d = sock.next_deadline()
         if d is None:
-            sock._timer_at = None
+            sock.timer_at = None
             return
-        if sock._timer_at is not None and sock._timer_at <= d:
+        if sock.timer_at is not None and sock.timer_at <= d:
             return
-        sock._timer_at = d
+        sock.timer_at = d
         self._timer_n += 1
         heapq.heappush(self._timers, (d, self._timer_n, sock))
 
@@ -382,12 +443,12 @@ class Stack:
         if proto == PROTO_TCP:
             sock = self.tcp_conns.get((src, sport, dst, dport))
             if sock is not None:
-                sock._icmp_error(code, rest & 0xFFFF, ck.get32(l4, 4))
+                sock.on_icmp_error(code, rest & 0xFFFF, ck.get32(l4, 4))
                 return
         elif proto == PROTO_UDP:
             sock = self.udp_socks.get((src, sport)) or self.udp_socks.get((0, sport))
             if sock is not None:
-                sock._icmp_error(code, dst, dport)
+                sock.on_icmp_error(code, dst, dport)
                 return
         self.drops["icmp_no_socket"] += 1
 
@@ -428,11 +489,11 @@ class Stack:
             return
         sport, dport, data = parsed
         sock = self.udp_socks.get((pkt.dst, dport)) or self.udp_socks.get((0, dport))
-        if sock is None or not sock._accepts(pkt.src, sport):
+        if sock is None or not sock.accepts(pkt.src, sport):
             self.drops["udp_no_socket"] += 1
             self.send_icmp_unreachable(pkt, icmp.CODE_PORT_UNREACH)
             return
-        sock._deliver(data, pkt.src, sport)
+        sock.on_datagram(data, pkt.src, sport)
 
     # ------------------------------------------------------------- TCP
 
@@ -448,12 +509,12 @@ class Stack:
         sock = self.tcp_conns.get(key)
         lst = self.tcp_listeners.get((pkt.dst, dport)) or self.tcp_listeners.get((0, dport))
         if sock is not None:
-            if lst is None or not sock._time_wait_yields_to(seg):
-                sock._segment(seg, self.clock.now())
+            if lst is None or not sock.time_wait_yields_to(seg):
+                sock.on_segment(seg, self.clock.now())
                 return
-            sock._time_wait_kill()
+            sock.time_wait_kill()
         if lst is not None and seg.flags & (SYN | ACK | RST) == SYN:
-            lst._syn(pkt, sport, dport, seg, self.clock.now())
+            lst.on_syn(pkt, sport, dport, seg, self.clock.now())
             return
         self.drops["tcp_no_socket"] += 1
         self.send_rst_for(pkt.dst, dport, pkt.src, sport, seg)
@@ -472,7 +533,7 @@ class Stack:
                 self.drops["tcp_bad_option"] += 1
         elif ts is not None:
             seg.ts = ts
-        sock._segment(seg, self.clock.now())
+        sock.on_segment(seg, self.clock.now())
 
     def send_rst_for(self, laddr, lport, raddr, rport, seg):
         """RFC 9293 3.10.7.1: the reset for a segment with no connection."""
@@ -529,10 +590,3 @@ class Stack:
             return SOFT_GSO_MAX
         return 0
 
-    def tcp_socket(self):
-        from .socket import TCPSocket
-        return TCPSocket(self)
-
-    def udp_socket(self):
-        from .socket import UDPSocket
-        return UDPSocket(self)

@@ -7,7 +7,9 @@ seconds cost no wall time.
 """
 
 from .clock import FakeClock
+from .errors import NetError
 from .link import Impairment, ImpairedLink, memory_pair
+from .socket import TCPSocket
 from .stack import Stack
 
 
@@ -90,10 +92,9 @@ class Network:
 # ---------------------------------------------------------------- sockets
 
 def _try(fn, *args):
-    from ..sentry.errors import SyscallError
     try:
         return fn(*args)
-    except SyscallError as e:
+    except NetError as e:
         return e
 
 
@@ -102,10 +103,10 @@ def tcp_pair(net, port=80, client_stack=None, server_stack=None, config=None):
     (client, accepted, listener)."""
     cs = client_stack or net.a
     ss = server_stack or net.b
-    srv = ss.tcp_socket()
+    srv = TCPSocket(ss)
     srv.bind(("0.0.0.0", port))
     srv.listen(16)
-    cli = cs.tcp_socket()
+    cli = TCPSocket(cs)
     server_ip = ss.nics[0].addr
     from .addr import ip_str
     _try(cli.connect, (ip_str(server_ip), port))
@@ -116,7 +117,6 @@ def tcp_pair(net, port=80, client_stack=None, server_stack=None, config=None):
 
 def transfer(net, sender, receiver, data, timeout=3600.0, chunk=1 << 16):
     """Send all of data from sender to receiver; returns what arrived."""
-    from ..sentry.errors import SyscallError
     got = bytearray()
     state = {"sent": 0}
     view = memoryview(data)
@@ -126,13 +126,13 @@ def transfer(net, sender, receiver, data, timeout=3600.0, chunk=1 << 16):
         while sent < len(data):
             try:
                 sent += sender.send(view[sent:sent + chunk])
-            except SyscallError:
+            except NetError:
                 break
         state["sent"] = sent
         while True:
             try:
                 d = receiver.recv(1 << 20)
-            except SyscallError:
+            except NetError:
                 break
             if not d:
                 break

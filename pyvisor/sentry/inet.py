@@ -10,12 +10,18 @@ a peer sees the data as soon as ``send`` returns.
 Here, as with ``runsc --network=none``, the sandbox has a loopback
 interface only (127.0.0.1/8). ``net_of(kernel)`` makes the stack on the
 first AF_INET socket, so netstack is never imported by a program that does
-not use the network. netstack is a library that knows no threads, so:
+not use the network (only its error type, netstack/errors.py, which the
+translation below needs). netstack is a library that knows no threads, so:
 
 - ``NetStack.lock`` guards the whole stack. Every call into it is made in
   ``with net:`` (a transaction). Leaving the transaction *settles* the
   stack: it runs ``stack.poll(now)`` until nothing is due, which carries
   loopback frames to their receivers at once (prompt delivery, as Linux).
+- Errors: netstack raises its own ``NetError`` (errno-valued); leaving the
+  transaction turns one into ``SyscallError(e.errno)``, the only
+  translation. Code inside a transaction that looks at a netstack errno
+  (EAGAIN, EINPROGRESS) catches ``NetError``. ``poll()``, the one netstack
+  call made under the bare lock (``InetSocket.poll_events``), raises none.
 - One Sentry thread, the *driver*, sleeps until ``stack.next_deadline()``
   (retransmission, delayed ACK, TIME-WAIT) or until a transaction moves
   that deadline earlier (a kick), then settles the stack.
@@ -36,7 +42,9 @@ import atexit
 import threading
 import time
 
+from ..netstack.errors import NetError
 from . import waiting
+from .errors import SyscallError
 
 MAX_SETTLE_ROUNDS = 256       # then the driver thread finishes the work
 MIN_DRIVER_WAIT = 0.0002
@@ -77,13 +85,17 @@ class NetStack:
         self.lock.acquire()
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
         try:
             self._settle_locked()
         finally:
             pending = self._take_pending_locked()
             self.lock.release()
             _notify(pending)
+        if isinstance(exc, NetError):
+            # The one place netstack's error becomes the syscall's: both
+            # carry the Linux errno (netstack/errors.py).
+            raise SyscallError(exc.errno) from exc
         return False
 
     def _settle_locked(self):

@@ -24,12 +24,16 @@ Here one ``InetSocket`` is the file description; it holds a netstack
 socket (``TCPSocket``/``UDPSocket``, whose calls never block) and blocks
 the task on its readiness (``NetStack.block``). All state of the netstack
 socket and the fields marked "lock" are guarded by ``NetStack.lock``.
+netstack raises ``NetError``; leaving ``with self.net:`` makes it a
+``SyscallError`` (``sentry/inet.py``), so the code below catches
+``NetError`` only where it acts on a netstack errno inside a transaction.
 """
 
 import errno
 import struct
 import threading
 
+from ...netstack.errors import NetError
 from .. import waiting
 from ..errors import SyscallError
 from .file import FIONREAD, O_NONBLOCK, O_RDWR
@@ -187,7 +191,7 @@ class InetSocket(SocketFile):
                 try:
                     self.sock.connect(addr)
                     return
-                except SyscallError as e:
+                except NetError as e:
                     if e.errno != errno.EINPROGRESS:
                         raise
                 self.connecting = True
@@ -225,7 +229,7 @@ class InetSocket(SocketFile):
                 try:
                     child, _addr = self.sock.accept()
                     break
-                except SyscallError as e:
+                except NetError as e:
                     if e.errno != errno.EAGAIN:
                         raise
                 if not net.block(self.cond, deadline, self.rcvtimeo is not None):
@@ -290,7 +294,7 @@ class InetSocket(SocketFile):
             while True:
                 try:
                     n = self.sock.send(view[sent:sent + SEND_CHUNK])
-                except SyscallError as e:
+                except NetError as e:
                     if e.errno != errno.EAGAIN:
                         if sent:
                             return sent              # the error waits for the next call
@@ -341,7 +345,7 @@ class InetSocket(SocketFile):
             while True:
                 try:
                     data = self.sock.recv(size - got, MSG_PEEK if peek else 0)
-                except SyscallError as e:
+                except NetError as e:
                     if e.errno != errno.EAGAIN:
                         if got:
                             break                    # the error waits for the next call
@@ -379,7 +383,7 @@ class InetSocket(SocketFile):
                     trunc = MSG_TRUNC if full > size else 0
                     return Received(bytes(data), trunc, pack_sockaddr_in(host, port),
                                     length=full)
-                except SyscallError as e:
+                except NetError as e:
                     if e.errno != errno.EAGAIN:
                         raise
                 if self.shut_flags & 1:
@@ -474,8 +478,9 @@ class InetSocket(SocketFile):
 
 def new_socket(kernel, stype, protocol, flags=0):
     """A fresh AF_INET socket on the kernel's stack (made on first use)."""
+    from ...netstack.socket import TCPSocket, UDPSocket
     from ..inet import net_of
     net = net_of(kernel)
     with net:
-        sock = net.stack.tcp_socket() if stype == SOCK_STREAM else net.stack.udp_socket()
+        sock = TCPSocket(net.stack) if stype == SOCK_STREAM else UDPSocket(net.stack)
     return InetSocket(net, stype, protocol, sock, flags)
