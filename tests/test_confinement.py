@@ -19,6 +19,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -193,13 +194,28 @@ def test_program_still_sees_root_pid_1_and_host_files(sandbox, workdir):
 # -- rootless: the same, run by an ordinary user -------------------------------------
 
 
-def _as_nobody():
-    """A command prefix that runs as uid/gid 65534, and an interpreter that user can run."""
+@pytest.fixture(scope="module")
+def nobody_tree(tmp_path_factory):
+    """A copy of the pyvisor these tests import (installed or built in
+    place) where uid 65534 can read it: an installed copy may sit below a
+    home directory closed to other users (/root)."""
+    import pyvisor
+    base = tempfile.mkdtemp(prefix="pyvisor-nobody-", dir="/var/tmp")
+    shutil.copytree(os.path.dirname(os.path.abspath(pyvisor.__file__)),
+                    os.path.join(base, "pyvisor"), ignore=shutil.ignore_patterns("__pycache__"))
+    for d, _dirs, _files in os.walk(base):
+        os.chmod(d, 0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def _as_nobody(tree):
+    """A command prefix that runs as uid/gid 65534, and an interpreter that
+    user can run with the pyvisor in ``tree``."""
     setpriv = shutil.which("setpriv")
     if os.geteuid() != 0 or setpriv is None:
         pytest.skip("needs root and setpriv(1) to become an ordinary user")
     prefix = [setpriv, "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
-    tree = os.path.dirname(HERE)
     for py in (sys.executable, "/usr/bin/python3"):
         probe = subprocess.run(prefix + ["env", "PYTHONPATH=" + tree, py, "-c",
                                          "import pyvisor._fastpath"],
@@ -221,15 +237,15 @@ def _kvm_for_nobody(sandbox):
                         % NOBODY)
 
 
-def test_rootless_run(sandbox, workdir):
-    prefix, py = _as_nobody()
+def test_rootless_run(sandbox, workdir, nobody_tree):
+    prefix, py = _as_nobody(nobody_tree)
     _kvm_for_nobody(sandbox)
     os.chmod(workdir, 0o755)
     path = os.path.join(workdir, "note")
     with open(path, "wb") as f:
         f.write(b"readable by all\n")
     os.chmod(path, 0o644)
-    env = dict(sandbox.env, PYTHONPATH=os.path.dirname(HERE))
+    env = dict(sandbox.env, PYTHONPATH=nobody_tree)
     before = sandbox.children()
     out = subprocess.run(prefix + _rootless_command(sandbox, py) +
                          ["/bin/sh", "-c", 'echo $$; id -u; cat "$0"; cat /etc/shadow', path],
@@ -241,12 +257,12 @@ def test_rootless_run(sandbox, workdir):
     assert out.returncode == 1
 
 
-def test_rootless_every_process_is_confined(sandbox, build_c):
-    prefix, py = _as_nobody()
+def test_rootless_every_process_is_confined(sandbox, build_c, nobody_tree):
+    prefix, py = _as_nobody(nobody_tree)
     _kvm_for_nobody(sandbox)
     sleeper = build_c(os.path.join(HERE, "c", "sleeper.c"), static=True)
     os.chmod(os.path.dirname(sleeper), 0o755)
-    env = dict(sandbox.env, PYTHONPATH=os.path.dirname(HERE))
+    env = dict(sandbox.env, PYTHONPATH=nobody_tree)
     before = sandbox.children()
     proc = subprocess.Popen(prefix + _rootless_command(sandbox, py) + [sleeper, "30"], env=env,
                             cwd="/", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
