@@ -51,3 +51,55 @@ def test_the_checks_see_a_forbidden_import(tmp_path):
                    "def g():\n    from ..sentry.errors import SyscallError\n")
     got = importgraph.imports_of("pyvisor.netstack.stack", str(src))
     assert "pyvisor.netstack.socket" in got and "pyvisor.sentry.errors" in got
+
+
+# --- pyvisor.abi underneath all; the kernel above no syscall handler ----------
+
+ABI = "pyvisor.abi"
+SYSCALLS = "pyvisor.sentry.syscalls"
+# Known exception, until start-up hands the kernel its table: kernel.py builds
+# the syscall table itself (and names calls for its logs) from the package's
+# __init__, which imports every handler module.
+KERNEL_MAY_IMPORT = {"pyvisor.sentry.kernel": {SYSCALLS, SYSCALLS + ".build_table",
+                                               SYSCALLS + ".name_of"}}
+
+
+def _bad_imports(prefix, forbidden, allowed=None):
+    mods = importgraph.modules()
+    ours = [m for m in mods if _under(m, prefix)]
+    assert ours, prefix
+    return sorted((m, i) for m in ours for i in importgraph.imports_of(m, mods[m])
+                  if any(_under(i, p) for p in forbidden)
+                  and i not in (allowed or {}).get(m, ()))
+
+
+def test_abi_imports_nothing_of_pyvisor():
+    mods = importgraph.modules()
+    assert "pyvisor.abi.numbers" in mods and "pyvisor.abi.flags" in mods
+    assert _bad_imports(ABI, ("pyvisor",)) == []
+
+
+def test_kernel_vfs_mm_import_no_syscall_handler():
+    assert _bad_imports("pyvisor.sentry.kernel", (SYSCALLS,), KERNEL_MAY_IMPORT) == []
+    assert _bad_imports("pyvisor.sentry.vfs", (SYSCALLS,)) == []
+    assert _bad_imports("pyvisor.sentry.mm", (SYSCALLS,)) == []
+
+
+def test_seccomp_imports_nothing_of_the_sentry():
+    assert _bad_imports("pyvisor.seccomp", ("pyvisor.sentry",)) == []
+    # Nor through another module: seccomp <-> sentry is no circle.
+    reach = importgraph.reachable(["pyvisor.seccomp"])
+    assert "pyvisor.abi.numbers" in reach
+    assert sorted(m for m in reach if _under(m, "pyvisor.sentry")) == []
+
+
+def test_the_layer_checks_see_a_handler_import(tmp_path):
+    """The shapes the kernel and vfs used to reach the handlers: a function-
+    level absolute import and a relative one."""
+    src = tmp_path / "vfs.py"
+    src.write_text("from ..syscalls._util import AT_FDCWD\n"
+                   "def f():\n    from pyvisor.sentry.syscalls import process as P\n")
+    got = importgraph.imports_of("pyvisor.sentry.vfs.vfs", str(src))
+    assert "pyvisor.sentry.syscalls._util" in got and "pyvisor.sentry.syscalls.process" in got
+    assert not any(i in KERNEL_MAY_IMPORT["pyvisor.sentry.kernel"]
+                   for i in ("pyvisor.sentry.syscalls._util", "pyvisor.sentry.syscalls.process"))

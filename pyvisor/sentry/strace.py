@@ -35,7 +35,7 @@ import os
 import struct
 
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr_
+from pyvisor.abi import numbers as nr_
 from pyvisor.sentry.syscalls._util import s32, s64
 
 MAX_STRLEN = 32          # strace -s default: bytes of a data buffer shown

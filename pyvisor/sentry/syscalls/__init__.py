@@ -8,7 +8,7 @@ ENOSYS, reported once per run under --debug.
 import errno
 
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr
+from pyvisor.abi import numbers as nr
 
 AREAS = ("fs", "mm", "process", "signal", "time", "creds", "misc", "futex", "xattr", "poll", "timer", "net", "sched")
 

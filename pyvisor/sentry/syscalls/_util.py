@@ -1,6 +1,5 @@
 """Helpers shared by syscall handlers: argument conversion."""
 
-AT_FDCWD = -100
 MASK64 = (1 << 64) - 1
 
 

@@ -16,7 +16,7 @@ import time
 
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.waiting import Interrupted
-from pyvisor.sentry.syscalls import _numbers as nr
+from pyvisor.abi import numbers as nr
 from pyvisor.sentry.syscalls._util import s32
 from pyvisor.sentry.syscalls.time import NSEC, read_timespec
 

@@ -29,7 +29,7 @@ from ..vfs.unix import (AF_UNIX, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF, MSG_CMSG_CLOEX
                         MSG_DONTWAIT, MSG_TRUNC, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET,
                         SOCK_STREAM, SUN_PATH_OFFSET, Creds, UnixSocket, new_socket,
                         parse_sockaddr, socket_pair)
-from . import _numbers
+from pyvisor.abi import numbers as _numbers
 from ._util import install_pair, s32
 from .time import NSEC, read_timespec
 

@@ -8,7 +8,7 @@ import errno
 import struct
 
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr
+from pyvisor.abi import numbers as nr
 from pyvisor.sentry.syscalls._util import s32
 
 SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE = 0, 1, 2, 3, 5

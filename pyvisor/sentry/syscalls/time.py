@@ -34,7 +34,7 @@ import struct
 import time as _time
 
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr
+from pyvisor.abi import numbers as nr
 from pyvisor.sentry.syscalls._util import s32
 
 NSEC = 1_000_000_000
