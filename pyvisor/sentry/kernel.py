@@ -23,7 +23,7 @@ import threading
 import time
 
 from pyvisor import confine
-from pyvisor.abi import flags as F
+from pyvisor.abi import flags as F, name_of
 from pyvisor.platform.base import EXIT_GONE, EXIT_SIGNAL
 from pyvisor.sentry import confined_imports, loader, timers, waiting
 from pyvisor.sentry.auth import Credentials
@@ -32,7 +32,6 @@ from pyvisor.sentry.limits import default_rlimits
 from pyvisor.sentry.mm.account import MemoryAccount
 from pyvisor.sentry.mm.memfile import MemoryFileAllocator
 from pyvisor.sentry.mm.mm import MemoryManager
-from pyvisor.sentry.syscalls import build_table, name_of
 from pyvisor.sentry.threads import ThreadPool
 from pyvisor.sentry.vfs import pidfd, signalfd
 from pyvisor.sentry.task import (IGNORE_BY_DEFAULT, SIGCHLD, SIGKILL, ContextSwitch, GroupExit,
@@ -49,8 +48,6 @@ SIGCONT = 18
 STOP_SIGNALS = frozenset({19, 20, 21, 22})
 SA_NOCLDSTOP = 1
 FAULT_SIGNALS = frozenset({4, 5, 7, 8, 11})   # SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV
-HOST_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH,
-                signal.SIGUSR1, signal.SIGUSR2)
 
 
 class LaunchError(Exception):
@@ -111,7 +108,10 @@ class Gofer:
 
 
 class Kernel:
-    def __init__(self, config):
+    def __init__(self, config, table):
+        """``table``: the syscall table, a list indexed by number of handler
+        or None (pyvisor.sentry.syscalls.build_table(); start-up hands it in,
+        so the kernel imports no handler)."""
         self.config = config
         self.hostname = config.hostname.encode()
         self.start_time = time.monotonic()
@@ -123,7 +123,7 @@ class Kernel:
         self._next_tid = 1
         self._reserved = set()     # tids being created by clone; guarded by lock
         self.pids_limit = getattr(config, "pids_limit", 1024)
-        self.table = build_table()
+        self.table = table
         self.strace = config.strace
         self._strace_out = None
         self._strace_lock = threading.Lock()
@@ -857,52 +857,3 @@ class Kernel:
         if self.gofer is not None:
             self.gofer.stop()
             self.gofer = None
-
-
-class _HostSignals:
-    """Signals sent to the Sentry from outside (Ctrl-C, kill) go to the sandbox's init, as to a container."""
-
-    def __init__(self, kernel):
-        self.kernel = kernel
-        self.old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HOST_SIGNALS + tuple(confine.RELAYED))
-        self.thread = None
-
-    def start(self):
-        """Start forwarding; signals that came before wait, blocked, until now.
-
-        Started after Kernel.start: the Sentry drops its capabilities while
-        it has one thread (they are per thread).
-        """
-        self.thread = threading.Thread(target=self._loop, name="host-signals", daemon=True)
-        self.thread.start()
-
-    def _loop(self):
-        waited = HOST_SIGNALS + tuple(confine.RELAYED)
-        while True:
-            info = signal.sigwaitinfo(waited)
-            signo = confine.RELAYED.get(info.si_signo, info.si_signo)
-            if confine.under_runner and signo == info.si_signo and info.si_code <= 0:
-                # `pyvisor run` relays what is sent to it as a real-time
-                # signal; a kill(2) of the whole process group reached us
-                # too: one is enough. The terminal's signals (si_code
-                # SI_KERNEL) come here only.
-                continue
-            k = self.kernel
-            if k.init is not None:
-                k.send_signal(k.init, signo, siginfo_bytes(signo, 0))
-
-    def close(self):
-        signal.pthread_sigmask(signal.SIG_SETMASK, self.old_mask)
-
-
-def run_sandbox(config):
-    """Start, run and stop a sandbox; return its exit code. Raises LaunchError, SentryCrash."""
-    k = Kernel(config)
-    host = _HostSignals(k)
-    try:
-        k.start()
-        host.start()
-        return k.run()
-    finally:
-        k.stop()
-        host.close()
