@@ -83,6 +83,15 @@ def test_kernel_vfs_mm_import_no_syscall_handler():
         assert _bad_imports(pkg, (SYSCALLS,)) == [], pkg
 
 
+def test_only_startup_imports_the_handler_layer():
+    """Wider than the above: outside sentry/syscalls/ itself, only the
+    start-up (sentry/boot.py, which builds the table) imports it."""
+    mods = importgraph.modules()
+    bad = sorted((m, i) for m in mods if not _under(m, SYSCALLS) and m != "pyvisor.sentry.boot"
+                 for i in importgraph.imports_of(m, mods[m]) if _under(i, SYSCALLS))
+    assert bad == []
+
+
 def test_startup_hands_the_table_in():
     mods = importgraph.modules()
     assert SYSCALLS + ".build_table" in importgraph.imports_of("pyvisor.sentry.boot",

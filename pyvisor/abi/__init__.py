@@ -1,6 +1,7 @@
 """The Linux x86-64 ABI as plain data: syscall numbers (numbers.py, generated
 by tools/gen_numbers.py) and the flag constants more than one layer reads
-(flags.py). Every layer may import this package; it imports nothing of
+(flags.py) and reading a register as a C int (ints.py). Every layer may
+import this package; it imports nothing of
 pyvisor (outside this package).
 """
 

@@ -32,7 +32,7 @@ import struct
 from pyvisor.sentry.auth import ALL_CAPS, CAP_SETGID, CAP_SETPCAP, CAP_SETUID
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.abi import numbers as nr
-from pyvisor.sentry.syscalls._util import s32
+from pyvisor.abi.ints import s32
 
 
 UNCHANGED = 0xFFFFFFFF                  # (uid_t)-1

@@ -28,7 +28,8 @@ from pyvisor.abi import numbers as _numbers
 from pyvisor.abi.flags import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT,
                                AT_REMOVEDIR, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW,
                                AT_SYMLINK_NOFOLLOW)
-from ._util import install_pair, s32, s64
+from pyvisor.abi.ints import s32, s64
+from ._util import install_pair
 
 STATX__RESERVED = 0x80000000
 

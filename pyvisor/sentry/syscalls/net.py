@@ -30,7 +30,8 @@ from ..vfs.unix import (AF_UNIX, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF, MSG_CMSG_CLOEX
                         SOCK_STREAM, SUN_PATH_OFFSET, Creds, UnixSocket, new_socket,
                         parse_sockaddr, socket_pair)
 from pyvisor.abi import numbers as _numbers
-from ._util import install_pair, s32
+from pyvisor.abi.ints import s32
+from ._util import install_pair
 from .time import NSEC, read_timespec
 
 AF_UNSPEC = 0

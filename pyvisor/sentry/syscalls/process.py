@@ -14,7 +14,7 @@ from pyvisor.abi.flags import (CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_D
                                CLONE_PARENT_SETTID, CLONE_PIDFD, CLONE_PTRACE, CLONE_SETTLS,
                                CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD, CLONE_UNTRACED,
                                CLONE_VFORK, CLONE_VM, CSIGNAL)
-from pyvisor.sentry.syscalls._util import s32
+from pyvisor.abi.ints import s32
 from pyvisor.sentry.vfs import pidfd as _pidfd
 
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004

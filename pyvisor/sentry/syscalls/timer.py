@@ -33,7 +33,7 @@ import struct
 from pyvisor.sentry import timers
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.abi import numbers as nr
-from pyvisor.sentry.syscalls._util import s32
+from pyvisor.abi.ints import s32
 from pyvisor.sentry.syscalls.time import timespec_ns
 from pyvisor.sentry.vfs.timerfd import TFD_CLOEXEC, TFD_SETTIME_FLAGS, TimerFile, make_timerfd
 

@@ -7,7 +7,7 @@ import errno
 
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.abi import numbers as nr
-from pyvisor.sentry.syscalls._util import s32
+from pyvisor.abi.ints import s32
 
 XATTR_NAME_MAX = 255
 
