@@ -29,10 +29,10 @@ every thread); here `t.creds` is per task as well: a Credentials
 import errno
 import struct
 
-from pyvisor.sentry.auth import ALL_CAPS, CAP_SETGID, CAP_SETPCAP, CAP_SETUID
-from pyvisor.sentry.errors import SyscallError
 from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32
+from pyvisor.sentry.auth import ALL_CAPS, CAP_SETGID, CAP_SETPCAP, CAP_SETUID
+from pyvisor.sentry.errors import SyscallError
 
 
 UNCHANGED = 0xFFFFFFFF                  # (uid_t)-1

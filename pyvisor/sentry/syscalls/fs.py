@@ -15,6 +15,11 @@ import stat as _stat
 import struct
 import time
 
+from pyvisor.abi import numbers as _numbers
+from pyvisor.abi.flags import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT,
+                               AT_REMOVEDIR, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW,
+                               AT_SYMLINK_NOFOLLOW)
+from pyvisor.abi.ints import s32, s64
 from ..errors import SyscallError
 from ..waiting import Interrupted
 from ..vfs.file import (O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEFILE, O_NONBLOCK,
@@ -24,11 +29,6 @@ from ..vfs.perm import CAP_CHOWN, creds_of, fs_ids, has_cap, is_owner
 from ..vfs.pipe import PipeFile, make_pipe
 from ..vfs.stat import (S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, pack_dirent,
                         pack_dirent64, pack_stat, pack_statfs, pack_statx)
-from pyvisor.abi import numbers as _numbers
-from pyvisor.abi.flags import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT,
-                               AT_REMOVEDIR, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW,
-                               AT_SYMLINK_NOFOLLOW)
-from pyvisor.abi.ints import s32, s64
 from ._util import install_pair
 
 STATX__RESERVED = 0x80000000

@@ -19,10 +19,10 @@ import os
 import struct
 import time as _time
 
-from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.limits import NR_OPEN, RLIMIT_NOFILE, RLIM_NLIMITS
 from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32, s64
+from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.limits import NR_OPEN, RLIMIT_NOFILE, RLIM_NLIMITS
 
 # --- uname -----------------------------------------------------------------
 

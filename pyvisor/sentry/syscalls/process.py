@@ -4,10 +4,6 @@ import errno
 
 import struct
 
-from pyvisor.sentry import timers
-from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.mm.mm import MM_TOP
-from pyvisor.sentry.task import GroupExit, TaskExit, exit_wstatus
 from pyvisor.abi import numbers as nr
 from pyvisor.abi.flags import (CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_DETACHED,
                                CLONE_FILES, CLONE_FS, CLONE_IO, CLONE_NEWMASK, CLONE_PARENT,
@@ -15,6 +11,10 @@ from pyvisor.abi.flags import (CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_D
                                CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD, CLONE_UNTRACED,
                                CLONE_VFORK, CLONE_VM, CSIGNAL)
 from pyvisor.abi.ints import s32
+from pyvisor.sentry import timers
+from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.mm.mm import MM_TOP
+from pyvisor.sentry.task import GroupExit, TaskExit, exit_wstatus
 from pyvisor.sentry.vfs import pidfd as _pidfd
 
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
