@@ -145,7 +145,8 @@ def _cmd_run(args):
 
 def _run_sentry(config):
     """The Sentry's side of `pyvisor run`: the sandbox's exit code, or a report and 70."""
-    from pyvisor.sentry.kernel import LaunchError, run_sandbox
+    from pyvisor.sentry.boot import run_sandbox
+    from pyvisor.sentry.kernel import LaunchError
     from pyvisor.sentry.task import SentryCrash
     try:
         return run_sandbox(config)

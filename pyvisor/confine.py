@@ -71,7 +71,7 @@ CAP_DAC_READ_SEARCH = 2
 CAP_SYS_PTRACE = 19
 WAITER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_waiter")
 
-# Signals that `pyvisor run` passes on to the Sentry (its _HostSignals
+# Signals that `pyvisor run` passes on to the Sentry (sentry/boot.py's _HostSignals
 # forwards them to the sandbox's init), as before confinement. Each goes on
 # as a real-time signal of its own (RELAYED: SIGRTMAX, SIGRTMAX-1, ...):
 # real-time signals queue, so the relayed copy is never merged with the

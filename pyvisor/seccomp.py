@@ -40,7 +40,7 @@ import os
 import socket
 import struct
 
-from pyvisor.sentry.syscalls import _numbers
+from pyvisor.abi import numbers as _numbers
 
 # -- BPF and seccomp constants (linux/filter.h, linux/seccomp.h, linux/audit.h)
 
@@ -541,7 +541,7 @@ def install_gofer_filter(log_denials=False):
 
 # Modules the Sentry imports on first use (a report's traceback, getrusage).
 _LAZY_STDLIB = ("traceback", "linecache", "tokenize", "resource")
-_LAZY_PACKAGES = ("pyvisor.sentry", "pyvisor.platform")
+_LAZY_PACKAGES = ("pyvisor.abi", "pyvisor.sentry", "pyvisor.platform")
 _SKIP = ("__main__", "testing")
 _CODECS = ("utf-8", "latin-1", "ascii")
 

@@ -3,7 +3,7 @@
 import pytest
 
 from pyvisor.config import SandboxConfig
-from pyvisor.sentry.syscalls.creds import Credentials
+from pyvisor.sentry.auth import Credentials
 from pyvisor.sentry.vfs.stat import Stat
 
 

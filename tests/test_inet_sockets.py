@@ -495,7 +495,7 @@ def test_waitq_announces_readiness(t):
 
 def test_strace_shows_sockaddr_in(t):
     from pyvisor.sentry import strace
-    from pyvisor.sentry.syscalls import _numbers as nr
+    from pyvisor.abi import numbers as nr
     a = t.put(sin("127.0.0.1", 8080))
     line = strace.format_call(t, nr.NR_connect, (3, a, 16, 0, 0, 0), 0)
     assert line.startswith('connect(3, {sa_family=AF_INET, sin_port=htons(8080), '

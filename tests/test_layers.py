@@ -51,3 +51,66 @@ def test_the_checks_see_a_forbidden_import(tmp_path):
                    "def g():\n    from ..sentry.errors import SyscallError\n")
     got = importgraph.imports_of("pyvisor.netstack.stack", str(src))
     assert "pyvisor.netstack.socket" in got and "pyvisor.sentry.errors" in got
+
+
+# --- pyvisor.abi underneath all; the kernel above no syscall handler ----------
+
+ABI = "pyvisor.abi"
+SYSCALLS = "pyvisor.sentry.syscalls"
+# The kernel gets its syscall table from start-up (sentry/boot.py), so it and
+# the task's dispatch import nothing of the handler layer, its package included.
+ABOVE_NOTHING = ("pyvisor.sentry.kernel", "pyvisor.sentry.task", "pyvisor.sentry.vfs",
+                 "pyvisor.sentry.mm", "pyvisor.sentry.auth", "pyvisor.sentry.limits")
+
+
+def _bad_imports(prefix, forbidden):
+    mods = importgraph.modules()
+    ours = [m for m in mods if _under(m, prefix)]
+    assert ours, prefix
+    return sorted((m, i) for m in ours for i in importgraph.imports_of(m, mods[m])
+                  if any(_under(i, p) for p in forbidden))
+
+
+def test_abi_imports_nothing_of_pyvisor():
+    mods = importgraph.modules()
+    assert "pyvisor.abi.numbers" in mods and "pyvisor.abi.flags" in mods
+    bad = _bad_imports(ABI, ("pyvisor",))
+    assert [(m, i) for m, i in bad if not _under(i, ABI)] == []
+
+
+def test_kernel_vfs_mm_import_no_syscall_handler():
+    for pkg in ABOVE_NOTHING:
+        assert _bad_imports(pkg, (SYSCALLS,)) == [], pkg
+
+
+def test_only_startup_imports_the_handler_layer():
+    """Wider than the above: outside sentry/syscalls/ itself, only the
+    start-up (sentry/boot.py, which builds the table) imports it."""
+    mods = importgraph.modules()
+    bad = sorted((m, i) for m in mods if not _under(m, SYSCALLS) and m != "pyvisor.sentry.boot"
+                 for i in importgraph.imports_of(m, mods[m]) if _under(i, SYSCALLS))
+    assert bad == []
+
+
+def test_startup_hands_the_table_in():
+    mods = importgraph.modules()
+    assert SYSCALLS + ".build_table" in importgraph.imports_of("pyvisor.sentry.boot",
+                                                               mods["pyvisor.sentry.boot"])
+
+
+def test_seccomp_imports_nothing_of_the_sentry():
+    assert _bad_imports("pyvisor.seccomp", ("pyvisor.sentry",)) == []
+    # Nor through another module: seccomp <-> sentry is no circle.
+    reach = importgraph.reachable(["pyvisor.seccomp"])
+    assert "pyvisor.abi.numbers" in reach
+    assert sorted(m for m in reach if _under(m, "pyvisor.sentry")) == []
+
+
+def test_the_layer_checks_see_a_handler_import(tmp_path):
+    """The shapes the kernel and vfs used to reach the handlers: a function-
+    level absolute import and a relative one."""
+    src = tmp_path / "vfs.py"
+    src.write_text("from ..syscalls._util import AT_FDCWD\n"
+                   "def f():\n    from pyvisor.sentry.syscalls import process as P\n")
+    got = importgraph.imports_of("pyvisor.sentry.vfs.vfs", str(src))
+    assert "pyvisor.sentry.syscalls._util" in got and "pyvisor.sentry.syscalls.process" in got

@@ -9,7 +9,8 @@ import sys
 
 LAUNCHER = r"""
 import sys
-from pyvisor.sentry.syscalls import _numbers as nr, misc
+from pyvisor.abi import numbers as nr
+from pyvisor.sentry.syscalls import misc
 
 def broken(t, *args):
     raise RuntimeError("injected Sentry bug")

@@ -16,12 +16,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from pyvisor.sentry import auth, limits
+from pyvisor.sentry.auth import Credentials
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr
+from pyvisor.abi import numbers as nr
 from pyvisor.sentry.syscalls import creds as cr
 from pyvisor.sentry.syscalls import misc
 from pyvisor.sentry.syscalls import time as tm
-from pyvisor.sentry.syscalls.creds import Credentials
 from pyvisor.sentry.task import ThreadGroup
 
 BASE = 0x10000
@@ -69,7 +70,7 @@ def make_task(creds=None, size=SIZE):
     kernel.groups[1] = group
     return SimpleNamespace(copy_in=m.copy_in, copy_out=m.copy_out, copy_in_str=m.copy_in_str,
                            mem=m, kernel=kernel, pid=1, tid=1, group=group, cpu_source=None,
-                           creds=creds or Credentials.root(), rlimits=misc.default_rlimits())
+                           creds=creds or Credentials.root(), rlimits=limits.default_rlimits())
 
 
 @pytest.fixture
@@ -303,27 +304,27 @@ def rl(t, addr):
 
 
 def test_default_rlimits():
-    d = misc.default_rlimits()
+    d = limits.default_rlimits()
     assert set(d) == set(range(16))
-    assert d[misc.RLIMIT_NOFILE] == (1024, 1048576)
-    assert d[misc.RLIMIT_STACK] == (8 << 20, misc.RLIM_INFINITY)
+    assert d[limits.RLIMIT_NOFILE] == (1024, 1048576)
+    assert d[limits.RLIMIT_STACK] == (8 << 20, limits.RLIM_INFINITY)
     assert all(s <= h for s, h in d.values())
-    assert d is not misc.default_rlimits()
+    assert d is not limits.default_rlimits()
 
 
 def test_getrlimit_setrlimit(t):
-    assert misc.sys_getrlimit(t, misc.RLIMIT_NOFILE, A) == 0
+    assert misc.sys_getrlimit(t, limits.RLIMIT_NOFILE, A) == 0
     assert rl(t, A) == (1024, 1048576)
     t.copy_out(A, struct.pack("<QQ", 4096, 4096))
-    assert misc.sys_setrlimit(t, misc.RLIMIT_NOFILE, A) == 0
-    assert t.rlimits[misc.RLIMIT_NOFILE] == (4096, 4096)
+    assert misc.sys_setrlimit(t, limits.RLIMIT_NOFILE, A) == 0
+    assert t.rlimits[limits.RLIMIT_NOFILE] == (4096, 4096)
     # Root may raise the hard limit again, but not NOFILE beyond nr_open.
     t.copy_out(A, struct.pack("<QQ", 4096, 8192))
-    assert misc.sys_setrlimit(t, misc.RLIMIT_NOFILE, A) == 0
+    assert misc.sys_setrlimit(t, limits.RLIMIT_NOFILE, A) == 0
     t.copy_out(A, struct.pack("<QQ", 4096, 1048577))
-    fails(errno.EPERM, misc.sys_setrlimit, t, misc.RLIMIT_NOFILE, A)
+    fails(errno.EPERM, misc.sys_setrlimit, t, limits.RLIMIT_NOFILE, A)
     t.copy_out(A, struct.pack("<QQ", 10, 5))
-    fails(errno.EINVAL, misc.sys_setrlimit, t, misc.RLIMIT_CORE, A)
+    fails(errno.EINVAL, misc.sys_setrlimit, t, limits.RLIMIT_CORE, A)
     fails(errno.EINVAL, misc.sys_getrlimit, t, 16, A)
     fails(errno.EINVAL, misc.sys_setrlimit, t, u(-1), A)
     fails(errno.EFAULT, misc.sys_getrlimit, t, 0, BAD)
@@ -333,29 +334,29 @@ def test_getrlimit_setrlimit(t):
 def test_setrlimit_hard_needs_privilege():
     t = make_task(Credentials.user(1000, 1000))
     t.copy_out(A, struct.pack("<QQ", 0, 100))
-    assert misc.sys_setrlimit(t, misc.RLIMIT_CORE, A) == 0          # lowering is fine
+    assert misc.sys_setrlimit(t, limits.RLIMIT_CORE, A) == 0          # lowering is fine
     t.copy_out(A, struct.pack("<QQ", 0, 101))
-    fails(errno.EPERM, misc.sys_setrlimit, t, misc.RLIMIT_CORE, A)
-    assert t.rlimits[misc.RLIMIT_CORE] == (0, 100)
+    fails(errno.EPERM, misc.sys_setrlimit, t, limits.RLIMIT_CORE, A)
+    assert t.rlimits[limits.RLIMIT_CORE] == (0, 100)
 
 
 def test_prlimit64(t):
     t.copy_out(A, struct.pack("<QQ", 256, 512))
-    assert misc.sys_prlimit64(t, 0, misc.RLIMIT_NOFILE, A, B) == 0
+    assert misc.sys_prlimit64(t, 0, limits.RLIMIT_NOFILE, A, B) == 0
     assert rl(t, B) == (1024, 1048576)                 # the old value
-    assert misc.sys_prlimit64(t, 1, misc.RLIMIT_NOFILE, 0, B) == 0
+    assert misc.sys_prlimit64(t, 1, limits.RLIMIT_NOFILE, 0, B) == 0
     assert rl(t, B) == (256, 512)
-    assert misc.sys_prlimit64(t, 0, misc.RLIMIT_NOFILE, 0, 0) == 0
-    fails(errno.ESRCH, misc.sys_prlimit64, t, 5, misc.RLIMIT_NOFILE, 0, B)
-    fails(errno.ESRCH, misc.sys_prlimit64, t, u(-3), misc.RLIMIT_NOFILE, 0, B)
+    assert misc.sys_prlimit64(t, 0, limits.RLIMIT_NOFILE, 0, 0) == 0
+    fails(errno.ESRCH, misc.sys_prlimit64, t, 5, limits.RLIMIT_NOFILE, 0, B)
+    fails(errno.ESRCH, misc.sys_prlimit64, t, u(-3), limits.RLIMIT_NOFILE, 0, B)
     fails(errno.EINVAL, misc.sys_prlimit64, t, 0, 99, 0, B)
-    fails(errno.EFAULT, misc.sys_prlimit64, t, 0, misc.RLIMIT_NOFILE, BAD, B)
+    fails(errno.EFAULT, misc.sys_prlimit64, t, 0, limits.RLIMIT_NOFILE, BAD, B)
     t.copy_out(A, struct.pack("<QQ", 9, 3))
-    fails(errno.EINVAL, misc.sys_prlimit64, t, 0, misc.RLIMIT_NOFILE, A, B)
+    fails(errno.EINVAL, misc.sys_prlimit64, t, 0, limits.RLIMIT_NOFILE, A, B)
     # As in Linux, the new limit sticks even if old_limit is a bad pointer.
     t.copy_out(A, struct.pack("<QQ", 100, 200))
-    fails(errno.EFAULT, misc.sys_prlimit64, t, 0, misc.RLIMIT_NOFILE, A, BAD)
-    assert t.rlimits[misc.RLIMIT_NOFILE] == (100, 200)
+    fails(errno.EFAULT, misc.sys_prlimit64, t, 0, limits.RLIMIT_NOFILE, A, BAD)
+    assert t.rlimits[limits.RLIMIT_NOFILE] == (100, 200)
 
 
 def test_sched_getaffinity(t):
@@ -443,10 +444,10 @@ def test_seteuid_and_back_keeps_root_via_saved_uid(t):
     """A root daemon drops euid temporarily and regains it (the saved uid stays 0)."""
     assert cr.sys_setresuid(t, u(-1), 1000, u(-1)) == 0
     assert ids(t)[0] == (0, 1000, 0, 1000)
-    assert t.creds.cap_effective == 0 and t.creds.cap_permitted == cr.ALL_CAPS
+    assert t.creds.cap_effective == 0 and t.creds.cap_permitted == auth.ALL_CAPS
     fails(errno.EPERM, cr.sys_setuid, t, 5)             # no CAP_SETUID in effective
     assert cr.sys_setresuid(t, u(-1), 0, u(-1)) == 0    # 0 is the real/saved uid
-    assert t.creds.cap_effective == cr.ALL_CAPS
+    assert t.creds.cap_effective == auth.ALL_CAPS
     assert cr.sys_setuid(t, 5) == 0
 
 
@@ -489,11 +490,11 @@ def test_gid_calls(t):
 
 def test_setfsuid_setfsgid(t):
     assert cr.sys_setfsuid(t, 1000) == 0
-    assert t.creds.fsuid == 1000 and not t.creds.capable(cr.CAP_DAC_OVERRIDE)
-    assert t.creds.capable(cr.CAP_SETUID)
+    assert t.creds.fsuid == 1000 and not t.creds.capable(auth.CAP_DAC_OVERRIDE)
+    assert t.creds.capable(auth.CAP_SETUID)
     assert cr.sys_setfsuid(t, u(-1)) == 1000            # query
     assert cr.sys_setfsuid(t, 0) == 1000
-    assert t.creds.capable(cr.CAP_DAC_OVERRIDE)
+    assert t.creds.capable(auth.CAP_DAC_OVERRIDE)
     u_t = make_task(Credentials.user(1000, 100))
     assert cr.sys_setfsuid(u_t, 0) == 1000               # refused: still returns old
     assert u_t.creds.fsuid == 1000
@@ -559,13 +560,13 @@ def test_capget_other_task(t):
 
 
 def test_capset(t):
-    keep = (1 << cr.CAP_SETUID) | (1 << cr.CAP_CHOWN)
+    keep = (1 << auth.CAP_SETUID) | (1 << auth.CAP_CHOWN)
     t.copy_out(B, struct.pack("<6I", keep, keep, 0, 0, 0, 0))
     assert cr.sys_capset(t, cap_header(t, cr.CAP_V3), B) == 0
     assert t.creds.cap_permitted == keep and t.creds.cap_effective == keep
     t.copy_out(B, struct.pack("<6I", keep, keep | 1 << 5, 0, 0, 0, 0))
     fails(errno.EPERM, cr.sys_capset, t, cap_header(t, cr.CAP_V3), B)    # permitted may not grow
-    t.copy_out(B, struct.pack("<6I", keep, 1 << cr.CAP_CHOWN, 0, 0, 0, 0))
+    t.copy_out(B, struct.pack("<6I", keep, 1 << auth.CAP_CHOWN, 0, 0, 0, 0))
     fails(errno.EPERM, cr.sys_capset, t, cap_header(t, cr.CAP_V3), B)    # effective ⊄ permitted
     t.copy_out(B, struct.pack("<6I", 0, keep, 1 << 20, 0, 0, 0))
     fails(errno.EPERM, cr.sys_capset, t, cap_header(t, cr.CAP_V3), B)    # inheritable, no SETPCAP

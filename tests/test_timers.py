@@ -16,6 +16,7 @@ import pytest
 from pyvisor.sentry import timers, waiting
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.kernel import Kernel
+from pyvisor.sentry.syscalls import build_table
 from pyvisor.sentry.syscalls import timer as sc
 from pyvisor.sentry.task import SignalState, ThreadGroup
 from pyvisor.sentry.vfs.fdtable import FDTable
@@ -78,7 +79,7 @@ def clock():
 
 @pytest.fixture
 def kernel(clock):
-    k = Kernel(SimpleNamespace(hostname="sandbox", strace=False, debug=False))
+    k = Kernel(SimpleNamespace(hostname="sandbox", strace=False, debug=False), build_table())
     k.timer_service = timers.TimerService(clock=clock, threaded=False)
     return k
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Generate pyvisor/sentry/syscalls/_numbers.py from the kernel's unistd_64.h.
+"""Generate pyvisor/abi/numbers.py from the kernel's unistd_64.h.
 
 Usage:
     python tools/gen_numbers.py [--header PATH] [--output PATH] [--check]
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 DEFAULT_HEADER = Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
-DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "pyvisor" / "sentry" / "syscalls" / "_numbers.py"
+DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "pyvisor" / "abi" / "numbers.py"
 
 # Only plain "#define __NR_name <decimal>" lines define a call number; other
 # macros in the header (include guards) are ignored.
@@ -51,7 +51,7 @@ def parse(header_text):
 
 
 def generate(header_text):
-    """Return the source of _numbers.py for the given unistd_64.h text."""
+    """Return the source of numbers.py for the given unistd_64.h text."""
     calls = parse(header_text)
     out = [_HEADER]
     for nr, name in calls:

@@ -33,6 +33,9 @@ import threading
 import time
 
 from pyvisor import _fastpath, confine, seccomp
+from pyvisor.abi.flags import (CLONE_FILES, CLONE_FS, CLONE_PARENT, CLONE_SIGHAND, CLONE_SYSVSEM,
+                               CLONE_THREAD, CLONE_VM)
+from pyvisor.abi.numbers import NR_clone
 from pyvisor.platform.base import (EXIT_GONE, EXIT_INTERRUPT, EXIT_SIGNAL, AddressSpace, Context,
                                    Exit, Platform)
 
@@ -177,10 +180,8 @@ def _current_cpu():
     return int(fields[36])  # field 39 (processor), counted after the comm
 
 
-CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
-CLONE_PARENT, CLONE_THREAD, CLONE_SYSVSEM = 0x8000, 0x10000, 0x40000
 HOST_THREAD_FLAGS = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM
-SYS_CLONE = 56
+SYS_CLONE = NR_clone
 
 
 class PtraceAddressSpace(AddressSpace):

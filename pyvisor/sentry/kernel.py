@@ -23,16 +23,16 @@ import threading
 import time
 
 from pyvisor import confine
+from pyvisor.abi import flags as F, name_of
 from pyvisor.platform.base import EXIT_GONE, EXIT_SIGNAL
 from pyvisor.sentry import confined_imports, loader, timers, waiting
+from pyvisor.sentry.auth import Credentials
 from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.limits import default_rlimits
 from pyvisor.sentry.mm.account import MemoryAccount
 from pyvisor.sentry.mm.memfile import MemoryFileAllocator
 from pyvisor.sentry.mm.mm import MemoryManager
-from pyvisor.sentry.syscalls import build_table, name_of
 from pyvisor.sentry.threads import ThreadPool
-from pyvisor.sentry.syscalls.creds import Credentials
-from pyvisor.sentry.syscalls.misc import default_rlimits
 from pyvisor.sentry.vfs import pidfd, signalfd
 from pyvisor.sentry.task import (IGNORE_BY_DEFAULT, SIGCHLD, SIGKILL, ContextSwitch, GroupExit,
                                  SentryCrash, SignalState, Task, TaskExit, ThreadGroup,
@@ -48,8 +48,6 @@ SIGCONT = 18
 STOP_SIGNALS = frozenset({19, 20, 21, 22})
 SA_NOCLDSTOP = 1
 FAULT_SIGNALS = frozenset({4, 5, 7, 8, 11})   # SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV
-HOST_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH,
-                signal.SIGUSR1, signal.SIGUSR2)
 
 
 class LaunchError(Exception):
@@ -110,7 +108,10 @@ class Gofer:
 
 
 class Kernel:
-    def __init__(self, config):
+    def __init__(self, config, table):
+        """``table``: the syscall table, a list indexed by number of handler
+        or None (pyvisor.sentry.syscalls.build_table(); start-up hands it in,
+        so the kernel imports no handler)."""
         self.config = config
         self.hostname = config.hostname.encode()
         self.start_time = time.monotonic()
@@ -122,7 +123,7 @@ class Kernel:
         self._next_tid = 1
         self._reserved = set()     # tids being created by clone; guarded by lock
         self.pids_limit = getattr(config, "pids_limit", 1024)
-        self.table = build_table()
+        self.table = table
         self.strace = config.strace
         self._strace_out = None
         self._strace_lock = threading.Lock()
@@ -282,7 +283,6 @@ class Kernel:
 
     def clone(self, t, flags, stack, ptid, ctid, tls):
         """The work of clone(2)/fork(2)/vfork(2) once flags are validated; returns the child's tid."""
-        from pyvisor.sentry.syscalls import process as P
         with self.lock:
             if len(self.tasks) + len(self._reserved) >= self.pids_limit:
                 raise SyscallError(errno.EAGAIN)
@@ -290,7 +290,7 @@ class Kernel:
             self._reserved.add(tid)
         try:
             aspace = t.context.aspace
-            if flags & P.CLONE_VM:
+            if flags & F.CLONE_VM:
                 host = aspace.clone_thread()
                 mm = t.mm
                 with self.lock:
@@ -306,44 +306,44 @@ class Kernel:
         regs.update(rax=0, orig_rax=(1 << 64) - 1)
         if stack:
             regs["rsp"] = stack
-        if flags & P.CLONE_SETTLS:
+        if flags & F.CLONE_SETTLS:
             regs["fs_base"] = tls
-        fdtable = t.fdtable if flags & P.CLONE_FILES else t.fdtable.fork()
-        fs = t.fs if flags & P.CLONE_FS else t.fs.fork()
-        signals = SignalState(t.signals.actions if flags & P.CLONE_SIGHAND
+        fdtable = t.fdtable if flags & F.CLONE_FILES else t.fdtable.fork()
+        fs = t.fs if flags & F.CLONE_FS else t.fs.fork()
+        signals = SignalState(t.signals.actions if flags & F.CLONE_SIGHAND
                               else dict(t.signals.actions))
         signals.mask = t.signals.mask
         with self.lock:
-            if flags & P.CLONE_THREAD:
+            if flags & F.CLONE_THREAD:
                 group = t.group
             else:
-                parent = t.group.parent if flags & P.CLONE_PARENT else t.group
+                parent = t.group.parent if flags & F.CLONE_PARENT else t.group
                 group = ThreadGroup(self, tid, parent, flags & 0xFF)
                 group.pgid, group.sid = t.group.pgid, t.group.sid
                 if parent is not None:
                     parent.children.append(group)
                 self.groups[tid] = group
             child = Task(self, tid, group, mm, fdtable, fs, t.creds.copy(), signals,
-                         t.rlimits if flags & P.CLONE_THREAD else dict(t.rlimits))
+                         t.rlimits if flags & F.CLONE_THREAD else dict(t.rlimits))
             child.exe_path, child.argv, child.envp, child.comm = t.exe_path, t.argv, t.envp, t.comm
             group.tasks[tid] = child
             self.tasks[tid] = child
             self._reserved.discard(tid)
         # kernel_clone and schedule_tail ignore a fault storing the tid: the
         # child exists by now and must start (else nothing could ever end it).
-        if flags & P.CLONE_PARENT_SETTID:
+        if flags & F.CLONE_PARENT_SETTID:
             with contextlib.suppress(SyscallError):
                 t.copy_out(ptid, tid.to_bytes(4, "little"))
-        if flags & P.CLONE_CHILD_SETTID:
+        if flags & F.CLONE_CHILD_SETTID:
             with contextlib.suppress(SyscallError):
                 mm.copy_out(ctid, tid.to_bytes(4, "little"))
-        if flags & P.CLONE_CHILD_CLEARTID:
+        if flags & F.CLONE_CHILD_CLEARTID:
             child.clear_child_tid = ctid
-        if flags & P.CLONE_VFORK:
+        if flags & F.CLONE_VFORK:
             child.vfork_parent = t
-        child.thread = self.threads.start(self._child_main, (child, host, not flags & P.CLONE_VM,
+        child.thread = self.threads.start(self._child_main, (child, host, not flags & F.CLONE_VM,
                                                              aspace, regs), "task-%d" % tid)
-        if flags & P.CLONE_VFORK:
+        if flags & F.CLONE_VFORK:
             self._wait_vfork(t, child)
         return tid
 
@@ -857,52 +857,3 @@ class Kernel:
         if self.gofer is not None:
             self.gofer.stop()
             self.gofer = None
-
-
-class _HostSignals:
-    """Signals sent to the Sentry from outside (Ctrl-C, kill) go to the sandbox's init, as to a container."""
-
-    def __init__(self, kernel):
-        self.kernel = kernel
-        self.old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, HOST_SIGNALS + tuple(confine.RELAYED))
-        self.thread = None
-
-    def start(self):
-        """Start forwarding; signals that came before wait, blocked, until now.
-
-        Started after Kernel.start: the Sentry drops its capabilities while
-        it has one thread (they are per thread).
-        """
-        self.thread = threading.Thread(target=self._loop, name="host-signals", daemon=True)
-        self.thread.start()
-
-    def _loop(self):
-        waited = HOST_SIGNALS + tuple(confine.RELAYED)
-        while True:
-            info = signal.sigwaitinfo(waited)
-            signo = confine.RELAYED.get(info.si_signo, info.si_signo)
-            if confine.under_runner and signo == info.si_signo and info.si_code <= 0:
-                # `pyvisor run` relays what is sent to it as a real-time
-                # signal; a kill(2) of the whole process group reached us
-                # too: one is enough. The terminal's signals (si_code
-                # SI_KERNEL) come here only.
-                continue
-            k = self.kernel
-            if k.init is not None:
-                k.send_signal(k.init, signo, siginfo_bytes(signo, 0))
-
-    def close(self):
-        signal.pthread_sigmask(signal.SIG_SETMASK, self.old_mask)
-
-
-def run_sandbox(config):
-    """Start, run and stop a sandbox; return its exit code. Raises LaunchError, SentryCrash."""
-    k = Kernel(config)
-    host = _HostSignals(k)
-    try:
-        k.start()
-        host.start()
-        return k.run()
-    finally:
-        k.stop()
-        host.close()

@@ -34,9 +34,9 @@ import errno as _errno
 import os
 import struct
 
+from pyvisor.abi import numbers as nr_
+from pyvisor.abi.ints import s32, s64
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr_
-from pyvisor.sentry.syscalls._util import s32, s64
 
 MAX_STRLEN = 32          # strace -s default: bytes of a data buffer shown
 MAX_ARRAY = 32           # argv elements shown before "..."

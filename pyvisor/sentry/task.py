@@ -20,8 +20,8 @@ import struct
 import threading
 import traceback
 
+from pyvisor.abi import name_of
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import name_of
 from pyvisor.sentry import timers, waiting
 from pyvisor.sentry.waiting import Interrupted
 

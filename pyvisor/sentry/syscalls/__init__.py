@@ -8,7 +8,6 @@ ENOSYS, reported once per run under --debug.
 import errno
 
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr
 
 AREAS = ("fs", "mm", "process", "signal", "time", "creds", "misc", "futex", "xattr", "poll", "timer", "net", "sched")
 
@@ -29,6 +28,3 @@ def build_table():
             table[number] = handler
     return table
 
-
-def name_of(number):
-    return nr.NAMES.get(number, "syscall_%d" % number)

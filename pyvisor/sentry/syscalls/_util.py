@@ -1,23 +1,4 @@
-"""Helpers shared by syscall handlers: argument conversion."""
-
-AT_FDCWD = -100
-MASK64 = (1 << 64) - 1
-
-
-def s32(v):
-    """Register value as a signed 32-bit int (fds, flags, whence)."""
-    v &= 0xFFFFFFFF
-    return v - (1 << 32) if v & 0x80000000 else v
-
-
-def s64(v):
-    """Register value as a signed 64-bit int (offsets, times)."""
-    v &= MASK64
-    return v - (1 << 64) if v & (1 << 63) else v
-
-
-def u32(v):
-    return v & 0xFFFFFFFF
+"""Helpers shared by syscall handlers."""
 
 
 def install_pair(t, a, b, addr, install):

@@ -22,26 +22,18 @@ Linux background (credentials(7), capabilities(7), setresuid(2)):
   setgid it is not a valid ID, so EINVAL.
 
 Credentials are per task in Linux (glibc makes a process agree by signalling
-every thread); here `t.creds` is per task as well.
+every thread); here `t.creds` is per task as well: a Credentials
+(sentry/auth.py, which also holds the uid-change rules above).
 """
 
 import errno
 import struct
 
-from pyvisor.fields import Fields
+from pyvisor.abi import numbers as nr
+from pyvisor.abi.ints import s32
+from pyvisor.sentry.auth import ALL_CAPS, CAP_SETGID, CAP_SETPCAP, CAP_SETUID
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr
-from pyvisor.sentry.syscalls._util import s32
 
-CAP_LAST_CAP = 40                       # CAP_CHECKPOINT_RESTORE, Linux 5.9+
-ALL_CAPS = (1 << (CAP_LAST_CAP + 1)) - 1
-CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, CAP_FOWNER, CAP_FSETID = 0, 1, 2, 3, 4
-CAP_SETGID, CAP_SETUID, CAP_SETPCAP = 6, 7, 8
-CAP_LINUX_IMMUTABLE, CAP_MKNOD, CAP_MAC_OVERRIDE = 9, 27, 32
-# The capabilities that follow fsuid 0 (include/linux/capability.h CAP_FS_SET).
-FS_CAPS = sum(1 << c for c in (CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH,
-                               CAP_FOWNER, CAP_FSETID, CAP_LINUX_IMMUTABLE,
-                               CAP_MKNOD, CAP_MAC_OVERRIDE))
 
 UNCHANGED = 0xFFFFFFFF                  # (uid_t)-1
 NGROUPS_MAX = 65536
@@ -50,64 +42,6 @@ NGROUPS_MAX = 65536
 CAP_V1, CAP_V2, CAP_V3 = 0x19980330, 0x20071026, 0x20080522
 _CAP_WORDS = {CAP_V1: 1, CAP_V2: 2, CAP_V3: 2}
 
-
-class Credentials(Fields):
-    """One task's credentials. Mutable: the set*id handlers edit it in place.
-
-    fork() must give the child its own copy (`copy()`), since a later
-    setuid in one must not change the other.
-    """
-
-    __slots__ = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid", "groups",
-                 "cap_effective", "cap_permitted", "cap_inheritable")
-
-    def __init__(self, uid=0, euid=0, suid=0, fsuid=0, gid=0, egid=0, sgid=0, fsgid=0,
-                 groups=None, cap_effective=ALL_CAPS, cap_permitted=ALL_CAPS, cap_inheritable=0):
-        self.uid, self.euid, self.suid, self.fsuid = uid, euid, suid, fsuid
-        self.gid, self.egid, self.sgid, self.fsgid = gid, egid, sgid, fsgid
-        self.groups = [] if groups is None else groups
-        self.cap_effective = cap_effective
-        self.cap_permitted = cap_permitted
-        self.cap_inheritable = cap_inheritable
-
-    @classmethod
-    def root(cls):
-        """uid/gid 0 with every capability: what a sandbox's init runs as."""
-        return cls()
-
-    @classmethod
-    def user(cls, uid, gid, groups=()):
-        """An unprivileged user: all IDs set to uid/gid, no capabilities."""
-        return cls(uid, uid, uid, uid, gid, gid, gid, gid, list(groups), 0, 0, 0)
-
-    def copy(self):
-        return self.replace(groups=list(self.groups))
-
-    def capable(self, cap):
-        """Whether cap is in the effective set."""
-        return bool(self.cap_effective >> cap & 1)
-
-    # --- the uid-change rules of capabilities(7) ---
-
-    def set_uids(self, ruid, euid, suid, fsuid):
-        """Install new user IDs and adjust capabilities as Linux does."""
-        old_any_root = 0 in (self.uid, self.euid, self.suid)
-        old_euid, old_fsuid = self.euid, self.fsuid
-        self.uid, self.euid, self.suid, self.fsuid = ruid, euid, suid, fsuid
-        if old_any_root and 0 not in (ruid, euid, suid):
-            self.cap_permitted = 0
-            self.cap_effective = 0
-        if old_euid == 0 and euid != 0:
-            self.cap_effective = 0
-        elif old_euid != 0 and euid == 0:
-            self.cap_effective = self.cap_permitted
-        self._fsuid_caps(old_fsuid)
-
-    def _fsuid_caps(self, old_fsuid):
-        if old_fsuid == 0 and self.fsuid != 0:
-            self.cap_effective &= ~FS_CAPS
-        elif old_fsuid != 0 and self.fsuid == 0:
-            self.cap_effective |= self.cap_permitted & FS_CAPS
 
 
 def _id(v):

@@ -15,6 +15,11 @@ import stat as _stat
 import struct
 import time
 
+from pyvisor.abi import numbers as _numbers
+from pyvisor.abi.flags import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT,
+                               AT_REMOVEDIR, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW,
+                               AT_SYMLINK_NOFOLLOW)
+from pyvisor.abi.ints import s32, s64
 from ..errors import SyscallError
 from ..waiting import Interrupted
 from ..vfs.file import (O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEFILE, O_NONBLOCK,
@@ -24,16 +29,8 @@ from ..vfs.perm import CAP_CHOWN, creds_of, fs_ids, has_cap, is_owner
 from ..vfs.pipe import PipeFile, make_pipe
 from ..vfs.stat import (S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, pack_dirent,
                         pack_dirent64, pack_stat, pack_statfs, pack_statx)
-from . import _numbers
-from ._util import AT_FDCWD, install_pair, s32, s64
+from ._util import install_pair
 
-AT_SYMLINK_NOFOLLOW = 0x100
-AT_REMOVEDIR = 0x200
-AT_EACCESS = 0x200
-AT_SYMLINK_FOLLOW = 0x400
-AT_NO_AUTOMOUNT = 0x800
-AT_EMPTY_PATH = 0x1000
-AT_STATX_SYNC_TYPE = 0x6000
 STATX__RESERVED = 0x80000000
 
 PATH_MAX = 4096

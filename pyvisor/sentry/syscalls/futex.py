@@ -14,10 +14,10 @@ says (Linux: -ERESTARTNOINTR).
 import errno
 import time
 
+from pyvisor.abi import numbers as nr
+from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.waiting import Interrupted
-from pyvisor.sentry.syscalls import _numbers as nr
-from pyvisor.sentry.syscalls._util import s32
 from pyvisor.sentry.syscalls.time import NSEC, read_timespec
 
 FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP = 0, 1, 3, 4, 5

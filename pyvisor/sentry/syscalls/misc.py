@@ -5,7 +5,7 @@ Contracts with the rest of the Sentry:
 
 - `t.rlimits` is a dict {resource: (soft, hard)}, one per thread group
   (Linux keeps limits in the signal struct: threads share them, fork copies
-  them). Build the first one with `default_rlimits()`.
+  them). The first one is sentry/limits.py's `default_rlimits()`.
 - `t.personality` (int, default 0 = PER_LINUX when absent) is per task.
 - `t.kernel.hostname` (bytes), `t.kernel.start_time` (a time.monotonic()
   value) and `t.kernel.tasks` (sized; `in` tests a pid) are read here.
@@ -19,9 +19,10 @@ import os
 import struct
 import time as _time
 
+from pyvisor.abi import numbers as nr
+from pyvisor.abi.ints import s32, s64
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr
-from pyvisor.sentry.syscalls._util import s32, s64
+from pyvisor.sentry.limits import NR_OPEN, RLIMIT_NOFILE, RLIM_NLIMITS
 
 # --- uname -----------------------------------------------------------------
 
@@ -115,37 +116,7 @@ def sys_getrandom(t, buf, count, flags, *_):
 
 # --- resource limits -------------------------------------------------------
 
-RLIM_INFINITY = (1 << 64) - 1
-(RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_DATA, RLIMIT_STACK, RLIMIT_CORE, RLIMIT_RSS,
- RLIMIT_NPROC, RLIMIT_NOFILE, RLIMIT_MEMLOCK, RLIMIT_AS, RLIMIT_LOCKS,
- RLIMIT_SIGPENDING, RLIMIT_MSGQUEUE, RLIMIT_NICE, RLIMIT_RTPRIO,
- RLIMIT_RTTIME) = range(16)
-RLIM_NLIMITS = 16
-NR_OPEN = 1048576                        # fs.nr_open default: NOFILE's ceiling
 CAP_SYS_RESOURCE = 24
-
-
-def default_rlimits():
-    """The limits of a typical Linux login shell, {resource: (soft, hard)}."""
-    inf = RLIM_INFINITY
-    return {
-        RLIMIT_CPU: (inf, inf),
-        RLIMIT_FSIZE: (inf, inf),
-        RLIMIT_DATA: (inf, inf),
-        RLIMIT_STACK: (8 << 20, inf),
-        RLIMIT_CORE: (0, inf),
-        RLIMIT_RSS: (inf, inf),
-        RLIMIT_NPROC: (63_704, 63_704),
-        RLIMIT_NOFILE: (1024, NR_OPEN),
-        RLIMIT_MEMLOCK: (8 << 20, 8 << 20),
-        RLIMIT_AS: (inf, inf),
-        RLIMIT_LOCKS: (inf, inf),
-        RLIMIT_SIGPENDING: (63_704, 63_704),
-        RLIMIT_MSGQUEUE: (819_200, 819_200),
-        RLIMIT_NICE: (0, 0),
-        RLIMIT_RTPRIO: (0, 0),
-        RLIMIT_RTTIME: (inf, inf),
-    }
 
 
 def _limits_of(t, pid):

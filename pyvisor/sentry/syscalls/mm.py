@@ -3,10 +3,10 @@
 import errno
 import os
 
+from pyvisor.abi import numbers as nr
+from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.mm import MAP_PRIVATE, MAP_SHARED, MM_TOP, PAGE, PROT_WRITE, page_up
-from pyvisor.sentry.syscalls import _numbers as nr
-from pyvisor.sentry.syscalls._util import s32
 
 MAP_TYPE = 0x0F
 MAP_SHARED_VALIDATE = 0x03

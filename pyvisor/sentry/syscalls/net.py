@@ -22,6 +22,8 @@ import errno
 import struct
 import time
 
+from pyvisor.abi import numbers as _numbers
+from pyvisor.abi.ints import s32
 from ..errors import SyscallError
 from ..vfs.file import O_CLOEXEC, O_NONBLOCK, O_PATH
 from ..vfs.perm import has_cap
@@ -29,8 +31,7 @@ from ..vfs.unix import (AF_UNIX, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF, MSG_CMSG_CLOEX
                         MSG_DONTWAIT, MSG_TRUNC, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET,
                         SOCK_STREAM, SUN_PATH_OFFSET, Creds, UnixSocket, new_socket,
                         parse_sockaddr, socket_pair)
-from . import _numbers
-from ._util import install_pair, s32
+from ._util import install_pair
 from .time import NSEC, read_timespec
 
 AF_UNSPEC = 0

@@ -25,10 +25,10 @@ import struct
 import threading
 import time
 
+from pyvisor.abi import numbers as nr
+from pyvisor.abi.ints import s32
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr
-from pyvisor.sentry.syscalls._util import s32
 from pyvisor.sentry.syscalls.time import KTIME_MAX, NSEC, USEC, read_timespec, timespec_ns
 from pyvisor.sentry.vfs.epoll import (EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_EVENT,
                                       EpollFile, pack_events)

@@ -4,12 +4,17 @@ import errno
 
 import struct
 
+from pyvisor.abi import numbers as nr
+from pyvisor.abi.flags import (CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_DETACHED,
+                               CLONE_FILES, CLONE_FS, CLONE_IO, CLONE_NEWMASK, CLONE_PARENT,
+                               CLONE_PARENT_SETTID, CLONE_PIDFD, CLONE_PTRACE, CLONE_SETTLS,
+                               CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD, CLONE_UNTRACED,
+                               CLONE_VFORK, CLONE_VM, CSIGNAL)
+from pyvisor.abi.ints import s32
 from pyvisor.sentry import timers
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.mm import MM_TOP
 from pyvisor.sentry.task import GroupExit, TaskExit, exit_wstatus
-from pyvisor.sentry.syscalls import _numbers as nr
-from pyvisor.sentry.syscalls._util import s32
 from pyvisor.sentry.vfs import pidfd as _pidfd
 
 ARCH_SET_GS, ARCH_SET_FS, ARCH_GET_FS, ARCH_GET_GS = 0x1001, 0x1002, 0x1003, 0x1004
@@ -46,13 +51,6 @@ def sys_exit_group(t, status, *_):
     raise GroupExit(exit_wstatus(status & 0xFF))
 
 
-CSIGNAL = 0xFF
-CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
-CLONE_PIDFD, CLONE_PTRACE, CLONE_VFORK, CLONE_PARENT = 0x1000, 0x2000, 0x4000, 0x8000
-CLONE_THREAD, CLONE_NEWNS, CLONE_SYSVSEM, CLONE_SETTLS = 0x10000, 0x20000, 0x40000, 0x80000
-CLONE_PARENT_SETTID, CLONE_CHILD_CLEARTID, CLONE_DETACHED = 0x100000, 0x200000, 0x400000
-CLONE_UNTRACED, CLONE_CHILD_SETTID, CLONE_IO = 0x800000, 0x1000000, 0x80000000
-CLONE_NEWMASK = 0x7E020000 & ~CLONE_THREAD   # every CLONE_NEW* namespace flag
 SUPPORTED = (CSIGNAL | CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_VFORK
              | CLONE_PARENT | CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS | CLONE_PARENT_SETTID
              | CLONE_CHILD_CLEARTID | CLONE_DETACHED | CLONE_UNTRACED | CLONE_CHILD_SETTID

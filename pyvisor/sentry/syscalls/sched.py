@@ -7,9 +7,9 @@ value set here is remembered and reported, not applied.
 import errno
 import struct
 
+from pyvisor.abi import numbers as nr
+from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr
-from pyvisor.sentry.syscalls._util import s32
 
 SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE = 0, 1, 2, 3, 5
 SCHED_RESET_ON_FORK = 0x40000000

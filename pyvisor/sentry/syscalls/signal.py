@@ -7,10 +7,10 @@ import errno
 import struct
 import time
 
+from pyvisor.abi import numbers as nr
+from pyvisor.abi.ints import s32
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr
-from pyvisor.sentry.syscalls._util import s32
 from pyvisor.sentry.syscalls.time import NSEC, read_timespec
 from pyvisor.sentry.task import (SI_TKILL, SI_USER, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
                                  SignalState, siginfo_bytes)

@@ -33,9 +33,9 @@ import errno
 import struct
 import time as _time
 
+from pyvisor.abi import numbers as nr
+from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr
-from pyvisor.sentry.syscalls._util import s32
 
 NSEC = 1_000_000_000
 USEC = 1000                         # ns per microsecond: the unit of a timeval's tv_usec

@@ -30,10 +30,10 @@ checked every 10 ms (sentry/timers.py): a CPU timer fires up to that late.
 import errno
 import struct
 
+from pyvisor.abi import numbers as nr
+from pyvisor.abi.ints import s32
 from pyvisor.sentry import timers
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr
-from pyvisor.sentry.syscalls._util import s32
 from pyvisor.sentry.syscalls.time import timespec_ns
 from pyvisor.sentry.vfs.timerfd import TFD_CLOEXEC, TFD_SETTIME_FLAGS, TimerFile, make_timerfd
 

@@ -5,9 +5,9 @@ N.B. setting an attribute gives EOPNOTSUPP (Linux tmpfs would keep user.* ones).
 
 import errno
 
+from pyvisor.abi import numbers as nr
+from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import _numbers as nr
-from pyvisor.sentry.syscalls._util import s32
 
 XATTR_NAME_MAX = 255
 

@@ -23,7 +23,7 @@ the dentry cache in step.
 import errno
 
 from ..errors import SyscallError
-from ..syscalls._util import AT_FDCWD
+from pyvisor.abi.flags import AT_FDCWD
 from .file import (FileDescription, O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL,
                    O_NOFOLLOW, O_PATH, O_RDONLY, O_TMPFILE, O_TRUNC, O_WRONLY, O_RDWR)
 from .inode import VDentry

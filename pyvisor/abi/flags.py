@@ -1,0 +1,24 @@
+"""Flag constants that more than one layer reads.
+
+The *at(2) calls' dirfd and flags (fcntl.h, openat(2), statx(2)) and
+clone(2)'s flags (sched.h, clone(2)).
+"""
+
+# openat(2), fstatat(2), linkat(2), unlinkat(2), faccessat(2), statx(2)
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_REMOVEDIR = 0x200
+AT_EACCESS = 0x200
+AT_SYMLINK_FOLLOW = 0x400
+AT_NO_AUTOMOUNT = 0x800
+AT_EMPTY_PATH = 0x1000
+AT_STATX_SYNC_TYPE = 0x6000
+
+# clone(2): the low byte is the exit signal; the rest are flags
+CSIGNAL = 0xFF
+CLONE_VM, CLONE_FS, CLONE_FILES, CLONE_SIGHAND = 0x100, 0x200, 0x400, 0x800
+CLONE_PIDFD, CLONE_PTRACE, CLONE_VFORK, CLONE_PARENT = 0x1000, 0x2000, 0x4000, 0x8000
+CLONE_THREAD, CLONE_NEWNS, CLONE_SYSVSEM, CLONE_SETTLS = 0x10000, 0x20000, 0x40000, 0x80000
+CLONE_PARENT_SETTID, CLONE_CHILD_CLEARTID, CLONE_DETACHED = 0x100000, 0x200000, 0x400000
+CLONE_UNTRACED, CLONE_CHILD_SETTID, CLONE_IO = 0x800000, 0x1000000, 0x80000000
+CLONE_NEWMASK = 0x7E020000 & ~CLONE_THREAD   # every CLONE_NEW* namespace flag
