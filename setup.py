@@ -5,7 +5,7 @@ tiny static program with no libc (``pyvisor/platform/stub.S``) that the ptrace
 platform runs as the host process for each address space; it is assembled
 here and installed as package data (``pyvisor/platform/_stub``). So is the
 small waiter that `pyvisor run` becomes once the Sentry runs
-(``pyvisor/waiter.c`` -> ``pyvisor/_waiter``; see pyvisor/confine.py).
+(``csrc/waiter.c`` -> ``pyvisor/_waiter``; see pyvisor/confine.py).
 """
 
 import glob
@@ -20,7 +20,7 @@ from Cython.Build import cythonize
 HERE = os.path.dirname(os.path.abspath(__file__))
 STUB_SRC = os.path.join("pyvisor", "platform", "stub.S")
 STUB_ADDR = "0x7fffffe00000"
-WAITER_SRC = os.path.join("pyvisor", "waiter.c")
+WAITER_SRC = os.path.join("csrc", "waiter.c")
 
 
 def build_stub(out):

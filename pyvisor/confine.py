@@ -38,7 +38,7 @@ inherit the namespaces. The Sentry chroots into the empty tmpfs once it
 holds what it needs (Kernel.start) and drops every capability; the Gofer
 chroots into the tree it serves (gofer/__main__.py); a stub drops its
 capabilities before its exec (_fastpath.spawn_stub). The ``pyvisor run``
-process execs a small waiter (waiter.c) that waits for the Sentry, passes
+process execs a small waiter (csrc/waiter.c) that waits for the Sentry, passes
 signals on (as real-time signals: see RELAYED) and exits with its status.
 """
 
