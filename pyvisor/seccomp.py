@@ -41,6 +41,7 @@ import socket
 import struct
 
 from pyvisor.abi import numbers as _numbers
+from pyvisor.abi.flags import PR_SET_NO_NEW_PRIVS, SECCOMP_SET_MODE_FILTER
 
 # -- BPF and seccomp constants (linux/filter.h, linux/seccomp.h, linux/audit.h)
 
@@ -66,9 +67,6 @@ def ret_errno(err):
 
 RET_EPERM = ret_errno(errno.EPERM)
 
-_PR_SET_NO_NEW_PRIVS = 38
-_SYS_SECCOMP = 317
-_SECCOMP_SET_MODE_FILTER = 1
 _SECCOMP_FILTER_FLAG_TSYNC = 1
 _SECCOMP_FILTER_FLAG_LOG = 2
 
@@ -509,14 +507,14 @@ def install(prog, log_denials=False):
     to the audit log (SECCOMP_FILTER_FLAG_LOG). Raises OSError on failure.
     """
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
     raw = encode(prog)
     buf = ctypes.create_string_buffer(raw, len(raw))
     fprog = _SockFprog(len(prog), ctypes.addressof(buf))
     flags = _SECCOMP_FILTER_FLAG_TSYNC | (_SECCOMP_FILTER_FLAG_LOG if log_denials else 0)
     libc.syscall.restype = ctypes.c_long
-    r = libc.syscall(ctypes.c_long(_SYS_SECCOMP), ctypes.c_long(_SECCOMP_SET_MODE_FILTER),
+    r = libc.syscall(ctypes.c_long(_numbers.NR_seccomp), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
                      ctypes.c_long(flags), ctypes.byref(fprog))
     if r < 0:
         raise OSError(ctypes.get_errno(), "seccomp(SECCOMP_SET_MODE_FILTER)")

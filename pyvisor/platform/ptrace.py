@@ -34,8 +34,9 @@ import time
 
 from pyvisor import _fastpath, confine, seccomp
 from pyvisor.abi.flags import (CLONE_FILES, CLONE_FS, CLONE_PARENT, CLONE_SIGHAND, CLONE_SYSVSEM,
-                               CLONE_THREAD, CLONE_VM)
-from pyvisor.abi.numbers import NR_clone
+                               CLONE_THREAD, CLONE_VM, PR_SET_NO_NEW_PRIVS,
+                               SECCOMP_SET_MODE_FILTER)
+from pyvisor.abi.numbers import NR_clone, NR_prctl, NR_seccomp
 from pyvisor.platform.base import (EXIT_GONE, EXIT_INTERRUPT, EXIT_SIGNAL, AddressSpace, Context,
                                    Exit, Platform)
 
@@ -49,8 +50,6 @@ BATCH_MAX = PAGE // 64        # entries of 8 words in one control page
 _ENTRY = struct.Struct("<8q")
 CTRL_SLOTS = 16384            # control pages: one per live stub process
 SIGSEGV, SIGBUS, SIGKILL = 11, 7, 9
-SYS_PRCTL, SYS_SECCOMP = 157, 317
-PR_SET_NO_NEW_PRIVS, SECCOMP_SET_MODE_FILTER = 38, 1
 # The stub's syscall instructions, as offsets from _start of the address just
 # after each (what seccomp sees as the instruction pointer); checked against
 # the stub binary when the platform starts.
@@ -259,8 +258,8 @@ class PtraceAddressSpace(AddressSpace):
         m[base:base + 16] = struct.pack("<H6xQ", len(prog) // 8, self._ctrl_addr + 16)
         m[base + 16:base + 16 + len(prog)] = prog
         try:
-            self._inject(SYS_PRCTL, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-            self._inject(SYS_SECCOMP, SECCOMP_SET_MODE_FILTER, 0, self._ctrl_addr)
+            self._inject(NR_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+            self._inject(NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, self._ctrl_addr)
         finally:
             m[base:base + 16 + len(prog)] = _ZEROS[:16 + len(prog)]
 

@@ -32,7 +32,7 @@ from ..vfs.unix import (AF_UNIX, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF, MSG_CMSG_CLOEX
                         SOCK_STREAM, SUN_PATH_OFFSET, Creds, UnixSocket, new_socket,
                         parse_sockaddr, socket_pair)
 from ._util import install_pair
-from .time import NSEC, read_timespec
+from .time import read_deadline
 
 AF_UNSPEC = 0
 AF_INET = 2
@@ -529,9 +529,7 @@ def sys_recvmmsg(t, fd, msgvec, vlen, flags, timeout, *_):
     records, as Linux does."""
     s = _sock(t, fd)
     flags, vlen = s32(flags), min(vlen & 0xFFFFFFFF, UIO_MAXIOV)
-    deadline = None
-    if timeout:
-        deadline = time.monotonic() + read_timespec(t, timeout) / NSEC
+    deadline = read_deadline(t, timeout)
     done = 0
     while done < vlen:
         entry = msgvec + done * MMSGHDR_SIZE

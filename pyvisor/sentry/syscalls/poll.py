@@ -29,7 +29,7 @@ from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls.time import KTIME_MAX, NSEC, USEC, read_timespec, timespec_ns
+from pyvisor.sentry.syscalls.time import KTIME_MAX, NSEC, USEC, read_deadline, timespec_ns
 from pyvisor.sentry.vfs.epoll import (EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_EVENT,
                                       EpollFile, pack_events)
 from pyvisor.sentry.vfs.eventfd import EFD_CLOEXEC, make_eventfd
@@ -100,13 +100,6 @@ def _deadline_ms(ms):
     if ms < 0:
         return None
     return time.monotonic() + ms / 1000.0
-
-
-def _read_timespec(t, addr):
-    """A relative struct timespec: its deadline, None for NULL; EINVAL if malformed."""
-    if not addr:
-        return None
-    return time.monotonic() + read_timespec(t, addr) / NSEC
 
 
 def _time_left(deadline):
@@ -198,7 +191,7 @@ def sys_poll(t, fds, nfds, timeout, *_):
 
 def sys_ppoll(t, fds, nfds, tsp, sigmask, sigsetsize, *_):
     """Implements Linux syscall ppoll(2); the timespec gets the time left."""
-    deadline = _read_timespec(t, tsp)
+    deadline = read_deadline(t, tsp)
     with _sigmask(t, sigmask, sigsetsize):
         try:
             return _do_poll(t, fds, nfds & 0xFFFFFFFF, deadline)
@@ -290,7 +283,7 @@ def sys_select(t, nfds, readfds, writefds, exceptfds, timeout, *_):
 def sys_pselect6(t, nfds, readfds, writefds, exceptfds, timeout, sig, *_):
     """Implements Linux syscall pselect6(2): the sixth argument points to
     {const sigset_t *ss; size_t ss_len}; the timespec gets the time left."""
-    deadline = _read_timespec(t, timeout)
+    deadline = read_deadline(t, timeout)
     ss = ss_len = 0
     if sig:
         ss, ss_len = struct.unpack("<QQ", t.copy_in(sig, 16))
@@ -367,7 +360,7 @@ def sys_epoll_pwait(t, epfd, events, maxevents, timeout, sigmask, sigsetsize, *_
 
 def sys_epoll_pwait2(t, epfd, events, maxevents, timeout, sigmask, sigsetsize, *_):
     """Implements Linux syscall epoll_pwait2(2): a timespec timeout (NULL: infinite)."""
-    deadline = _read_timespec(t, timeout)
+    deadline = read_deadline(t, timeout)
     with _sigmask(t, sigmask, sigsetsize):
         return _do_epoll_wait(t, epfd, events, maxevents, deadline)
 

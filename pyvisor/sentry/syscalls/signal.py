@@ -11,7 +11,7 @@ from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls.time import NSEC, read_timespec
+from pyvisor.sentry.syscalls.time import read_deadline
 from pyvisor.sentry.task import (SI_TKILL, SI_USER, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
                                  SignalState, siginfo_bytes)
 
@@ -296,9 +296,7 @@ def sys_rt_sigtimedwait(t, setp, info, timeout, sigsetsize, *_):
     if sigsetsize != 8:
         raise SyscallError(errno.EINVAL)
     wanted = int.from_bytes(t.copy_in(setp, 8), "little") & ~UNBLOCKABLE
-    deadline = None
-    if timeout:
-        deadline = time.monotonic() + read_timespec(t, timeout) / NSEC
+    deadline = read_deadline(t, timeout)
     k = t.kernel
     with k.lock:
         while True:

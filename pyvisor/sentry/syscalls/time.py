@@ -91,6 +91,14 @@ def read_timespec(t, addr, unit=1):
     return timespec_ns(*TIMESPEC.unpack(t.copy_in(addr, TIMESPEC.size)), unit)
 
 
+def read_deadline(t, addr):
+    """A relative timeout (struct timespec) at addr as a time.monotonic()
+    deadline; None for a NULL pointer (no timeout). EFAULT or EINVAL."""
+    if not addr:
+        return None
+    return _time.monotonic() + read_timespec(t, addr) / NSEC
+
+
 # --- clock reading ---------------------------------------------------------
 
 
