@@ -88,6 +88,16 @@ def _children(parent=None):
 children_of = _children
 
 
+def end_process(proc):
+    """Kill proc if it still runs, reap it and close its pipes (a test's finally)."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    for pipe in (proc.stdin, proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
 class SandboxRunner:
     """Runs programs under ``pyvisor run`` and natively, and checks for leaks."""
 

@@ -23,6 +23,8 @@ import tempfile
 
 import pytest
 
+from conftest import end_process
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 NAMESPACES = ("user", "pid", "mnt", "ipc", "uts", "net")
 CAP_DAC_READ_SEARCH = 1 << 2
@@ -154,11 +156,7 @@ def _confined_run(command, env, sleeper, served_root, stubs_expected, sentry_cap
         proc.send_signal(signal.SIGTERM)       # passed on by `pyvisor run` to the program
         out, err = proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        end_process(proc)
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert b"woke" not in out
 
@@ -281,11 +279,7 @@ def test_rootless_every_process_is_confined(sandbox, build_c, nobody_tree):
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+        end_process(proc)
     sandbox.assert_no_leftovers(before)
     assert proc.returncode == 128 + signal.SIGTERM
 
@@ -347,11 +341,7 @@ def test_a_signal_sent_from_outside_arrives_once(sandbox, build_c, how):
             (os.killpg if how == "killpg" else os.kill)(proc.pid, signal.SIGINT)
             out, err = proc.communicate(timeout=30)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            proc.stdout.close()
-            proc.stderr.close()
+            end_process(proc)
         assert (proc.returncode, out) == (0, b"count 1\n"), (argv[0], err)
     sandbox.assert_no_leftovers(before)
 

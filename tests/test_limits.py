@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import BASE_ENV, PYVISOR, children_of
+from conftest import BASE_ENV, PYVISOR, children_of, end_process
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 pytestmark = pytest.mark.slow
@@ -119,8 +119,7 @@ def test_dead_gofer_gives_eio_and_one_line(sandbox):
         time.sleep(0.5)
         out, err = proc.communicate(b"go\n", timeout=60)
     finally:
-        proc.kill()
-        proc.wait()
+        end_process(proc)
     assert proc.returncode == 0, err
     assert out == b"cat 127\n"          # dash reports a failed exec as 127
     assert b"Input/output error" in err
@@ -143,8 +142,7 @@ def test_dead_stub_kills_its_task_only(sandbox):
         os.kill(stubs[-1], signal.SIGKILL)
         out, err = proc.communicate(timeout=60)
     finally:
-        proc.kill()
-        proc.wait()
+        end_process(proc)
     assert (proc.returncode, out) == (0, b"status 137\n"), err
     notice = [l for l in err.decode().splitlines() if l.startswith("pyvisor:")]
     assert notice == [
