@@ -94,7 +94,7 @@ def test_only_startup_imports_the_handler_layer():
 
 def test_startup_hands_the_table_in():
     mods = importgraph.modules()
-    assert SYSCALLS + ".build_table" in importgraph.imports_of("pyvisor.sentry.boot",
+    assert SYSCALLS + ".table.build_table" in importgraph.imports_of("pyvisor.sentry.boot",
                                                                mods["pyvisor.sentry.boot"])
 
 

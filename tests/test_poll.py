@@ -12,8 +12,8 @@ import pytest
 
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls import poll as P
-from pyvisor.sentry.syscalls.fs import SYSCALLS as FS, NR as FSNR
+from pyvisor.sentry.syscalls import eventfd as EV, poll as P, signalfd as SG
+from pyvisor.sentry.syscalls import fs
 from pyvisor.sentry.vfs import epoll as E
 from pyvisor.sentry.vfs.eventfd import COUNTER_MAX, EFD_SEMAPHORE, make_eventfd
 from pyvisor.sentry.vfs.file import O_NONBLOCK
@@ -137,15 +137,15 @@ def test_eventfd_blocking_read_interrupted():
 
 
 def test_eventfd_syscalls(t):
-    fd = call(t, P.sys_eventfd2, 1, 0o2000000 | O_NONBLOCK)
+    fd = call(t, EV.sys_eventfd2, 1, 0o2000000 | O_NONBLOCK)
     assert fd >= 0 and t.fdtable.get_cloexec(fd)
-    assert call(t, P.sys_eventfd2, 0, 0x10) == -errno.EINVAL
-    fd2 = call(t, P.sys_eventfd, 0)
+    assert call(t, EV.sys_eventfd2, 0, 0x10) == -errno.EINVAL
+    fd2 = call(t, EV.sys_eventfd, 0)
     assert not t.fdtable.get(fd2).nonblocking
     buf = t.alloc(8)
-    assert call(t, FS[FSNR["read"]], fd, buf, 8) == 8
+    assert call(t, fs.sys_read, fd, buf, 8) == 8
     assert t.copy_in(buf, 8) == U64.pack(1)
-    assert call(t, FS[FSNR["read"]], fd, buf, 8) == -errno.EAGAIN
+    assert call(t, fs.sys_read, fd, buf, 8) == -errno.EAGAIN
 
 
 # --- pipes: readiness and interruptible waits ------------------------------------------
@@ -192,10 +192,10 @@ def test_sigpipe_sent_to_the_writing_thread(t):
     rfd, wfd = install_pipe(t)
     t.fdtable.close(rfd)
     buf = t.put(b"x")
-    assert call(t, FS[FSNR["write"]], wfd, buf, 1) == -errno.EPIPE
+    assert call(t, fs.sys_write, wfd, buf, 1) == -errno.EPIPE
     assert sent == [(t, 13, False, struct.pack("<i", 13))]
     iov = t.put(struct.pack("<QQ", buf, 1))
-    assert call(t, FS[FSNR["writev"]], wfd, iov, 1) == -errno.EPIPE
+    assert call(t, fs.sys_writev, wfd, iov, 1) == -errno.EPIPE
     assert len(sent) == 2
 
 
@@ -351,7 +351,7 @@ def test_epoll_create_errors(t):
 def test_epoll_ctl_errors(t):
     ep = call(t, P.sys_epoll_create1, 0)
     rfd, wfd = install_pipe(t)
-    reg = call(t, FS[FSNR["open"]], t.cstr(b"/tmp/f"), os.O_CREAT | os.O_RDWR, 0o644)
+    reg = call(t, fs.sys_open, t.cstr(b"/tmp/f"), os.O_CREAT | os.O_RDWR, 0o644)
     assert ctl(t, ep, E.EPOLL_CTL_ADD, rfd, E.EPOLLIN) == 0
     assert ctl(t, ep, E.EPOLL_CTL_ADD, rfd, E.EPOLLIN) == -errno.EEXIST
     assert ctl(t, ep, E.EPOLL_CTL_MOD, wfd, E.EPOLLOUT) == -errno.ENOENT
@@ -526,18 +526,18 @@ def test_signalfd_errors_and_blocking_read():
 def test_signalfd_syscalls(t):
     t.kernel.lock = threading.RLock()
     mask = t.put(struct.pack("<Q", 1 << 9))
-    assert call(t, P.sys_signalfd4, MASK, mask, 8, 1) == -errno.EINVAL
-    assert call(t, P.sys_signalfd4, MASK, mask, 4, 0) == -errno.EINVAL
-    assert call(t, P.sys_signalfd4, MASK, BAD, 8, 0) == -errno.EFAULT
-    fd = call(t, P.sys_signalfd4, MASK, mask, 8, 0o2000000)
+    assert call(t, SG.sys_signalfd4, MASK, mask, 8, 1) == -errno.EINVAL
+    assert call(t, SG.sys_signalfd4, MASK, mask, 4, 0) == -errno.EINVAL
+    assert call(t, SG.sys_signalfd4, MASK, BAD, 8, 0) == -errno.EFAULT
+    fd = call(t, SG.sys_signalfd4, MASK, mask, 8, 0o2000000)
     assert fd >= 0 and t.fdtable.get_cloexec(fd)
     assert t.fdtable.get(fd).path() == b"anon_inode:[signalfd]"
     mask2 = t.put(struct.pack("<Q", 1 << 11))
-    assert call(t, P.sys_signalfd, fd, mask2, 8) == fd
+    assert call(t, SG.sys_signalfd, fd, mask2, 8) == fd
     assert t.fdtable.get(fd).mask == 1 << 11
     rfd, _wfd = install_pipe(t)
-    assert call(t, P.sys_signalfd, rfd, mask2, 8) == -errno.EINVAL
-    assert call(t, P.sys_signalfd, 99, mask2, 8) == -errno.EBADF
+    assert call(t, SG.sys_signalfd, rfd, mask2, 8) == -errno.EINVAL
+    assert call(t, SG.sys_signalfd, 99, mask2, 8) == -errno.EBADF
 
 
 def test_siginfo_conversion_layouts():

@@ -377,7 +377,7 @@ import errno, os, sys
 from pyvisor import seccomp
 from pyvisor.config import SandboxConfig
 from pyvisor.sentry.kernel import Kernel
-from pyvisor.sentry.syscalls import build_table
+from pyvisor.sentry.syscalls.table import build_table
 argv = tuple(os.fsencode(a) for a in sys.argv[2:])
 env = tuple(os.fsencode(k) + b"=" + os.fsencode(v) for k, v in os.environ.items())
 k = Kernel(SandboxConfig(argv=argv, env=env, cwd="/", strace=sys.argv[1] == "strace"), build_table())

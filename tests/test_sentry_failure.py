@@ -1,7 +1,8 @@
 """A bug in the Sentry ends the sandbox with one short report and exit status 70.
 
 The bug is injected by a small launcher that replaces the uname handler with
-one that raises, then runs the real CLI; nothing else is mocked.
+one that raises (before the syscall table is built from the handlers), then
+runs the real CLI; nothing else is mocked.
 """
 
 import subprocess
@@ -9,13 +10,12 @@ import sys
 
 LAUNCHER = r"""
 import sys
-from pyvisor.abi import numbers as nr
 from pyvisor.sentry.syscalls import misc
 
 def broken(t, *args):
     raise RuntimeError("injected Sentry bug")
 
-misc.SYSCALLS[nr.NR_uname] = broken
+misc.sys_uname = broken
 from pyvisor.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -21,7 +21,8 @@ from pyvisor.sentry.auth import Credentials
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.abi import numbers as nr
 from pyvisor.sentry.syscalls import creds as cr
-from pyvisor.sentry.syscalls import misc
+from pyvisor.sentry.syscalls import misc, sched
+from pyvisor.sentry.syscalls import table
 from pyvisor.sentry.syscalls import time as tm
 from pyvisor.sentry.task import ThreadGroup
 
@@ -90,13 +91,11 @@ C = BASE + 0x1000
 END = BASE + SIZE
 
 
-def test_tables_use_generated_numbers():
-    assert tm.SYSCALLS[228] is tm.sys_clock_gettime
-    assert misc.SYSCALLS[nr.NR_uname] is misc.sys_uname and nr.NR_uname == 63
-    assert cr.SYSCALLS[105] is cr.sys_setuid
-    for mod in (tm, misc, cr):
-        for fn in mod.SYSCALLS.values():
-            assert fn.__doc__.startswith("Implements Linux syscall ")
+def test_table_uses_generated_numbers():
+    rows = {r.number: r for r in table.ROWS}
+    assert rows[228].handler is tm.sys_clock_gettime
+    assert rows[nr.NR_uname].handler is misc.sys_uname and nr.NR_uname == 63
+    assert rows[105].handler is cr.sys_setuid
 
 
 # --- time ---------------------------------------------------------------------
@@ -360,38 +359,38 @@ def test_prlimit64(t):
 
 
 def test_sched_getaffinity(t):
-    n = misc.HOST_NCPUS
+    n = sched.HOST_NCPUS
     t.copy_out(A, b"\xee" * 16)
-    assert misc.sys_sched_getaffinity(t, 0, 16, A) == 8
+    assert sched.sys_sched_getaffinity(t, 0, 16, A) == 8
     assert int.from_bytes(t.copy_in(A, 8), "little") == (1 << n) - 1
     assert t.copy_in(A + 8, 8) == b"\xee" * 8
-    assert misc.sys_sched_getaffinity(t, 5, 128, A) == 8
+    assert sched.sys_sched_getaffinity(t, 5, 128, A) == 8
     assert bin(int.from_bytes(t.copy_in(A, 8), "little")).count("1") == n == os.cpu_count()
-    fails(errno.EINVAL, misc.sys_sched_getaffinity, t, 0, 4, A)
-    fails(errno.EINVAL, misc.sys_sched_getaffinity, t, 0, 0, A)
-    fails(errno.ESRCH, misc.sys_sched_getaffinity, t, 77, 8, A)
-    fails(errno.EFAULT, misc.sys_sched_getaffinity, t, 0, 8, BAD)
+    fails(errno.EINVAL, sched.sys_sched_getaffinity, t, 0, 4, A)
+    fails(errno.EINVAL, sched.sys_sched_getaffinity, t, 0, 0, A)
+    fails(errno.ESRCH, sched.sys_sched_getaffinity, t, 77, 8, A)
+    fails(errno.EFAULT, sched.sys_sched_getaffinity, t, 0, 8, BAD)
 
 
 def test_sched_setaffinity(t):
     t.copy_out(A, struct.pack("<Q", 1))
-    assert misc.sys_sched_setaffinity(t, 0, 8, A) == 0
-    assert misc.sys_sched_setaffinity(t, 2, 4, A) == 0
+    assert sched.sys_sched_setaffinity(t, 0, 8, A) == 0
+    assert sched.sys_sched_setaffinity(t, 2, 4, A) == 0
     t.copy_out(A, struct.pack("<Q", 1 << 63))
-    fails(errno.EINVAL, misc.sys_sched_setaffinity, t, 0, 8, A)
+    fails(errno.EINVAL, sched.sys_sched_setaffinity, t, 0, 8, A)
     t.copy_out(A, struct.pack("<Q", 1))
-    fails(errno.ESRCH, misc.sys_sched_setaffinity, t, 77, 8, A)
-    fails(errno.EFAULT, misc.sys_sched_setaffinity, t, 0, 8, BAD)
+    fails(errno.ESRCH, sched.sys_sched_setaffinity, t, 77, 8, A)
+    fails(errno.EFAULT, sched.sys_sched_setaffinity, t, 0, 8, BAD)
 
 
 def test_yield_getcpu_personality(t):
-    assert misc.sys_sched_yield(t) == 0
+    assert sched.sys_sched_yield(t) == 0
     t.copy_out(A, b"\xff" * 8)
-    assert misc.sys_getcpu(t, A, A + 4, 0) == 0
+    assert sched.sys_getcpu(t, A, A + 4, 0) == 0
     assert t.copy_in(A, 8) == b"\0" * 8
-    assert misc.sys_getcpu(t, 0, 0, 0) == 0
-    fails(errno.EFAULT, misc.sys_getcpu, t, BAD, 0, 0)
-    fails(errno.EFAULT, misc.sys_getcpu, t, 0, BAD, 0)
+    assert sched.sys_getcpu(t, 0, 0, 0) == 0
+    fails(errno.EFAULT, sched.sys_getcpu, t, BAD, 0, 0)
+    fails(errno.EFAULT, sched.sys_getcpu, t, 0, BAD, 0)
     assert misc.sys_personality(t, 0xFFFFFFFF) == 0
     assert misc.sys_personality(t, 0x0040000) == 0       # ADDR_NO_RANDOMIZE
     assert misc.sys_personality(t, u(-1)) == 0x0040000  # query, upper bits ignored

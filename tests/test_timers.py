@@ -16,7 +16,7 @@ import pytest
 from pyvisor.sentry import timers, waiting
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.kernel import Kernel
-from pyvisor.sentry.syscalls import build_table
+from pyvisor.sentry.syscalls.table import build_table
 from pyvisor.sentry.syscalls import timer as sc
 from pyvisor.sentry.task import SignalState, ThreadGroup
 from pyvisor.sentry.vfs.fdtable import FDTable

@@ -7,10 +7,11 @@ import errno
 import os
 
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls.fs import NR, SYSCALLS
+from pyvisor.sentry.syscalls.table import ROWS
 from pyvisor.sentry.vfs.testing import make_env
 
 MASK = (1 << 64) - 1
+HANDLERS = {r.name: r.handler for r in ROWS}
 libc = ctypes.CDLL(None, use_errno=True)
 
 # (syscall name, args) where "P:..." is a path under the test root and "B" an output buffer.
@@ -112,7 +113,7 @@ def run_ours_in(t, root, ops):
             else:
                 args.append(a)
         try:
-            SYSCALLS[NR[name]](t, *[x & MASK for x in args])
+            HANDLERS[name](t, *[x & MASK for x in args])
             res = "ok"
         except SyscallError as exc:
             res = errno.errorcode[exc.errno]

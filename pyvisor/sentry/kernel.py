@@ -23,7 +23,7 @@ import threading
 import time
 
 from pyvisor import confine
-from pyvisor.abi import flags as F, name_of
+from pyvisor.abi import flags as F
 from pyvisor.platform.base import EXIT_GONE, EXIT_SIGNAL
 from pyvisor.sentry import confined_imports, loader, timers, waiting
 from pyvisor.sentry.auth import Credentials
@@ -109,9 +109,10 @@ class Gofer:
 
 class Kernel:
     def __init__(self, config, table):
-        """``table``: the syscall table, a list indexed by number of handler
-        or None (pyvisor.sentry.syscalls.build_table(); start-up hands it in,
-        so the kernel imports no handler)."""
+        """``table``: the syscall table (a SyscallTable from
+        pyvisor.sentry.syscalls.table.build_table(); start-up hands it in, so
+        the kernel imports no handler): ``handlers`` indexed by number (None:
+        ENOSYS), ``name(nr)``, ``unimplemented_reason(nr)``."""
         self.config = config
         self.hostname = config.hostname.encode()
         self.start_time = time.monotonic()
@@ -123,7 +124,8 @@ class Kernel:
         self._next_tid = 1
         self._reserved = set()     # tids being created by clone; guarded by lock
         self.pids_limit = getattr(config, "pids_limit", 1024)
-        self.table = table
+        self.syscalls = table
+        self.handlers = table.handlers
         self.strace = config.strace
         self._strace_out = None
         self._strace_lock = threading.Lock()
@@ -150,7 +152,8 @@ class Kernel:
     def report_unimplemented(self, number):
         if number not in self._unimplemented:
             self._unimplemented.add(number)
-            self.log("unimplemented syscall %s (%d): ENOSYS" % (name_of(number), number))
+            self.log("unimplemented syscall %s (%d): ENOSYS (%s)" % (
+                self.syscalls.name(number), number, self.syscalls.unimplemented_reason(number)))
 
     def strace_line(self, t, number, args, ret):
         from pyvisor.sentry.strace import format_call
@@ -159,7 +162,8 @@ class Kernel:
                 path = self.config.strace_file
                 self._strace_out = open(path, "w", buffering=1) if path else sys.stderr
             pid = t.tid if len(self.tasks) > 1 or t.tid != 1 else None
-            self._strace_out.write(format_call(t, number, args, ret, pid=pid) + "\n")
+            self._strace_out.write(format_call(t, number, args, ret, pid=pid,
+                                                 name=self.syscalls.name(number)) + "\n")
 
     # -- start --------------------------------------------------------------
 

@@ -34,7 +34,7 @@ import errno as _errno
 import os
 import struct
 
-from pyvisor.abi import numbers as nr_
+from pyvisor.abi import name_of, numbers as nr_
 from pyvisor.abi.ints import s32, s64
 from pyvisor.sentry.errors import SyscallError
 
@@ -735,20 +735,17 @@ def format_return(nr, ret):
     return str(ret)
 
 
-def call_name(nr):
-    """The call's name, or syscall_NNN for a number Linux does not define."""
-    return nr_.NAMES.get(nr, "syscall_%d" % nr)
-
-
-def format_call(t, nr, args, ret, pid=None):
+def format_call(t, nr, args, ret, pid=None, name=None):
     """One strace line for a completed call (no trailing newline).
 
     t: reads app memory by t.copy_in(addr, n) and t.copy_in_str(addr), which
     raise SyscallError on a bad pointer. args: six unsigned register values.
     ret: the signed result (-errno on error), or None if the call does not
     return. pid: if given, the line starts "[pid N] " as with strace -f.
+    name: the call's name from the kernel's syscall table (default: the
+    generated numbers' name, the same for every Linux call).
     """
     head = "[pid %d] " % pid if pid is not None else ""
-    head += "%s(%s)" % (call_name(nr), ", ".join(format_args(t, nr, args, ret)))
+    head += "%s(%s)" % (name or name_of(nr), ", ".join(format_args(t, nr, args, ret)))
     head = head.ljust(EQUALS_COLUMN) if len(head) < EQUALS_COLUMN else head + " "
     return head + "= " + format_return(nr, ret)

@@ -20,7 +20,6 @@ import struct
 import threading
 import traceback
 
-from pyvisor.abi import name_of
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry import timers, waiting
 from pyvisor.sentry.waiting import Interrupted
@@ -81,7 +80,7 @@ class SentryCrash(Exception):
 
     def report(self, debug):
         lines = ["pyvisor: Sentry failure serving %s(%s) for task %d: %s: %s" % (
-            name_of(self.number), ", ".join("%#x" % a for a in self.args_), self.task.tid,
+            self.task.kernel.syscalls.name(self.number), ", ".join("%#x" % a for a in self.args_), self.task.tid,
             type(self.exc).__name__, self.exc)]
         if debug:
             lines.append("".join(traceback.format_exception(self.exc)).rstrip())
@@ -261,7 +260,7 @@ class Task:
     def syscall(self, number, a0, a1, a2, a3, a4, a5):
         """Serve one call; return rax. Called by the platform's run loop."""
         k = self.kernel
-        handler = k.table[number] if number < len(k.table) else None
+        handler = k.handlers[number] if number < len(k.handlers) else None
         if handler is None:
             k.report_unimplemented(number)
             ret = -errno.ENOSYS

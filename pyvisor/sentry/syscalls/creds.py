@@ -29,7 +29,6 @@ every thread); here `t.creds` is per task as well: a Credentials
 import errno
 import struct
 
-from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32
 from pyvisor.sentry.auth import ALL_CAPS, CAP_SETGID, CAP_SETPCAP, CAP_SETUID
 from pyvisor.sentry.errors import SyscallError
@@ -318,25 +317,3 @@ def sys_capset(t, hdr, data, *_):
         raise SyscallError(errno.EPERM)
     c.cap_effective, c.cap_permitted, c.cap_inheritable = eff, perm, inh
     return 0
-
-
-SYSCALLS = {
-    nr.NR_getuid: sys_getuid,
-    nr.NR_geteuid: sys_geteuid,
-    nr.NR_getgid: sys_getgid,
-    nr.NR_getegid: sys_getegid,
-    nr.NR_getresuid: sys_getresuid,
-    nr.NR_getresgid: sys_getresgid,
-    nr.NR_getgroups: sys_getgroups,
-    nr.NR_setuid: sys_setuid,
-    nr.NR_setreuid: sys_setreuid,
-    nr.NR_setresuid: sys_setresuid,
-    nr.NR_setfsuid: sys_setfsuid,
-    nr.NR_setgid: sys_setgid,
-    nr.NR_setregid: sys_setregid,
-    nr.NR_setresgid: sys_setresgid,
-    nr.NR_setfsgid: sys_setfsgid,
-    nr.NR_setgroups: sys_setgroups,
-    nr.NR_capget: sys_capget,
-    nr.NR_capset: sys_capset,
-}

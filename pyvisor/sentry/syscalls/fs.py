@@ -15,7 +15,6 @@ import stat as _stat
 import struct
 import time
 
-from pyvisor.abi import numbers as _numbers
 from pyvisor.abi.flags import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT,
                                AT_REMOVEDIR, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW,
                                AT_SYMLINK_NOFOLLOW)
@@ -572,7 +571,7 @@ def sys_ioctl(t, fd, request, arg, *_):
 
 
 def sys_fsync(t, fd, *_):
-    """Implements Linux syscall fsync(2) (data is in memory: nothing to flush)."""
+    """Implements Linux syscalls fsync(2) and fdatasync(2) (data is in memory: nothing to flush)."""
     f = _file(t, fd)
     _check_path_fd(f)
     if isinstance(f, PipeFile):
@@ -1169,33 +1168,3 @@ def sys_chroot(t, path, *_):
 def sys_umask(t, mask, *_):
     """Implements Linux syscall umask(2)."""
     return t.fs.set_umask(mask & 0o777)
-
-
-_HANDLERS = {
-    "read": sys_read, "write": sys_write, "open": sys_open, "close": sys_close,
-    "stat": sys_stat, "fstat": sys_fstat, "lstat": sys_lstat, "lseek": sys_lseek,
-    "ioctl": sys_ioctl, "pread64": sys_pread64, "pwrite64": sys_pwrite64, "readv": sys_readv,
-    "writev": sys_writev, "access": sys_access, "pipe": sys_pipe, "dup": sys_dup,
-    "dup2": sys_dup2, "sendfile": sys_sendfile, "fcntl": sys_fcntl, "flock": sys_flock,
-    "fsync": sys_fsync, "fdatasync": sys_fdatasync, "truncate": sys_truncate,
-    "ftruncate": sys_ftruncate, "getdents": sys_getdents, "getcwd": sys_getcwd,
-    "chdir": sys_chdir, "fchdir": sys_fchdir, "rename": sys_rename, "mkdir": sys_mkdir,
-    "rmdir": sys_rmdir, "creat": sys_creat, "link": sys_link, "unlink": sys_unlink,
-    "symlink": sys_symlink, "readlink": sys_readlink, "chmod": sys_chmod,
-    "fchmod": sys_fchmod, "chown": sys_chown, "fchown": sys_fchown, "lchown": sys_lchown,
-    "umask": sys_umask, "mknod": sys_mknod, "statfs": sys_statfs, "fstatfs": sys_fstatfs,
-    "getdents64": sys_getdents64, "fadvise64": sys_fadvise64, "utimes": sys_utimes,
-    "openat": sys_openat, "mkdirat": sys_mkdirat, "mknodat": sys_mknodat,
-    "fchownat": sys_fchownat, "newfstatat": sys_newfstatat, "unlinkat": sys_unlinkat,
-    "renameat": sys_renameat, "linkat": sys_linkat, "symlinkat": sys_symlinkat,
-    "readlinkat": sys_readlinkat, "fchmodat": sys_fchmodat, "faccessat": sys_faccessat,
-    "utimensat": sys_utimensat, "fallocate": sys_fallocate, "dup3": sys_dup3,
-    "pipe2": sys_pipe2, "preadv": sys_preadv, "pwritev": sys_pwritev,
-    "renameat2": sys_renameat2, "copy_file_range": sys_copy_file_range, "statx": sys_statx,
-    "close_range": sys_close_range, "faccessat2": sys_faccessat2,
-    "utime": sys_utime, "futimesat": sys_futimesat, "sync": sys_sync, "syncfs": sys_syncfs,
-    "sync_file_range": sys_sync_file_range, "readahead": sys_readahead, "chroot": sys_chroot,
-}
-
-NR = {name: getattr(_numbers, "NR_" + name) for name in _HANDLERS}
-SYSCALLS = {NR[name]: handler for name, handler in _HANDLERS.items()}

@@ -14,7 +14,6 @@ says (Linux: -ERESTARTNOINTR).
 import errno
 import time
 
-from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.waiting import Interrupted
@@ -94,6 +93,3 @@ def sys_futex(t, uaddr, op, val, timeout, uaddr2, val3, *_):
                FUTEX_WAIT_REQUEUE_PI, FUTEX_CMP_REQUEUE_PI):
         return _pi(t, cmd, op, uaddr, val, timeout, uaddr2, val3)
     raise SyscallError(errno.ENOSYS)
-
-
-SYSCALLS = {nr.NR_futex: sys_futex}

@@ -1,5 +1,5 @@
 """Small system-information calls: uname, sysinfo, getrandom, resource
-limits, CPU affinity, sched_yield, getcpu, personality.
+limits, personality, host and domain names.
 
 Contracts with the rest of the Sentry:
 
@@ -19,7 +19,6 @@ import os
 import struct
 import time as _time
 
-from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32, s64
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.limits import NR_OPEN, RLIMIT_NOFILE, RLIM_NLIMITS
@@ -52,7 +51,6 @@ def sys_uname(t, buf, *_):
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 HOST_TOTALRAM = os.sysconf("SC_PHYS_PAGES") * _PAGE
-HOST_NCPUS = os.cpu_count() or 1
 # struct sysinfo (x86-64): uptime, loads[3], totalram, freeram, sharedram,
 # bufferram, totalswap, freeswap, procs (u16), pad, totalhigh, freehigh,
 # mem_unit (u32), padding: 112 bytes.
@@ -164,7 +162,7 @@ def sys_setrlimit(t, resource, rlim, *_):
 
 
 def sys_prlimit64(t, pid, resource, new_limit, old_limit, *_):
-    """Implements Linux syscall prlimit(2).
+    """Implements Linux syscall prlimit64(2) (glibc's prlimit).
 
     N.B. Only the caller's own process (pid 0, its pid or tid) is served;
     any other pid gives ESRCH. As in Linux, the new limit is applied before
@@ -175,61 +173,6 @@ def sys_prlimit64(t, pid, resource, new_limit, old_limit, *_):
     old = _do_prlimit(t, limits, resource, new)
     if old_limit:
         t.copy_out(old_limit, struct.pack("<QQ", *old))
-    return 0
-
-
-# --- scheduling ------------------------------------------------------------
-
-_MASK_BYTES = (HOST_NCPUS + 63) // 64 * 8        # cpumask_size(): whole longs
-
-
-def _check_pid(t, pid):
-    pid = s32(pid)
-    if pid in (0, t.pid, t.tid) or pid in t.kernel.tasks:
-        return
-    raise SyscallError(errno.ESRCH)
-
-
-def sys_sched_getaffinity(t, pid, length, mask, *_):
-    """Implements Linux syscall sched_getaffinity(2): returns bytes written.
-
-    N.B. Every task may run on every host CPU; set masks are not kept.
-    """
-    length &= 0xFFFFFFFF
-    if length * 8 < HOST_NCPUS or length % 8:
-        raise SyscallError(errno.EINVAL)
-    _check_pid(t, pid)
-    out = ((1 << HOST_NCPUS) - 1).to_bytes(_MASK_BYTES, "little")
-    n = min(length, _MASK_BYTES)
-    t.copy_out(mask, out[:n])
-    return n
-
-
-def sys_sched_setaffinity(t, pid, length, mask, *_):
-    """Implements Linux syscall sched_setaffinity(2).
-
-    N.B. The mask is checked (EFAULT, EINVAL if it names no online CPU) and
-    then not applied: tasks are not pinned.
-    """
-    length &= 0xFFFFFFFF
-    data = t.copy_in(mask, min(length, _MASK_BYTES))
-    _check_pid(t, pid)
-    if not int.from_bytes(data, "little") & ((1 << HOST_NCPUS) - 1):
-        raise SyscallError(errno.EINVAL)
-    return 0
-
-
-def sys_sched_yield(t, *_):
-    """Implements Linux syscall sched_yield(2)."""
-    return 0
-
-
-def sys_getcpu(t, cpu, node, tcache, *_):
-    """Implements Linux syscall getcpu(2). N.B. always CPU 0, node 0."""
-    if cpu:
-        t.copy_out(cpu, struct.pack("<I", 0))
-    if node:
-        t.copy_out(node, struct.pack("<I", 0))
     return 0
 
 
@@ -273,20 +216,3 @@ def sys_sethostname(t, name, length, *_):
 def sys_setdomainname(t, name, length, *_):
     """Implements Linux syscall setdomainname(2) for the sandbox."""
     return _set_uts_name(t, name, length, "domainname")
-
-
-SYSCALLS = {
-    nr.NR_uname: sys_uname,
-    nr.NR_sethostname: sys_sethostname,
-    nr.NR_setdomainname: sys_setdomainname,
-    nr.NR_sysinfo: sys_sysinfo,
-    nr.NR_getrandom: sys_getrandom,
-    nr.NR_getrlimit: sys_getrlimit,
-    nr.NR_setrlimit: sys_setrlimit,
-    nr.NR_prlimit64: sys_prlimit64,
-    nr.NR_sched_getaffinity: sys_sched_getaffinity,
-    nr.NR_sched_setaffinity: sys_sched_setaffinity,
-    nr.NR_sched_yield: sys_sched_yield,
-    nr.NR_getcpu: sys_getcpu,
-    nr.NR_personality: sys_personality,
-}

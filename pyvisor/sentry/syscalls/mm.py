@@ -3,7 +3,6 @@
 import errno
 import os
 
-from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.mm import MAP_PRIVATE, MAP_SHARED, MM_TOP, PAGE, PROT_WRITE, page_up
@@ -130,20 +129,7 @@ def sys_brk(t, addr, *_):
 
 
 def sys_ok(t, *_):
-    """msync, mlock, munlock, mlockall, munlockall: nothing to do with memory that never swaps."""
+    """Implements Linux syscalls msync(2), mlock(2), munlock(2), mlockall(2) and
+    munlockall(2): nothing to do with memory that never swaps (N.B. the
+    arguments are not checked)."""
     return 0
-
-
-SYSCALLS = {
-    nr.NR_mmap: sys_mmap,
-    nr.NR_munmap: sys_munmap,
-    nr.NR_mprotect: sys_mprotect,
-    nr.NR_mremap: sys_mremap,
-    nr.NR_madvise: sys_madvise,
-    nr.NR_brk: sys_brk,
-    nr.NR_msync: sys_ok,
-    nr.NR_mlock: sys_ok,
-    nr.NR_munlock: sys_ok,
-    nr.NR_mlockall: sys_ok,
-    nr.NR_munlockall: sys_ok,
-}

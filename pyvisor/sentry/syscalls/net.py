@@ -22,7 +22,6 @@ import errno
 import struct
 import time
 
-from pyvisor.abi import numbers as _numbers
 from pyvisor.abi.ints import s32
 from ..errors import SyscallError
 from ..vfs.file import O_CLOEXEC, O_NONBLOCK, O_PATH
@@ -827,16 +826,3 @@ def _inet_sol_socket(s, optname):
     if optname in _INET_STORED[SOL_SOCKET] or optname in (SO_KEEPALIVE, SO_BROADCAST):
         return s.opts.get(optname, 0)
     raise SyscallError(errno.ENOPROTOOPT)
-
-
-_HANDLERS = {
-    "socket": sys_socket, "socketpair": sys_socketpair, "bind": sys_bind,
-    "listen": sys_listen, "connect": sys_connect, "accept": sys_accept,
-    "accept4": sys_accept4, "getsockname": sys_getsockname, "getpeername": sys_getpeername,
-    "shutdown": sys_shutdown, "sendto": sys_sendto, "recvfrom": sys_recvfrom,
-    "sendmsg": sys_sendmsg, "recvmsg": sys_recvmsg, "sendmmsg": sys_sendmmsg,
-    "recvmmsg": sys_recvmmsg, "setsockopt": sys_setsockopt, "getsockopt": sys_getsockopt,
-}
-
-NR = {name: getattr(_numbers, "NR_" + name) for name in _HANDLERS}
-SYSCALLS = {NR[name]: handler for name, handler in _HANDLERS.items()}

@@ -1,4 +1,4 @@
-"""Waiting for many files: poll, select, epoll; and eventfd, signalfd.
+"""Waiting for many files: poll, select, epoll.
 
 All of them share one wait (`wait_ready`): register a waker on the WaitQueue
 of every watched file (vfs/waitq.py), check readiness, and sleep through
@@ -25,16 +25,13 @@ import struct
 import threading
 import time
 
-from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls.time import KTIME_MAX, NSEC, USEC, read_deadline, timespec_ns
 from pyvisor.sentry.vfs.epoll import (EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_EVENT,
                                       EpollFile, pack_events)
-from pyvisor.sentry.vfs.eventfd import EFD_CLOEXEC, make_eventfd
 from pyvisor.sentry.vfs.host import POLL_INTERVAL
-from pyvisor.sentry.vfs.signalfd import SFD_CLOEXEC, SignalFile, make_signalfd
 from pyvisor.sentry.vfs.waitq import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, POLLPRI,
                                       POLLRDBAND, POLLRDNORM, POLLWRBAND, POLLWRNORM,
                                       poll_events)
@@ -363,60 +360,3 @@ def sys_epoll_pwait2(t, epfd, events, maxevents, timeout, sigmask, sigsetsize, *
     deadline = read_deadline(t, timeout)
     with _sigmask(t, sigmask, sigsetsize):
         return _do_epoll_wait(t, epfd, events, maxevents, deadline)
-
-
-# --- eventfd and signalfd -----------------------------------------------------------
-
-def sys_eventfd2(t, initval, flags, *_):
-    """Implements Linux syscall eventfd2(2)."""
-    flags = s32(flags)
-    f = make_eventfd(initval, flags)
-    return t.fdtable.install(f, cloexec=bool(flags & EFD_CLOEXEC))
-
-
-def sys_eventfd(t, initval, *_):
-    """Implements Linux syscall eventfd(2) (no flags)."""
-    return sys_eventfd2(t, initval, 0)
-
-
-def sys_signalfd4(t, fd, mask, sizemask, flags, *_):
-    """Implements Linux syscall signalfd4(2): fd -1 makes a new signalfd,
-    else fd's mask is replaced (EINVAL if fd is not a signalfd)."""
-    flags = s32(flags)
-    if sizemask != 8:
-        raise SyscallError(errno.EINVAL)
-    sigset = int.from_bytes(t.copy_in(mask, 8), "little")
-    fd = s32(fd)
-    if fd != -1:
-        f = t.fdtable.get(fd)
-        if not isinstance(f, SignalFile):
-            raise SyscallError(errno.EINVAL)
-        if flags & ~(SFD_CLOEXEC | 0o4000):
-            raise SyscallError(errno.EINVAL)
-        f.set_mask(sigset)
-        return fd
-    f = make_signalfd(t.kernel, sigset, flags)
-    return t.fdtable.install(f, cloexec=bool(flags & SFD_CLOEXEC))
-
-
-def sys_signalfd(t, fd, mask, sizemask, *_):
-    """Implements Linux syscall signalfd(2) (no flags)."""
-    return sys_signalfd4(t, fd, mask, sizemask, 0)
-
-
-SYSCALLS = {
-    nr.NR_poll: sys_poll,
-    nr.NR_ppoll: sys_ppoll,
-    nr.NR_select: sys_select,
-    nr.NR_pselect6: sys_pselect6,
-    nr.NR_epoll_create: sys_epoll_create,
-    nr.NR_epoll_create1: sys_epoll_create1,
-    nr.NR_epoll_ctl: sys_epoll_ctl,
-    nr.NR_epoll_wait: sys_epoll_wait,
-    nr.NR_epoll_pwait: sys_epoll_pwait,
-    nr.NR_epoll_pwait2: sys_epoll_pwait2,
-    nr.NR_eventfd: sys_eventfd,
-    nr.NR_eventfd2: sys_eventfd2,
-    nr.NR_signalfd: sys_signalfd,
-    nr.NR_signalfd4: sys_signalfd4,
-}

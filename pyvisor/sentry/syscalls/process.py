@@ -4,7 +4,6 @@ import errno
 
 import struct
 
-from pyvisor.abi import numbers as nr
 from pyvisor.abi.flags import (CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_DETACHED,
                                CLONE_FILES, CLONE_FS, CLONE_IO, CLONE_NEWMASK, CLONE_PARENT,
                                CLONE_PARENT_SETTID, CLONE_PIDFD, CLONE_PTRACE, CLONE_SETTLS,
@@ -406,11 +405,6 @@ def sys_get_robust_list(t, pid, head_ptr, len_ptr, *_):
     return 0
 
 
-def sys_rseq(t, *_):
-    """rseq(2) is not offered; glibc falls back cleanly on ENOSYS."""
-    raise SyscallError(errno.ENOSYS)
-
-
 def sys_arch_prctl(t, code, addr, *_):
     """Implements Linux syscall arch_prctl(2): the FS and GS bases."""
     code = s32(code)
@@ -481,33 +475,3 @@ def sys_prctl(t, option, a2, a3, a4, a5, *_):
     if option in (PR_SET_VMA, PR_SET_THP_DISABLE):
         return 0
     raise SyscallError(errno.EINVAL)
-
-
-SYSCALLS = {
-    nr.NR_getpid: sys_getpid,
-    nr.NR_gettid: sys_gettid,
-    nr.NR_getppid: sys_getppid,
-    nr.NR_exit: sys_exit,
-    nr.NR_exit_group: sys_exit_group,
-    nr.NR_clone: sys_clone,
-    nr.NR_clone3: sys_clone3,
-    nr.NR_fork: sys_fork,
-    nr.NR_vfork: sys_vfork,
-    nr.NR_execve: sys_execve,
-    nr.NR_execveat: sys_execveat,
-    nr.NR_wait4: sys_wait4,
-    nr.NR_waitid: sys_waitid,
-    nr.NR_getpgid: sys_getpgid,
-    nr.NR_getpgrp: sys_getpgrp,
-    nr.NR_getsid: sys_getsid,
-    nr.NR_setpgid: sys_setpgid,
-    nr.NR_setsid: sys_setsid,
-    nr.NR_set_tid_address: sys_set_tid_address,
-    nr.NR_set_robust_list: sys_set_robust_list,
-    nr.NR_get_robust_list: sys_get_robust_list,
-    nr.NR_rseq: sys_rseq,
-    nr.NR_arch_prctl: sys_arch_prctl,
-    nr.NR_prctl: sys_prctl,
-    nr.NR_pidfd_open: sys_pidfd_open,
-    nr.NR_pidfd_getfd: sys_pidfd_getfd,
-}

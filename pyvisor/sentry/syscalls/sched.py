@@ -1,13 +1,14 @@
-"""Scheduling policy and priority: recorded per task, as the Sentry's own threads are not reprioritised.
+"""Scheduling: policy and priority (recorded per task, as the Sentry's own
+threads are not reprioritised), CPU affinity, sched_yield, getcpu, membarrier.
 
 N.B. the host schedules the Sentry threads that run tasks; a policy or nice
 value set here is remembered and reported, not applied.
 """
 
 import errno
+import os
 import struct
 
-from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
 
@@ -19,6 +20,7 @@ MEMBARRIER_CMD_QUERY = 0
 # task runs on its own Sentry thread; a barrier is the Sentry's own memory fence.
 MEMBARRIER_SUPPORTED = 1 | 8 | 16
 CAP_SYS_NICE = 23
+HOST_NCPUS = os.cpu_count() or 1     # read at import, before the Sentry's seccomp filter
 
 
 def _task(t, pid):
@@ -162,17 +164,56 @@ def sys_ioprio_set(t, which, who, ioprio, *_):
     return 0
 
 
-SYSCALLS = {
-    nr.NR_sched_getscheduler: sys_sched_getscheduler,
-    nr.NR_sched_setscheduler: sys_sched_setscheduler,
-    nr.NR_sched_getparam: sys_sched_getparam,
-    nr.NR_sched_setparam: sys_sched_setparam,
-    nr.NR_sched_get_priority_max: sys_sched_get_priority_max,
-    nr.NR_sched_get_priority_min: sys_sched_get_priority_min,
-    nr.NR_sched_rr_get_interval: sys_sched_rr_get_interval,
-    nr.NR_getpriority: sys_getpriority,
-    nr.NR_setpriority: sys_setpriority,
-    nr.NR_membarrier: sys_membarrier,
-    nr.NR_ioprio_get: sys_ioprio_get,
-    nr.NR_ioprio_set: sys_ioprio_set,
-}
+# --- CPUs: affinity, yield, getcpu ------------------------------------------
+
+_MASK_BYTES = (HOST_NCPUS + 63) // 64 * 8        # cpumask_size(): whole longs
+
+
+def _check_pid(t, pid):
+    pid = s32(pid)
+    if pid in (0, t.pid, t.tid) or pid in t.kernel.tasks:
+        return
+    raise SyscallError(errno.ESRCH)
+
+
+def sys_sched_getaffinity(t, pid, length, mask, *_):
+    """Implements Linux syscall sched_getaffinity(2): returns bytes written.
+
+    N.B. Every task may run on every host CPU; set masks are not kept.
+    """
+    length &= 0xFFFFFFFF
+    if length * 8 < HOST_NCPUS or length % 8:
+        raise SyscallError(errno.EINVAL)
+    _check_pid(t, pid)
+    out = ((1 << HOST_NCPUS) - 1).to_bytes(_MASK_BYTES, "little")
+    n = min(length, _MASK_BYTES)
+    t.copy_out(mask, out[:n])
+    return n
+
+
+def sys_sched_setaffinity(t, pid, length, mask, *_):
+    """Implements Linux syscall sched_setaffinity(2).
+
+    N.B. The mask is checked (EFAULT, EINVAL if it names no online CPU) and
+    then not applied: tasks are not pinned.
+    """
+    length &= 0xFFFFFFFF
+    data = t.copy_in(mask, min(length, _MASK_BYTES))
+    _check_pid(t, pid)
+    if not int.from_bytes(data, "little") & ((1 << HOST_NCPUS) - 1):
+        raise SyscallError(errno.EINVAL)
+    return 0
+
+
+def sys_sched_yield(t, *_):
+    """Implements Linux syscall sched_yield(2)."""
+    return 0
+
+
+def sys_getcpu(t, cpu, node, tcache, *_):
+    """Implements Linux syscall getcpu(2). N.B. always CPU 0, node 0."""
+    if cpu:
+        t.copy_out(cpu, struct.pack("<I", 0))
+    if node:
+        t.copy_out(node, struct.pack("<I", 0))
+    return 0

@@ -7,7 +7,6 @@ import errno
 import struct
 import time
 
-from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
@@ -320,21 +319,3 @@ def sys_rt_sigtimedwait(t, setp, info, timeout, sigsetsize, *_):
             finally:
                 t.signals.mask = old
                 t.sigwaiting = 0
-
-
-SYSCALLS = {
-    nr.NR_rt_sigaction: sys_rt_sigaction,
-    nr.NR_rt_sigprocmask: sys_rt_sigprocmask,
-    nr.NR_rt_sigpending: sys_rt_sigpending,
-    nr.NR_sigaltstack: sys_sigaltstack,
-    nr.NR_kill: sys_kill,
-    nr.NR_tgkill: sys_tgkill,
-    nr.NR_tkill: sys_tkill,
-    nr.NR_rt_sigqueueinfo: sys_rt_sigqueueinfo,
-    nr.NR_rt_tgsigqueueinfo: sys_rt_tgsigqueueinfo,
-    nr.NR_rt_sigreturn: sys_rt_sigreturn,
-    nr.NR_pidfd_send_signal: sys_pidfd_send_signal,
-    nr.NR_pause: sys_pause,
-    nr.NR_rt_sigsuspend: sys_rt_sigsuspend,
-    nr.NR_rt_sigtimedwait: sys_rt_sigtimedwait,
-}

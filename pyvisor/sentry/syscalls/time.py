@@ -33,7 +33,6 @@ import errno
 import struct
 import time as _time
 
-from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
 
@@ -276,15 +275,3 @@ def sys_getrusage(t, who, usage, *_):
     fields = (*_timeval(user), *_timeval(system), maxrss) + (0,) * 13
     t.copy_out(usage, struct.pack("<4q14q", *fields))
     return 0
-
-
-SYSCALLS = {
-    nr.NR_clock_gettime: sys_clock_gettime,
-    nr.NR_clock_getres: sys_clock_getres,
-    nr.NR_gettimeofday: sys_gettimeofday,
-    nr.NR_time: sys_time,
-    nr.NR_nanosleep: sys_nanosleep,
-    nr.NR_clock_nanosleep: sys_clock_nanosleep,
-    nr.NR_times: sys_times,
-    nr.NR_getrusage: sys_getrusage,
-}

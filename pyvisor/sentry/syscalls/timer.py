@@ -30,7 +30,6 @@ checked every 10 ms (sentry/timers.py): a CPU timer fires up to that late.
 import errno
 import struct
 
-from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32
 from pyvisor.sentry import timers
 from pyvisor.sentry.errors import SyscallError
@@ -321,18 +320,3 @@ def sys_timerfd_gettime(t, fd, cur, *_):
     remaining, interval = f.gettime()
     _write_pair(t, cur, interval, remaining, 1)
     return 0
-
-
-SYSCALLS = {
-    nr.NR_alarm: sys_alarm,
-    nr.NR_setitimer: sys_setitimer,
-    nr.NR_getitimer: sys_getitimer,
-    nr.NR_timer_create: sys_timer_create,
-    nr.NR_timer_settime: sys_timer_settime,
-    nr.NR_timer_gettime: sys_timer_gettime,
-    nr.NR_timer_getoverrun: sys_timer_getoverrun,
-    nr.NR_timer_delete: sys_timer_delete,
-    nr.NR_timerfd_create: sys_timerfd_create,
-    nr.NR_timerfd_settime: sys_timerfd_settime,
-    nr.NR_timerfd_gettime: sys_timerfd_gettime,
-}

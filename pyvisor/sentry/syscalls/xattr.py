@@ -5,7 +5,6 @@ N.B. setting an attribute gives EOPNOTSUPP (Linux tmpfs would keep user.* ones).
 
 import errno
 
-from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
 
@@ -85,10 +84,7 @@ def sys_fremovexattr(t, fd, name, *_):
     raise SyscallError(errno.ENODATA)
 
 
-SYSCALLS = {
-    nr.NR_getxattr: _get(True), nr.NR_lgetxattr: _get(False), nr.NR_fgetxattr: sys_fgetxattr,
-    nr.NR_listxattr: _list(True), nr.NR_llistxattr: _list(False), nr.NR_flistxattr: sys_flistxattr,
-    nr.NR_setxattr: _set(True), nr.NR_lsetxattr: _set(False), nr.NR_fsetxattr: sys_fsetxattr,
-    nr.NR_removexattr: _remove(True), nr.NR_lremovexattr: _remove(False),
-    nr.NR_fremovexattr: sys_fremovexattr,
-}
+sys_getxattr, sys_lgetxattr = _get(True), _get(False)
+sys_listxattr, sys_llistxattr = _list(True), _list(False)
+sys_setxattr, sys_lsetxattr = _set(True), _set(False)
+sys_removexattr, sys_lremovexattr = _remove(True), _remove(False)
