@@ -10,7 +10,6 @@ small waiter that `pyvisor run` becomes once the Sentry runs
 
 import glob
 import os
-import shutil
 import subprocess
 
 from setuptools import Extension, setup
@@ -45,11 +44,6 @@ class BuildExtWithStub(build_ext):
         super().run()
         build_stub(os.path.join(self.build_lib, "pyvisor", "platform", "_stub"))
         build_waiter(os.path.join(self.build_lib, "pyvisor", "_waiter"))
-        # `pyvisor bench` builds its workload programs from these sources.
-        bench_c = os.path.join(self.build_lib, "pyvisor", "bench_c")
-        os.makedirs(bench_c, exist_ok=True)
-        for src in glob.glob(os.path.join(HERE, "bench", "c", "*.c")):
-            shutil.copy(src, bench_c)
         if self.inplace:
             build_stub(os.path.join(HERE, "pyvisor", "platform", "_stub"))
             build_waiter(os.path.join(HERE, "pyvisor", "_waiter"))

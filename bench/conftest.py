@@ -12,7 +12,8 @@ import tempfile
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+from pyvisor.bench.run import C_DIR
+
 RESULTS = {}        # label -> ns per call, filled by the benchmarks
 
 
@@ -24,7 +25,7 @@ def results():
 
 @pytest.fixture(scope="session")
 def build_c():
-    """build_c(name, static=True) -> path of bench/c/NAME.c built with gcc -O2.
+    """build_c(name, static=True) -> path of pyvisor/bench/c/NAME.c built with gcc -O2.
 
     Built below /var/tmp: a sandbox's /tmp is its own tmpfs, /var/tmp is the host's."""
     gcc = shutil.which("gcc")
@@ -35,7 +36,7 @@ def build_c():
     def build(name, static=True):
         out = os.path.join(outdir, name)
         if not os.path.exists(out):
-            cmd = [gcc, "-O2", "-Wall", "-o", out, os.path.join(HERE, "c", name + ".c")]
+            cmd = [gcc, "-O2", "-Wall", "-o", out, os.path.join(C_DIR, name + ".c")]
             subprocess.run(cmd + (["-static"] if static else []), check=True, capture_output=True)
         return out
 

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from pyvisor import bench
+from pyvisor.bench import figures, report, run, suite
 from pyvisor.cli import main
 from conftest import BASE_ENV, PYVISOR
 
@@ -37,7 +37,7 @@ def pyvisor_bench(*args, timeout=300):
 
 @pytest.fixture(scope="module")
 def work():
-    w = bench.Workdir()
+    w = run.Workdir()
     yield w
     w.close()
 
@@ -62,20 +62,20 @@ def test_quick_run_has_every_figure_for_native_and_ptrace(tmp_path):
                          "--markdown", str(md), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     doc = json.loads(out.read_text())
-    figures = doc["pyvisor"]["figures"]
-    expected = [m.key for m in bench.MICROS] + [k for k, _ in bench.WORKLOADS] + ["memory"]
+    got = doc["pyvisor"]["figures"]
+    expected = [m.key for m in figures.MICROS] + [k for k, _ in figures.WORKLOADS] + ["memory"]
     missing = []
     for key in expected:
         for plat in ("native", "ptrace"):
-            r = figures.get(key, {}).get(plat)
+            r = got.get(key, {}).get(plat)
             if r is None or r["status"] != "ok" or not r["value"] > 0:
                 missing.append((key, plat, r))
     assert not missing, missing
     for key in ("floor_1cpu", "floor_2cpu"):
-        assert figures[key]["ptrace"]["value"] > 0
+        assert got[key]["ptrace"]["value"] > 0
     # The table rendered: a header and one line per figure, with the ratio column.
     assert "ptrace÷native" in proc.stdout
-    for m in bench.MICROS:
+    for m in figures.MICROS:
         assert m.label in proc.stdout
     assert md.read_text().count("\n") == len(expected) + 2 + 2     # + header, rule, floors
     # pytest-benchmark's layout: its own compare command reads the file.
@@ -112,7 +112,7 @@ def test_kvm_floor_prints_positive_ns(work):
 
 def test_every_micro_op_runs_natively(work):
     micro = work.build("micro")
-    for m in bench.MICROS:
+    for m in figures.MICROS:
         cmd = [micro, m.op, "3"] + ([m.arg] if m.arg else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         assert proc.returncode == 0, (m.op, proc.stderr)
@@ -134,15 +134,15 @@ def test_micro_reports_a_failing_call(work):
 
 def test_per_op_us_keeps_n_when_the_loop_dominates(work):
     micro = work.build("micro")
-    us, samples, ns = bench.per_op_us(lambda k: [micro, "getpid", str(k)], 20000,
-                                      bench.Settings(2, 0.0, 1.0, 1))
+    us, samples, ns = run.per_op_us(lambda k: [micro, "getpid", str(k)], 20000,
+                                      run.Settings(2, 0.0, 1.0, 1))
     assert ns == [20000, 100000] and len(samples) == 2
     assert math.isfinite(us) and all(math.isfinite(s) for s in samples)
 
 
 def test_per_op_us_grows_n_when_start_up_dominates():
     # `true` ignores its argument: the difference never reaches min_delta.
-    _, _, ns = bench.per_op_us(lambda k: ["true", str(k)], 3, bench.Settings(1, 10.0, 1.0, 1))
+    _, _, ns = run.per_op_us(lambda k: ["true", str(k)], 3, run.Settings(1, 10.0, 1.0, 1))
     assert ns == [3 * 4 ** 3, 5 * 3 * 4 ** 3]
 
 
@@ -152,35 +152,35 @@ def test_per_op_us_with_a_shared_start_up_times_one_n():
     def command_for(k):
         ran.append(k)
         return ["sleep", "0.2"]
-    us, samples, ns = bench.per_op_us(command_for, 1000, bench.QUICK, startup=0.0)
+    us, samples, ns = run.per_op_us(command_for, 1000, run.QUICK, startup=0.0)
     assert ran == [5000] and ns == [0, 5000]
     assert us == pytest.approx(samples[0]) and us > 0.2e6 / 5000
 
 
 def test_a_figure_that_is_not_positive_is_failed_not_zero():
     for bad in (-1.0, 0.0):
-        r = bench.measure(lambda: (bad, [], {}))
+        r = run.measure(lambda: (bad, [], {}))
         assert r.status == "failed" and "not a positive figure" in r.reason
 
 
 # --- failures and skipped platforms ----------------------------------------------------
 
 def test_failed_command_reports_its_stderr_tail():
-    r = bench.measure(lambda: (bench.run_timed(["sh", "-c", "echo boom >&2; exit 3"]), [], {}))
+    r = run.measure(lambda: (run.run_timed(["sh", "-c", "echo boom >&2; exit 3"]), [], {}))
     assert r.status == "failed"
     assert "exit 3" in r.reason and "boom" in r.reason
 
 
 def test_missing_program_is_a_failure_not_a_crash():
-    r = bench.measure(lambda: (bench.run_timed(["/nonexistent/prog"]), [], {}))
+    r = run.measure(lambda: (run.run_timed(["/nonexistent/prog"]), [], {}))
     assert r.status == "failed" and "/nonexistent/prog" in r.reason
 
 
 def test_a_failing_platform_does_not_stop_the_others():
-    broken = bench.Platform("broken", ("sh", "-c", "echo it broke >&2; exit 9", "sh"))
-    native = bench.Platform("native", ())
-    suite = bench.Suite([native, broken], {}, bench.QUICK, only=["startup", "python_pass"])
-    results = suite.run()
+    broken = run.Platform("broken", ("sh", "-c", "echo it broke >&2; exit 9", "sh"))
+    native = run.Platform("native", ())
+    s = suite.Suite([native, broken], {}, run.QUICK, only=["startup", "python_pass"])
+    results = s.run()
     for key in ("startup", "python_pass"):
         assert results[key]["native"].status == "ok" and results[key]["native"].value > 0
         assert results[key]["broken"].status == "failed"
@@ -189,7 +189,7 @@ def test_a_failing_platform_does_not_stop_the_others():
 
 def test_platform_without_runsc_on_path_is_skipped_with_reason(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
-    found, skipped = bench.available_platforms({"native", "runsc", "runsc-1cpu"})
+    found, skipped = run.available_platforms({"native", "runsc", "runsc-1cpu"})
     assert [p.name for p in found] == ["native"]
     assert "runsc" in skipped["runsc"] and skipped["runsc-1cpu"]
 
@@ -198,7 +198,7 @@ def test_skipped_and_failed_are_listed_under_the_table():
     doc = _doc({"getpid": {"native": 0.1, "ptrace": "failed"}})
     doc["skipped"] = {"kvm": "no /dev/kvm"}
     out = io.StringIO()
-    bench.render_table(doc, out)
+    report.render_table(doc, out)
     text = out.getvalue()
     assert "skipped kvm: no /dev/kvm" in text
     assert "FAILED getpid on ptrace: why" in text
@@ -208,7 +208,7 @@ def test_plain_table_when_rich_is_missing(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "rich", None)
     monkeypatch.setitem(sys.modules, "rich.console", None)
     monkeypatch.setitem(sys.modules, "rich.table", None)
-    bench.render_table(_doc({"getpid": {"native": 0.25, "ptrace": 10.0}}))
+    report.render_table(_doc({"getpid": {"native": 0.25, "ptrace": 10.0}}))
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == ["figure", "unit", "native", "ptrace",
                                            "ptrace÷native", "ptrace÷floor"]
@@ -217,7 +217,7 @@ def test_plain_table_when_rich_is_missing(monkeypatch, capsys):
 
 def test_rich_table_renders_every_figure(capsys):
     pytest.importorskip("rich")
-    bench.render_table(_doc({"getpid": {"native": 0.25, "ptrace": 10.0},
+    report.render_table(_doc({"getpid": {"native": 0.25, "ptrace": 10.0},
                              "stat": {"native": 1.0, "ptrace": "failed"}}))
     out = capsys.readouterr().out
     assert "getpid" in out and "stat" in out and "40.00x" in out and "failed" in out
@@ -280,7 +280,7 @@ def test_compare_flags_only_ratios_more_than_25_percent_slower():
     now = _doc({"getpid": {"native": 0.05, "ptrace": 10.0},
                 "stat": {"native": 3.0, "ptrace": 60.0},
                 "fork_wait": {"native": 100.0, "ptrace": 1200.0}})
-    rows = {(r[0], r[1]): r for r in bench.compare(now, base)}
+    rows = {(r[0], r[1]): r for r in report.compare(now, base)}
     assert rows[("getpid", "ptrace")][-1] is True
     assert rows[("getpid", "ptrace")][4] == pytest.approx(2.0)
     assert rows[("stat", "ptrace")][-1] is False
@@ -292,25 +292,25 @@ def test_compare_skips_figures_missing_or_failed_on_either_side():
     base = _doc({"getpid": {"native": 0.1, "ptrace": 10.0}, "stat": {"native": 1.0}})
     now = _doc({"getpid": {"native": 0.1, "ptrace": "failed"},
                 "stat": {"native": 1.0, "ptrace": 5.0}})
-    assert bench.compare(now, base) == []
+    assert report.compare(now, base) == []
 
 
 def test_committed_baseline_loads_and_names_its_machine():
     path = os.path.join(ROOT, "bench", "baseline.json")
     if not os.path.exists(path):
         pytest.skip("no committed baseline yet")
-    summary = bench.load_baseline(path)
+    summary = report.load_baseline(path)
     assert summary["figures"]["getpid"]["native"]["value"] > 0
     with open(path) as f:
         assert json.load(f)["machine_info"]["processor"]
 
 
 def test_json_document_is_pytest_benchmark_shaped():
-    suite = bench.Suite([bench.Platform("native", ())], {"kvm": "no"}, bench.QUICK)
-    suite.results = {"getpid": {"native": bench.Result("ok", 0.2, [0.1, 0.2, 0.3]),
-                                "ptrace": bench.Result("failed", reason="boom")}}
-    suite.kinds = {"getpid": "micro"}
-    doc = bench.document(suite, "quick", "2026-01-01T00:00:00+00:00")
+    s = suite.Suite([run.Platform("native", ())], {"kvm": "no"}, run.QUICK)
+    s.results = {"getpid": {"native": figures.Result("ok", 0.2, [0.1, 0.2, 0.3]),
+                                "ptrace": figures.Result("failed", reason="boom")}}
+    s.kinds = {"getpid": "micro"}
+    doc = report.document(s, "quick", "2026-01-01T00:00:00+00:00")
     (entry,) = doc["benchmarks"]        # failed figures are not benchmarks
     assert entry["name"] == "getpid[native]" and entry["group"] == "getpid"
     assert entry["stats"]["median"] == pytest.approx(0.2e-6)
@@ -328,7 +328,7 @@ def test_plot_writes_a_png(tmp_path):
                                  "ptrace": {"status": "failed", "reason": "x"}}
     doc["kinds"]["startup"] = "workload"
     out = tmp_path / "chart.png"
-    bench.plot(doc, str(out))
+    report.plot(doc, str(out))
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -336,8 +336,8 @@ def test_a_hung_command_is_killed_with_its_children_and_failed(tmp_path):
     # sh starts a second sleeper: the whole process group must go.
     pidfile = tmp_path / "pid"
     t0 = time.monotonic()
-    with pytest.raises(bench.Failed, match="timed out after 1 s"):
-        bench.run_timed(["sh", "-c", "sleep 30 & echo $! > %s; wait" % pidfile], timeout=1)
+    with pytest.raises(figures.Failed, match="timed out after 1 s"):
+        run.run_timed(["sh", "-c", "sleep 30 & echo $! > %s; wait" % pidfile], timeout=1)
     assert time.monotonic() - t0 < 10
     pid = int(pidfile.read_text())
     for _ in range(100):            # killed; its new parent reaps it shortly
@@ -353,7 +353,7 @@ def test_a_hung_command_is_killed_with_its_children_and_failed(tmp_path):
 
 
 def test_drained_output_is_read_and_timed():
-    assert bench.run_timed(["head", "-c", "5000000", "/dev/zero"], drain=True) > 0
+    assert run.run_timed(["head", "-c", "5000000", "/dev/zero"], drain=True) > 0
 
 
 def test_compare_exits_1_on_a_regression_and_0_without(tmp_path):
