@@ -6,6 +6,10 @@ it the stack knows its sockets only through the ``Endpoint`` interface
 (stack.py), so stack.py does not import socket.py, not even in a function.
 """
 
+from pathlib import Path
+
+import pytest
+
 import importgraph
 
 NETSTACK = "pyvisor.netstack"
@@ -114,3 +118,32 @@ def test_the_layer_checks_see_a_handler_import(tmp_path):
                    "def f():\n    from pyvisor.sentry.syscalls import process as P\n")
     got = importgraph.imports_of("pyvisor.sentry.vfs.vfs", str(src))
     assert "pyvisor.sentry.syscalls._util" in got and "pyvisor.sentry.syscalls.process" in got
+
+
+# --- platform, gofer and mm below the Sentry; a README in every package -------
+
+@pytest.mark.parametrize("pkg,forbidden", [
+    ("pyvisor.platform", ("pyvisor.sentry",)),                  # knows no syscalls
+    ("pyvisor.gofer", ("pyvisor.sentry", "pyvisor.platform")),  # a 9P peer of diod
+    ("pyvisor.sentry.mm", ("pyvisor.sentry.vfs", SYSCALLS)),     # files hand it their pages
+    ("pyvisor.bench", ("pyvisor.sentry",)),                      # measures from outside
+])
+def test_lower_packages_reach_nothing_above(pkg, forbidden):
+    mods = importgraph.modules()
+    start = [m for m in mods if _under(m, pkg)]
+    assert start, pkg
+    assert _bad_imports(pkg, forbidden) == []
+    reach = importgraph.reachable(start, mods)
+    assert sorted(m for m in reach if any(_under(m, p) for p in forbidden)) == []
+
+
+def test_every_package_says_what_it_owns():
+    """A README.md at the top of each package (pyvisor/X, and the Sentry's
+    own pyvisor/sentry/X): what it owns, what it may import. Read from the
+    source tree: READMEs are not installed."""
+    root = Path(__file__).resolve().parent.parent / "pyvisor"
+    packages = [p.parent for p in root.glob("*/__init__.py")]
+    packages += [p.parent for p in (root / "sentry").glob("*/__init__.py")]
+    assert root / "sentry" / "vfs" in packages and root / "netstack" in packages
+    missing = [str(p.relative_to(root.parent)) for p in packages if not (p / "README.md").exists()]
+    assert missing == []
