@@ -1,7 +1,7 @@
 """The KVM platform next to ptrace, with no Sentry.
 
 The same hand-assembled loops run on both platforms over a MemoryManager
-(as tests/test_kvm.py sets it up):
+(as tests/platform/test_kvm.py sets it up):
 
 - getpid: ``rbx`` getpids, then exit. Two figures per platform: the call
   served by a Python ``dispatch`` (the Sentry's path) and by the platform's

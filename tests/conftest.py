@@ -27,6 +27,11 @@ import time
 
 import pytest
 
+# The tests' own files (C probes in c/, scripts in py/) and the repository
+# around them, wherever a test module sits below tests/.
+TESTS_DIR = os.path.dirname(os.path.abspath(__file__))
+REPO_ROOT = os.path.dirname(TESTS_DIR)
+
 PR_SET_CHILD_SUBREAPER = 36
 BUSYBOX = "/bin/busybox"
 # The pyvisor these tests exercise is the one they import. Installed (as CI

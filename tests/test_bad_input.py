@@ -17,8 +17,9 @@ import shutil
 import subprocess
 
 import pytest
+from conftest import TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 
 
 def probe(build_c, name):

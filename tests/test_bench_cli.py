@@ -20,9 +20,9 @@ import pytest
 
 from pyvisor.bench import figures, report, run, suite
 from pyvisor.cli import main
-from conftest import BASE_ENV, PYVISOR
+from conftest import BASE_ENV, PYVISOR, REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = REPO_ROOT
 # The installed package, as users run it (during development PYTHONPATH points
 # at a built checkout); never the checkout's own sources from its cwd: CI's
 # checkout has no compiled extensions.

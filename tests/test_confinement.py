@@ -23,9 +23,9 @@ import tempfile
 
 import pytest
 
-from conftest import end_process
+from conftest import TESTS_DIR, end_process
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 NAMESPACES = ("user", "pid", "mnt", "ipc", "uts", "net")
 CAP_DAC_READ_SEARCH = 1 << 2
 ST_RDONLY = 1

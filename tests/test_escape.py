@@ -13,8 +13,9 @@ import socket
 import subprocess
 
 import pytest
+from conftest import TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 pytestmark = pytest.mark.slow
 
 # What the sandbox answers. Files: the writes land in the overlay (in the

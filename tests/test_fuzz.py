@@ -15,8 +15,9 @@ import re
 import subprocess
 
 import pytest
+from conftest import TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 SUMMARY = re.compile(rb"^fuzz: seed (\d+) calls (\d+) children (\d+) signaled (\d+) "
                      rb"watchdog (\d+) seconds ([\d.]+)$", re.M)
 # (calls, seed) per platform. ptrace serves about 10,000 calls a second

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import importgraph
+from conftest import REPO_ROOT
 
 NETSTACK = "pyvisor.netstack"
 FORBIDDEN_BELOW_NETSTACK = ("pyvisor.sentry", "pyvisor.platform")
@@ -141,7 +142,7 @@ def test_every_package_says_what_it_owns():
     """A README.md at the top of each package (pyvisor/X, and the Sentry's
     own pyvisor/sentry/X): what it owns, what it may import. Read from the
     source tree: READMEs are not installed."""
-    root = Path(__file__).resolve().parent.parent / "pyvisor"
+    root = Path(REPO_ROOT) / "pyvisor"
     packages = [p.parent for p in root.glob("*/__init__.py")]
     packages += [p.parent for p in (root / "sentry").glob("*/__init__.py")]
     assert root / "sentry" / "vfs" in packages and root / "netstack" in packages

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from conftest import BASE_ENV, PYVISOR, children_of, end_process
+from conftest import BASE_ENV, PYVISOR, TESTS_DIR, children_of, end_process
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 pytestmark = pytest.mark.slow
 
 

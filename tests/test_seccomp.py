@@ -22,8 +22,9 @@ from pyvisor import seccomp
 from pyvisor.seccomp import (AUDIT_ARCH_X86_64, GOFER_ALLOWED, GOFER_DENIED, RET_ALLOW,
                              RET_EPERM, SENTRY_ALLOWED, SENTRY_DENIED, ArgBitsClear,
                              ArgBitsSet, ArgIn, build_filter, ret_errno, syscall_number)
+from conftest import REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = REPO_ROOT
 PYTHON = os.path.realpath(sys.executable)
 AUDIT_ARCH_I386 = 0x40000003
 AF_PACKET = 17

@@ -1,7 +1,7 @@
 """netstack's one error type.
 
 A socket call that fails raises ``NetError`` with the errno Linux gives for
-the same input (``tests/test_netstack_socket.py`` checks them against the
+the same input (``tests/netstack/test_netstack_socket.py`` checks them against the
 host kernel). netstack is a library: it knows no system calls, so its
 error is its own, and the Sentry's socket layer turns it into a
 ``SyscallError`` in one place (``sentry/inet.py``: leaving ``with net:``),

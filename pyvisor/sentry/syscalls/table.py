@@ -15,7 +15,7 @@ one hold them (fs, mm, process, signal, ...). ``build_table()`` turns the rows
 into the ``SyscallTable`` that start-up (sentry/boot.py) hands to the kernel,
 which dispatches by number and reads names and notes from it (--strace, the
 --debug line for an unimplemented call). docs/syscalls.md is generated from
-the rows (tools/gen_syscalls_doc.py); tests/test_syscall_table.py checks
+the rows (tools/gen_syscalls_doc.py); tests/sentry/test_syscall_table.py checks
 that every number in pyvisor.abi.numbers has exactly one row and that the
 page is current.
 """

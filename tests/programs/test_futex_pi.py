@@ -14,8 +14,9 @@ where each futex call is a slower VM exit on this nested host, 16k.
 """
 
 import os
+from conftest import TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 ITERATIONS = {"ptrace": 12500, "kvm": 2000}     # per thread, 8 threads
 
 

@@ -11,8 +11,9 @@ It prints only speed-independent facts, so the outputs must be equal.
 """
 
 import os
+from conftest import TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 
 
 def test_cpu_timers_probe_matches_native(sandbox, build_c):

@@ -2,7 +2,7 @@
 sandbox, and the outputs must match (docs: "a program run on Linux and in
 the sandbox is the best test").
 
-- test_unix_probe.py: a Python script of ~165 checks (errors, names,
+- py/unix_probe.py: a Python script of ~165 checks (errors, names,
   backlog, shutdown, SIGPIPE, records, SCM_RIGHTS/SCM_CREDENTIALS, fork).
 - A C program: socketpair + fork + SCM_RIGHTS of a pipe, a path server
   with a forked client, SEQPACKET boundaries, an abstract name, SO_PEERCRED.
@@ -20,9 +20,9 @@ import sys
 
 import pytest
 
-from conftest import BASE_ENV, PYVISOR
+from conftest import BASE_ENV, PYVISOR, TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 PYTHON3 = "/usr/bin/python3"
 ENV = BASE_ENV
 
@@ -59,7 +59,7 @@ def _same(argv_native, argv_sandbox):
 
 @pytest.mark.slow
 def test_python_probe_same_native_and_sandboxed(tmp_path, sandbox_ok):
-    probe = os.path.join(HERE, "test_unix_probe.py")
+    probe = os.path.join(HERE, "py", "unix_probe.py")
     inside = "/tmp/pyvisor-unix-probe-%d" % os.getpid()
     out = _same([PYTHON3, probe, str(tmp_path / "probe")], [PYTHON3, probe, inside])
     assert len(out.splitlines()) > 150

@@ -20,8 +20,9 @@ import textwrap
 import time
 
 import pytest
+from conftest import TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 PYTHON = os.path.realpath(sys.executable)   # a real ELF binary, not a pyenv shim script
 SH = "/bin/sh"
 

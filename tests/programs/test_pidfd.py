@@ -8,8 +8,9 @@ waitid) and both clone forms. Both runs must print the same lines.
 """
 
 import os
+from conftest import TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 
 
 def test_pidfd_probe_matches_native(sandbox, build_c):

@@ -1,8 +1,9 @@
 """Scheduling calls (policy, priority, nice, membarrier) give what Linux gives."""
 
 import os
+from conftest import TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 PROBE = os.path.join(HERE, "py", "sched_probe.py")
 
 

@@ -9,8 +9,9 @@ import os
 import socket
 
 import pytest
+from conftest import TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 PROBE_SRC = os.path.join(HERE, "c", "probe.c")
 ROOT_FILE = "/probe_root_file"
 TMP_FILE = "/tmp/probe_tmp_file"

@@ -4,8 +4,9 @@ import os
 import subprocess
 
 import pytest
+from conftest import TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 
 
 @pytest.mark.parametrize("mode", ["cow", "eager"])

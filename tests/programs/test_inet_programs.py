@@ -15,8 +15,9 @@ import os
 import textwrap
 
 import pytest
+from conftest import TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 PYTHON3 = "/usr/bin/python3"
 
 BULK = textwrap.dedent("""

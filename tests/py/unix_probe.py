@@ -1,5 +1,5 @@
 """Unix socket semantics probe (a script, not a test module): run as
-`python3 test_unix_probe.py DIR`, it prints one line per check. The output
+`python3 unix_probe.py DIR`, it prints one line per check. The output
 must be the same natively and in the sandbox, so nothing host-specific
 (inode numbers, pids, buffer overheads) is printed.
 test_unix_programs.py runs it both ways and compares."""

@@ -15,8 +15,9 @@ import pytest
 from pyvisor import _fastpath, seccomp
 from pyvisor.platform import ptrace
 from pyvisor.seccomp import AUDIT_ARCH_X86_64, RET_ALLOW, RET_KILL_PROCESS, RET_TRAP
+from conftest import TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 AUDIT_ARCH_I386 = 0x40000003
 SIGSYS = 31
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED = 0x01, 0x02, 0x10

@@ -1,8 +1,9 @@
 """File mappings served from the page cache (pyvisor/sentry/mm/pagecache.py)."""
 
 import os
+from conftest import TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 
 
 def test_file_mappings_match_native(sandbox, build_c):

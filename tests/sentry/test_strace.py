@@ -14,8 +14,9 @@ import pytest
 from pyvisor.sentry import strace
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.abi import numbers as nr
+from conftest import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(REPO_ROOT)
 HEADER = Path("/usr/include/x86_64-linux-gnu/asm/unistd_64.h")
 BASE = 0x10000
 

@@ -10,8 +10,9 @@ outside link exits) and prints each fact from one process at a time.
 """
 
 import os
+from conftest import TESTS_DIR
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = TESTS_DIR
 
 
 def test_orphaned_pgrps_match_native(sandbox, build_c):

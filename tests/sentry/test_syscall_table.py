@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BASE_ENV, PYVISOR
+from conftest import BASE_ENV, PYVISOR, REPO_ROOT
 from pyvisor.abi import numbers
 from pyvisor.sentry.syscalls import table
 from pyvisor.sentry.syscalls.table import (PARTIAL, ROWS, SUPPORTED, UNIMPLEMENTED, Partial,
                                            Supported, Unimplemented, build_table)
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(REPO_ROOT)
 
 
 def _gen():
