@@ -57,8 +57,8 @@ class _EchoConn:
             self.sock.close()
 
 
-class TCPEchoServer:
-    """Echoes every byte back; closes after the peer's FIN once drained."""
+class _TCPServer:
+    """A listener on ``addr:port`` (SO_REUSEADDR) and the connections it accepted."""
 
     def __init__(self, stack, port, addr="0.0.0.0", backlog=128):
         self.listener = TCPSocket(stack)
@@ -66,14 +66,26 @@ class TCPEchoServer:
         self.listener.bind((addr, port))
         self.listener.listen(backlog)
         self.conns = []
-        self.accepted = 0
 
-    def step(self):
+    def _accepted(self):
+        """The connections waiting in the listen queue, until EAGAIN."""
         while True:
             try:
                 sock, _peer = self.listener.accept()
             except NetError:
-                break
+                return
+            yield sock
+
+
+class TCPEchoServer(_TCPServer):
+    """Echoes every byte back; closes after the peer's FIN once drained."""
+
+    def __init__(self, stack, port, addr="0.0.0.0", backlog=128):
+        super().__init__(stack, port, addr, backlog)
+        self.accepted = 0
+
+    def step(self):
+        for sock in self._accepted():
             self.accepted += 1
             self.conns.append(_EchoConn(sock))
         for c in self.conns:
@@ -81,24 +93,15 @@ class TCPEchoServer:
         self.conns = [c for c in self.conns if not c.done]
 
 
-class TCPSinkServer:
+class TCPSinkServer(_TCPServer):
     """Reads and discards (the "discard" service); counts bytes."""
 
     def __init__(self, stack, port, addr="0.0.0.0", backlog=128):
-        self.listener = TCPSocket(stack)
-        self.listener.setsockopt(1, 2, 1)  # SO_REUSEADDR
-        self.listener.bind((addr, port))
-        self.listener.listen(backlog)
-        self.conns = []
+        super().__init__(stack, port, addr, backlog)
         self.received = 0
 
     def step(self):
-        while True:
-            try:
-                sock, _peer = self.listener.accept()
-            except NetError:
-                break
-            self.conns.append(sock)
+        self.conns.extend(self._accepted())
         alive = []
         for s in self.conns:
             try:
