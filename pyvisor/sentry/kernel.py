@@ -32,6 +32,7 @@ from pyvisor.sentry.limits import default_rlimits
 from pyvisor.sentry.mm.account import MemoryAccount
 from pyvisor.sentry.mm.memfile import MemoryFileAllocator
 from pyvisor.sentry.mm.mm import MemoryManager
+from pyvisor.sentry.socket import netstack
 from pyvisor.sentry.threads import ThreadPool
 from pyvisor.sentry.vfs import pidfd, signalfd
 from pyvisor.sentry.task import (IGNORE_BY_DEFAULT, SIGCHLD, SIGKILL, ContextSwitch, GroupExit,
@@ -172,9 +173,8 @@ class Kernel:
         self.gofer = Gofer(cfg.rootfs)      # starts in parallel with all that follows
         if cfg.confine:
             # Confined, the Sentry cannot import netstack when a socket needs
-            # it: stage it now, beside the Gofer's start (sentry/inet.py).
-            from pyvisor.sentry import inet
-            inet.preload_start()
+            # it: stage it now, beside the Gofer's start (socket/netstack.py).
+            netstack.preload_start()
         from pyvisor.gofer.client import GoferClient
         from pyvisor.platform import auto_choice, make_platform
         from pyvisor.sentry.futex import FutexTable
@@ -220,7 +220,7 @@ class Kernel:
             # see sentry_capabilities), and runs under its seccomp filter.
             # confine.py has the reasons.
             from pyvisor import seccomp
-            inet.preload_join()
+            netstack.preload_join()
             seccomp.preimport()
             keep = confine.sentry_capabilities(self.platform.name)
             confine.enter_empty_root()
@@ -846,8 +846,7 @@ class Kernel:
 
     def stop(self):
         timers.shutdown(self)
-        from pyvisor.sentry import inet
-        inet.shutdown(self)
+        netstack.shutdown(self)
         self.threads.close()
         self.kill_sandbox(signal_wstatus(SIGKILL))
         deadline = time.monotonic() + 2

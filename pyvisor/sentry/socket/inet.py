@@ -25,7 +25,7 @@ socket (``TCPSocket``/``UDPSocket``, whose calls never block) and blocks
 the task on its readiness (``NetStack.block``). All state of the netstack
 socket and the fields marked "lock" are guarded by ``NetStack.lock``.
 netstack raises ``NetError``; leaving ``with self.net:`` makes it a
-``SyscallError`` (``sentry/inet.py``), so the code below catches
+``SyscallError`` (``socket/netstack.py``), so the code below catches
 ``NetError`` only where it acts on a netstack errno inside a transaction.
 """
 
@@ -36,12 +36,13 @@ import threading
 from ...netstack.errors import NetError
 from .. import waiting
 from ..errors import SyscallError
-from .file import FIONREAD, O_NONBLOCK, O_RDWR
+from ..vfs.file import FIONREAD, O_NONBLOCK, O_RDWR
+from ..vfs.waitq import (POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRNORM,
+                         WaitQueue)
+from .netstack import net_of
 from .sockfs import SocketFile, deadline as _deadline
 from .unix import (MSG_DONTWAIT, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL,
                    SIOCOUTQ, Received, send_sigpipe)
-from .waitq import (POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRNORM,
-                    WaitQueue)
 
 AF_UNSPEC, AF_INET = 0, 2
 SOCK_STREAM, SOCK_DGRAM = 1, 2
@@ -479,7 +480,6 @@ class InetSocket(SocketFile):
 def new_socket(kernel, stype, protocol, flags=0):
     """A fresh AF_INET socket on the kernel's stack (made on first use)."""
     from ...netstack.socket import TCPSocket, UDPSocket
-    from ..inet import net_of
     net = net_of(kernel)
     with net:
         sock = TCPSocket(net.stack) if stype == SOCK_STREAM else UDPSocket(net.stack)

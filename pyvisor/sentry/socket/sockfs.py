@@ -11,8 +11,8 @@ import time
 
 from .. import waiting
 from ..errors import SyscallError
-from .file import FileDescription
-from .stat import S_IFSOCK, Stat, StatFs
+from ..vfs.file import FileDescription
+from ..vfs.stat import S_IFSOCK, Stat, StatFs
 
 SOCKFS_MAGIC = 0x534F434B
 _SOCKFS_DEV = 0x08
@@ -20,7 +20,7 @@ _inos = itertools.count(1000)
 
 
 class SocketFile(FileDescription):
-    """Base of the socket files (vfs/unix.py, vfs/inet.py): identity only."""
+    """Base of the socket files (socket/unix.py, socket/inet.py): identity only."""
 
     seekable = False
     anon_name = b"[socket]"

@@ -50,13 +50,15 @@ import struct
 import threading
 from collections import deque
 
-from ..errors import SyscallError
 from .. import waiting
-from .file import FIONREAD, O_NONBLOCK, O_RDWR
+from ..errors import SyscallError
+from ..task import siginfo_bytes
+from ..vfs.file import FIONREAD, O_NONBLOCK, O_RDWR
+from ..vfs.perm import W_OK, check_access, creds_of
+from ..vfs.stat import S_IFSOCK
+from ..vfs.waitq import (POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRBAND,
+                         POLLWRNORM, WaitQueue)
 from .sockfs import SocketFile, deadline as _deadline
-from .stat import S_IFSOCK
-from .waitq import (POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRBAND,
-                    POLLWRNORM, WaitQueue)
 
 AF_UNIX = 1
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET = 1, 2, 3, 5
@@ -242,7 +244,6 @@ def send_sigpipe(t):
     k = getattr(t, "kernel", None) if t is not None else None
     if k is None or not hasattr(k, "send_signal"):
         return
-    from ..task import siginfo_bytes
     k.send_signal(t, SIGPIPE, siginfo_bytes(SIGPIPE, 0, pid=t.pid), group=False)
 
 
@@ -379,7 +380,6 @@ class UnixSocket(SocketFile):
             if other is None:
                 raise SyscallError(errno.ECONNREFUSED)
             return other
-        from .perm import W_OK, check_access, creds_of
         vd = self.kernel.vfs.resolve_vd(t, name)
         st = vd.inode.stat()
         if st.st_mode & 0o170000 != S_IFSOCK:
