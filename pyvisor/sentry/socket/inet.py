@@ -34,13 +34,12 @@ import struct
 import threading
 
 from ...netstack.errors import NetError
-from .. import waiting
 from ..errors import SyscallError
 from ..vfs.file import FIONREAD, O_NONBLOCK, O_RDWR
 from ..vfs.waitq import (POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRNORM,
                          WaitQueue)
 from .netstack import net_of
-from .sockfs import SocketFile, deadline as _deadline
+from .sockfs import SocketFile, deadline as _deadline, wait_or_stop
 from .unix import (MSG_DONTWAIT, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL,
                    SIOCOUTQ, Received, send_sigpipe)
 
@@ -306,15 +305,8 @@ class InetSocket(SocketFile):
                     return sent
                 if n:
                     continue
-                try:
-                    if not net.block(self.cond, deadline, timed):
-                        if sent:
-                            return sent
-                        raise SyscallError(errno.EAGAIN)
-                except waiting.Interrupted:
-                    if sent:
-                        return sent
-                    raise
+                if not wait_or_stop(net.block, self.cond, deadline, timed, sent):
+                    return sent
 
     def _send_dgram(self, data, flags, name):
         addr = None
@@ -359,15 +351,8 @@ class InetSocket(SocketFile):
                     got += len(data)
                     if got >= want or got >= size:
                         break
-                try:
-                    if not net.block(self.cond, deadline, timed):
-                        if got:
-                            break
-                        raise SyscallError(errno.EAGAIN)
-                except waiting.Interrupted:
-                    if got:
-                        break
-                    raise
+                if not wait_or_stop(net.block, self.cond, deadline, timed, got):
+                    break
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         return Received(bytes(data))
 

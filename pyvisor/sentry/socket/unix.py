@@ -58,7 +58,7 @@ from ..vfs.perm import W_OK, check_access, creds_of
 from ..vfs.stat import S_IFSOCK
 from ..vfs.waitq import (POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRBAND,
                          POLLWRNORM, WaitQueue)
-from .sockfs import SocketFile, deadline as _deadline
+from .sockfs import SocketFile, deadline as _deadline, wait_or_stop
 
 AF_UNIX = 1
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET = 1, 2, 3, 5
@@ -609,15 +609,8 @@ class UnixSocket(SocketFile):
                     if sent == len(data):
                         return sent
                     continue
-                try:
-                    if not tx.block(self.cond, deadline, timed):
-                        if sent:
-                            return sent
-                        raise SyscallError(errno.EAGAIN)
-                except waiting.Interrupted:
-                    if sent:
-                        return sent
-                    raise
+                if not wait_or_stop(tx.block, self.cond, deadline, timed, sent):
+                    return sent
 
     def _send_record(self, t, data, flags, name, box, creds):
         """Datagram and seqpacket: one record, all or nothing."""
@@ -725,15 +718,8 @@ class UnixSocket(SocketFile):
                         raise SyscallError(err)
                     if self.shutdown & RCV_SHUTDOWN:
                         break
-                    try:
-                        if not tx.block(self.cond, deadline, timed):
-                            if got:
-                                break
-                            raise SyscallError(errno.EAGAIN)
-                    except waiting.Interrupted:
-                        if got:
-                            break
-                        raise
+                    if not wait_or_stop(tx.block, self.cond, deadline, timed, got):
+                        break
                     continue
                 if got and self.passcred and m.creds != creds:
                     break                            # never glue writers' bytes together
