@@ -35,13 +35,13 @@ import threading
 
 from ...netstack.errors import NetError
 from ..errors import SyscallError
-from ..vfs.file import FIONREAD, O_NONBLOCK, O_RDWR
+from ..vfs.file import O_NONBLOCK, O_RDWR
 from ..vfs.waitq import (POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRNORM,
                          WaitQueue)
 from .netstack import net_of
 from .sockfs import SocketFile, deadline as _deadline, wait_or_stop
 from .unix import (MSG_DONTWAIT, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL,
-                   SIOCOUTQ, Received, send_sigpipe)
+                   Received, send_sigpipe)
 
 AF_UNSPEC, AF_INET = 0, 2
 SOCK_STREAM, SOCK_DGRAM = 1, 2
@@ -396,20 +396,14 @@ class InetSocket(SocketFile):
                 return len(s.conn.rcv_buf) if s.conn is not None else 0
             return len(s.queue[0][0]) if s.queue else 0
 
-    def ioctl(self, t, request, arg):
-        if request == SIOCOUTQ:
-            with self.net:
-                s = self.sock
-                if self.stream and s.listening:
-                    raise SyscallError(errno.EINVAL)
-                c = getattr(s, "conn", None)
-                n = len(c.snd_buf) if c is not None else 0
-            t.copy_out(arg, struct.pack("<i", n))
-            return 0
-        if request == FIONREAD:
-            t.copy_out(arg, struct.pack("<i", self.nread()))
-            return 0
-        raise SyscallError(errno.ENOTTY)
+    def outq(self):
+        """SIOCOUTQ: bytes in the send buffer (sent or not, not yet acked)."""
+        with self.net:
+            s = self.sock
+            if self.stream and s.listening:
+                raise SyscallError(errno.EINVAL)
+            c = getattr(s, "conn", None)
+            return len(c.snd_buf) if c is not None else 0
 
     # --- options (values decoded by syscalls/net.py) ------------------------------
 

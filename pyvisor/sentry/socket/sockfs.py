@@ -7,14 +7,16 @@ reopened through /proc (ENXIO).
 
 import errno
 import itertools
+import struct
 import time
 
 from .. import waiting
 from ..errors import SyscallError
-from ..vfs.file import FileDescription
+from ..vfs.file import FIONREAD, FileDescription
 from ..vfs.stat import S_IFSOCK, Stat, StatFs
 
 SOCKFS_MAGIC = 0x534F434B
+SIOCOUTQ = 0x5411
 _SOCKFS_DEV = 0x08
 _inos = itertools.count(1000)
 
@@ -53,6 +55,21 @@ class SocketFile(FileDescription):
 
     def pwrite(self, data, offset):
         raise SyscallError(errno.ESPIPE)
+
+    def ioctl(self, t, request, arg):
+        """FIONREAD (``nread()``) and SIOCOUTQ (``outq()``: bytes sent and
+        not yet taken), an int each, as every family answers them; else ENOTTY."""
+        if request == FIONREAD:
+            n = self.nread()
+        elif request == SIOCOUTQ:
+            n = self.outq()
+        else:
+            raise SyscallError(errno.ENOTTY)
+        t.copy_out(arg, struct.pack("<i", n))
+        return 0
+
+    def outq(self):
+        raise SyscallError(errno.ENOTTY)
 
 
 def wait_or_stop(block, cond, deadline, timed, done):

@@ -53,7 +53,7 @@ from collections import deque
 from .. import waiting
 from ..errors import SyscallError
 from ..task import siginfo_bytes
-from ..vfs.file import FIONREAD, O_NONBLOCK, O_RDWR
+from ..vfs.file import O_NONBLOCK, O_RDWR
 from ..vfs.perm import W_OK, check_access, creds_of
 from ..vfs.stat import S_IFSOCK
 from ..vfs.waitq import (POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRBAND,
@@ -70,7 +70,6 @@ MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT = 0x1, 0x2, 0x20, 0x40
 MSG_CTRUNC, MSG_EOR, MSG_WAITALL, MSG_NOSIGNAL = 0x8, 0x80, 0x100, 0x4000
 MSG_CMSG_CLOEXEC = 0x40000000
 
-SIOCOUTQ = 0x5411
 SIGPIPE = 13
 
 # Linux defaults (net.core.wmem_default / rmem_default, net.unix.max_dgram_qlen).
@@ -766,18 +765,12 @@ class UnixSocket(SocketFile):
                 return self.queued
             return len(self.queue[0].data) if self.queue else 0
 
-    def ioctl(self, t, request, arg):
-        if request == SIOCOUTQ:
-            with _Txn():
-                if self.state == LISTENING:
-                    raise SyscallError(errno.EINVAL)
-                n = self.wmem
-            t.copy_out(arg, struct.pack("<i", n))
-            return 0
-        if request == FIONREAD:
-            t.copy_out(arg, struct.pack("<i", self.nread()))
-            return 0
-        raise SyscallError(errno.ENOTTY)
+    def outq(self):
+        """SIOCOUTQ: bytes sent and not yet read by the peer (wmem)."""
+        with _Txn():
+            if self.state == LISTENING:
+                raise SyscallError(errno.EINVAL)
+            return self.wmem
 
     # --- readiness ------------------------------------------------------------------
 

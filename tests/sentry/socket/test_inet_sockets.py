@@ -254,6 +254,22 @@ def test_connect_bad_input(t):
     assert err(connect, t, c, sin(port=80, family=AF_INET6)) == errno.EAFNOSUPPORT
 
 
+def test_socket_ioctls(t):
+    """tcp_ioctl/udp_ioctl: SIOCOUTQ and FIONREAD are EINVAL on a listener,
+    0 on an idle socket; any other request on a socket is ENOTTY."""
+    SIOCOUTQ, FIONREAD = 0x5411, 0x541B
+    lfd, _port = server(t)
+    ip = t.alloc(4)
+    assert err(fs.sys_ioctl, t, lfd, SIOCOUTQ, ip) == errno.EINVAL
+    assert err(fs.sys_ioctl, t, lfd, FIONREAD, ip) == errno.EINVAL
+    for fd in (sock(t), sock(t, DGRAM)):
+        for request in (SIOCOUTQ, FIONREAD):
+            t.copy_out(ip, b"\xff" * 4)
+            assert fs.sys_ioctl(t, fd, request, ip) == 0
+            assert t.copy_in(ip, 4) == bytes(4)
+        assert err(fs.sys_ioctl, t, fd, 0x1234, ip) == errno.ENOTTY
+
+
 def test_nonblocking_connect_then_poll(t):
     lfd, port = server(t)
     n = sock(t, STREAM | NONBLOCK)
