@@ -65,10 +65,49 @@ def reachable(start, graph_modules=None):
     return seen
 
 
+def graph(graph_modules=None):
+    """Each pyvisor module -> the pyvisor modules it imports (itself left out;
+    the implicit run of a parent package's __init__ is not an edge)."""
+    mods = graph_modules or modules()
+    return {m: {i for i in imports_of(m, mods[m]) if i in mods and i != m} for m in mods}
+
+
+def circles(edges):
+    """The import circles of ``edges`` (name -> imported names): each strongly
+    connected set of two or more modules, sorted, as a sorted list."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(edges.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            members = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                members.append(w)
+                if w == v:
+                    break
+            if len(members) > 1:
+                found.append(sorted(members))
+
+    for v in sorted(edges):
+        if v not in index:
+            visit(v)
+    return sorted(found)
+
+
 def stdlib_top(name):
     """The top-level name of an import that is not pyvisor's, else None."""
     top = name.split(".")[0]
     return None if top == "pyvisor" else top
 
 
-__all__ = ["modules", "imports_of", "reachable", "stdlib_top", "PKG_DIR"]
+__all__ = ["modules", "imports_of", "reachable", "graph", "circles", "stdlib_top", "PKG_DIR"]

@@ -14,7 +14,7 @@ import textwrap
 
 from conftest import BASE_ENV, PYVISOR, SOURCE_TREE
 import importgraph
-from pyvisor.sentry import inet
+from pyvisor.sentry.socket import netstack as sentry_net
 
 
 def test_runner_uses_the_installed_package():
@@ -70,18 +70,18 @@ def test_guard_refuses_and_records_late_imports():
 
 def test_netstack_stdlib_imports_are_staged():
     """Every standard module that a netstack module the Sentry can reach
-    imports is in inet.NETSTACK_STDLIB (imported for real before the filter),
+    imports is in socket/netstack.py's NETSTACK_STDLIB (imported for real before the filter),
     staged as code (hashlib), or built into the interpreter."""
     mods = importgraph.modules()
     sentry = [m for m in mods if m.startswith("pyvisor.sentry")]
     reach = importgraph.reachable(sentry, mods)
     netstack = sorted(m for m in reach if m.startswith("pyvisor.netstack"))
     assert "pyvisor.netstack.tcp" in netstack and "pyvisor.netstack.stack" in netstack
-    available = set(inet.NETSTACK_STDLIB) | set(inet._STDLIB_MODULES) | set(sys.builtin_module_names)
+    available = set(sentry_net.NETSTACK_STDLIB) | set(sentry_net._STDLIB_MODULES) | set(sys.builtin_module_names)
     missing = {}
     for m in netstack:
         for name in importgraph.imports_of(m, mods[m]):
             top = importgraph.stdlib_top(name)
             if top is not None and top not in available:
                 missing.setdefault(top, []).append(m)
-    assert not missing, "stdlib modules netstack imports but inet.stage() does not load: %r" % missing
+    assert not missing, "stdlib modules netstack imports but socket/netstack.py's stage() does not load: %r" % missing

@@ -3,7 +3,7 @@
 After ``seccomp.install_sentry_filter()`` the Sentry cannot open(2), so an
 import that reaches Python's path finder cannot read its file. Everything
 the Sentry may need is loaded before the filter goes on
-(``seccomp.preimport``, and ``inet.stage`` for netstack). A module missed
+(``seccomp.preimport``, and ``socket.netstack.stage`` for netstack). A module missed
 there used to fail only where it happened to be imported first, and only on
 an interpreter whose start-up had not loaded it already (the installed
 package failed where the source tree passed).

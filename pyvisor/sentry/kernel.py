@@ -1,9 +1,9 @@
 """Kernel: the sandbox's tasks, PID namespace and process tree, and its start and stop.
 
 Start-up order matters: the Gofer is started first (it needs the host's
-file system, which the Sentry never opens itself), then the memory file,
-the platform and the first task's address space; the program is loaded
-through the VFS, so through the Gofer.
+file system, which the Sentry never opens itself; its process handle is
+gofer/process.py), then the memory file, the platform and the first task's
+address space; the program is loaded through the VFS, so through the Gofer.
 
 Each task runs ``task_loop`` on its own Sentry thread, which traces the
 task's stub thread. The first task runs on the thread that called
@@ -15,15 +15,14 @@ import contextlib
 import errno
 import os
 import signal
-import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
 
 from pyvisor import confine
 from pyvisor.abi import flags as F
+from pyvisor.gofer.process import GoferProcess
 from pyvisor.platform.base import EXIT_GONE, EXIT_SIGNAL
 from pyvisor.sentry import confined_imports, loader, timers, waiting
 from pyvisor.sentry.auth import Credentials
@@ -32,6 +31,7 @@ from pyvisor.sentry.limits import default_rlimits
 from pyvisor.sentry.mm.account import MemoryAccount
 from pyvisor.sentry.mm.memfile import MemoryFileAllocator
 from pyvisor.sentry.mm.mm import MemoryManager
+from pyvisor.sentry.socket import netstack
 from pyvisor.sentry.threads import ThreadPool
 from pyvisor.sentry.vfs import pidfd, signalfd
 from pyvisor.sentry.task import (IGNORE_BY_DEFAULT, SIGCHLD, SIGKILL, ContextSwitch, GroupExit,
@@ -57,54 +57,6 @@ class LaunchError(Exception):
         super().__init__(err, path)
         self.errno = err
         self.path = path
-
-
-class Gofer:
-    """The Gofer process and our end of its socket.
-
-    Started with ``-S`` (no site module: its .pth files cost tens of ms) and
-    the package's own directory on sys.path: start-up of the sandbox waits
-    for this process.
-    """
-
-    def __init__(self, root):
-        import pyvisor
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        top = os.path.dirname(os.path.dirname(os.path.abspath(pyvisor.__file__)))
-        boot = "import sys; sys.path.insert(0, %r); from pyvisor.gofer.__main__ import main; " \
-               "sys.exit(main())" % top
-        cmd = [sys.executable, "-S", "-c", boot, "--fd", str(theirs.fileno()), "--root", root]
-        if confine.under_runner:
-            cmd.append("--private-proc")
-        self.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                     close_fds=True)
-        theirs.close()
-        self.sock = ours
-        self.stopping = False
-
-    def watch(self):
-        """Start watching the process (once the Sentry has confined itself
-        with one thread: capabilities are per thread)."""
-        threading.Thread(target=self._watch, name="gofer-watch", daemon=True).start()
-
-    def _watch(self):
-        """Say once, on stderr, that the Gofer died before the sandbox ended:
-        from then on the program's file calls fail with EIO (gofer/client.py)."""
-        code = self.proc.wait()
-        if not self.stopping:
-            how = "killed by signal %d" % -code if code < 0 else "exit status %d" % code
-            sys.stderr.write("pyvisor: the file server (Gofer) died, %s: file access in the "
-                             "sandbox now fails with EIO\n" % how)
-
-    def stop(self):
-        # It serves a read-only tree and holds nothing to flush: no need to
-        # wait for it to notice the closed socket.
-        self.stopping = True
-        try:
-            self.sock.close()
-        finally:
-            self.proc.kill()
-            self.proc.wait()
 
 
 class Kernel:
@@ -169,12 +121,11 @@ class Kernel:
 
     def start(self):
         cfg = self.config
-        self.gofer = Gofer(cfg.rootfs)      # starts in parallel with all that follows
+        self.gofer = GoferProcess(cfg.rootfs)      # starts in parallel with all that follows
         if cfg.confine:
             # Confined, the Sentry cannot import netstack when a socket needs
-            # it: stage it now, beside the Gofer's start (sentry/inet.py).
-            from pyvisor.sentry import inet
-            inet.preload_start()
+            # it: stage it now, beside the Gofer's start (socket/netstack.py).
+            netstack.preload_start()
         from pyvisor.gofer.client import GoferClient
         from pyvisor.platform import auto_choice, make_platform
         from pyvisor.sentry.futex import FutexTable
@@ -220,7 +171,7 @@ class Kernel:
             # see sentry_capabilities), and runs under its seccomp filter.
             # confine.py has the reasons.
             from pyvisor import seccomp
-            inet.preload_join()
+            netstack.preload_join()
             seccomp.preimport()
             keep = confine.sentry_capabilities(self.platform.name)
             confine.enter_empty_root()
@@ -846,8 +797,7 @@ class Kernel:
 
     def stop(self):
         timers.shutdown(self)
-        from pyvisor.sentry import inet
-        inet.shutdown(self)
+        netstack.shutdown(self)
         self.threads.close()
         self.kill_sandbox(signal_wstatus(SIGKILL))
         deadline = time.monotonic() + 2

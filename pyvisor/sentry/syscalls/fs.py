@@ -23,7 +23,7 @@ from ..errors import SyscallError
 from ..waiting import Interrupted
 from ..vfs.file import (O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEFILE, O_NONBLOCK,
                         O_PATH, O_TRUNC, O_WRONLY, O_TMPFILE)
-from ..vfs.inode import VDentry
+from ..vfs.mount import VDentry
 from ..vfs.perm import CAP_CHOWN, creds_of, fs_ids, has_cap, is_owner
 from ..vfs.pipe import PipeFile, make_pipe
 from ..vfs.stat import (S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, pack_dirent,

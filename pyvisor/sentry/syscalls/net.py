@@ -1,7 +1,7 @@
 """Socket system calls: socket(2), bind(2), connect(2), sendmsg(2), ...
 
-AF_UNIX is served by `vfs/unix.py`, AF_INET (TCP and UDP) by netstack
-through `vfs/inet.py` (made on first use: `sentry/inet.py`); every other
+AF_UNIX is served by `socket/unix.py`, AF_INET (TCP and UDP) by netstack
+through `socket/inet.py` (made on first use: `socket/netstack.py`); every other
 family gives EAFNOSUPPORT (N.B. AF_INET6 too: netstack has no IPv6). This
 module decodes the user's structures, exactly as x86-64 Linux lays them
 out, and leaves semantics to the socket:
@@ -24,12 +24,13 @@ import time
 
 from pyvisor.abi.ints import s32
 from ..errors import SyscallError
+from ..socket import inet
+from ..socket.unix import (AF_UNIX, LISTENING, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF,
+                           MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_TRUNC, SOCK_DGRAM,
+                           SOCK_RAW, SOCK_SEQPACKET, SOCK_STREAM, SUN_PATH_OFFSET, Creds,
+                           UnixSocket, new_socket, pack_sockaddr, parse_sockaddr, socket_pair)
 from ..vfs.file import O_CLOEXEC, O_NONBLOCK, O_PATH
 from ..vfs.perm import has_cap
-from ..vfs.unix import (AF_UNIX, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF, MSG_CMSG_CLOEXEC, MSG_CTRUNC,
-                        MSG_DONTWAIT, MSG_TRUNC, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET,
-                        SOCK_STREAM, SUN_PATH_OFFSET, Creds, UnixSocket, new_socket,
-                        parse_sockaddr, socket_pair)
 from ._util import install_pair
 from .time import read_deadline
 
@@ -164,7 +165,6 @@ def sys_socket(t, domain, stype, protocol, *_):
     """Implements Linux syscall socket(2)."""
     kind, flags = _socket_type(domain, stype, protocol)
     if isinstance(kind, tuple):                 # AF_INET: (type, protocol)
-        from ..vfs import inet
         return _install(t, inet.new_socket(t.kernel, *kind), flags)
     return _install(t, new_socket(t, kind), flags)
 
@@ -294,7 +294,6 @@ def _sender_name(s, r):
     """The sender's address as recvfrom/recvmsg report it (b"": none)."""
     if _is_inet(s):
         return r.addr                       # packed already; b"" on TCP
-    from ..vfs.unix import pack_sockaddr
     return pack_sockaddr(r.addr) if r.addr else b""
 
 
@@ -648,7 +647,6 @@ def _getopt_value(s, optname):
     if optname == SO_PASSCRED:
         return _INT.pack(int(s.passcred))
     if optname == SO_ACCEPTCONN:
-        from ..vfs.unix import LISTENING
         return _INT.pack(int(s.state == LISTENING))
     if optname == SO_LINGER:
         return _LINGER.pack(*s.linger)

@@ -3,8 +3,8 @@
 Layout (one concern per module):
 
     stat.py      Stat/StatFs and the Linux struct layouts (stat, statx, statfs, dirent64)
-    inode.py     Filesystem, Inode, Dentry, VDentry
-    mount.py     Mount, MountTable, vd_path
+    inode.py     Filesystem, Inode, Dentry
+    mount.py     Mount, MountTable, VDentry, vd_path (imports nothing of the VFS)
     vfs.py       VirtualFilesystem: path resolution and path-based operations
     perm.py      permission checks
     file.py      FileDescription and the regular/directory files
@@ -21,7 +21,7 @@ task starts with `FDTable()` and `FSContext(vfs.root)`.
 from .fdtable import FDTable, FSContext
 from .file import FileDescription
 from .host import host_file
-from .inode import VDentry
+from .mount import VDentry
 from .pipe import make_pipe
 from .stat import Stat
 from .vfs import VirtualFilesystem

@@ -15,6 +15,7 @@ import os
 import threading
 
 from ..errors import SyscallError
+from .mount import vd_path
 from .stat import DT_DIR, Stat, StatFs, pack_dirent64
 
 O_ACCMODE = 3
@@ -196,7 +197,6 @@ class FileDescription:
         for a file without one)."""
         if self.vd is None:
             return b"anon_inode:" + self.anon_name
-        from .mount import vd_path
         return vd_path(self.vd)
 
     def reopen(self, t, flags):

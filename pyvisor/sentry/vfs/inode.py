@@ -1,4 +1,4 @@
-"""Inodes, dentries and the (mount, dentry) pair that names a file.
+"""Inodes and dentries.
 
 An `Inode` is a filesystem's object: attributes, and the operations that
 its type allows. The base class answers every operation with the errno
@@ -237,28 +237,4 @@ class Dentry:
         return "Dentry(%r)" % (self.name,)
 
 
-class VDentry:
-    """A (mount, dentry) pair: a location in the mount tree."""
-
-    __slots__ = ("mount", "dentry")
-
-    def __init__(self, mount, dentry):
-        self.mount = mount
-        self.dentry = dentry
-
-    @property
-    def inode(self):
-        return self.dentry.inode
-
-    def __eq__(self, other):
-        return (isinstance(other, VDentry) and self.mount is other.mount
-                and self.dentry is other.dentry)
-
-    def __hash__(self):
-        return hash((id(self.mount), id(self.dentry)))
-
-    def __repr__(self):
-        return "VDentry(%r)" % (self.dentry.name,)
-
-
-__all__ = ["Filesystem", "Inode", "Dentry", "VDentry", "StatFs", "now_ns"]
+__all__ = ["Filesystem", "Inode", "Dentry", "StatFs", "now_ns"]

@@ -3,15 +3,41 @@
 A `Mount` attaches a filesystem's root dentry at a mount point: a
 (parent mount, dentry) pair. Path resolution crosses into a child mount
 when it reaches a mount point, and leaves a mount's root through its mount
-point on "..". The root mount has no parent.
+point on "..". The root mount has no parent. A `VDentry`, a (mount,
+dentry) pair, names a location in that tree.
+
+This module imports nothing of the VFS, so every other module may use it:
+file.py (an open file's path), inode.py, vfs.py.
 """
 
 import itertools
 import threading
 
-from .inode import VDentry
-
 _mount_ids = itertools.count(1)
+
+
+class VDentry:
+    """A (mount, dentry) pair: a location in the mount tree."""
+
+    __slots__ = ("mount", "dentry")
+
+    def __init__(self, mount, dentry):
+        self.mount = mount
+        self.dentry = dentry
+
+    @property
+    def inode(self):
+        return self.dentry.inode
+
+    def __eq__(self, other):
+        return (isinstance(other, VDentry) and self.mount is other.mount
+                and self.dentry is other.dentry)
+
+    def __hash__(self):
+        return hash((id(self.mount), id(self.dentry)))
+
+    def __repr__(self):
+        return "VDentry(%r)" % (self.dentry.name,)
 
 
 class Mount:

@@ -17,8 +17,8 @@ import time
 
 from ..errors import SyscallError
 from .file import FileDescription
-from .inode import Filesystem, Inode, VDentry
-from .mount import vd_path
+from .inode import Filesystem, Inode
+from .mount import VDentry, vd_path
 from .stat import PROC_SUPER_MAGIC, S_IFDIR, S_IFLNK, S_IFREG, StatFs
 
 # Must agree with uname(2) (syscalls/misc.py UTS_RELEASE, UTS_VERSION).

@@ -26,8 +26,7 @@ from ..errors import SyscallError
 from pyvisor.abi.flags import AT_FDCWD
 from .file import (FileDescription, O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL,
                    O_NOFOLLOW, O_PATH, O_RDONLY, O_TMPFILE, O_TRUNC, O_WRONLY, O_RDWR)
-from .inode import VDentry
-from .mount import Mount, MountTable, vd_path
+from .mount import Mount, MountTable, VDentry, vd_path
 from .perm import R_OK, W_OK, X_OK, check_access, creds_of, fs_ids, is_owner
 from .stat import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
 

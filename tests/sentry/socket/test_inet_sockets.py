@@ -1,5 +1,5 @@
 """AF_INET sockets through the syscall handlers (syscalls/net.py ->
-vfs/inet.py -> netstack), on the VFS test harness: a FakeTask over a real
+socket/inet.py -> netstack), on the VFS test harness: a FakeTask over a real
 VFS and a real per-kernel stack with its loopback and driver thread.
 Every bad-input path of the AF_INET decoding is here; blocking cases use a
 second Python thread as the peer. Real programs: test_inet_programs.py."""
@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from pyvisor.sentry import inet as sentry_inet
+from pyvisor.sentry.socket import netstack as sentry_net
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls import fs, net
 from pyvisor.sentry.vfs.testing import make_env
@@ -31,7 +31,7 @@ MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT, MSG_WAITALL, MSG_NOSIGNAL = 2, 0x20, 0x40, 0x
 def t():
     kernel, _vfs, task = make_env()
     yield task
-    sentry_inet.shutdown(kernel)
+    sentry_net.shutdown(kernel)
 
 
 def err(fn, *a):
@@ -252,6 +252,22 @@ def test_connect_bad_input(t):
     assert err(net.sys_connect, t, c, t.put(a), 15) == errno.EINVAL
     assert err(net.sys_connect, t, c, t.put(a), 1) == errno.EINVAL
     assert err(connect, t, c, sin(port=80, family=AF_INET6)) == errno.EAFNOSUPPORT
+
+
+def test_socket_ioctls(t):
+    """tcp_ioctl/udp_ioctl: SIOCOUTQ and FIONREAD are EINVAL on a listener,
+    0 on an idle socket; any other request on a socket is ENOTTY."""
+    SIOCOUTQ, FIONREAD = 0x5411, 0x541B
+    lfd, _port = server(t)
+    ip = t.alloc(4)
+    assert err(fs.sys_ioctl, t, lfd, SIOCOUTQ, ip) == errno.EINVAL
+    assert err(fs.sys_ioctl, t, lfd, FIONREAD, ip) == errno.EINVAL
+    for fd in (sock(t), sock(t, DGRAM)):
+        for request in (SIOCOUTQ, FIONREAD):
+            t.copy_out(ip, b"\xff" * 4)
+            assert fs.sys_ioctl(t, fd, request, ip) == 0
+            assert t.copy_in(ip, 4) == bytes(4)
+        assert err(fs.sys_ioctl, t, fd, 0x1234, ip) == errno.ENOTTY
 
 
 def test_nonblocking_connect_then_poll(t):
@@ -527,7 +543,7 @@ def test_stack_is_made_on_first_inet_socket_and_stopped():
     ns = kernel.netstack
     assert ns.stack.is_local(0x7F000001)
     assert ns._thread.is_alive()
-    sentry_inet.shutdown(kernel)
+    sentry_net.shutdown(kernel)
     assert not ns._thread.is_alive()
 
 
@@ -538,7 +554,7 @@ def test_netstack_errors_become_syscall_errors_on_leaving_the_transaction():
     from pyvisor.netstack.errors import NetError
     from pyvisor.netstack.socket import TCPSocket
     kernel, _vfs, _t = make_env()
-    ns = sentry_inet.net_of(kernel)
+    ns = sentry_net.net_of(kernel)
     try:
         with ns:
             a = TCPSocket(ns.stack)
@@ -555,7 +571,7 @@ def test_netstack_errors_become_syscall_errors_on_leaving_the_transaction():
         assert e.value.errno == errno.EINTR and e.value.__cause__ is None
         assert not ns.lock.locked()
     finally:
-        sentry_inet.shutdown(kernel)
+        sentry_net.shutdown(kernel)
 
 
 def test_driver_runs_timers(t):
@@ -589,16 +605,16 @@ def test_shutdown_of_listener_ends_blocked_accept(t):
 
 def test_staged_netstack_imports_under_the_sentry_filter():
     """Confined, the Sentry cannot open files: netstack must come from what
-    Kernel.start staged (inet.stage) before the filter went on."""
+    Kernel.start staged (socket/netstack.py's stage) before the filter went on."""
     import subprocess
     import sys
     code = textwrap.dedent("""
         import os, types
         from pyvisor import seccomp
-        from pyvisor.sentry import inet
-        inet.preload_start()
+        from pyvisor.sentry.socket import netstack as sentry_net
+        sentry_net.preload_start()
         seccomp.preimport()
-        inet.preload_join()
+        sentry_net.preload_join()
         seccomp.install_sentry_filter()
         try:
             open(os.devnull).close()
@@ -606,7 +622,7 @@ def test_staged_netstack_imports_under_the_sentry_filter():
         except PermissionError:
             pass
         k = types.SimpleNamespace()
-        net = inet.net_of(k)
+        net = sentry_net.net_of(k)
         from pyvisor.netstack.socket import TCPSocket
         with net:
             l = TCPSocket(net.stack); l.bind(("127.0.0.1", 7)); l.listen(1)
@@ -618,7 +634,7 @@ def test_staged_netstack_imports_under_the_sentry_filter():
         with net:
             a, addr = l.accept()
         print("accepted", addr[0])
-        inet.shutdown(k)
+        sentry_net.shutdown(k)
     """)
     import pyvisor
     top = os.path.dirname(os.path.dirname(os.path.abspath(pyvisor.__file__)))

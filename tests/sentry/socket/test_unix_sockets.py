@@ -1,6 +1,6 @@
 """Unix domain sockets through the syscall handlers, on the VFS test
 harness (a FakeTask over a real VFS): every error path of syscalls/net.py
-and the semantics of vfs/unix.py that do not need a second process.
+and the semantics of socket/unix.py that do not need a second process.
 Blocking cases use a second Python thread as the peer task."""
 
 import errno
@@ -12,7 +12,7 @@ import pytest
 
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls import fs, net
-from pyvisor.sentry.vfs import unix
+from pyvisor.sentry.socket import sockfs, unix
 from pyvisor.sentry.vfs.testing import FakeTask, make_env
 from pyvisor.sentry.vfs.waitq import POLLHUP, POLLIN, POLLOUT, POLLRDHUP
 
@@ -459,7 +459,7 @@ def test_read_write_through_fs_calls(t):
     ip = t.alloc(4)
     assert fs.sys_ioctl(t, b, fs.FIONREAD, ip) == 0
     assert struct.unpack("<i", t.copy_in(ip, 4))[0] == 3
-    assert fs.sys_ioctl(t, a, unix.SIOCOUTQ, ip) == 0
+    assert fs.sys_ioctl(t, a, sockfs.SIOCOUTQ, ip) == 0
     assert struct.unpack("<i", t.copy_in(ip, 4))[0] == 3
     assert err(fs.sys_ioctl, t, a, 0x1234, ip) == errno.ENOTTY
 

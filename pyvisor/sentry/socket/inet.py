@@ -25,7 +25,7 @@ socket (``TCPSocket``/``UDPSocket``, whose calls never block) and blocks
 the task on its readiness (``NetStack.block``). All state of the netstack
 socket and the fields marked "lock" are guarded by ``NetStack.lock``.
 netstack raises ``NetError``; leaving ``with self.net:`` makes it a
-``SyscallError`` (``sentry/inet.py``), so the code below catches
+``SyscallError`` (``socket/netstack.py``), so the code below catches
 ``NetError`` only where it acts on a netstack errno inside a transaction.
 """
 
@@ -34,14 +34,14 @@ import struct
 import threading
 
 from ...netstack.errors import NetError
-from .. import waiting
 from ..errors import SyscallError
-from .file import FIONREAD, O_NONBLOCK, O_RDWR
-from .sockfs import SocketFile, deadline as _deadline
+from ..vfs.file import O_NONBLOCK, O_RDWR
+from ..vfs.waitq import (POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRNORM,
+                         WaitQueue)
+from .netstack import net_of
+from .sockfs import SocketFile, deadline as _deadline, wait_or_stop
 from .unix import (MSG_DONTWAIT, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL,
-                   SIOCOUTQ, Received, send_sigpipe)
-from .waitq import (POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRNORM,
-                    WaitQueue)
+                   Received, send_sigpipe)
 
 AF_UNSPEC, AF_INET = 0, 2
 SOCK_STREAM, SOCK_DGRAM = 1, 2
@@ -305,15 +305,8 @@ class InetSocket(SocketFile):
                     return sent
                 if n:
                     continue
-                try:
-                    if not net.block(self.cond, deadline, timed):
-                        if sent:
-                            return sent
-                        raise SyscallError(errno.EAGAIN)
-                except waiting.Interrupted:
-                    if sent:
-                        return sent
-                    raise
+                if not wait_or_stop(net.block, self.cond, deadline, timed, sent):
+                    return sent
 
     def _send_dgram(self, data, flags, name):
         addr = None
@@ -358,15 +351,8 @@ class InetSocket(SocketFile):
                     got += len(data)
                     if got >= want or got >= size:
                         break
-                try:
-                    if not net.block(self.cond, deadline, timed):
-                        if got:
-                            break
-                        raise SyscallError(errno.EAGAIN)
-                except waiting.Interrupted:
-                    if got:
-                        break
-                    raise
+                if not wait_or_stop(net.block, self.cond, deadline, timed, got):
+                    break
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         return Received(bytes(data))
 
@@ -410,20 +396,14 @@ class InetSocket(SocketFile):
                 return len(s.conn.rcv_buf) if s.conn is not None else 0
             return len(s.queue[0][0]) if s.queue else 0
 
-    def ioctl(self, t, request, arg):
-        if request == SIOCOUTQ:
-            with self.net:
-                s = self.sock
-                if self.stream and s.listening:
-                    raise SyscallError(errno.EINVAL)
-                c = getattr(s, "conn", None)
-                n = len(c.snd_buf) if c is not None else 0
-            t.copy_out(arg, struct.pack("<i", n))
-            return 0
-        if request == FIONREAD:
-            t.copy_out(arg, struct.pack("<i", self.nread()))
-            return 0
-        raise SyscallError(errno.ENOTTY)
+    def outq(self):
+        """SIOCOUTQ: bytes in the send buffer (sent or not, not yet acked)."""
+        with self.net:
+            s = self.sock
+            if self.stream and s.listening:
+                raise SyscallError(errno.EINVAL)
+            c = getattr(s, "conn", None)
+            return len(c.snd_buf) if c is not None else 0
 
     # --- options (values decoded by syscalls/net.py) ------------------------------
 
@@ -479,7 +459,6 @@ class InetSocket(SocketFile):
 def new_socket(kernel, stype, protocol, flags=0):
     """A fresh AF_INET socket on the kernel's stack (made on first use)."""
     from ...netstack.socket import TCPSocket, UDPSocket
-    from ..inet import net_of
     net = net_of(kernel)
     with net:
         sock = TCPSocket(net.stack) if stype == SOCK_STREAM else UDPSocket(net.stack)

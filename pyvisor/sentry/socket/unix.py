@@ -50,13 +50,15 @@ import struct
 import threading
 from collections import deque
 
-from ..errors import SyscallError
 from .. import waiting
-from .file import FIONREAD, O_NONBLOCK, O_RDWR
-from .sockfs import SocketFile, deadline as _deadline
-from .stat import S_IFSOCK
-from .waitq import (POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRBAND,
-                    POLLWRNORM, WaitQueue)
+from ..errors import SyscallError
+from ..task import siginfo_bytes
+from ..vfs.file import O_NONBLOCK, O_RDWR
+from ..vfs.perm import W_OK, check_access, creds_of
+from ..vfs.stat import S_IFSOCK
+from ..vfs.waitq import (POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRBAND,
+                         POLLWRNORM, WaitQueue)
+from .sockfs import SocketFile, deadline as _deadline, wait_or_stop
 
 AF_UNIX = 1
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET = 1, 2, 3, 5
@@ -68,7 +70,6 @@ MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT = 0x1, 0x2, 0x20, 0x40
 MSG_CTRUNC, MSG_EOR, MSG_WAITALL, MSG_NOSIGNAL = 0x8, 0x80, 0x100, 0x4000
 MSG_CMSG_CLOEXEC = 0x40000000
 
-SIOCOUTQ = 0x5411
 SIGPIPE = 13
 
 # Linux defaults (net.core.wmem_default / rmem_default, net.unix.max_dgram_qlen).
@@ -242,7 +243,6 @@ def send_sigpipe(t):
     k = getattr(t, "kernel", None) if t is not None else None
     if k is None or not hasattr(k, "send_signal"):
         return
-    from ..task import siginfo_bytes
     k.send_signal(t, SIGPIPE, siginfo_bytes(SIGPIPE, 0, pid=t.pid), group=False)
 
 
@@ -379,7 +379,6 @@ class UnixSocket(SocketFile):
             if other is None:
                 raise SyscallError(errno.ECONNREFUSED)
             return other
-        from .perm import W_OK, check_access, creds_of
         vd = self.kernel.vfs.resolve_vd(t, name)
         st = vd.inode.stat()
         if st.st_mode & 0o170000 != S_IFSOCK:
@@ -609,15 +608,8 @@ class UnixSocket(SocketFile):
                     if sent == len(data):
                         return sent
                     continue
-                try:
-                    if not tx.block(self.cond, deadline, timed):
-                        if sent:
-                            return sent
-                        raise SyscallError(errno.EAGAIN)
-                except waiting.Interrupted:
-                    if sent:
-                        return sent
-                    raise
+                if not wait_or_stop(tx.block, self.cond, deadline, timed, sent):
+                    return sent
 
     def _send_record(self, t, data, flags, name, box, creds):
         """Datagram and seqpacket: one record, all or nothing."""
@@ -725,15 +717,8 @@ class UnixSocket(SocketFile):
                         raise SyscallError(err)
                     if self.shutdown & RCV_SHUTDOWN:
                         break
-                    try:
-                        if not tx.block(self.cond, deadline, timed):
-                            if got:
-                                break
-                            raise SyscallError(errno.EAGAIN)
-                    except waiting.Interrupted:
-                        if got:
-                            break
-                        raise
+                    if not wait_or_stop(tx.block, self.cond, deadline, timed, got):
+                        break
                     continue
                 if got and self.passcred and m.creds != creds:
                     break                            # never glue writers' bytes together
@@ -780,18 +765,12 @@ class UnixSocket(SocketFile):
                 return self.queued
             return len(self.queue[0].data) if self.queue else 0
 
-    def ioctl(self, t, request, arg):
-        if request == SIOCOUTQ:
-            with _Txn():
-                if self.state == LISTENING:
-                    raise SyscallError(errno.EINVAL)
-                n = self.wmem
-            t.copy_out(arg, struct.pack("<i", n))
-            return 0
-        if request == FIONREAD:
-            t.copy_out(arg, struct.pack("<i", self.nread()))
-            return 0
-        raise SyscallError(errno.ENOTTY)
+    def outq(self):
+        """SIOCOUTQ: bytes sent and not yet read by the peer (wmem)."""
+        with _Txn():
+            if self.state == LISTENING:
+                raise SyscallError(errno.EINVAL)
+            return self.wmem
 
     # --- readiness ------------------------------------------------------------------
 

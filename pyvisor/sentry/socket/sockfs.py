@@ -7,20 +7,22 @@ reopened through /proc (ENXIO).
 
 import errno
 import itertools
+import struct
 import time
 
 from .. import waiting
 from ..errors import SyscallError
-from .file import FileDescription
-from .stat import S_IFSOCK, Stat, StatFs
+from ..vfs.file import FIONREAD, FileDescription
+from ..vfs.stat import S_IFSOCK, Stat, StatFs
 
 SOCKFS_MAGIC = 0x534F434B
+SIOCOUTQ = 0x5411
 _SOCKFS_DEV = 0x08
 _inos = itertools.count(1000)
 
 
 class SocketFile(FileDescription):
-    """Base of the socket files (vfs/unix.py, vfs/inet.py): identity only."""
+    """Base of the socket files (socket/unix.py, socket/inet.py): identity only."""
 
     seekable = False
     anon_name = b"[socket]"
@@ -53,6 +55,42 @@ class SocketFile(FileDescription):
 
     def pwrite(self, data, offset):
         raise SyscallError(errno.ESPIPE)
+
+    def ioctl(self, t, request, arg):
+        """FIONREAD (``nread()``) and SIOCOUTQ (``outq()``: bytes sent and
+        not yet taken), an int each, as every family answers them; else ENOTTY."""
+        if request == FIONREAD:
+            n = self.nread()
+        elif request == SIOCOUTQ:
+            n = self.outq()
+        else:
+            raise SyscallError(errno.ENOTTY)
+        t.copy_out(arg, struct.pack("<i", n))
+        return 0
+
+    def outq(self):
+        raise SyscallError(errno.ENOTTY)
+
+
+def wait_or_stop(block, cond, deadline, timed, done):
+    """One wait of a blocking send or receive that has moved ``done`` bytes.
+
+    True: woken, try again. False: stop, the call returns ``done`` (Linux
+    returns the partial count of a transfer that the timeout or a signal
+    cuts short). With nothing moved, the timeout is EAGAIN and the signal's
+    ``waiting.Interrupted`` goes on up. ``block(cond, deadline, timed)`` is
+    the socket's wait (``NetStack.block``, unix's ``_Txn.block``).
+    """
+    try:
+        if block(cond, deadline, timed):
+            return True
+    except waiting.Interrupted:
+        if done:
+            return False
+        raise
+    if done:
+        return False
+    raise SyscallError(errno.EAGAIN)
 
 
 def deadline(timeout, nonblock):

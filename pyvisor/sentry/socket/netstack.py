@@ -42,9 +42,9 @@ import atexit
 import threading
 import time
 
-from ..netstack.errors import NetError
-from . import waiting
-from .errors import SyscallError
+from ...netstack.errors import NetError
+from .. import waiting
+from ..errors import SyscallError
 
 MAX_SETTLE_ROUNDS = 256       # then the driver thread finishes the work
 MIN_DRIVER_WAIT = 0.0002
@@ -60,8 +60,8 @@ class NetStack:
     """
 
     def __init__(self):
-        from ..netstack.stack import Stack
-        from ..netstack.tcp import TCPConfig
+        from ...netstack.stack import Stack
+        from ...netstack.tcp import TCPConfig
         self.lock = threading.Lock()
         # N.B. netstack's default MSS (1460) is for Ethernet. Linux's lo
         # advertises 65483, so that a segment with timestamps still fits the
@@ -227,7 +227,7 @@ _STDLIB_MODULES = ("hashlib",)
 # Every other standard module that the netstack modules the Sentry can reach
 # import, anywhere in them: imported for real (with what they import in
 # turn, whatever this Python's stdlib does), most already are.
-# tests/sentry/test_imports.py checks this list against netstack's source.
+# tests/test_installed.py checks this list against netstack's source.
 NETSTACK_STDLIB = ("collections", "copy", "enum", "errno", "heapq", "ipaddress", "os", "random",
                    "select", "socket", "struct", "time")
 _stager = None
