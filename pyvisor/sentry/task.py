@@ -213,6 +213,11 @@ class Task:
     def copy_out(self, addr, data):
         self.mm.copy_out(addr, data)
 
+    def accessible(self, addr, n, write=False):
+        """How many bytes from addr (at most n) can be copied in (out if
+        write) before the first fault; moves nothing."""
+        return self.mm.accessible(addr, n, write)
+
     def copy_in_str(self, addr, maxlen=4096):
         return self.mm.copy_in_str(addr, maxlen)
 

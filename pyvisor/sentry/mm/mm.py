@@ -434,6 +434,21 @@ class MemoryManager:
             return v
         return None
 
+    def accessible(self, addr, n, write):
+        """How many bytes from addr (at most n) are mapped readable (writable
+        if ``write``) before the first that is not; moves nothing. A copy
+        that must not fail halfway asks first."""
+        need = PROT_WRITE if write else PROT_READ
+        end = min(addr + n, MM_TOP)
+        at = addr
+        with self.lock:
+            while at < end:
+                v = self._find(at)
+                if v is None or (v.prot & need) != need:
+                    break
+                at = min(end, v.end)
+        return at - addr
+
     def copy_in(self, addr, n):
         if n == 0:
             return b""

@@ -21,7 +21,7 @@ import time as _time
 
 from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32, s64
-from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.errors import SyscallError, partial
 from pyvisor.sentry.limits import NR_OPEN, RLIMIT_NOFILE, RLIM_NLIMITS
 
 # --- uname -----------------------------------------------------------------
@@ -106,10 +106,8 @@ def sys_getrandom(t, buf, count, flags, *_):
         n = min(_CHUNK, count - done)
         try:
             t.copy_out(buf + done, os.urandom(n))
-        except SyscallError:
-            if done:
-                return done                  # partial transfer, as Linux
-            raise
+        except SyscallError as e:
+            return partial(done, e)
         done += n
     return done
 

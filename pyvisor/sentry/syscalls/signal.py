@@ -11,7 +11,7 @@ from pyvisor.abi import numbers as nr
 from pyvisor.abi.ints import s32
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls.time import read_deadline
+from pyvisor.sentry.syscalls._util import read_deadline
 from pyvisor.sentry.task import (SI_TKILL, SI_USER, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
                                  SignalState, siginfo_bytes)
 

@@ -35,7 +35,7 @@ import threading
 
 from ...netstack.errors import NetError
 from .. import waiting
-from ..errors import SyscallError
+from ..errors import SyscallError, partial
 from .file import FIONREAD, O_NONBLOCK, O_RDWR
 from .sockfs import SocketFile, deadline as _deadline
 from .unix import (MSG_DONTWAIT, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL,
@@ -296,9 +296,7 @@ class InetSocket(SocketFile):
                     n = self.sock.send(view[sent:sent + SEND_CHUNK])
                 except NetError as e:
                     if e.errno != errno.EAGAIN:
-                        if sent:
-                            return sent              # the error waits for the next call
-                        raise
+                        return partial(sent, e)      # the error waits for the next call
                     n = 0
                 sent += n
                 if sent >= len(data):
@@ -307,13 +305,9 @@ class InetSocket(SocketFile):
                     continue
                 try:
                     if not net.block(self.cond, deadline, timed):
-                        if sent:
-                            return sent
-                        raise SyscallError(errno.EAGAIN)
-                except waiting.Interrupted:
-                    if sent:
-                        return sent
-                    raise
+                        return partial(sent, SyscallError(errno.EAGAIN))
+                except waiting.Interrupted as e:
+                    return partial(sent, e)
 
     def _send_dgram(self, data, flags, name):
         addr = None

@@ -48,6 +48,11 @@ class FakeTask:
             raise SyscallError(errno.EFAULT)
         return off
 
+    def accessible(self, addr, n, write=False):
+        if addr < BASE:
+            return 0
+        return max(0, min(n, BASE + len(self.mem) - addr))
+
     def copy_in(self, addr, n):
         off = self._range(addr, n)
         return bytes(self.mem[off:off + n])

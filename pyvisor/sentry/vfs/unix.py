@@ -50,7 +50,7 @@ import struct
 import threading
 from collections import deque
 
-from ..errors import SyscallError
+from ..errors import SyscallError, partial
 from .. import waiting
 from .file import FIONREAD, O_NONBLOCK, O_RDWR
 from .sockfs import SocketFile, deadline as _deadline
@@ -597,9 +597,7 @@ class UnixSocket(SocketFile):
             while True:
                 peer = self.peer
                 if self.shutdown & SEND_SHUTDOWN or peer.dead or peer.shutdown & RCV_SHUTDOWN:
-                    if sent:
-                        return sent
-                    raise SyscallError(errno.EPIPE)
+                    return partial(sent, SyscallError(errno.EPIPE))
                 room = self.sndbuf - self.wmem
                 if room > 0:
                     n = min(len(data) - sent, room, max(self.sndbuf // 2 - 64, 1))
@@ -611,13 +609,9 @@ class UnixSocket(SocketFile):
                     continue
                 try:
                     if not tx.block(self.cond, deadline, timed):
-                        if sent:
-                            return sent
-                        raise SyscallError(errno.EAGAIN)
-                except waiting.Interrupted:
-                    if sent:
-                        return sent
-                    raise
+                        return partial(sent, SyscallError(errno.EAGAIN))
+                except waiting.Interrupted as e:
+                    return partial(sent, e)
 
     def _send_record(self, t, data, flags, name, box, creds):
         """Datagram and seqpacket: one record, all or nothing."""

@@ -1,0 +1,213 @@
+/* iovec edge cases for readv/writev (pipes) and sendmsg/recvmsg (unix
+ * sockets): count limits, lengths whose sum overflows, a bad iovec array, a
+ * bad buffer after a good one. Each line prints the return value, errno and,
+ * where it matters, what a following read finds (was the data consumed?).
+ * tests/test_iovec.py compares the lines with a native run. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+static char buf[64];
+static char big[8192];
+static struct iovec many[1026];
+static volatile int minus_one = -1;
+#define BAD ((void *)8)
+
+static void show(const char *what, long r)
+{
+    if (r < 0)
+        printf("%s = -1 %s\n", what, strerror(errno));
+    else
+        printf("%s = %ld\n", what, r);
+}
+
+/* Read what is left in fd (non-blocking) and print its length. */
+static void left(const char *what, int fd)
+{
+    char tmp[64];
+    long r = read(fd, tmp, sizeof tmp);
+    if (r < 0 && errno == EAGAIN)
+        r = 0;
+    printf("%s: left %ld\n", what, r);
+}
+
+static void drain(int fd)
+{
+    long n = 0, r;
+    while ((r = read(fd, big, sizeof big)) > 0)
+        n += r;
+    printf("drained %ld\n", n);
+}
+
+static void pipes(void)
+{
+    int p[2];
+    struct iovec iov[2];
+    pipe2(p, O_NONBLOCK);
+
+    show("writev 1025", writev(p[1], many, 1025));
+    show("readv 1025", readv(p[0], many, 1025));
+    show("writev -1", writev(p[1], many, minus_one));
+    show("readv 1024 zero", readv(p[0], many, 1024));
+    show("writev bad array", writev(p[1], BAD, 1));
+    write(p[1], "hello", 5);
+    show("readv bad array", readv(p[0], BAD, 1));
+    left("after readv bad array", p[0]);
+
+    iov[0] = (struct iovec){buf, (size_t)1 << 63};
+    write(p[1], "hello", 5);
+    show("readv len sign bit", readv(p[0], iov, 1));
+    left("after readv len sign bit", p[0]);
+    show("writev len sign bit", writev(p[1], iov, 1));
+
+    iov[0] = (struct iovec){buf, (size_t)1 << 62};
+    iov[1] = (struct iovec){buf, (size_t)1 << 62};
+    write(p[1], "hello", 5);
+    show("readv sum overflows", readv(p[0], iov, 2));
+    left("after readv sum overflows", p[0]);
+
+    iov[0] = (struct iovec){buf, 0x80000000UL};
+    write(p[1], "hello", 5);
+    show("readv len over INT_MAX", readv(p[0], iov, 1));
+    left("after readv len over INT_MAX", p[0]);
+
+    iov[0] = (struct iovec){buf, 2};
+    iov[1] = (struct iovec){BAD, 10};
+    write(p[1], "hello", 5);
+    show("readv good then bad", readv(p[0], iov, 2));
+    left("after readv good then bad", p[0]);
+    memcpy(buf, "abcdefgh", 8);
+    show("writev good then bad", writev(p[1], iov, 2));
+    left("after writev good then bad", p[0]);
+    iov[0] = (struct iovec){(void *)0xffff800000000000UL, 0};
+    show("writev zero length at kernel address", writev(p[1], iov, 1));
+    iov[0] = (struct iovec){big, 5000};
+    show("writev 5000 then bad", writev(p[1], iov, 2));
+    drain(p[0]);
+    iov[0] = (struct iovec){big, 8192};
+    show("writev 8192 then bad", writev(p[1], iov, 2));
+    drain(p[0]);
+    write(p[1], big, 6000);
+    iov[0] = (struct iovec){big, 5000};
+    show("readv 5000 then bad", readv(p[0], iov, 2));
+    drain(p[0]);
+    close(p[0]);
+    close(p[1]);
+}
+
+static void files(void)
+{
+    char path[] = "/tmp/iovec-probe-XXXXXX";
+    struct iovec iov[2];
+    int fd = mkstemp(path);
+    unlink(path);
+    memcpy(buf, "abcdefgh", 8);
+    iov[0] = (struct iovec){buf, 2};
+    iov[1] = (struct iovec){BAD, 10};
+    show("file writev good then bad", writev(fd, iov, 2));
+    printf("file size %ld\n", (long)lseek(fd, 0, SEEK_END));
+    iov[0] = (struct iovec){big, 5000};
+    show("file writev 5000 then bad", writev(fd, iov, 2));
+    printf("file size %ld\n", (long)lseek(fd, 0, SEEK_END));
+    lseek(fd, 0, SEEK_SET);
+    iov[0] = (struct iovec){buf, 1};
+    show("file readv good then bad", readv(fd, iov, 2));
+    printf("file offset %ld\n", (long)lseek(fd, 0, SEEK_CUR));
+    lseek(fd, 0, SEEK_SET);
+    iov[0] = (struct iovec){big, 4097};
+    show("file readv 4097 then bad", readv(fd, iov, 2));
+    printf("file offset %ld\n", (long)lseek(fd, 0, SEEK_CUR));
+    show("file preadv good then bad", preadv(fd, iov, 2, 1));
+    close(fd);
+}
+
+static long sendv(int fd, struct iovec *iov, size_t n)
+{
+    struct msghdr m = {0};
+    m.msg_iov = iov;
+    m.msg_iovlen = n;
+    return sendmsg(fd, &m, MSG_DONTWAIT);
+}
+
+static long recvv(int fd, struct iovec *iov, size_t n)
+{
+    struct msghdr m = {0};
+    m.msg_iov = iov;
+    m.msg_iovlen = n;
+    return recvmsg(fd, &m, MSG_DONTWAIT);
+}
+
+static void sockets(int type, const char *name)
+{
+    int s[2];
+    char what[80];
+    struct iovec iov[2];
+    socketpair(AF_UNIX, type | SOCK_NONBLOCK, 0, s);
+#define SHOW(label, r) (snprintf(what, sizeof what, "%s %s", name, label), show(what, r))
+#define LEFT(label) (snprintf(what, sizeof what, "%s after %s", name, label), left(what, s[1]))
+
+    SHOW("sendmsg 1025", sendv(s[0], many, 1025));
+    SHOW("recvmsg 1025", recvv(s[1], many, 1025));
+    SHOW("sendmsg huge count", sendv(s[0], many, (size_t)-1));
+    SHOW("sendmsg bad array", sendv(s[0], BAD, 1));
+    LEFT("sendmsg bad array");
+    write(s[0], "hello", 5);
+    SHOW("recvmsg bad array", recvv(s[1], BAD, 1));
+    LEFT("recvmsg bad array");
+
+    iov[0] = (struct iovec){buf, (size_t)1 << 63};
+    write(s[0], "hello", 5);
+    SHOW("recvmsg len sign bit", recvv(s[1], iov, 1));
+    LEFT("recvmsg len sign bit");
+    SHOW("sendmsg len sign bit", sendv(s[0], iov, 1));
+    LEFT("sendmsg len sign bit");
+
+    iov[0] = (struct iovec){buf, (size_t)1 << 62};
+    iov[1] = (struct iovec){buf, (size_t)1 << 62};
+    write(s[0], "hello", 5);
+    SHOW("recvmsg sum overflows", recvv(s[1], iov, 2));
+    LEFT("recvmsg sum overflows");
+
+    iov[0] = (struct iovec){buf, 0x80000000UL};
+    write(s[0], "hello", 5);
+    SHOW("recvmsg len over INT_MAX", recvv(s[1], iov, 1));
+    LEFT("recvmsg len over INT_MAX");
+    iov[0] = (struct iovec){buf, 0x7fffffffUL};
+    iov[1] = (struct iovec){buf, 2};
+    write(s[0], "hello", 5);
+    SHOW("recvmsg sum over INT_MAX", recvv(s[1], iov, 2));
+    LEFT("recvmsg sum over INT_MAX");
+
+    iov[0] = (struct iovec){buf, 2};
+    iov[1] = (struct iovec){BAD, 10};
+    write(s[0], "hello", 5);
+    SHOW("recvmsg good then bad", recvv(s[1], iov, 2));
+    LEFT("recvmsg good then bad");
+    memcpy(buf, "abcdefgh", 8);
+    SHOW("sendmsg good then bad", sendv(s[0], iov, 2));
+    LEFT("sendmsg good then bad");
+    close(s[0]);
+    close(s[1]);
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 0; i < 1026; i++)
+        many[i] = (struct iovec){buf, 0};
+    if (argc < 2 || !strcmp(argv[1], "pipe"))
+        pipes();
+    if (argc < 2 || !strcmp(argv[1], "file"))
+        files();
+    if (argc < 2 || !strcmp(argv[1], "stream"))
+        sockets(SOCK_STREAM, "stream");
+    if (argc < 2 || !strcmp(argv[1], "dgram"))
+        sockets(SOCK_DGRAM, "dgram");
+    return 0;
+}
