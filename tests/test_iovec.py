@@ -11,8 +11,9 @@ from Linux, the probe has a line:
 - a bad buffer after a good one on a pipe: EFAULT when less than a page
   moved (not the bytes before the fault), the whole pages otherwise; readv
   leaves the bytes it could not deliver in the pipe;
-- recvmsg on a stream socket that faults leaves the bytes queued; on a
-  datagram socket the datagram is gone.
+- recvmsg or readv on a stream socket (AF_UNIX or TCP) that faults leaves
+  the bytes queued;
+  on a datagram socket the datagram is gone.
 """
 
 import os
@@ -23,7 +24,7 @@ import pytest
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-@pytest.mark.parametrize("part", ["pipe", "file", "stream", "dgram"])
+@pytest.mark.parametrize("part", ["pipe", "file", "stream", "dgram", "tcp"])
 def test_iovec_rules_match_linux(sandbox, build_c, part):
     prog = build_c(os.path.join(HERE, "c", "iovec.c"))
     native = sandbox.native([prog, part], timeout=30)
@@ -53,5 +54,6 @@ def test_iovec_probe_sees_linux_rules(build_c):
                  "readv 5000 then bad = 4096",
                  "file writev good then bad = 2",
                  "stream after recvmsg good then bad: left 5",
+                 "stream after readv good then bad: left 5",
                  "dgram after recvmsg good then bad: left 0"):
         assert line in out.splitlines(), line

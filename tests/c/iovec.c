@@ -1,12 +1,15 @@
-/* iovec edge cases for readv/writev (pipes) and sendmsg/recvmsg (unix
- * sockets): count limits, lengths whose sum overflows, a bad iovec array, a
- * bad buffer after a good one. Each line prints the return value, errno and,
- * where it matters, what a following read finds (was the data consumed?).
- * tests/test_iovec.py compares the lines with a native run. */
+/* iovec edge cases for readv/writev (pipes, a file) and sendmsg/recvmsg
+ * (unix stream and datagram pairs, a TCP loopback pair): count limits,
+ * lengths whose sum overflows, a bad iovec array, a bad buffer after a good
+ * one. Each line prints the return value, errno and, where it matters, what
+ * a following read finds (was the data consumed?). tests/test_iovec.py
+ * compares the lines with a native run. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,12 +147,39 @@ static long recvv(int fd, struct iovec *iov, size_t n)
     return recvmsg(fd, &m, MSG_DONTWAIT);
 }
 
+/* A connected TCP pair over loopback, both ends non-blocking. */
+static void tcp_pair(int s[2])
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    bind(l, (struct sockaddr *)&a, sizeof a);
+    getsockname(l, (struct sockaddr *)&a, &len);
+    listen(l, 1);
+    s[0] = socket(AF_INET, SOCK_STREAM, 0);
+    connect(s[0], (struct sockaddr *)&a, sizeof a);
+    s[1] = accept(l, NULL, NULL);
+    close(l);
+    fcntl(s[0], F_SETFL, O_NONBLOCK);
+    fcntl(s[1], F_SETFL, O_NONBLOCK);
+}
+
+/* Let loopback deliver what was just sent. */
+static void settle(int fd)
+{
+    struct pollfd p = {fd, POLLIN, 0};
+    poll(&p, 1, 1000);
+}
+
 static void sockets(int type, const char *name)
 {
     int s[2];
     char what[80];
     struct iovec iov[2];
-    socketpair(AF_UNIX, type | SOCK_NONBLOCK, 0, s);
+    if (type < 0)
+        tcp_pair(s);
+    else
+        socketpair(AF_UNIX, type | SOCK_NONBLOCK, 0, s);
 #define SHOW(label, r) (snprintf(what, sizeof what, "%s %s", name, label), show(what, r))
 #define LEFT(label) (snprintf(what, sizeof what, "%s after %s", name, label), left(what, s[1]))
 
@@ -159,11 +189,13 @@ static void sockets(int type, const char *name)
     SHOW("sendmsg bad array", sendv(s[0], BAD, 1));
     LEFT("sendmsg bad array");
     write(s[0], "hello", 5);
+    settle(s[1]);
     SHOW("recvmsg bad array", recvv(s[1], BAD, 1));
     LEFT("recvmsg bad array");
 
     iov[0] = (struct iovec){buf, (size_t)1 << 63};
     write(s[0], "hello", 5);
+    settle(s[1]);
     SHOW("recvmsg len sign bit", recvv(s[1], iov, 1));
     LEFT("recvmsg len sign bit");
     SHOW("sendmsg len sign bit", sendv(s[0], iov, 1));
@@ -172,27 +204,37 @@ static void sockets(int type, const char *name)
     iov[0] = (struct iovec){buf, (size_t)1 << 62};
     iov[1] = (struct iovec){buf, (size_t)1 << 62};
     write(s[0], "hello", 5);
+    settle(s[1]);
     SHOW("recvmsg sum overflows", recvv(s[1], iov, 2));
     LEFT("recvmsg sum overflows");
 
     iov[0] = (struct iovec){buf, 0x80000000UL};
     write(s[0], "hello", 5);
+    settle(s[1]);
     SHOW("recvmsg len over INT_MAX", recvv(s[1], iov, 1));
     LEFT("recvmsg len over INT_MAX");
     iov[0] = (struct iovec){buf, 0x7fffffffUL};
     iov[1] = (struct iovec){buf, 2};
     write(s[0], "hello", 5);
+    settle(s[1]);
     SHOW("recvmsg sum over INT_MAX", recvv(s[1], iov, 2));
     LEFT("recvmsg sum over INT_MAX");
 
     iov[0] = (struct iovec){buf, 2};
     iov[1] = (struct iovec){BAD, 10};
     write(s[0], "hello", 5);
+    settle(s[1]);
     SHOW("recvmsg good then bad", recvv(s[1], iov, 2));
     LEFT("recvmsg good then bad");
     memcpy(buf, "abcdefgh", 8);
     SHOW("sendmsg good then bad", sendv(s[0], iov, 2));
     LEFT("sendmsg good then bad");
+    write(s[0], "hello", 5);
+    settle(s[1]);
+    SHOW("readv good then bad", readv(s[1], iov, 2));
+    LEFT("readv good then bad");
+    SHOW("writev good then bad", writev(s[0], iov, 2));
+    LEFT("writev good then bad");
     close(s[0]);
     close(s[1]);
 }
@@ -209,5 +251,7 @@ int main(int argc, char **argv)
         sockets(SOCK_STREAM, "stream");
     if (argc < 2 || !strcmp(argv[1], "dgram"))
         sockets(SOCK_DGRAM, "dgram");
+    if (argc < 2 || !strcmp(argv[1], "tcp"))
+        sockets(-1, "tcp");
     return 0;
 }

@@ -26,6 +26,7 @@ from pyvisor.abi.structs import (IOVEC, ITIMERSPEC, MAX_RW_COUNT, NSEC, TIMESPEC
                                  UIO_MAXIOV, access_ok, page_down, split_ns,
                                  timespec_valid, to_ns)
 from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.vfs.unix import MSG_CMSG_CLOEXEC, MSG_PEEK, SOCK_STREAM, UnixSocket
 
 _SIGN = 1 << 63
 
@@ -142,6 +143,27 @@ def room(t, vecs, total):
         if got < length:
             break
     return n
+
+
+def is_stream_socket(f):
+    """A connected-stream socket (AF_UNIX SOCK_STREAM or TCP)."""
+    is_sock = isinstance(f, UnixSocket) or getattr(f, "is_socket", False)
+    return is_sock and getattr(f, "type", None) == SOCK_STREAM
+
+
+def check_stream_room(t, sock, vecs, total, flags=0):
+    """A stream socket keeps the bytes a receive cannot copy out
+    (unix_stream_read_generic, tcp_recvmsg: EFAULT before anything is
+    consumed). If the iovecs cannot take `total` bytes, peek at what would
+    arrive (blocking as the receive would) and fail EFAULT if it does not fit."""
+    fits = room(t, vecs, total)
+    if fits >= total:
+        return
+    r = sock.recv(total, (flags | MSG_PEEK) & ~MSG_CMSG_CLOEXEC)
+    for f in r.rights or ():
+        f.decref()
+    if len(r.data) > fits:
+        raise SyscallError(errno.EFAULT)
 
 
 def install_pair(t, a, b, addr, install):

@@ -31,7 +31,8 @@ from ..vfs.stat import (S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, pa
                         pack_dirent64, pack_stat, pack_statfs, pack_statx)
 from pyvisor.abi.structs import (MAX_RW_COUNT, NSEC, SSIZE_MAX, TIMESPEC, TIMEVAL, USEC,
                                  UTIME_NOW, UTIME_OMIT)
-from ._util import gather, install_pair, read_iovecs, scatter
+from ._util import (check_stream_room, gather, install_pair, is_stream_socket, read_iovecs,
+                    scatter)
 
 STATX__RESERVED = 0x80000000
 
@@ -215,7 +216,10 @@ def _vector_io(t, f, vecs, one, offset=None):
 def _read_scattered(t, f, vecs, total):
     """A stream's readv: one read, scattered. Bytes not delivered (a fault:
     see _util.scatter) go back to a pipe, which keeps them as pipe_read
-    does; other streams lose them."""
+    does; a stream socket fails before it consumes them. N.B. other
+    streams (ttys, datagram sockets) lose them."""
+    if is_stream_socket(f):
+        check_stream_room(t, f, vecs, min(total, CHUNK))
     data = f.read(min(total, CHUNK))
     n = 0
     try:

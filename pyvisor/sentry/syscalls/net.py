@@ -28,11 +28,12 @@ from ..errors import SyscallError, partial
 from ..vfs.file import O_CLOEXEC, O_NONBLOCK, O_PATH
 from ..vfs.perm import has_cap
 from ..vfs.unix import (AF_UNIX, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF, MSG_CMSG_CLOEXEC, MSG_CTRUNC,
-                        MSG_DONTWAIT, MSG_PEEK, MSG_TRUNC, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET,
+                        MSG_DONTWAIT, MSG_TRUNC, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET,
                         SOCK_STREAM, SUN_PATH_OFFSET, Creds, UnixSocket, new_socket,
                         parse_sockaddr, socket_pair)
 from pyvisor.abi.structs import TIMEVAL, UIO_MAXIOV
-from ._util import gather, install_pair, read_deadline, read_iovecs, room, scatter
+from ._util import (check_stream_room, gather, install_pair, read_deadline, read_iovecs,
+                    scatter)
 
 AF_UNSPEC = 0
 AF_INET = 2
@@ -429,25 +430,12 @@ class _Control:
             self.flags |= MSG_CTRUNC
 
 
-def _fault_unconsumed(s, total, flags, fits):
-    """A stream socket keeps the bytes a receive could not copy out
-    (unix_stream_read_generic, tcp_recvmsg: EFAULT before anything is
-    consumed): peek first, and fail if more would arrive than fits."""
-    r = s.recv(total, (flags | MSG_PEEK) & ~MSG_CMSG_CLOEXEC)
-    for f in r.rights or ():
-        f.decref()
-    if len(r.data) > fits:
-        raise SyscallError(errno.EFAULT)
-
-
 def _recvmsg(t, s, msg, flags):
     name, namelen, vecs, total, control, controllen = _read_msghdr(t, msg)
     if namelen < 0:
         raise SyscallError(errno.EINVAL)
     if s.type == SOCK_STREAM:
-        fits = room(t, vecs, total)
-        if fits < total:
-            _fault_unconsumed(s, total, flags, fits)
+        check_stream_room(t, s, vecs, total, flags)
     r = s.recv(total, flags & ~MSG_CMSG_CLOEXEC)
     try:
         scatter(t, vecs, r.data, allow_partial=False)
