@@ -30,7 +30,8 @@ UIO_MAXIOV = 1024                    # IOV_MAX: the most iovecs one call takes
 MAX_RW_COUNT = 0x7FFFF000            # INT_MAX & PAGE_MASK: the most one read/write moves
 SSIZE_MAX = (1 << 63) - 1
 PAGE_SIZE = 4096
-# x86-64 with 4-level page tables: user addresses lie below TASK_SIZE_MAX.
+# x86-64 with 4-level page tables: user addresses lie below TASK_SIZE_MAX;
+# access_ok(base, len) fails (EFAULT) for a range that ends above it.
 TASK_SIZE_MAX = (1 << 47) - PAGE_SIZE
 
 
@@ -60,13 +61,6 @@ def pack_timespec(ns):
 
 def pack_timeval(ns):
     return TIMEVAL.pack(*split_ns(ns, USEC))
-
-
-def access_ok(base, length):
-    """Linux's access_ok(base, length) on x86-64: the range lies in the user
-    half of the address space (whether it is mapped is learnt on copying)."""
-    end = base + length
-    return end <= TASK_SIZE_MAX
 
 
 def page_down(n):

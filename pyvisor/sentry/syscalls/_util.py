@@ -15,16 +15,18 @@ more than one call follows (the struct layouts are in pyvisor/abi/structs.py).
   (access_ok, even with length 0) EFAULT; lengths are cut so the total is
   at most MAX_RW_COUNT. A fault while copying the data is EFAULT unless
   partial counts are allowed, and then (pipe_read/pipe_write copy a page at
-  a time) the count is the whole pages moved before it, EFAULT if none.
+  a time) the count is the whole pages moved before it, EFAULT if none. A
+  stream socket fails before consuming what it cannot copy out
+  (check_stream_room).
 """
 
 import errno
 import struct
 import time as _time
 
-from pyvisor.abi.structs import (IOVEC, ITIMERSPEC, MAX_RW_COUNT, NSEC, TIMESPEC,
-                                 UIO_MAXIOV, access_ok, page_down, split_ns,
-                                 timespec_valid, to_ns)
+from pyvisor.abi.structs import (IOVEC, ITIMERSPEC, MAX_RW_COUNT, NSEC, TASK_SIZE_MAX,
+                                 TIMESPEC, UIO_MAXIOV, page_down, split_ns, timespec_valid,
+                                 to_ns)
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.vfs.unix import MSG_CMSG_CLOEXEC, MSG_PEEK, SOCK_STREAM, UnixSocket
 
@@ -77,16 +79,17 @@ def read_iovecs(t, addr, count, too_many=errno.EINVAL):
     if count > UIO_MAXIOV:
         raise SyscallError(too_many)
     raw = t.copy_in(addr, count * IOVEC.size) if count else b""
-    vecs = list(IOVEC.iter_unpack(raw))
-    if any(length & _SIGN for _, length in vecs):
-        raise SyscallError(errno.EINVAL)
-    out, total = [], 0
-    for base, length in vecs:
-        if not access_ok(base, length):
-            raise SyscallError(errno.EFAULT)
+    out, total, fault = [], 0, False
+    for base, length in IOVEC.iter_unpack(raw):
+        if length & _SIGN:
+            raise SyscallError(errno.EINVAL)        # before any EFAULT, as Linux
+        if base + length > TASK_SIZE_MAX:           # access_ok
+            fault = True
         length = min(length, MAX_RW_COUNT - total)
         total += length
         out.append((base, length))
+    if fault:
+        raise SyscallError(errno.EFAULT)
     return out, total
 
 
@@ -132,19 +135,6 @@ def scatter(t, vecs, data, allow_partial):
     return done
 
 
-def room(t, vecs, total):
-    """How many bytes from the start the iovecs can take before the first
-    unwritable one (at most `total`)."""
-    n = 0
-    for base, length in vecs:
-        length = min(length, total - n)
-        got = t.accessible(base, length, write=True)
-        n += got
-        if got < length:
-            break
-    return n
-
-
 def is_stream_socket(f):
     """A connected-stream socket (AF_UNIX SOCK_STREAM or TCP)."""
     is_sock = isinstance(f, UnixSocket) or getattr(f, "is_socket", False)
@@ -156,7 +146,7 @@ def check_stream_room(t, sock, vecs, total, flags=0):
     (unix_stream_read_generic, tcp_recvmsg: EFAULT before anything is
     consumed). If the iovecs cannot take `total` bytes, peek at what would
     arrive (blocking as the receive would) and fail EFAULT if it does not fit."""
-    fits = room(t, vecs, total)
+    fits = t.accessible(vecs, total, write=True)
     if fits >= total:
         return
     r = sock.recv(total, (flags | MSG_PEEK) & ~MSG_CMSG_CLOEXEC)

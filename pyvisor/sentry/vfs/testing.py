@@ -48,10 +48,15 @@ class FakeTask:
             raise SyscallError(errno.EFAULT)
         return off
 
-    def accessible(self, addr, n, write=False):
-        if addr < BASE:
-            return 0
-        return max(0, min(n, BASE + len(self.mem) - addr))
+    def accessible(self, ranges, limit, write=False):
+        done = 0
+        for addr, n in ranges:
+            n = min(n, limit - done)
+            got = max(0, min(n, BASE + len(self.mem) - addr)) if addr >= BASE else 0
+            done += got
+            if got < n or done >= limit:
+                break
+        return done
 
     def copy_in(self, addr, n):
         off = self._range(addr, n)
