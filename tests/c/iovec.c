@@ -171,6 +171,20 @@ static void settle(int fd)
     poll(&p, 1, 1000);
 }
 
+/* Queue "hello" on s[1], receive it into iov (recvmsg, or readv), and show
+ * the result and what stayed queued. */
+static void receive(int s[2], const char *name, const char *label, struct iovec *iov,
+                    size_t n, int by_readv)
+{
+    char what[80];
+    write(s[0], "hello", 5);
+    settle(s[1]);
+    snprintf(what, sizeof what, "%s %s", name, label);
+    show(what, by_readv ? readv(s[1], iov, n) : recvv(s[1], iov, n));
+    snprintf(what, sizeof what, "%s after %s", name, label);
+    left(what, s[1]);
+}
+
 static void sockets(int type, const char *name)
 {
     int s[2];
@@ -188,51 +202,30 @@ static void sockets(int type, const char *name)
     SHOW("sendmsg huge count", sendv(s[0], many, (size_t)-1));
     SHOW("sendmsg bad array", sendv(s[0], BAD, 1));
     LEFT("sendmsg bad array");
-    write(s[0], "hello", 5);
-    settle(s[1]);
-    SHOW("recvmsg bad array", recvv(s[1], BAD, 1));
-    LEFT("recvmsg bad array");
+    receive(s, name, "recvmsg bad array", BAD, 1, 0);
 
     iov[0] = (struct iovec){buf, (size_t)1 << 63};
-    write(s[0], "hello", 5);
-    settle(s[1]);
-    SHOW("recvmsg len sign bit", recvv(s[1], iov, 1));
-    LEFT("recvmsg len sign bit");
+    receive(s, name, "recvmsg len sign bit", iov, 1, 0);
     SHOW("sendmsg len sign bit", sendv(s[0], iov, 1));
     LEFT("sendmsg len sign bit");
 
     iov[0] = (struct iovec){buf, (size_t)1 << 62};
     iov[1] = (struct iovec){buf, (size_t)1 << 62};
-    write(s[0], "hello", 5);
-    settle(s[1]);
-    SHOW("recvmsg sum overflows", recvv(s[1], iov, 2));
-    LEFT("recvmsg sum overflows");
+    receive(s, name, "recvmsg sum overflows", iov, 2, 0);
 
     iov[0] = (struct iovec){buf, 0x80000000UL};
-    write(s[0], "hello", 5);
-    settle(s[1]);
-    SHOW("recvmsg len over INT_MAX", recvv(s[1], iov, 1));
-    LEFT("recvmsg len over INT_MAX");
+    receive(s, name, "recvmsg len over INT_MAX", iov, 1, 0);
     iov[0] = (struct iovec){buf, 0x7fffffffUL};
     iov[1] = (struct iovec){buf, 2};
-    write(s[0], "hello", 5);
-    settle(s[1]);
-    SHOW("recvmsg sum over INT_MAX", recvv(s[1], iov, 2));
-    LEFT("recvmsg sum over INT_MAX");
+    receive(s, name, "recvmsg sum over INT_MAX", iov, 2, 0);
 
     iov[0] = (struct iovec){buf, 2};
     iov[1] = (struct iovec){BAD, 10};
-    write(s[0], "hello", 5);
-    settle(s[1]);
-    SHOW("recvmsg good then bad", recvv(s[1], iov, 2));
-    LEFT("recvmsg good then bad");
+    receive(s, name, "recvmsg good then bad", iov, 2, 0);
     memcpy(buf, "abcdefgh", 8);
     SHOW("sendmsg good then bad", sendv(s[0], iov, 2));
     LEFT("sendmsg good then bad");
-    write(s[0], "hello", 5);
-    settle(s[1]);
-    SHOW("readv good then bad", readv(s[1], iov, 2));
-    LEFT("readv good then bad");
+    receive(s, name, "readv good then bad", iov, 2, 1);
     SHOW("writev good then bad", writev(s[0], iov, 2));
     LEFT("writev good then bad");
     close(s[0]);
