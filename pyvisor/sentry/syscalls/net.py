@@ -504,10 +504,9 @@ def sys_recvmmsg(t, fd, msgvec, vlen, flags, timeout, *_):
         try:
             n = _recvmsg(t, s, entry, flags)
             t.copy_out(entry + 56, struct.pack("<I", n))
-        except SyscallError:
-            if done:
-                break
-            raise
+        except SyscallError as e:
+            partial(done, e)                # raises unless some records came
+            break
         done += 1
         if flags & MSG_WAITFORONE:
             flags |= MSG_DONTWAIT

@@ -303,11 +303,8 @@ class InetSocket(SocketFile):
                     return sent
                 if n:
                     continue
-                try:
-                    if not net.block(self.cond, deadline, timed):
-                        return partial(sent, SyscallError(errno.EAGAIN))
-                except waiting.Interrupted as e:
-                    return partial(sent, e)
+                if not waiting.wait_more(sent, net.block, self.cond, deadline, timed):
+                    return sent
 
     def _send_dgram(self, data, flags, name):
         addr = None
@@ -341,9 +338,8 @@ class InetSocket(SocketFile):
                     data = self.sock.recv(size - got, MSG_PEEK if peek else 0)
                 except NetError as e:
                     if e.errno != errno.EAGAIN:
-                        if got:
-                            break                    # the error waits for the next call
-                        raise
+                        partial(got, e)              # raises unless bytes came; else the
+                        break                        # error waits for the next call
                     data = None
                 if data is not None:
                     if not data:
@@ -352,15 +348,8 @@ class InetSocket(SocketFile):
                     got += len(data)
                     if got >= want or got >= size:
                         break
-                try:
-                    if not net.block(self.cond, deadline, timed):
-                        if got:
-                            break
-                        raise SyscallError(errno.EAGAIN)
-                except waiting.Interrupted:
-                    if got:
-                        break
-                    raise
+                if not waiting.wait_more(got, net.block, self.cond, deadline, timed):
+                    break
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         return Received(bytes(data))
 

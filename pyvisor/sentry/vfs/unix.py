@@ -607,11 +607,8 @@ class UnixSocket(SocketFile):
                     if sent == len(data):
                         return sent
                     continue
-                try:
-                    if not tx.block(self.cond, deadline, timed):
-                        return partial(sent, SyscallError(errno.EAGAIN))
-                except waiting.Interrupted as e:
-                    return partial(sent, e)
+                if not waiting.wait_more(sent, tx.block, self.cond, deadline, timed):
+                    return sent
 
     def _send_record(self, t, data, flags, name, box, creds):
         """Datagram and seqpacket: one record, all or nothing."""
@@ -719,15 +716,8 @@ class UnixSocket(SocketFile):
                         raise SyscallError(err)
                     if self.shutdown & RCV_SHUTDOWN:
                         break
-                    try:
-                        if not tx.block(self.cond, deadline, timed):
-                            if got:
-                                break
-                            raise SyscallError(errno.EAGAIN)
-                    except waiting.Interrupted:
-                        if got:
-                            break
-                        raise
+                    if not waiting.wait_more(got, tx.block, self.cond, deadline, timed):
+                        break
                     continue
                 if got and self.passcred and m.creds != creds:
                     break                            # never glue writers' bytes together
