@@ -9,8 +9,9 @@ from Linux, the probe has a line:
   access_ok, not EINVAL; a zero-length iovec at a kernel address too;
 - a length over INT_MAX in a msghdr is accepted (cut at MAX_RW_COUNT), not EINVAL;
 - a bad buffer after a good one on a pipe: EFAULT when less than a page
-  moved (not the bytes before the fault), the whole pages otherwise; readv
-  leaves the bytes it could not deliver in the pipe;
+  moved (not the bytes before the fault), the whole pages otherwise, counting
+  the mapped start of the iovec that faults; readv leaves the bytes it could
+  not deliver in the pipe;
 - recvmsg or readv on a stream socket (AF_UNIX or TCP) that faults leaves
   the bytes queued;
   on a datagram socket the datagram is gone.
@@ -52,6 +53,7 @@ def test_iovec_probe_sees_linux_rules(build_c):
                  "after readv good then bad: left 5",
                  "writev 5000 then bad = 4096",
                  "readv 5000 then bad = 4096",
+                 "writev 3000 then half-mapped = 4096",
                  "file writev good then bad = 2",
                  "stream after recvmsg good then bad: left 5",
                  "stream after readv good then bad: left 5",

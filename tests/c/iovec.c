@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -100,6 +101,19 @@ static void pipes(void)
     write(p[1], big, 6000);
     iov[0] = (struct iovec){big, 5000};
     show("readv 5000 then bad", readv(p[0], iov, 2));
+    drain(p[0]);
+    /* The fault inside the second iovec: its first 2000 bytes are mapped. */
+    char *two = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    munmap(two + 4096, 4096);
+    iov[0] = (struct iovec){big, 3000};
+    iov[1] = (struct iovec){two + 4096 - 2000, 4000};
+    show("writev 3000 then half-mapped", writev(p[1], iov, 2));
+    drain(p[0]);
+    write(p[1], big, 6000);
+    show("readv 3000 then half-mapped", readv(p[0], iov, 2));
+    drain(p[0]);
+    iov[0] = (struct iovec){big, 1000};
+    show("writev 1000 then half-mapped", writev(p[1], iov, 2));
     drain(p[0]);
     close(p[0]);
     close(p[1]);

@@ -93,9 +93,10 @@ def read_iovecs(t, addr, count, too_many=errno.EINVAL):
     return out, total
 
 
-def _short(moved, allow):
-    """The count a copy that faulted after `moved` bytes returns (module doc)."""
-    n = page_down(moved) if allow else 0
+def _pages_before_fault(t, vecs, limit, write, allow):
+    """After a fault: the whole pages of the iovecs (at most `limit` bytes)
+    that can be copied before it, if allow; else, or if none, EFAULT."""
+    n = page_down(t.accessible(vecs, limit, write)) if allow else 0
     if not n:
         raise SyscallError(errno.EFAULT)
     return n
@@ -103,7 +104,7 @@ def _short(moved, allow):
 
 def gather(t, vecs, total, allow_partial):
     """Up to `total` bytes from the iovecs, in order. On a fault: the whole
-    pages read before it if allow_partial, else (or if none) EFAULT."""
+    pages before it if allow_partial, else (or if none) EFAULT."""
     parts, have = [], 0
     for base, length in vecs:
         length = min(length, total - have)
@@ -112,14 +113,15 @@ def gather(t, vecs, total, allow_partial):
         try:
             parts.append(t.copy_in(base, length))
         except SyscallError:
-            return b"".join(parts)[:_short(have, allow_partial)]
+            n = _pages_before_fault(t, vecs, total, False, allow_partial)
+            return gather(t, vecs, n, False)
         have += length
     return b"".join(parts)
 
 
 def scatter(t, vecs, data, allow_partial):
     """Copy `data` out over the iovecs; returns how many bytes count as
-    delivered: all, or on a fault the whole pages written before it if
+    delivered: all, or on a fault the whole pages before it if
     allow_partial; else (or if none) EFAULT. The caller decides what becomes
     of the bytes not delivered."""
     done = 0
@@ -130,7 +132,8 @@ def scatter(t, vecs, data, allow_partial):
         try:
             t.copy_out(base, piece)
         except SyscallError:
-            return _short(done, allow_partial)
+            n = _pages_before_fault(t, vecs, len(data), True, allow_partial)
+            return scatter(t, vecs, data[:n], False)
         done += len(piece)
     return done
 
