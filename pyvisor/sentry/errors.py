@@ -1,4 +1,4 @@
-"""The one error type a syscall handler raises."""
+"""The one error type a syscall handler raises, and Linux's partial-count rule."""
 
 import errno as _errno
 import os
@@ -15,3 +15,13 @@ class SyscallError(Exception):
 
     def __str__(self):
         return "%s (%s)" % (_errno.errorcode.get(self.errno, self.errno), os.strerror(self.errno))
+
+
+def partial(done, exc):
+    """Linux's rule for a transfer cut short (read(2), write(2), send(2),
+    getrandom(2), sendmmsg(2)): the count already moved wins over the error;
+    only a call that moved nothing raises `exc` (a SyscallError, or
+    waiting.Interrupted). Use: ``return partial(done, e)``."""
+    if done:
+        return done
+    raise exc

@@ -36,6 +36,7 @@ import struct
 
 from pyvisor.abi import name_of, numbers as nr_
 from pyvisor.abi.ints import s32, s64
+from pyvisor.abi.structs import TIMESPEC as _TIMESPEC
 from pyvisor.sentry.errors import SyscallError
 
 MAX_STRLEN = 32          # strace -s default: bytes of a data buffer shown
@@ -497,8 +498,8 @@ def _stat(mode, size, rdev):
     return "{%s, st_size=%d, ...}" % (head, size)
 
 
-TIMESPEC = _struct_kind("<qq", _timespec)
-TIMESPEC_OUT = _struct_kind("<qq", _timespec, after=True)
+TIMESPEC = _struct_kind(_TIMESPEC.format, _timespec)
+TIMESPEC_OUT = _struct_kind(_TIMESPEC.format, _timespec, after=True)
 RLIMIT_IN = _struct_kind("<QQ", _rlimit)
 RLIMIT_OUT = _struct_kind("<QQ", _rlimit, after=True)
 FD_PAIR = _struct_kind("<ii", lambda a, b: "[%d, %d]" % (a, b), after=True)

@@ -212,6 +212,11 @@ class Task:
     def copy_out(self, addr, data):
         self.mm.copy_out(addr, data)
 
+    def accessible(self, ranges, limit, write=False):
+        """How many bytes of the (addr, length) ranges, in order and at most
+        `limit`, can be copied in (out if write) before the first fault."""
+        return self.mm.accessible(ranges, limit, write)
+
     def copy_in_str(self, addr, maxlen=4096):
         return self.mm.copy_in_str(addr, maxlen)
 

@@ -64,7 +64,8 @@ import struct
 import threading
 import time
 
-NSEC = 1_000_000_000
+from pyvisor.abi.structs import NSEC
+
 SIGALRM = 14
 SI_KERNEL, SI_TIMER = 0x80, -2
 DELAYTIMER_MAX = 0x7FFFFFFF

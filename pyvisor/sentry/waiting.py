@@ -14,7 +14,7 @@ import errno
 import threading
 import time
 
-from .errors import SyscallError
+from .errors import SyscallError, partial
 
 _local = threading.local()
 # The longest single host wait. Longer timeouts (a relative timeout may be up
@@ -58,6 +58,21 @@ def wait(cond, timeout=None):
     if t.interrupt_pending():
         raise Interrupted()
     return ok
+
+
+def wait_more(moved, block, *args):
+    """One wait inside a transfer loop (a socket's send or receive):
+    ``block(*args)`` waits and returns False on timeout. True: go on. With
+    bytes already moved, a timeout or a signal ends the call with them
+    (False); with none, EAGAIN or Interrupted is raised (errors.partial)."""
+    try:
+        if block(*args):
+            return True
+        exc = SyscallError(errno.EAGAIN)
+    except Interrupted as e:
+        exc = e
+    partial(moved, exc)
+    return False
 
 
 def wait_until(cond, deadline, timed_eintr=False):

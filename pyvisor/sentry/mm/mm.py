@@ -434,6 +434,27 @@ class MemoryManager:
             return v
         return None
 
+    def accessible(self, ranges, limit, write):
+        """How many bytes of the (addr, length) ranges, taken in order and at
+        most `limit` in all, are mapped readable (writable if ``write``)
+        before the first that is not; moves nothing. A copy that must not
+        fail halfway asks first."""
+        need = PROT_WRITE if write else PROT_READ
+        done = 0
+        with self.lock:
+            for addr, n in ranges:
+                end = addr + min(n, limit - done)
+                at = addr
+                while at < end:
+                    v = self._find(at)
+                    if v is None or v.prot & need != need:
+                        return done + at - addr
+                    at = min(end, v.end)
+                done += at - addr
+                if done >= limit:
+                    break
+        return done
+
     def copy_in(self, addr, n):
         if n == 0:
             return b""

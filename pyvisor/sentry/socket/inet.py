@@ -34,12 +34,13 @@ import struct
 import threading
 
 from ...netstack.errors import NetError
-from ..errors import SyscallError
+from .. import waiting
+from ..errors import SyscallError, partial
 from ..vfs.file import O_NONBLOCK, O_RDWR
 from ..vfs.waitq import (POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRNORM,
                          WaitQueue)
 from .netstack import net_of
-from .sockfs import SocketFile, deadline as _deadline, wait_or_stop
+from .sockfs import SocketFile, deadline as _deadline
 from .unix import (MSG_DONTWAIT, MSG_NOSIGNAL, MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_WAITALL,
                    Received, send_sigpipe)
 
@@ -296,16 +297,14 @@ class InetSocket(SocketFile):
                     n = self.sock.send(view[sent:sent + SEND_CHUNK])
                 except NetError as e:
                     if e.errno != errno.EAGAIN:
-                        if sent:
-                            return sent              # the error waits for the next call
-                        raise
+                        return partial(sent, e)      # the error waits for the next call
                     n = 0
                 sent += n
                 if sent >= len(data):
                     return sent
                 if n:
                     continue
-                if not wait_or_stop(net.block, self.cond, deadline, timed, sent):
+                if not waiting.wait_more(sent, net.block, self.cond, deadline, timed):
                     return sent
 
     def _send_dgram(self, data, flags, name):
@@ -340,9 +339,8 @@ class InetSocket(SocketFile):
                     data = self.sock.recv(size - got, MSG_PEEK if peek else 0)
                 except NetError as e:
                     if e.errno != errno.EAGAIN:
-                        if got:
-                            break                    # the error waits for the next call
-                        raise
+                        partial(got, e)              # raises unless bytes came; else the
+                        break                        # error waits for the next call
                     data = None
                 if data is not None:
                     if not data:
@@ -351,7 +349,7 @@ class InetSocket(SocketFile):
                     got += len(data)
                     if got >= want or got >= size:
                         break
-                if not wait_or_stop(net.block, self.cond, deadline, timed, got):
+                if not waiting.wait_more(got, net.block, self.cond, deadline, timed):
                     break
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         return Received(bytes(data))

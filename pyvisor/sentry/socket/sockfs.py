@@ -72,27 +72,6 @@ class SocketFile(FileDescription):
         raise SyscallError(errno.ENOTTY)
 
 
-def wait_or_stop(block, cond, deadline, timed, done):
-    """One wait of a blocking send or receive that has moved ``done`` bytes.
-
-    True: woken, try again. False: stop, the call returns ``done`` (Linux
-    returns the partial count of a transfer that the timeout or a signal
-    cuts short). With nothing moved, the timeout is EAGAIN and the signal's
-    ``waiting.Interrupted`` goes on up. ``block(cond, deadline, timed)`` is
-    the socket's wait (``NetStack.block``, unix's ``_Txn.block``).
-    """
-    try:
-        if block(cond, deadline, timed):
-            return True
-    except waiting.Interrupted:
-        if done:
-            return False
-        raise
-    if done:
-        return False
-    raise SyscallError(errno.EAGAIN)
-
-
 def deadline(timeout, nonblock):
     """A blocking socket call's deadline: None to wait forever, else monotonic
     (now, for a non-blocking call: don't wait; else SO_RCVTIMEO/SNDTIMEO on)."""

@@ -51,14 +51,14 @@ import threading
 from collections import deque
 
 from .. import waiting
-from ..errors import SyscallError
+from ..errors import SyscallError, partial
 from ..task import siginfo_bytes
 from ..vfs.file import O_NONBLOCK, O_RDWR
 from ..vfs.perm import W_OK, check_access, creds_of
 from ..vfs.stat import S_IFSOCK
 from ..vfs.waitq import (POLLERR, POLLHUP, POLLIN, POLLOUT, POLLRDHUP, POLLRDNORM, POLLWRBAND,
                          POLLWRNORM, WaitQueue)
-from .sockfs import SocketFile, deadline as _deadline, wait_or_stop
+from .sockfs import SocketFile, deadline as _deadline
 
 AF_UNIX = 1
 SOCK_STREAM, SOCK_DGRAM, SOCK_RAW, SOCK_SEQPACKET = 1, 2, 3, 5
@@ -596,9 +596,7 @@ class UnixSocket(SocketFile):
             while True:
                 peer = self.peer
                 if self.shutdown & SEND_SHUTDOWN or peer.dead or peer.shutdown & RCV_SHUTDOWN:
-                    if sent:
-                        return sent
-                    raise SyscallError(errno.EPIPE)
+                    return partial(sent, SyscallError(errno.EPIPE))
                 room = self.sndbuf - self.wmem
                 if room > 0:
                     n = min(len(data) - sent, room, max(self.sndbuf // 2 - 64, 1))
@@ -608,7 +606,7 @@ class UnixSocket(SocketFile):
                     if sent == len(data):
                         return sent
                     continue
-                if not wait_or_stop(tx.block, self.cond, deadline, timed, sent):
+                if not waiting.wait_more(sent, tx.block, self.cond, deadline, timed):
                     return sent
 
     def _send_record(self, t, data, flags, name, box, creds):
@@ -717,7 +715,7 @@ class UnixSocket(SocketFile):
                         raise SyscallError(err)
                     if self.shutdown & RCV_SHUTDOWN:
                         break
-                    if not wait_or_stop(tx.block, self.cond, deadline, timed, got):
+                    if not waiting.wait_more(got, tx.block, self.cond, deadline, timed):
                         break
                     continue
                 if got and self.passcred and m.creds != creds:

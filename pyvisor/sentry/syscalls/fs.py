@@ -6,7 +6,7 @@ values; fds, flags and whence are read with s32, offsets with s64.
 
 Partial transfers follow Linux: a read or write that moved some bytes
 before failing (EFAULT on a later chunk, EAGAIN, EPIPE) returns the count;
-only a call that moved nothing raises (`_partial`).
+only a call that moved nothing raises (`errors.partial`).
 """
 
 import errno
@@ -19,7 +19,7 @@ from pyvisor.abi.flags import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMO
                                AT_REMOVEDIR, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW,
                                AT_SYMLINK_NOFOLLOW)
 from pyvisor.abi.ints import s32, s64
-from ..errors import SyscallError
+from ..errors import SyscallError, partial
 from ..waiting import Interrupted
 from ..vfs.file import (O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEFILE, O_NONBLOCK,
                         O_PATH, O_TRUNC, O_WRONLY, O_TMPFILE)
@@ -28,15 +28,15 @@ from ..vfs.perm import CAP_CHOWN, creds_of, fs_ids, has_cap, is_owner
 from ..vfs.pipe import PipeFile, make_pipe
 from ..vfs.stat import (S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, pack_dirent,
                         pack_dirent64, pack_stat, pack_statfs, pack_statx)
-from ._util import install_pair
+from pyvisor.abi.structs import (MAX_RW_COUNT, NSEC, SSIZE_MAX, TIMESPEC, TIMEVAL, USEC,
+                                 UTIME_NOW, UTIME_OMIT)
+from ._util import (check_stream_room, gather, install_pair, is_stream_socket, read_iovecs,
+                    scatter)
 
 STATX__RESERVED = 0x80000000
 
 PATH_MAX = 4096
-MAX_RW_COUNT = 0x7FFFF000          # INT_MAX & PAGE_MASK: Linux's cap on one transfer
 CHUNK = 1 << 20
-UIO_MAXIOV = 1024
-SSIZE_MAX = (1 << 63) - 1
 
 F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL = 0, 1, 2, 3, 4
 F_GETLK, F_SETLK, F_SETLKW, F_SETOWN, F_GETOWN = 5, 6, 7, 8, 9
@@ -48,16 +48,12 @@ _FLOCK = struct.Struct("<hhxxxxqqixxxx")      # struct flock, 32 bytes
 
 FIONREAD, FIONBIO, FIONCLEX, FIOCLEX, FIOASYNC = 0x541B, 0x5421, 0x5450, 0x5451, 0x5452
 LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8
-UTIME_NOW, UTIME_OMIT = (1 << 30) - 1, (1 << 30) - 2
 RENAME_NOREPLACE = 1
 CAP_SYS_CHROOT = 18
 NO_ID = 0xFFFFFFFF
 SIGPIPE = 13
 
 _INT = struct.Struct("<i")
-_IOVEC = struct.Struct("<QQ")
-_TIMESPEC = struct.Struct("<qq")
-_TIMEVAL = struct.Struct("<qq")
 
 
 # --- helpers ----------------------------------------------------------------
@@ -72,13 +68,6 @@ def _path(t, addr):
 
 def _file(t, fd):
     return t.fdtable.get(s32(fd))
-
-
-def _partial(done, exc):
-    """Linux's rule: bytes already moved win over a later error."""
-    if done:
-        return done
-    raise exc
 
 
 def _count(count):
@@ -109,7 +98,7 @@ def _read_loop(t, f, buf, count, offset=None):
             if len(data) < n or not f.seekable:
                 break
     except SyscallError as e:
-        return _partial(done, e)
+        return partial(done, e)
     return done
 
 
@@ -128,11 +117,9 @@ def _write_loop(t, f, buf, count, offset=None):
             if w < n:
                 break
     except SyscallError as e:
-        return _partial(done, e)
-    except Interrupted:
-        if done:                    # a signal after some chunks: the count wins
-            return done
-        raise
+        return partial(done, e)
+    except Interrupted as e:        # a signal after some chunks: the count wins
+        return partial(done, e)
     return done
 
 
@@ -157,52 +144,6 @@ def _send_sigpipe(t):
         return
     from ..task import siginfo_bytes
     send(t, SIGPIPE, siginfo_bytes(SIGPIPE, 0, pid=t.pid), group=False)
-
-
-def _iovecs(t, iov, iovcnt):
-    iovcnt = s32(iovcnt)
-    if iovcnt < 0 or iovcnt > UIO_MAXIOV:
-        raise SyscallError(errno.EINVAL)
-    raw = t.copy_in(iov, iovcnt * 16) if iovcnt else b""
-    vecs = [_IOVEC.unpack_from(raw, i * 16) for i in range(iovcnt)]
-    total = 0
-    for _, length in vecs:
-        if length > SSIZE_MAX:
-            raise SyscallError(errno.EINVAL)
-        total += length
-        if total > SSIZE_MAX:
-            raise SyscallError(errno.EINVAL)
-    return vecs, min(total, MAX_RW_COUNT)
-
-
-def _scatter(t, vecs, data):
-    done = 0
-    try:
-        for base, length in vecs:
-            if done >= len(data):
-                break
-            piece = data[done:done + length]
-            t.copy_out(base, piece)
-            done += len(piece)
-    except SyscallError as e:
-        return _partial(done, e)
-    return done
-
-
-def _gather(t, vecs, total):
-    parts, have = [], 0
-    for base, length in vecs:
-        if have >= total:
-            break
-        length = min(length, total - have)
-        try:
-            parts.append(t.copy_in(base, length))
-        except SyscallError:
-            if not parts:
-                raise
-            break
-        have += length
-    return b"".join(parts)
 
 
 def _offset(v):
@@ -267,8 +208,25 @@ def _vector_io(t, f, vecs, one, offset=None):
             if n < length:
                 break
     except SyscallError as e:
-        return _partial(done, e)
+        return partial(done, e)
     return done
+
+
+def _read_scattered(t, f, vecs, total):
+    """A stream's readv: one read, scattered. Bytes not delivered (a fault:
+    see _util.scatter) go back to a pipe, which keeps them as pipe_read
+    does; a stream socket fails before it consumes them. N.B. other
+    streams (ttys, datagram sockets) lose them."""
+    if is_stream_socket(f):
+        check_stream_room(t, f, vecs, min(total, CHUNK))
+    data = f.read(min(total, CHUNK))
+    n = 0
+    try:
+        n = scatter(t, vecs, data, allow_partial=True)
+        return n
+    finally:
+        if n < len(data) and isinstance(f, PipeFile):
+            f.pipe.unread(data[n:])
 
 
 def sys_readv(t, fd, iov, iovcnt, *_):
@@ -276,11 +234,11 @@ def sys_readv(t, fd, iov, iovcnt, *_):
     scattered, so that a readv never blocks after data arrived."""
     f = _file(t, fd)
     f.check_readable()
-    vecs, total = _iovecs(t, iov, iovcnt)
+    vecs, total = read_iovecs(t, iov, iovcnt)
     if total == 0:
         return 0
     if not f.seekable:
-        return _scatter(t, vecs, f.read(min(total, CHUNK)))
+        return _read_scattered(t, f, vecs, total)
     return _vector_io(t, f, vecs, _read_loop)
 
 
@@ -290,11 +248,11 @@ def sys_writev(t, fd, iov, iovcnt, *_):
     a writev of at most PIPE_BUF bytes to a pipe stays atomic."""
     f = _file(t, fd)
     f.check_writable()
-    vecs, total = _iovecs(t, iov, iovcnt)
+    vecs, total = read_iovecs(t, iov, iovcnt)
     if total == 0:
         return 0
     if not f.seekable:
-        return f.write(_gather(t, vecs, total))
+        return f.write(gather(t, vecs, total, allow_partial=True))
     return _vector_io(t, f, vecs, _write_loop)
 
 
@@ -304,7 +262,7 @@ def sys_preadv(t, fd, iov, iovcnt, pos_l, pos_h=0, *_):
     f.check_readable()
     off = _offset(pos_l)
     _need_seekable(f)
-    vecs, _total = _iovecs(t, iov, iovcnt)
+    vecs, _total = read_iovecs(t, iov, iovcnt)
     return _vector_io(t, f, vecs, _read_loop, off)
 
 
@@ -315,7 +273,7 @@ def sys_pwritev(t, fd, iov, iovcnt, pos_l, pos_h=0, *_):
     f.check_writable()
     off = _offset(pos_l)
     _need_seekable(f)
-    vecs, _total = _iovecs(t, iov, iovcnt)
+    vecs, _total = read_iovecs(t, iov, iovcnt)
     return _vector_io(t, f, vecs, _write_loop, off)
 
 
@@ -359,7 +317,7 @@ def sys_sendfile(t, out_fd, in_fd, offset_ptr, count, *_):
     except SyscallError as e:
         if off is not None and done:
             t.copy_out_u64(offset_ptr, off + done)
-        return _partial(done, e)
+        return partial(done, e)
     if off is not None:
         t.copy_out_u64(offset_ptr, off + done)
     return done
@@ -1044,14 +1002,28 @@ def _set_times(t, inode, atime, mtime):
     return 0
 
 
-def _timespec_ns(sec, nsec, now):
+def _timestamp_ns(sec, nsec, now):
+    """utimensat(2)'s timespec: a point in time (tv_sec may be negative),
+    tv_nsec in [0, 1e9) or UTIME_NOW / UTIME_OMIT (None); else EINVAL."""
     if nsec == UTIME_NOW:
         return now
     if nsec == UTIME_OMIT:
         return None
-    if not 0 <= nsec < 1_000_000_000:
+    if not 0 <= nsec < NSEC:
         raise SyscallError(errno.EINVAL)
-    return sec * 1_000_000_000 + nsec
+    return sec * NSEC + nsec
+
+
+def _read_timevals(t, times):
+    """utimes(2)/futimesat(2)'s struct timeval[2] as (atime, mtime) ns: tv_sec
+    may be negative, tv_usec must be in [0, 1e6) (EINVAL); EFAULT."""
+    raw = t.copy_in(times, 2 * TIMEVAL.size)
+    out = []
+    for sec, usec in TIMEVAL.iter_unpack(raw):
+        if not 0 <= usec < NSEC // USEC:
+            raise SyscallError(errno.EINVAL)
+        out.append(sec * NSEC + usec * USEC)
+    return out
 
 
 def sys_utimensat(t, dirfd, path, times, flags, *_):
@@ -1061,9 +1033,8 @@ def sys_utimensat(t, dirfd, path, times, flags, *_):
         raise SyscallError(errno.EINVAL)
     now = time.time_ns()
     if times:
-        raw = t.copy_in(times, 32)
-        a = _timespec_ns(*_TIMESPEC.unpack_from(raw, 0), now)
-        m = _timespec_ns(*_TIMESPEC.unpack_from(raw, 16), now)
+        a, m = [_timestamp_ns(sec, nsec, now)
+                for sec, nsec in TIMESPEC.iter_unpack(t.copy_in(times, 2 * TIMESPEC.size))]
     else:
         a = m = now
     dirfd = s32(dirfd)
@@ -1079,26 +1050,15 @@ def sys_utimensat(t, dirfd, path, times, flags, *_):
 
 def sys_utimes(t, path, times, *_):
     """Implements Linux syscall utimes(2) (struct timeval[2])."""
-    now = time.time_ns()
-    if times:
-        raw = t.copy_in(times, 32)
-        vals = []
-        for off in (0, 16):
-            sec, usec = _TIMEVAL.unpack_from(raw, off)
-            if not 0 <= usec < 1_000_000:
-                raise SyscallError(errno.EINVAL)
-            vals.append(sec * 1_000_000_000 + usec * 1000)
-        a, m = vals
-    else:
-        a = m = now
+    a, m = _read_timevals(t, times) if times else (time.time_ns(),) * 2
     return _set_times(t, _inode_at(t, AT_FDCWD, path), a, m)
 
 
 def sys_utime(t, path, times, *_):
     """Implements Linux syscall utime(2) (struct utimbuf: actime, modtime)."""
     if times:
-        actime, modtime = struct.unpack("<qq", t.copy_in(times, 16))
-        a, m = actime * 1_000_000_000, modtime * 1_000_000_000
+        actime, modtime = struct.unpack("<qq", t.copy_in(times, 16))    # struct utimbuf
+        a, m = actime * NSEC, modtime * NSEC
     else:
         a = m = time.time_ns()
     return _set_times(t, _inode_at(t, AT_FDCWD, path), a, m)
@@ -1106,17 +1066,7 @@ def sys_utime(t, path, times, *_):
 
 def sys_futimesat(t, dirfd, path, times, *_):
     """Implements Linux syscall futimesat(2): utimes relative to dirfd."""
-    now = time.time_ns()
-    a = m = now
-    if times:
-        raw = t.copy_in(times, 32)
-        vals = []
-        for off in (0, 16):
-            sec, usec = _TIMEVAL.unpack_from(raw, off)
-            if not 0 <= usec < 1_000_000:
-                raise SyscallError(errno.EINVAL)
-            vals.append(sec * 1_000_000_000 + usec * 1000)
-        a, m = vals
+    a, m = _read_timevals(t, times) if times else (time.time_ns(),) * 2
     return _set_times(t, _inode_at(t, s32(dirfd), path), a, m)
 
 

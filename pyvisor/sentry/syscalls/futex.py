@@ -17,7 +17,8 @@ import time
 from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.waiting import Interrupted
-from pyvisor.sentry.syscalls.time import NSEC, read_timespec
+from pyvisor.abi.structs import NSEC
+from pyvisor.sentry.syscalls._util import read_timespec
 
 FUTEX_WAIT, FUTEX_WAKE, FUTEX_REQUEUE, FUTEX_CMP_REQUEUE, FUTEX_WAKE_OP = 0, 1, 3, 4, 5
 FUTEX_WAIT_BITSET, FUTEX_WAKE_BITSET = 9, 10

@@ -20,7 +20,7 @@ import struct
 import time as _time
 
 from pyvisor.abi.ints import s32, s64
-from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.errors import SyscallError, partial
 from pyvisor.sentry.limits import NR_OPEN, RLIMIT_NOFILE, RLIM_NLIMITS
 
 # --- uname -----------------------------------------------------------------
@@ -104,10 +104,8 @@ def sys_getrandom(t, buf, count, flags, *_):
         n = min(_CHUNK, count - done)
         try:
             t.copy_out(buf + done, os.urandom(n))
-        except SyscallError:
-            if done:
-                return done                  # partial transfer, as Linux
-            raise
+        except SyscallError as e:
+            return partial(done, e)
         done += n
     return done
 

@@ -23,7 +23,8 @@ import struct
 import time
 
 from pyvisor.abi.ints import s32
-from ..errors import SyscallError
+from pyvisor.abi.structs import TIMEVAL, UIO_MAXIOV
+from ..errors import SyscallError, partial
 from ..socket import inet
 from ..socket.unix import (AF_UNIX, LISTENING, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF,
                            MSG_CMSG_CLOEXEC, MSG_CTRUNC, MSG_DONTWAIT, MSG_TRUNC, SOCK_DGRAM,
@@ -31,8 +32,8 @@ from ..socket.unix import (AF_UNIX, LISTENING, MAX_BUF, MIN_RCVBUF, MIN_SNDBUF,
                            UnixSocket, new_socket, pack_sockaddr, parse_sockaddr, socket_pair)
 from ..vfs.file import O_CLOEXEC, O_NONBLOCK, O_PATH
 from ..vfs.perm import has_cap
-from ._util import install_pair
-from .time import read_deadline
+from ._util import (check_stream_room, gather, install_pair, read_deadline, read_iovecs,
+                    scatter)
 
 AF_UNSPEC = 0
 AF_INET = 2
@@ -41,9 +42,7 @@ NPROTO = 46
 SOCK_MAX = 11
 SOCK_NONBLOCK, SOCK_CLOEXEC = O_NONBLOCK, O_CLOEXEC
 SOCKADDR_STORAGE = 128
-MAX_RW_COUNT = 0x7FFFF000
 INT_MAX = 0x7FFFFFFF
-UIO_MAXIOV = 1024
 SCM_MAX_FD = 253
 MSG_WAITFORONE = 0x10000
 
@@ -63,10 +62,8 @@ _STORED_INT_OPTS = {SO_REUSEADDR, SO_KEEPALIVE, SO_BROADCAST, SO_DONTROUTE, SO_O
                     SO_PRIORITY, SO_REUSEPORT, SO_NO_CHECK, SO_DEBUG}
 
 _INT = struct.Struct("<i")
-_IOVEC = struct.Struct("<QQ")
 _MSGHDR = struct.Struct("<Qi4xQQQQi4x")
 _CMSGHDR = struct.Struct("<Qii")
-_TIMEVAL = struct.Struct("<qq")
 # sock_set_timeout: from MAX_SCHEDULE_TIMEOUT / HZ - 1 seconds on (HZ 1000
 # here) a timeout is "forever", read back as {0, 0}.
 _TIMEO_FOREVER_SEC = ((1 << 63) - 1) // 1000 - 1
@@ -314,37 +311,8 @@ def sys_recvfrom(t, fd, buf, length, flags, addr, addrlen, *_):
 
 def _read_msghdr(t, msg):
     name, namelen, iov, iovlen, control, controllen, _flags = _MSGHDR.unpack(t.copy_in(msg, 56))
-    if iovlen > UIO_MAXIOV:
-        raise SyscallError(errno.EMSGSIZE)
-    raw = t.copy_in(iov, iovlen * 16) if iovlen else b""
-    vecs, total = [], 0
-    for i in range(iovlen):
-        base, n = _IOVEC.unpack_from(raw, i * 16)
-        if n > INT_MAX or total + n > INT_MAX:
-            raise SyscallError(errno.EINVAL)
-        total += n
-        vecs.append((base, n))
-    return name, namelen, vecs, min(total, MAX_RW_COUNT), control, controllen
-
-
-def _gather(t, vecs, total):
-    parts, have = [], 0
-    for base, n in vecs:
-        n = min(n, total - have)
-        if n:
-            parts.append(t.copy_in(base, n))
-            have += n
-    return b"".join(parts)
-
-
-def _scatter(t, vecs, data):
-    off = 0
-    for base, n in vecs:
-        if off >= len(data):
-            break
-        piece = data[off:off + n]
-        t.copy_out(base, piece)
-        off += len(piece)
+    vecs, total = read_iovecs(t, iov, iovlen, too_many=errno.EMSGSIZE)
+    return name, namelen, vecs, total, control, controllen
 
 
 def _check_creds(t, c):
@@ -411,7 +379,7 @@ def _sendmsg(t, s, msg, flags):
         raw = _addr_in(t, name, namelen)
     if total and _is_inet(s):
         total = s.send_room(flags, total)
-    data = _gather(t, vecs, total)
+    data = gather(t, vecs, total, allow_partial=False)
     rights, creds = _parse_control(t, control, controllen)
     return s.send(t, data, flags, _dest(s, raw), rights, creds)
 
@@ -464,9 +432,11 @@ def _recvmsg(t, s, msg, flags):
     name, namelen, vecs, total, control, controllen = _read_msghdr(t, msg)
     if namelen < 0:
         raise SyscallError(errno.EINVAL)
+    if s.type == SOCK_STREAM:
+        check_stream_room(t, s, vecs, total, flags)
     r = s.recv(total, flags & ~MSG_CMSG_CLOEXEC)
     try:
-        _scatter(t, vecs, r.data)
+        scatter(t, vecs, r.data, allow_partial=False)
     except SyscallError:
         for f in r.rights:
             f.decref()
@@ -513,10 +483,8 @@ def sys_sendmmsg(t, fd, msgvec, vlen, flags, *_):
         try:
             n = _sendmsg(t, s, entry, flags)
             t.copy_out(entry + 56, struct.pack("<I", n))
-        except SyscallError:
-            if done:
-                return done
-            raise
+        except SyscallError as e:
+            return partial(done, e)
         done += 1
     return done
 
@@ -534,10 +502,9 @@ def sys_recvmmsg(t, fd, msgvec, vlen, flags, timeout, *_):
         try:
             n = _recvmsg(t, s, entry, flags)
             t.copy_out(entry + 56, struct.pack("<I", n))
-        except SyscallError:
-            if done:
-                break
-            raise
+        except SyscallError as e:
+            partial(done, e)                # raises unless some records came
+            break
         done += 1
         if flags & MSG_WAITFORONE:
             flags |= MSG_DONTWAIT
@@ -550,9 +517,9 @@ def sys_recvmmsg(t, fd, msgvec, vlen, flags, timeout, *_):
 
 def _timeval_in(t, optval, optlen):
     """sock_set_timeout: seconds, or None for "forever" ({0, 0})."""
-    if optlen < _TIMEVAL.size:
+    if optlen < TIMEVAL.size:
         raise SyscallError(errno.EINVAL)
-    sec, usec = _TIMEVAL.unpack(t.copy_in(optval, _TIMEVAL.size))
+    sec, usec = TIMEVAL.unpack(t.copy_in(optval, TIMEVAL.size))
     if usec < 0 or usec >= 1000000:
         raise SyscallError(errno.EDOM)
     if sec < 0:
@@ -582,9 +549,9 @@ def _set_timeout(t, s, optname, optval, optlen):
 
 def _timeval_out(v):
     if v is None:
-        return _TIMEVAL.pack(0, 0)
+        return TIMEVAL.pack(0, 0)
     sec = int(v)
-    return _TIMEVAL.pack(sec, int(round((v - sec) * 1e6)))
+    return TIMEVAL.pack(sec, int(round((v - sec) * 1e6)))
 
 
 def _set_buf(v, minimum):

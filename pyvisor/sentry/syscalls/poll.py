@@ -28,7 +28,8 @@ import time
 from pyvisor.abi.ints import s32
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls.time import KTIME_MAX, NSEC, USEC, read_deadline, timespec_ns
+from pyvisor.abi.structs import KTIME_MAX, NSEC, TIMESPEC, TIMEVAL, USEC, split_ns
+from pyvisor.sentry.syscalls._util import read_deadline, timespec_ns
 from pyvisor.sentry.vfs.epoll import (EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_EVENT,
                                       EpollFile, pack_events)
 from pyvisor.sentry.vfs.host import POLL_INTERVAL
@@ -42,8 +43,6 @@ EP_MAX_EVENTS = 0x7FFFFFFF // EPOLL_EVENT.size
 SIGKILL, SIGSTOP = 9, 19
 UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
 POLLFD = struct.Struct("<ihh")
-TIMESPEC = struct.Struct("<qq")
-TIMEVAL = struct.Struct("<qq")
 USEC_PER_SEC = 1_000_000
 # fs/select.c: which poll bits make an fd readable, writable, exceptional.
 POLLIN_SET = POLLRDNORM | POLLRDBAND | POLLIN | POLLHUP | POLLERR
@@ -100,9 +99,8 @@ def _deadline_ms(ms):
 
 
 def _time_left(deadline):
-    """(sec, nsec) left before deadline, never negative."""
-    left = max(0, int((deadline - time.monotonic()) * NSEC))
-    return divmod(left, NSEC)
+    """ns left before deadline, never negative."""
+    return max(0, int((deadline - time.monotonic()) * NSEC))
 
 
 @contextlib.contextmanager
@@ -198,11 +196,10 @@ def sys_ppoll(t, fds, nfds, tsp, sigmask, sigsetsize, *_):
 
 
 def _write_left(t, addr, struct_, deadline, unit):
-    """Write the time left to a timespec (unit 1) or timeval (unit 1000);
+    """Write the time left to a timespec (unit 1) or timeval (unit USEC);
     a fault here is ignored, as Linux does (poll_select_finish)."""
-    sec, nsec = _time_left(deadline)
     try:
-        t.copy_out(addr, struct_.pack(sec, nsec // unit))
+        t.copy_out(addr, struct_.pack(*split_ns(_time_left(deadline), unit)))
     except SyscallError:
         pass
 
@@ -274,7 +271,7 @@ def sys_select(t, nfds, readfds, writefds, exceptfds, timeout, *_):
         return _do_select(t, s32(nfds), readfds, writefds, exceptfds, deadline)
     finally:
         if deadline is not None:
-            _write_left(t, timeout, TIMEVAL, deadline, 1000)
+            _write_left(t, timeout, TIMEVAL, deadline, USEC)
 
 
 def sys_pselect6(t, nfds, readfds, writefds, exceptfds, timeout, sig, *_):

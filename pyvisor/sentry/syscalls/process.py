@@ -10,6 +10,7 @@ from pyvisor.abi.flags import (CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_D
                                CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD, CLONE_UNTRACED,
                                CLONE_VFORK, CLONE_VM, CSIGNAL)
 from pyvisor.abi.ints import s32
+from pyvisor.abi.structs import pack_timeval
 from pyvisor.sentry import timers
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.mm import MM_TOP
@@ -209,8 +210,7 @@ def _child_rusage(child):
     user, prof = timers.group_cpu(child)
     cu, cp = timers.children_cpu(child)
     user, system = user + cu, max(0, prof + cp - user - cu)
-    tv = struct.pack("<qqqq", user // 1_000_000_000, user % 1_000_000_000 // 1000,
-                     system // 1_000_000_000, system % 1_000_000_000 // 1000)
+    tv = pack_timeval(user) + pack_timeval(system)       # ru_utime, ru_stime
     return tv.ljust(RUSAGE_SIZE, b"\0")
 
 

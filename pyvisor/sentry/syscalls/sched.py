@@ -10,6 +10,7 @@ import os
 import struct
 
 from pyvisor.abi.ints import s32
+from pyvisor.abi.structs import pack_timespec
 from pyvisor.sentry.errors import SyscallError
 
 SCHED_OTHER, SCHED_FIFO, SCHED_RR, SCHED_BATCH, SCHED_IDLE = 0, 1, 2, 3, 5
@@ -96,7 +97,7 @@ def sys_sched_rr_get_interval(t, pid, tp, *_):
     """Implements Linux syscall sched_rr_get_interval(2): 100 ms for SCHED_RR, else 0 as CFS reports here."""
     x = _task(t, pid)
     rr = getattr(x, "sched_policy", SCHED_OTHER) == SCHED_RR
-    t.copy_out(tp, struct.pack("<qq", 0, 100_000_000 if rr else 0))
+    t.copy_out(tp, pack_timespec(100_000_000 if rr else 0))
     return 0
 
 

@@ -10,7 +10,7 @@ import time
 from pyvisor.abi.ints import s32
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls.time import read_deadline
+from pyvisor.sentry.syscalls._util import read_deadline
 from pyvisor.sentry.task import (SI_TKILL, SI_USER, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
                                  SignalState, siginfo_bytes)
 

@@ -10,7 +10,7 @@ Linux background (clock_gettime(2), clock_nanosleep(2), time(7)):
 - A timespec is valid if tv_sec >= 0 and 0 <= tv_nsec < 1e9 (a timeval:
   0 <= tv_usec < 1e6); otherwise EINVAL. That holds for nanosleep,
   clock_nanosleep (relative and absolute), and every timeout and timer value
-  read through `timespec_ns` (poll, select, epoll, futex, rt_sigtimedwait,
+  read through `_util.timespec_ns` (poll, select, epoll, futex, rt_sigtimedwait,
   recvmmsg, the timers). A valid value is clamped to KTIME_MAX ns (about 292
   years), as timespec64_to_ktime does: a huge timeout is "forever", never an
   error.
@@ -34,12 +34,10 @@ import struct
 import time as _time
 
 from pyvisor.abi.ints import s32
+from pyvisor.abi.structs import NSEC, USEC, pack_timespec, pack_timeval, split_ns
 from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.syscalls._util import read_timespec
 
-NSEC = 1_000_000_000
-USEC = 1000                         # ns per microsecond: the unit of a timeval's tv_usec
-KTIME_MAX = (1 << 63) - 1           # include/linux/ktime.h: the largest time, in ns
-TIMESPEC = struct.Struct("<qq")     # struct timespec {tv_sec, tv_nsec}; timeval {tv_sec, tv_usec}
 USER_HZ = 100                       # clock_t ticks per second for times(2)
 
 CLOCK_REALTIME = 0
@@ -67,35 +65,6 @@ _CPU_CLOCKS = (CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID)
 _SLEEP_CLOCKS = (CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME, CLOCK_TAI)
 _CPUCLOCK_PERTHREAD = 4
 _CPUCLOCK_INVALID = 3
-
-
-# --- timespec helpers ------------------------------------------------------
-
-
-def pack_timespec(ns):
-    return TIMESPEC.pack(ns // NSEC, ns % NSEC)
-
-
-def timespec_ns(sec, sub, unit=1):
-    """A timespec (unit 1: sub is tv_nsec) or timeval (unit USEC: tv_usec) as
-    ns, clamped to KTIME_MAX; EINVAL if tv_sec < 0 or sub is outside one second."""
-    if sec < 0 or not 0 <= sub < NSEC // unit:
-        raise SyscallError(errno.EINVAL)
-    return min(sec * NSEC + sub * unit, KTIME_MAX)
-
-
-def read_timespec(t, addr, unit=1):
-    """A valid timespec (or timeval, unit USEC) from app memory as ns, clamped
-    to KTIME_MAX; EFAULT or EINVAL."""
-    return timespec_ns(*TIMESPEC.unpack(t.copy_in(addr, TIMESPEC.size)), unit)
-
-
-def read_deadline(t, addr):
-    """A relative timeout (struct timespec) at addr as a time.monotonic()
-    deadline; None for a NULL pointer (no timeout). EFAULT or EINVAL."""
-    if not addr:
-        return None
-    return _time.monotonic() + read_timespec(t, addr) / NSEC
 
 
 # --- clock reading ---------------------------------------------------------
@@ -163,7 +132,7 @@ def sys_gettimeofday(t, tv, tz, *_):
     """Implements Linux syscall gettimeofday(2). The timezone is always {0, 0} (UTC)."""
     if tv:
         ns = _time.clock_gettime_ns(_time.CLOCK_REALTIME)
-        t.copy_out(tv, struct.pack("<qq", ns // NSEC, (ns % NSEC) // 1000))
+        t.copy_out(tv, pack_timeval(ns))
     if tz:
         t.copy_out(tz, struct.pack("<ii", 0, 0))
     return 0
@@ -190,7 +159,7 @@ def _sleep(t, seconds, rem=0):
     except waiting.Interrupted:
         if rem:
             left = int(t.sleep_left * NSEC)
-            t.copy_out(rem, struct.pack("<qq", left // NSEC, left % NSEC))
+            t.copy_out(rem, pack_timespec(left))
         raise
 
 
@@ -246,10 +215,6 @@ def sys_times(t, buf, *_):
     return int((_time.monotonic() - start) * USER_HZ)
 
 
-def _timeval(ns):
-    return (ns // NSEC, ns % NSEC // 1000)
-
-
 def sys_getrusage(t, who, usage, *_):
     """Implements Linux syscall getrusage(2).
 
@@ -272,6 +237,6 @@ def sys_getrusage(t, who, usage, *_):
     if who != RUSAGE_CHILDREN:
         import resource                     # only on this rare path
         maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    fields = (*_timeval(user), *_timeval(system), maxrss) + (0,) * 13
+    fields = (*split_ns(user, USEC), *split_ns(system, USEC), maxrss) + (0,) * 13
     t.copy_out(usage, struct.pack("<4q14q", *fields))
     return 0

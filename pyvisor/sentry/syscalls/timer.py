@@ -31,13 +31,12 @@ import errno
 import struct
 
 from pyvisor.abi.ints import s32
+from pyvisor.abi.structs import ITIMERSPEC, NSEC, USEC
 from pyvisor.sentry import timers
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls.time import timespec_ns
+from pyvisor.sentry.syscalls._util import read_itimer, write_itimer
 from pyvisor.sentry.vfs.timerfd import TFD_CLOEXEC, TFD_SETTIME_FLAGS, TimerFile, make_timerfd
 
-NSEC = timers.NSEC
-USEC = 1000
 ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF = 0, 1, 2
 TIMER_ABSTIME = 1
 SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD, SIGEV_THREAD_ID = 0, 1, 2, 4
@@ -46,22 +45,7 @@ SIGEVENT_SIZE = 64
 CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID = 2, 3
 _CLOCKFD = 3                         # low bits of a negative id naming a posix clock fd
 _NOT_TIMER_CLOCKS = (4, 5, 6)        # MONOTONIC_RAW and the COARSE clocks: EOPNOTSUPP
-_PAIR = struct.Struct("<qqqq")       # interval {sec, sub}, value {sec, sub}
 _SIGEVENT = struct.Struct("<Qiii")
-
-
-# --- time values --------------------------------------------------------------
-
-
-def _read_pair(t, addr, unit):
-    """(interval ns, value ns) from an itimerval (unit USEC) or itimerspec (unit 1)."""
-    isec, isub, vsec, vsub = _PAIR.unpack(t.copy_in(addr, _PAIR.size))
-    return timespec_ns(isec, isub, unit), timespec_ns(vsec, vsub, unit)
-
-
-def _write_pair(t, addr, interval, value, unit):
-    t.copy_out(addr, _PAIR.pack(interval // NSEC, interval % NSEC // unit,
-                                value // NSEC, value % NSEC // unit))
 
 
 # --- alarm and the interval timers ------------------------------------------------------
@@ -111,12 +95,12 @@ def _check_which(which):
 def sys_setitimer(t, which, new, old, *_):
     """Implements Linux syscall setitimer(2)."""
     which = _check_which(which)
-    interval, value = _read_pair(t, new, USEC) if new else (0, 0)
+    interval, value = read_itimer(t, new, USEC) if new else (0, 0)
     if old:
-        t.copy_in(old, _PAIR.size)                  # EFAULT before anything changes
+        t.copy_in(old, ITIMERSPEC.size)                  # EFAULT before anything changes
     old_interval, old_value = _itimer(t, which, value, interval)
     if old:
-        _write_pair(t, old, old_interval, old_value, USEC)
+        write_itimer(t, old, old_interval, old_value, USEC)
     return 0
 
 
@@ -132,7 +116,7 @@ def sys_getitimer(t, which, cur, *_):
         value, interval = timers.cpu_itimer(t.group, which).get()
         if value:
             value = max(value, USEC)
-    _write_pair(t, cur, interval, value, USEC)
+    write_itimer(t, cur, interval, value, USEC)
     return 0
 
 
@@ -238,9 +222,9 @@ def sys_timer_settime(t, timerid, flags, new, old, *_):
     pt = _posix_timer(t, timerid)
     if not new:
         raise SyscallError(errno.EINVAL)
-    interval, value = _read_pair(t, new, 1)
+    interval, value = read_itimer(t, new, 1)
     if old:
-        t.copy_in(old, _PAIR.size)
+        t.copy_in(old, ITIMERSPEC.size)
     svc = pt.timer.service
     if value == 0:
         remaining, old_interval = pt.timer.set(None, interval)
@@ -252,7 +236,7 @@ def sys_timer_settime(t, timerid, flags, new, old, *_):
                                       bool(flags & TIMER_ABSTIME))
         remaining, old_interval = pt.timer.set(deadline, interval)
     if old:
-        _write_pair(t, old, old_interval, remaining, 1)
+        write_itimer(t, old, old_interval, remaining, 1)
     return 0
 
 
@@ -260,7 +244,7 @@ def sys_timer_gettime(t, timerid, cur, *_):
     """Implements Linux syscall timer_gettime(2)."""
     pt = _posix_timer(t, timerid)
     remaining, interval = pt.timer.get()
-    _write_pair(t, cur, interval, remaining, 1)
+    write_itimer(t, cur, interval, remaining, 1)
     return 0
 
 
@@ -301,16 +285,16 @@ def _timerfd(t, fd):
 def sys_timerfd_settime(t, fd, flags, new, old, *_):
     """Implements Linux syscall timerfd_settime(2). N.B. TFD_TIMER_CANCEL_ON_SET
     is accepted and never cancels: the sandbox's wall clock is never set."""
-    interval, value = _read_pair(t, new, 1)         # EFAULT, then EINVAL, as Linux
+    interval, value = read_itimer(t, new, 1)         # EFAULT, then EINVAL, as Linux
     flags = s32(flags)
     if flags & ~TFD_SETTIME_FLAGS:
         raise SyscallError(errno.EINVAL)
     f = _timerfd(t, fd)
     if old:
-        t.copy_in(old, _PAIR.size)
+        t.copy_in(old, ITIMERSPEC.size)
     remaining, old_interval = f.settime(flags & TFD_SETTIME_FLAGS, value, interval)
     if old:
-        _write_pair(t, old, old_interval, remaining, 1)
+        write_itimer(t, old, old_interval, remaining, 1)
     return 0
 
 
@@ -318,5 +302,5 @@ def sys_timerfd_gettime(t, fd, cur, *_):
     """Implements Linux syscall timerfd_gettime(2)."""
     f = _timerfd(t, fd)
     remaining, interval = f.gettime()
-    _write_pair(t, cur, interval, remaining, 1)
+    write_itimer(t, cur, interval, remaining, 1)
     return 0

@@ -28,7 +28,7 @@ import struct
 import threading
 
 from .. import waiting
-from ..errors import SyscallError
+from ..errors import SyscallError, partial
 from .file import FIONREAD, FileDescription, O_ACCMODE, O_NONBLOCK, O_RDONLY, O_WRONLY
 from .inode import now_ns
 from .stat import PIPEFS_MAGIC, S_IFIFO, Stat, StatFs
@@ -92,6 +92,16 @@ class Pipe:
         self.waitq.notify(POLLOUT | POLLWRNORM)
         return data
 
+    def unread(self, data):
+        """Put bytes a read took but could not deliver back at the front
+        (pipe_read consumes a buffer only once it is copied out)."""
+        if not data:
+            return
+        with self.cond:
+            self.buf[:0] = data
+            self.cond.notify_all()
+        self.waitq.notify(POLLIN | POLLRDNORM)
+
     def write(self, data, nonblock):
         """Write `data` by pipe(7)'s rules; returns the count. EPIPE with no
         reader (the caller sends SIGPIPE). A wait interrupted by a signal
@@ -118,9 +128,7 @@ class Pipe:
             done = 0
             while done < n:
                 if self.readers == 0:
-                    if done:
-                        return done
-                    raise SyscallError(errno.EPIPE)
+                    return partial(done, SyscallError(errno.EPIPE))
                 room = self.capacity - len(self.buf)
                 if room > 0:
                     chunk = data[done:done + room]
@@ -132,15 +140,11 @@ class Pipe:
                     self.waitq.notify(POLLIN | POLLRDNORM)
                     continue
                 if nonblock:
-                    if done:
-                        return done
-                    raise SyscallError(errno.EAGAIN)
+                    return partial(done, SyscallError(errno.EAGAIN))
                 try:
                     waiting.wait(self.cond)
-                except waiting.Interrupted:
-                    if done:
-                        return done
-                    raise
+                except waiting.Interrupted as e:
+                    return partial(done, e)
             return done
 
     def open_end(self, writer):

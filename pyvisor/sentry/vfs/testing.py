@@ -48,6 +48,16 @@ class FakeTask:
             raise SyscallError(errno.EFAULT)
         return off
 
+    def accessible(self, ranges, limit, write=False):
+        done = 0
+        for addr, n in ranges:
+            n = min(n, limit - done)
+            got = max(0, min(n, BASE + len(self.mem) - addr)) if addr >= BASE else 0
+            done += got
+            if got < n or done >= limit:
+                break
+        return done
+
     def copy_in(self, addr, n):
         off = self._range(addr, n)
         return bytes(self.mem[off:off + n])

@@ -22,6 +22,8 @@ import errno
 import struct
 import threading
 
+from pyvisor.abi.structs import split_ns
+
 from .. import timers, waiting
 from ..errors import SyscallError
 from .file import FileDescription, O_NONBLOCK, O_RDWR
@@ -107,8 +109,7 @@ class TimerFile(FileDescription):
             ticks, flags = self.ticks, self.settime_flags
         return (b"clockid: %d\nticks: %d\nsettime flags: 0%o\nit_value: (%d, %d)\n"
                 b"it_interval: (%d, %d)\n" % (self.clockid, ticks, flags,
-                                              remaining // timers.NSEC, remaining % timers.NSEC,
-                                              interval // timers.NSEC, interval % timers.NSEC))
+                                              *split_ns(remaining), *split_ns(interval)))
 
 
 def make_timerfd(service, clockid, flags):

@@ -192,3 +192,20 @@ def test_stub_gets_its_files_whatever_their_numbers():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        cwd="/", close_fds=True)
     assert r.returncode == 0 and r.stdout == "ok\n", r.stderr
+
+
+def test_accessible_counts_to_the_first_fault_and_moves_nothing(mm):
+    """MemoryManager.accessible: what a receive may copy out before it
+    faults (syscalls/_util.check_stream_room asks it first)."""
+    mm.map_anon(ADDR, 2 * PAGE, 3)                  # rw-
+    mm.map_anon(ADDR + 2 * PAGE, PAGE, 1)           # r--, then a hole
+    mm.write_forced(ADDR, b"keep")
+    whole = [(ADDR, 3 * PAGE)]
+    assert mm.accessible(whole, 3 * PAGE, write=False) == 3 * PAGE
+    assert mm.accessible(whole, 3 * PAGE, write=True) == 2 * PAGE
+    assert mm.accessible([(ADDR, 4 * PAGE)], 4 * PAGE, write=False) == 3 * PAGE
+    # ranges in order, the limit cutting the last; a bad one stops the count
+    assert mm.accessible([(ADDR, 10), (ADDR + PAGE, PAGE)], 100, write=True) == 100
+    assert mm.accessible([(ADDR, 10), (8, 10), (ADDR, 10)], 30, write=True) == 10
+    assert mm.accessible([(ADDR, 0), (ADDR + 3 * PAGE, 1)], 1, write=False) == 0
+    assert mm.copy_in(ADDR, 4) == b"keep"
