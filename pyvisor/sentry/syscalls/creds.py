@@ -126,38 +126,48 @@ def sys_setuid(t, uid, *_):
     return 0
 
 
+def _setre(old, r, e, priv):
+    """setreuid(2)/setregid(2)'s rule on (real, effective, saved): unprivileged,
+    the real id may become the real or effective one, the effective id any
+    of the three. The saved id follows the new effective one if the real id
+    was set, or the effective id was set to something other than the old real."""
+    real, eff, saved = old
+    if not priv:
+        if r != UNCHANGED and r not in (real, eff):
+            raise SyscallError(errno.EPERM)
+        if e != UNCHANGED and e not in old:
+            raise SyscallError(errno.EPERM)
+    new_r = real if r == UNCHANGED else r
+    new_e = eff if e == UNCHANGED else e
+    if r != UNCHANGED or (e != UNCHANGED and e != real):
+        saved = new_e
+    return new_r, new_e, saved
+
+
+def _setres(old, want, priv):
+    """setresuid(2)/setresgid(2)'s rule: each id unchanged (-1) or, unprivileged,
+    one of the three old ones."""
+    if not priv:
+        for v in want:
+            if v != UNCHANGED and v not in old:
+                raise SyscallError(errno.EPERM)
+    return tuple(o if v == UNCHANGED else v for v, o in zip(want, old))
+
+
 def sys_setreuid(t, ruid, euid, *_):
     """Implements Linux syscall setreuid(2)."""
     c = t.creds
-    ruid, euid = _id(ruid), _id(euid)
-    priv = c.capable(CAP_SETUID)
-    new_r = c.uid if ruid == UNCHANGED else ruid
-    new_e = c.euid if euid == UNCHANGED else euid
-    if not priv:
-        if ruid != UNCHANGED and ruid not in (c.uid, c.euid):
-            raise SyscallError(errno.EPERM)
-        if euid != UNCHANGED and euid not in (c.uid, c.euid, c.suid):
-            raise SyscallError(errno.EPERM)
-    # The saved uid follows the effective one if the real uid was set or the
-    # effective uid was set to something other than the old real uid.
-    new_s = c.suid
-    if ruid != UNCHANGED or (euid != UNCHANGED and euid != c.uid):
-        new_s = new_e
-    c.set_uids(new_r, new_e, new_s, new_e)
+    r, e, sv = _setre((c.uid, c.euid, c.suid), _id(ruid), _id(euid), c.capable(CAP_SETUID))
+    c.set_uids(r, e, sv, e)
     return 0
 
 
 def sys_setresuid(t, ruid, euid, suid, *_):
     """Implements Linux syscall setresuid(2)."""
     c = t.creds
-    want = [_id(v) for v in (ruid, euid, suid)]
-    old = (c.uid, c.euid, c.suid)
-    if not c.capable(CAP_SETUID):
-        for v in want:
-            if v != UNCHANGED and v not in old:
-                raise SyscallError(errno.EPERM)
-    new = [o if v == UNCHANGED else v for v, o in zip(want, old)]
-    c.set_uids(new[0], new[1], new[2], new[1])
+    r, e, sv = _setres((c.uid, c.euid, c.suid), [_id(v) for v in (ruid, euid, suid)],
+                       c.capable(CAP_SETUID))
+    c.set_uids(r, e, sv, e)
     return 0
 
 
@@ -191,30 +201,17 @@ def sys_setgid(t, gid, *_):
 def sys_setregid(t, rgid, egid, *_):
     """Implements Linux syscall setregid(2)."""
     c = t.creds
-    rgid, egid = _id(rgid), _id(egid)
-    if not c.capable(CAP_SETGID):
-        if rgid != UNCHANGED and rgid not in (c.gid, c.egid):
-            raise SyscallError(errno.EPERM)
-        if egid != UNCHANGED and egid not in (c.gid, c.egid, c.sgid):
-            raise SyscallError(errno.EPERM)
-    new_r = c.gid if rgid == UNCHANGED else rgid
-    new_e = c.egid if egid == UNCHANGED else egid
-    if rgid != UNCHANGED or (egid != UNCHANGED and egid != c.gid):
-        c.sgid = new_e
-    c.gid, c.egid, c.fsgid = new_r, new_e, new_e
+    c.gid, c.egid, c.sgid = _setre((c.gid, c.egid, c.sgid), _id(rgid), _id(egid),
+                                   c.capable(CAP_SETGID))
+    c.fsgid = c.egid
     return 0
 
 
 def sys_setresgid(t, rgid, egid, sgid, *_):
     """Implements Linux syscall setresgid(2)."""
     c = t.creds
-    want = [_id(v) for v in (rgid, egid, sgid)]
-    old = (c.gid, c.egid, c.sgid)
-    if not c.capable(CAP_SETGID):
-        for v in want:
-            if v != UNCHANGED and v not in old:
-                raise SyscallError(errno.EPERM)
-    c.gid, c.egid, c.sgid = [o if v == UNCHANGED else v for v, o in zip(want, old)]
+    c.gid, c.egid, c.sgid = _setres((c.gid, c.egid, c.sgid), [_id(v) for v in (rgid, egid, sgid)],
+                                    c.capable(CAP_SETGID))
     c.fsgid = c.egid
     return 0
 
