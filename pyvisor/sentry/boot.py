@@ -8,7 +8,7 @@ import threading
 from pyvisor import confine
 from pyvisor.sentry.kernel import Kernel
 from pyvisor.sentry.syscalls.table import build_table
-from pyvisor.sentry.task import siginfo_bytes
+from pyvisor.abi.signals import siginfo_bytes
 
 HOST_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGWINCH,
                 signal.SIGUSR1, signal.SIGUSR2)

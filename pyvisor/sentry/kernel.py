@@ -22,6 +22,8 @@ import time
 
 from pyvisor import confine
 from pyvisor.abi import flags as F
+from pyvisor.abi.signals import (FAULT_SIGNALS, IGNORE_BY_DEFAULT, SA_NOCLDSTOP, SI_KERNEL, SIGCHLD,
+                                 SIGCONT, SIGKILL, STOP_BY_DEFAULT, siginfo_bytes)
 from pyvisor.gofer.process import GoferProcess
 from pyvisor.platform.base import EXIT_GONE, EXIT_SIGNAL
 from pyvisor.sentry import confined_imports, loader, timers, waiting
@@ -34,20 +36,14 @@ from pyvisor.sentry.mm.mm import MemoryManager
 from pyvisor.sentry.socket import netstack
 from pyvisor.sentry.threads import ThreadPool
 from pyvisor.sentry.vfs import pidfd, signalfd
-from pyvisor.sentry.task import (IGNORE_BY_DEFAULT, SIGCHLD, SIGKILL, ContextSwitch, GroupExit,
-                                 SentryCrash, SignalState, Task, TaskExit, ThreadGroup,
-                                 exit_wstatus, siginfo_bytes, signal_wstatus)
+from pyvisor.sentry.task import (ContextSwitch, GroupExit, SentryCrash, SignalState, Task,
+                                 TaskExit, ThreadGroup, exit_wstatus, signal_wstatus)
 
-SI_KERNEL = 0x80
 SEGV_ACCERR = 2
 ROBUST_LIST_LIMIT = 2048
 EXIT_TIMEOUT = 124        # pyvisor run --timeout, as timeout(1)
 FUTEX_WAITERS, FUTEX_OWNER_DIED, FUTEX_TID_MASK = 0x80000000, 0x40000000, 0x3FFFFFFF
 CLD_EXITED, CLD_KILLED, CLD_DUMPED, CLD_STOPPED, CLD_CONTINUED = 1, 2, 3, 5, 6
-SIGCONT = 18
-STOP_SIGNALS = frozenset({19, 20, 21, 22})
-SA_NOCLDSTOP = 1
-FAULT_SIGNALS = frozenset({4, 5, 7, 8, 11})   # SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV
 
 
 class LaunchError(Exception):
@@ -493,8 +489,8 @@ class Kernel:
         """SIGCONT: a stopped group runs again (signal(7)); its parent hears CLD_CONTINUED."""
         with self.lock:
             for x in list(g.tasks.values()):
-                x.pending = [p for p in x.pending if p[0] not in STOP_SIGNALS]
-            g.pending = [p for p in g.pending if p[0] not in STOP_SIGNALS]
+                x.pending = [p for p in x.pending if p[0] not in STOP_BY_DEFAULT]
+            g.pending = [p for p in g.pending if p[0] not in STOP_BY_DEFAULT]
             if not g.stopped:
                 return
             g.stopped = 0

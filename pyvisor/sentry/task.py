@@ -20,27 +20,21 @@ import struct
 import threading
 import traceback
 
+from pyvisor.abi.signals import (CORE_BY_DEFAULT, IGNORE_BY_DEFAULT, SA_NODEFER, SA_ONSTACK,
+                                 SA_RESETHAND, SA_RESTART, SA_RESTORER, SIG_DFL, SIG_IGN,
+                                 SIGCHLD, SIGCONT, SIGINFO_SIZE, SIGKILL, SIGSEGV, SIGSTOP,
+                                 SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, STACK_T,
+                                 STOP_BY_DEFAULT)
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry import timers, waiting
 from pyvisor.sentry.waiting import Interrupted
 
 _U64 = struct.Struct("<Q")
 
-SIGKILL, SIGSTOP, SIGCHLD, SIGSEGV = 9, 19, 17, 11
-SIG_DFL, SIG_IGN = 0, 1
-SA_SIGINFO, SA_ONSTACK, SA_RESTART, SA_NODEFER, SA_RESETHAND, SA_RESTORER = (
-    4, 0x08000000, 0x10000000, 0x40000000, 0x80000000, 0x04000000)
-SS_ONSTACK, SS_DISABLE, SS_AUTODISARM = 1, 2, 1 << 31
-SI_USER, SI_TKILL, SI_KERNEL = 0, -6, 0x80
-IGNORE_BY_DEFAULT = frozenset({17, 23, 28})     # SIGCHLD, SIGURG, SIGWINCH
-STOP_BY_DEFAULT = frozenset({19, 20, 21, 22})   # SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU
-CORE_BY_DEFAULT = frozenset({3, 4, 5, 6, 7, 8, 11, 24, 25, 31})
-SIGCONT = 18
 _MASK64 = (1 << 64) - 1
 # Calls that return EINTR rather than restart when a handler runs (signal(7)).
 NO_RESTART = frozenset({7, 23, 34, 35, 128, 130, 230, 232, 270, 271, 281, 441})
 
-SIGINFO_SIZE = 128
 FRAME_SIZE = 8 + 304 + SIGINFO_SIZE      # pretcode, ucontext, siginfo
 MCONTEXT_REGS = ("r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "rdi", "rsi",
                  "rbp", "rbx", "rdx", "rax", "rcx", "rsp", "rip", "eflags")
@@ -105,18 +99,6 @@ def signal_wstatus(signo, core_limit=0):
     succeeded. N.B. no core file is written.
     """
     return signo | (WCOREFLAG if core_limit and signo in CORE_BY_DEFAULT else 0)
-
-
-def siginfo_bytes(signo, code=SI_USER, pid=0, uid=0, addr=None, status=None):
-    """A Linux siginfo_t (128 bytes) for kill-like, fault and SIGCHLD signals."""
-    head = struct.pack("<iii4x", signo, 0, code)
-    if addr is not None:
-        body = struct.pack("<Q", addr)
-    elif status is not None:
-        body = struct.pack("<iIi4xqq", pid, uid, status, 0, 0)
-    else:
-        body = struct.pack("<iI", pid, uid)
-    return (head + body).ljust(SIGINFO_SIZE, b"\0")
 
 
 class SignalState:
@@ -378,7 +360,7 @@ class Task:
         # of the address space wraps, and the frame's write faults (SIGSEGV).
         fpstate = ((sp - 512) & ~63) & _MASK64
         frame = (((fpstate - FRAME_SIZE) & ~15) - 8) & _MASK64  # rsp+8 16-aligned at handler entry
-        uc_stack = struct.pack("<QiiQ", ss_sp, SS_ONSTACK if on_alt else ss_flags & ~SS_AUTODISARM,
+        uc_stack = STACK_T.pack(ss_sp, SS_ONSTACK if on_alt else ss_flags & ~SS_AUTODISARM,
                                0, ss_size)
         base_mask = self.signals.mask if self.saved_mask is None else self.saved_mask
         self.saved_mask = None
@@ -413,7 +395,7 @@ class Task:
         regs = dict(zip(MCONTEXT_REGS, vals))
         fpstate = struct.unpack_from("<Q", uc, 40 + 144 + 8 + 32)[0]
         mask = struct.unpack_from("<Q", uc, 296)[0]
-        ss_sp, ss_flags, _pad, ss_size = struct.unpack_from("<QiiQ", uc, 16)
+        ss_sp, ss_flags, _pad, ss_size = STACK_T.unpack_from(uc, 16)
         # The application may not pick its own privilege: only the flags a user can set.
         regs["eflags"] = (regs["eflags"] & 0x50DD5) | 0x202
         regs["orig_rax"] = (1 << 64) - 1

@@ -64,10 +64,10 @@ import struct
 import threading
 import time
 
+from pyvisor.abi.signals import (SI_KERNEL, SI_TIMER, SIGALRM, SIGINFO_OVERRUN_OFFSET,
+                                 SIGINFO_SIZE, SIGINFO_TIMER, SIGPROF, SIGVTALRM, siginfo_bytes)
 from pyvisor.abi.structs import NSEC
 
-SIGALRM = 14
-SI_KERNEL, SI_TIMER = 0x80, -2
 DELAYTIMER_MAX = 0x7FFFFFFF
 MIN_WAKE_NS = 100_000             # the service wakes a periodic timer at most every 100 us
 CLOCK_REALTIME, CLOCK_MONOTONIC, CLOCK_BOOTTIME = 0, 1, 7
@@ -82,9 +82,6 @@ _HOST_CLOCK = {
 }
 TIMER_CLOCKS = frozenset(_HOST_CLOCK)                     # timer_create's
 TIMERFD_CLOCKS = TIMER_CLOCKS - {CLOCK_TAI}               # timerfd_create's
-# siginfo_t for a POSIX timer: signo, errno, code, pad; si_tid, si_overrun, si_value.
-_TIMER_INFO = struct.Struct("<iii4xiiQ")
-_OVERRUN_OFFSET = 20
 
 
 class Timer:
@@ -335,13 +332,13 @@ def _send_alarm(g):
     with k.lock:
         target = _any_task(g)
     if target is not None:
-        info = struct.pack("<iii4x", SIGALRM, 0, SI_KERNEL).ljust(128, b"\0")
+        info = siginfo_bytes(SIGALRM, SI_KERNEL)
         k.send_signal(target, SIGALRM, info, group=True)
 
 
 def timer_siginfo(pt, overrun):
-    info = bytearray(128)
-    _TIMER_INFO.pack_into(info, 0, pt.signo, 0, SI_TIMER, pt.id, overrun, pt.value)
+    info = bytearray(SIGINFO_SIZE)
+    SIGINFO_TIMER.pack_into(info, 0, pt.signo, 0, SI_TIMER, pt.id, overrun, pt.value)
     return info
 
 
@@ -361,7 +358,7 @@ def fire_posix(pt, n):
         info = pt.info
         if info is not None and _queued(pt, info):
             over = _overrun(info) + n
-            struct.pack_into("<i", info, _OVERRUN_OFFSET, min(over, DELAYTIMER_MAX))
+            struct.pack_into("<i", info, SIGINFO_OVERRUN_OFFSET, min(over, DELAYTIMER_MAX))
             return
         if info is not None:
             pt.last_overrun = _overrun(info)
@@ -380,7 +377,7 @@ def _queued(pt, info):
 
 
 def _overrun(info):
-    return struct.unpack_from("<i", info, _OVERRUN_OFFSET)[0]
+    return struct.unpack_from("<i", info, SIGINFO_OVERRUN_OFFSET)[0]
 
 
 def getoverrun(pt):
@@ -426,7 +423,6 @@ def group_gone(g):
 CPU_POLL_NS = 10_000_000          # CPU timers are checked this often while armed
 PROF, VIRT = 0, 1                 # host CPU clock kinds: user+system, user
 CPUCLOCK_PERTHREAD = 4
-SIGVTALRM, SIGPROF = 26, 27
 
 
 def _host_clock(ident, kind, thread):
@@ -689,5 +685,5 @@ def _send_cpu_signal(g, signo):
     with k.lock:
         target = _any_task(g)
     if target is not None:
-        info = struct.pack("<iii4x", signo, 0, SI_KERNEL).ljust(128, b"\0")
+        info = siginfo_bytes(signo, SI_KERNEL)
         k.send_signal(target, signo, info, group=True)

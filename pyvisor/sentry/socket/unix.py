@@ -50,9 +50,10 @@ import struct
 import threading
 from collections import deque
 
+from pyvisor.abi.signals import SIGPIPE, siginfo_bytes
+
 from .. import waiting
 from ..errors import SyscallError, partial
-from ..task import siginfo_bytes
 from ..vfs.file import O_NONBLOCK, O_RDWR
 from ..vfs.perm import W_OK, check_access, creds_of
 from ..vfs.stat import S_IFSOCK
@@ -70,7 +71,6 @@ MSG_OOB, MSG_PEEK, MSG_TRUNC, MSG_DONTWAIT = 0x1, 0x2, 0x20, 0x40
 MSG_CTRUNC, MSG_EOR, MSG_WAITALL, MSG_NOSIGNAL = 0x8, 0x80, 0x100, 0x4000
 MSG_CMSG_CLOEXEC = 0x40000000
 
-SIGPIPE = 13
 
 # Linux defaults (net.core.wmem_default / rmem_default, net.unix.max_dgram_qlen).
 DEFAULT_BUF = 212992

@@ -15,6 +15,7 @@ import stat as _stat
 import struct
 import time
 
+from pyvisor.abi.signals import SIGPIPE, siginfo_bytes
 from pyvisor.abi.flags import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMOUNT,
                                AT_REMOVEDIR, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW,
                                AT_SYMLINK_NOFOLLOW)
@@ -51,7 +52,6 @@ LOCK_SH, LOCK_EX, LOCK_NB, LOCK_UN = 1, 2, 4, 8
 RENAME_NOREPLACE = 1
 CAP_SYS_CHROOT = 18
 NO_ID = 0xFFFFFFFF
-SIGPIPE = 13
 
 _INT = struct.Struct("<i")
 
@@ -142,7 +142,6 @@ def _send_sigpipe(t):
     send = getattr(t.kernel, "send_signal", None)
     if send is None:                # the Kernel-less test harness has no signals
         return
-    from ..task import siginfo_bytes
     send(t, SIGPIPE, siginfo_bytes(SIGPIPE, 0, pid=t.pid), group=False)
 
 

@@ -26,6 +26,7 @@ import threading
 import time
 
 from pyvisor.abi.ints import s32
+from pyvisor.abi.signals import UNBLOCKABLE
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.abi.structs import KTIME_MAX, NSEC, TIMESPEC, TIMEVAL, USEC, split_ns
@@ -40,8 +41,6 @@ from pyvisor.sentry.vfs.waitq import (POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOU
 RLIMIT_NOFILE = 7
 EPOLL_CLOEXEC = 0o2000000
 EP_MAX_EVENTS = 0x7FFFFFFF // EPOLL_EVENT.size
-SIGKILL, SIGSTOP = 9, 19
-UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
 POLLFD = struct.Struct("<ihh")
 USEC_PER_SEC = 1_000_000
 # fs/select.c: which poll bits make an fd readable, writable, exceptional.

@@ -4,6 +4,7 @@ import errno
 
 import struct
 
+from pyvisor.abi.signals import SIGCHLD, siginfo_bytes
 from pyvisor.abi.flags import (CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_DETACHED,
                                CLONE_FILES, CLONE_FS, CLONE_IO, CLONE_NEWMASK, CLONE_PARENT,
                                CLONE_PARENT_SETTID, CLONE_PIDFD, CLONE_PTRACE, CLONE_SETTLS,
@@ -55,7 +56,6 @@ SUPPORTED = (CSIGNAL | CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE
              | CLONE_PARENT | CLONE_THREAD | CLONE_SYSVSEM | CLONE_SETTLS | CLONE_PARENT_SETTID
              | CLONE_CHILD_CLEARTID | CLONE_DETACHED | CLONE_UNTRACED | CLONE_CHILD_SETTID
              | CLONE_IO | CLONE_PTRACE | CLONE_PIDFD)
-SIGCHLD = 17
 
 
 def _clone(t, flags, stack, ptid, ctid, tls, pidfd_addr=None):
@@ -247,7 +247,7 @@ def sys_waitid(t, idtype, ident, infop, options, rusage, *_):
         else:
             child, wstatus = found
             code, st = t.kernel._child_code(wstatus)
-            t.copy_out(infop, struct.pack("<iii4xiIi", SIGCHLD, 0, code, child.tgid, 0, st).ljust(128, b"\0"))
+            t.copy_out(infop, siginfo_bytes(SIGCHLD, code, pid=child.tgid, status=st))
     if rusage:
         t.copy_out(rusage, _child_rusage(found[0]) if found is not None else bytes(RUSAGE_SIZE))
     return 0

@@ -8,22 +8,14 @@ import struct
 import time
 
 from pyvisor.abi.ints import s32
+from pyvisor.abi.signals import (MINSIGSTKSZ, NSIG, SI_TKILL, SI_USER, SIGACTION, SIGKILL, SIGSTOP,
+                                 SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, STACK_T, UNBLOCKABLE,
+                                 siginfo_bytes)
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls._util import read_deadline
-from pyvisor.sentry.task import (SI_TKILL, SI_USER, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
-                                 SignalState, siginfo_bytes)
 
-NSIG = 64
-SIGKILL, SIGSTOP = 9, 19
-SIG_DFL, SIG_IGN = 0, 1
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
-MINSIGSTKSZ = 2048
-UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
-SIGACTION = struct.Struct("<QQQQ")    # handler, flags, restorer, mask
-STACK_T = struct.Struct("<QiiQ")      # ss_sp, ss_flags, pad, ss_size
-
-__all__ = ["SignalState"]
 
 
 def _check_signo(sig):

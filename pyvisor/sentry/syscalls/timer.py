@@ -30,6 +30,7 @@ checked every 10 ms (sentry/timers.py): a CPU timer fires up to that late.
 import errno
 import struct
 
+from pyvisor.abi.signals import SIGRTMAX
 from pyvisor.abi.ints import s32
 from pyvisor.abi.structs import ITIMERSPEC, NSEC, USEC
 from pyvisor.sentry import timers
@@ -40,7 +41,6 @@ from pyvisor.sentry.vfs.timerfd import TFD_CLOEXEC, TFD_SETTIME_FLAGS, TimerFile
 ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF = 0, 1, 2
 TIMER_ABSTIME = 1
 SIGEV_SIGNAL, SIGEV_NONE, SIGEV_THREAD, SIGEV_THREAD_ID = 0, 1, 2, 4
-SIGRTMAX = 64
 SIGEVENT_SIZE = 64
 CLOCK_PROCESS_CPUTIME_ID, CLOCK_THREAD_CPUTIME_ID = 2, 3
 _CLOCKFD = 3                         # low bits of a negative id naming a posix clock fd

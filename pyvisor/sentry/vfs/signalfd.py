@@ -19,6 +19,9 @@ their own task's queues).
 import errno
 import struct
 
+from pyvisor.abi.signals import (FAULT_SIGNALS, SI_KERNEL, SI_TIMER, SIGCHLD, SIGINFO_HEAD,
+                                 SIGINFO_SIZE, UNBLOCKABLE)
+
 from .. import waiting
 from ..errors import SyscallError
 from .file import FileDescription, O_NONBLOCK, O_RDWR
@@ -28,17 +31,11 @@ from .waitq import POLLIN, POLLRDNORM, WaitQueue
 SFD_CLOEXEC = 0o2000000
 SFD_NONBLOCK = O_NONBLOCK
 SFD_FLAGS = SFD_CLOEXEC | SFD_NONBLOCK
-SIGKILL, SIGSTOP = 9, 19
-UNBLOCKABLE = (1 << (SIGKILL - 1)) | (1 << (SIGSTOP - 1))
-SIGINFO_SIZE = SIGNALFD_SIGINFO_SIZE = 128
-SIGCHLD, SIGPOLL, SIGSYS = 17, 29, 31
-FAULT_SIGNALS = frozenset({4, 5, 7, 8, 11})   # SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV
-SI_KERNEL, SI_TIMER = 0x80, -2
+SIGNALFD_SIGINFO_SIZE = 128      # struct signalfd_siginfo
 
 # struct signalfd_siginfo: signo errno code pid uid fd tid band overrun trapno
 # status int, ptr utime stime addr, addr_lsb pad syscall, call_addr arch.
 _SSI = struct.Struct("<IiiIIiIIIIii QQQQ HHi QI")
-_SIGINFO_HEAD = struct.Struct("<iii4x")
 _MASK64 = (1 << 64) - 1
 
 
@@ -64,7 +61,7 @@ def siginfo_to_signalfd(info):
     """Convert a Linux siginfo_t (128 bytes) into a signalfd_siginfo, field
     by field as signalfd_copyinfo() does, by the siginfo's layout."""
     info = bytes(info).ljust(SIGINFO_SIZE, b"\0")
-    signo, err, code = _SIGINFO_HEAD.unpack_from(info)
+    signo, err, code = SIGINFO_HEAD.unpack_from(info)
     pid = uid = status = sival = utime = stime = addr = tid = overrun = 0
     if 0 < code < SI_KERNEL and signo in FAULT_SIGNALS:
         addr, = struct.unpack_from("<Q", info, 16)
