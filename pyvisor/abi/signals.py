@@ -40,6 +40,7 @@ FAULT_SIGNALS = frozenset({SIGILL, SIGTRAP, SIGBUS, SIGFPE, SIGSEGV})
 CORE_BY_DEFAULT = frozenset({SIGQUIT, SIGILL, SIGTRAP, SIGABRT, SIGBUS, SIGFPE, SIGSEGV,
                              SIGXCPU, SIGXFSZ, SIGSYS})
 
+SIGSET_SIZE = 8                                 # sizeof(sigset_t): the sigsetsize calls take
 SIGINFO_SIZE = 128
 SIGINFO_HEAD = struct.Struct("<iii4x")          # si_signo, si_errno, si_code
 SIGINFO_TIMER = struct.Struct("<iii4xiiQ")      # the head, si_tid, si_overrun, si_value

@@ -24,6 +24,7 @@ import errno
 import struct
 import time as _time
 
+from pyvisor.abi.signals import SIGSET_SIZE, UNBLOCKABLE
 from pyvisor.abi.structs import (IOVEC, ITIMERSPEC, MAX_RW_COUNT, NSEC, TASK_SIZE_MAX,
                                  TIMESPEC, UIO_MAXIOV, page_down, split_ns, timespec_valid,
                                  to_ns)
@@ -71,6 +72,31 @@ def write_itimer(t, addr, interval, value, unit=1):
 
 
 # --- iovecs ----------------------------------------------------------------------
+
+
+def read_sigset(t, addr, size):
+    """A user sigset_t: ``size`` (sigsetsize) must be sizeof(sigset_t), 8 bytes
+    on x86-64, else EINVAL (rt_sigprocmask(2), rt_sigsuspend(2), ppoll(2),
+    signalfd(2), ...)."""
+    if size != SIGSET_SIZE:
+        raise SyscallError(errno.EINVAL)
+    return int.from_bytes(t.copy_in(addr, SIGSET_SIZE), "little")
+
+
+def swap_in_mask(t, mask):
+    """rt_sigsuspend(2), ppoll(2), pselect6(2), epoll_pwait(2): ``mask`` (never
+    SIGKILL or SIGSTOP) replaces the task's signal mask for a wait. The old
+    mask comes back through the frame of the handler that ends it (task.py),
+    or by restore_mask()."""
+    if t.saved_mask is None:
+        t.saved_mask = t.signals.mask
+    t.signals.mask = mask & ~UNBLOCKABLE
+
+
+def restore_mask(t):
+    """Undo swap_in_mask when the wait ended without a handler."""
+    if t.saved_mask is not None:
+        t.signals.mask, t.saved_mask = t.saved_mask, None
 
 
 def read_iovecs(t, addr, count, too_many=errno.EINVAL):

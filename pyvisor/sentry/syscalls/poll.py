@@ -26,11 +26,11 @@ import threading
 import time
 
 from pyvisor.abi.ints import s32
-from pyvisor.abi.signals import UNBLOCKABLE
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.abi.structs import KTIME_MAX, NSEC, TIMESPEC, TIMEVAL, USEC, split_ns
-from pyvisor.sentry.syscalls._util import read_deadline, timespec_ns
+from pyvisor.sentry.syscalls._util import (read_deadline, read_sigset, restore_mask, swap_in_mask,
+                                           timespec_ns)
 from pyvisor.sentry.vfs.epoll import (EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_EVENT,
                                       EpollFile, pack_events)
 from pyvisor.sentry.vfs.host import POLL_INTERVAL
@@ -108,26 +108,16 @@ def _sigmask(t, addr, size):
     if not addr:
         yield
         return
-    if size != 8:
-        raise SyscallError(errno.EINVAL)
-    new = int.from_bytes(t.copy_in(addr, 8), "little") & ~UNBLOCKABLE
-    if t.saved_mask is None:
-        t.saved_mask = t.signals.mask
-    t.signals.mask = new
+    swap_in_mask(t, read_sigset(t, addr, size))
     try:
         yield
     except waiting.Interrupted:
         raise                   # the old mask returns through the handler's frame
     except BaseException:
-        _restore_mask(t)
+        restore_mask(t)
         raise
     else:
-        _restore_mask(t)
-
-
-def _restore_mask(t):
-    if t.saved_mask is not None:
-        t.signals.mask, t.saved_mask = t.saved_mask, None
+        restore_mask(t)
 
 
 def _nofile_limit(t):

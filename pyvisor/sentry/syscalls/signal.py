@@ -8,12 +8,12 @@ import struct
 import time
 
 from pyvisor.abi.ints import s32
-from pyvisor.abi.signals import (MINSIGSTKSZ, NSIG, SI_TKILL, SI_USER, SIGACTION, SIGKILL, SIGSTOP,
+from pyvisor.abi.signals import (MINSIGSTKSZ, NSIG, SI_TKILL, SI_USER, SIGACTION, SIGKILL, SIGSET_SIZE, SIGSTOP,
                                  SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, STACK_T, UNBLOCKABLE,
                                  siginfo_bytes)
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls._util import read_deadline
+from pyvisor.sentry.syscalls._util import read_deadline, read_sigset, swap_in_mask
 
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
 
@@ -27,7 +27,7 @@ def sys_rt_sigaction(t, sig, act, oldact, sigsetsize, *_):
     """Implements Linux syscall rt_sigaction(2)."""
     sig = s32(sig)
     _check_signo(sig)
-    if sigsetsize != 8:
+    if sigsetsize != SIGSET_SIZE:
         raise SyscallError(errno.EINVAL)
     if act and sig in (SIGKILL, SIGSTOP):
         raise SyscallError(errno.EINVAL)
@@ -42,14 +42,14 @@ def sys_rt_sigaction(t, sig, act, oldact, sigsetsize, *_):
 
 def sys_rt_sigprocmask(t, how, setp, oldp, sigsetsize, *_):
     """Implements Linux syscall rt_sigprocmask(2)."""
-    if sigsetsize != 8:
+    if sigsetsize != SIGSET_SIZE:
         raise SyscallError(errno.EINVAL)
     how = s32(how)
     new = None
     if setp:
         if how not in (SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK):
             raise SyscallError(errno.EINVAL)
-        new = int.from_bytes(t.copy_in(setp, 8), "little")
+        new = read_sigset(t, setp, sigsetsize)
     if oldp:
         t.copy_out(oldp, t.signals.mask.to_bytes(8, "little"))
     if new is not None:
@@ -61,7 +61,7 @@ def sys_rt_sigprocmask(t, how, setp, oldp, sigsetsize, *_):
 
 def sys_rt_sigpending(t, setp, sigsetsize, *_):
     """Implements Linux syscall rt_sigpending(2): signals pending and blocked."""
-    if sigsetsize > 8:
+    if sigsetsize > SIGSET_SIZE:
         raise SyscallError(errno.EINVAL)
     bits = 0
     for signo, _info in t.pending + t.group.pending:
@@ -273,20 +273,13 @@ def sys_pause(t, *_):
 
 def sys_rt_sigsuspend(t, mask, sigsetsize, *_):
     """Implements Linux syscall rt_sigsuspend(2): the old mask returns through the handler's frame."""
-    if sigsetsize != 8:
-        raise SyscallError(errno.EINVAL)
-    new = int.from_bytes(t.copy_in(mask, 8), "little") & ~UNBLOCKABLE
-    if t.saved_mask is None:
-        t.saved_mask = t.signals.mask
-    t.signals.mask = new
+    swap_in_mask(t, read_sigset(t, mask, sigsetsize))
     _suspend_until_signal(t)
 
 
 def sys_rt_sigtimedwait(t, setp, info, timeout, sigsetsize, *_):
     """Implements Linux syscall rt_sigtimedwait(2)."""
-    if sigsetsize != 8:
-        raise SyscallError(errno.EINVAL)
-    wanted = int.from_bytes(t.copy_in(setp, 8), "little") & ~UNBLOCKABLE
+    wanted = read_sigset(t, setp, sigsetsize) & ~UNBLOCKABLE
     deadline = read_deadline(t, timeout)
     k = t.kernel
     with k.lock:

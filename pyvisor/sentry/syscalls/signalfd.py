@@ -4,6 +4,7 @@ import errno
 
 from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.syscalls._util import read_sigset
 from pyvisor.sentry.vfs.signalfd import SFD_CLOEXEC, SignalFile, make_signalfd
 
 
@@ -11,9 +12,7 @@ def sys_signalfd4(t, fd, mask, sizemask, flags, *_):
     """Implements Linux syscall signalfd4(2): fd -1 makes a new signalfd,
     else fd's mask is replaced (EINVAL if fd is not a signalfd)."""
     flags = s32(flags)
-    if sizemask != 8:
-        raise SyscallError(errno.EINVAL)
-    sigset = int.from_bytes(t.copy_in(mask, 8), "little")
+    sigset = read_sigset(t, mask, sizemask)
     fd = s32(fd)
     if fd != -1:
         f = t.fdtable.get(fd)
