@@ -24,6 +24,7 @@ import errno
 import struct
 import time as _time
 
+from pyvisor.abi.ints import s32
 from pyvisor.abi.signals import SIGSET_SIZE, UNBLOCKABLE
 from pyvisor.abi.structs import (IOVEC, ITIMERSPEC, MAX_RW_COUNT, NSEC, TASK_SIZE_MAX,
                                  TIMESPEC, UIO_MAXIOV, page_down, split_ns, timespec_valid,
@@ -72,6 +73,16 @@ def write_itimer(t, addr, interval, value, unit=1):
 
 
 # --- iovecs ----------------------------------------------------------------------
+
+
+def file_of_type(t, fd, cls, err=errno.EINVAL):
+    """The open file at ``fd`` (EBADF if none) when it is a ``cls``; else
+    ``err``, which each call's man page names (EINVAL for epoll, timerfd and
+    signalfd files; EBADF for a pidfd or a pipe)."""
+    f = t.fdtable.get(s32(fd))
+    if not isinstance(f, cls):
+        raise SyscallError(err)
+    return f
 
 
 def read_sigset(t, addr, size):

@@ -29,7 +29,7 @@ from pyvisor.abi.ints import s32
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.abi.structs import KTIME_MAX, NSEC, TIMESPEC, TIMEVAL, USEC, split_ns
-from pyvisor.sentry.syscalls._util import (read_deadline, read_sigset, restore_mask, swap_in_mask,
+from pyvisor.sentry.syscalls._util import (file_of_type, read_deadline, read_sigset, restore_mask, swap_in_mask,
                                            timespec_ns)
 from pyvisor.sentry.vfs.epoll import (EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_EVENT,
                                       EpollFile, pack_events)
@@ -298,32 +298,23 @@ def sys_epoll_create1(t, flags, *_):
     return _epoll_create(t, s32(flags))
 
 
-def _epoll_file(t, epfd):
-    ep = t.fdtable.get(s32(epfd))
-    if not isinstance(ep, EpollFile):
-        raise SyscallError(errno.EINVAL)
-    return ep
-
-
 def sys_epoll_ctl(t, epfd, op, fd, event, *_):
     """Implements Linux syscall epoll_ctl(2)."""
     op = s32(op)
     events = data = 0
     if op in (EPOLL_CTL_ADD, EPOLL_CTL_MOD):
         events, data = EPOLL_EVENT.unpack(t.copy_in(event, EPOLL_EVENT.size))
-    ep_any = t.fdtable.get(s32(epfd))
+    t.fdtable.get(s32(epfd))                         # EBADF before the target's
     fd = s32(fd)
     f = t.fdtable.get(fd)
-    if not isinstance(ep_any, EpollFile):
-        raise SyscallError(errno.EINVAL)
-    return ep_any.ctl(op, fd, f, events, data)
+    return file_of_type(t, epfd, EpollFile).ctl(op, fd, f, events, data)
 
 
 def _do_epoll_wait(t, epfd, events_addr, maxevents, deadline):
     maxevents = s32(maxevents)
     if maxevents <= 0 or maxevents > EP_MAX_EVENTS:
         raise SyscallError(errno.EINVAL)
-    ep = _epoll_file(t, epfd)
+    ep = file_of_type(t, epfd, EpollFile)
     got = wait_ready([ep], lambda: ep.collect(maxevents), deadline)
     if got:
         t.copy_out(events_addr, pack_events(got))

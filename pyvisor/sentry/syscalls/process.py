@@ -4,17 +4,18 @@ import errno
 
 import struct
 
-from pyvisor.abi.signals import SIGCHLD, siginfo_bytes
 from pyvisor.abi.flags import (CLONE_CHILD_CLEARTID, CLONE_CHILD_SETTID, CLONE_DETACHED,
                                CLONE_FILES, CLONE_FS, CLONE_IO, CLONE_NEWMASK, CLONE_PARENT,
                                CLONE_PARENT_SETTID, CLONE_PIDFD, CLONE_PTRACE, CLONE_SETTLS,
                                CLONE_SIGHAND, CLONE_SYSVSEM, CLONE_THREAD, CLONE_UNTRACED,
                                CLONE_VFORK, CLONE_VM, CSIGNAL)
 from pyvisor.abi.ints import s32
+from pyvisor.abi.signals import SIGCHLD, siginfo_bytes
 from pyvisor.abi.structs import pack_timeval
 from pyvisor.sentry import timers
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.mm import MM_TOP
+from pyvisor.sentry.syscalls._util import file_of_type
 from pyvisor.sentry.task import GroupExit, TaskExit, exit_wstatus
 from pyvisor.sentry.vfs import pidfd as _pidfd
 
@@ -261,9 +262,7 @@ def _pidfd_wait_target(t, fd, options):
     makes the wait WNOHANG, and "nothing yet" then EAGAIN (Linux 5.10)."""
     if fd < 0:
         raise SyscallError(errno.EINVAL)
-    f = t.fdtable.get(fd)
-    if not isinstance(f, _pidfd.PidFile):
-        raise SyscallError(errno.EBADF)
+    f = file_of_type(t, fd, _pidfd.PidFile, errno.EBADF)
     if f.nonblocking and not options & WNOHANG:
         options |= WNOHANG | _PIDFD_NOHANG
     return f.group.tgid, options
@@ -291,14 +290,6 @@ def sys_pidfd_open(t, pid, flags, *_):
     return t.fdtable.install(_pidfd.PidFile(g, flags), cloexec=True)
 
 
-def _pidfd_file(t, fd):
-    """The PidFile at fd; EBADF if fd is not a pidfd."""
-    f = t.fdtable.get(s32(fd))
-    if not isinstance(f, _pidfd.PidFile):
-        raise SyscallError(errno.EBADF)
-    return f
-
-
 def sys_pidfd_getfd(t, pidfd, targetfd, flags, *_):
     """Implements Linux syscall pidfd_getfd(2): a duplicate (close-on-exec) of another process's fd.
 
@@ -308,7 +299,7 @@ def sys_pidfd_getfd(t, pidfd, targetfd, flags, *_):
     exited (Linux 6.18 says so for a zombie too); EBADF for an fd it does
     not have.
     """
-    f = _pidfd_file(t, pidfd)
+    f = file_of_type(t, pidfd, _pidfd.PidFile, errno.EBADF)
     if flags:
         raise SyscallError(errno.EINVAL)
     k = t.kernel

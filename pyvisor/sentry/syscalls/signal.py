@@ -8,12 +8,13 @@ import struct
 import time
 
 from pyvisor.abi.ints import s32
-from pyvisor.abi.signals import (MINSIGSTKSZ, NSIG, SI_TKILL, SI_USER, SIGACTION, SIGKILL, SIGSET_SIZE, SIGSTOP,
-                                 SS_AUTODISARM, SS_DISABLE, SS_ONSTACK, STACK_T, UNBLOCKABLE,
-                                 siginfo_bytes)
+from pyvisor.abi.signals import (MINSIGSTKSZ, NSIG, SI_TKILL, SI_USER, SIGACTION, SIGKILL,
+                                 SIGSET_SIZE, SIGSTOP, SS_AUTODISARM, SS_DISABLE, SS_ONSTACK,
+                                 STACK_T, UNBLOCKABLE, siginfo_bytes)
 from pyvisor.sentry import waiting
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.syscalls._util import read_deadline, read_sigset, swap_in_mask
+from pyvisor.sentry.vfs.pidfd import PidFile
 
 SIG_BLOCK, SIG_UNBLOCK, SIG_SETMASK = 0, 1, 2
 
@@ -180,7 +181,6 @@ def _pidfd_target(t, pidfd):
 
     Besides a pidfd, an fd of a /proc/PID directory names that process (Linux
     tgid_pidfd_to_pid; ESRCH once it is gone)."""
-    from pyvisor.sentry.vfs.pidfd import PidFile
     if pidfd == PIDFD_SELF_THREAD:
         return t.group, t, PIDFD_SIGNAL_THREAD
     if pidfd == PIDFD_SELF_THREAD_GROUP:

@@ -4,7 +4,7 @@ import errno
 
 from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls._util import read_sigset
+from pyvisor.sentry.syscalls._util import file_of_type, read_sigset
 from pyvisor.sentry.vfs.signalfd import SFD_CLOEXEC, SignalFile, make_signalfd
 
 
@@ -15,9 +15,7 @@ def sys_signalfd4(t, fd, mask, sizemask, flags, *_):
     sigset = read_sigset(t, mask, sizemask)
     fd = s32(fd)
     if fd != -1:
-        f = t.fdtable.get(fd)
-        if not isinstance(f, SignalFile):
-            raise SyscallError(errno.EINVAL)
+        f = file_of_type(t, fd, SignalFile)
         if flags & ~(SFD_CLOEXEC | 0o4000):
             raise SyscallError(errno.EINVAL)
         f.set_mask(sigset)

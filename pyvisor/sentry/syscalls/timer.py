@@ -35,7 +35,7 @@ from pyvisor.abi.ints import s32
 from pyvisor.abi.structs import ITIMERSPEC, NSEC, USEC
 from pyvisor.sentry import timers
 from pyvisor.sentry.errors import SyscallError
-from pyvisor.sentry.syscalls._util import read_itimer, write_itimer
+from pyvisor.sentry.syscalls._util import file_of_type, read_itimer, write_itimer
 from pyvisor.sentry.vfs.timerfd import TFD_CLOEXEC, TFD_SETTIME_FLAGS, TimerFile, make_timerfd
 
 ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF = 0, 1, 2
@@ -275,13 +275,6 @@ def sys_timerfd_create(t, clockid, flags, *_):
     return t.fdtable.install(f, cloexec=bool(flags & TFD_CLOEXEC))
 
 
-def _timerfd(t, fd):
-    f = t.fdtable.get(s32(fd))
-    if not isinstance(f, TimerFile):
-        raise SyscallError(errno.EINVAL)
-    return f
-
-
 def sys_timerfd_settime(t, fd, flags, new, old, *_):
     """Implements Linux syscall timerfd_settime(2). N.B. TFD_TIMER_CANCEL_ON_SET
     is accepted and never cancels: the sandbox's wall clock is never set."""
@@ -289,7 +282,7 @@ def sys_timerfd_settime(t, fd, flags, new, old, *_):
     flags = s32(flags)
     if flags & ~TFD_SETTIME_FLAGS:
         raise SyscallError(errno.EINVAL)
-    f = _timerfd(t, fd)
+    f = file_of_type(t, fd, TimerFile)
     if old:
         t.copy_in(old, ITIMERSPEC.size)
     remaining, old_interval = f.settime(flags & TFD_SETTIME_FLAGS, value, interval)
@@ -300,7 +293,7 @@ def sys_timerfd_settime(t, fd, flags, new, old, *_):
 
 def sys_timerfd_gettime(t, fd, cur, *_):
     """Implements Linux syscall timerfd_gettime(2)."""
-    f = _timerfd(t, fd)
+    f = file_of_type(t, fd, TimerFile)
     remaining, interval = f.gettime()
     write_itimer(t, cur, interval, remaining, 1)
     return 0
