@@ -21,6 +21,7 @@ import threading
 import traceback
 
 from pyvisor.abi import name_of
+from pyvisor.abi.numbers import NR_getpid, NR_gettid
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry import timers, waiting
 from pyvisor.sentry.waiting import Interrupted
@@ -201,9 +202,9 @@ class Task:
         self.regs = context.regs
         self.cpu_source = timers.task_cpu_source(context)
         if not self.kernel.strace:
-            # getpid/gettid are answered in the platform's C loop.
-            self.regs.fast_pid = self.pid
-            self.regs.fast_tid = self.tid
+            # getpid and gettid have one answer for the task's life: the
+            # platform's C loop gives it without a trip through dispatch.
+            context.set_fast_answers({NR_getpid: self.pid, NR_gettid: self.tid})
 
     # -- memory (the handler contract) --------------------------------
 
