@@ -2,9 +2,10 @@
 """What the platforms' C halves share: the register file, the exit kinds, and
 the one place a syscall stop becomes a value in rax.
 
-Both ``pyvisor/_fastpath.pyx`` (ptrace) and ``pyvisor/_kvm.pyx`` (KVM)
-cimport this file; Python gets the exit kinds from ``_common.pyx`` (its
-``ExitKind``), which ``platform/base.py`` re-exports as plain ints.
+The ptrace platform's ``pyvisor/_fastpath.pyx`` and the KVM platform's
+``pyvisor/_kvm.pyx`` both cimport it. Python gets the exit kinds from
+``_common.pyx`` (its ``ExitKind``), which ``platform/base.py`` re-exports
+as plain ints.
 
 The platform knows no syscalls: it answers a call in C only when the Sentry
 put the call's number in the context's fast-answer table (``FastAnswers``,
