@@ -1637,7 +1637,7 @@ cdef class Vcpu:
         while True:
             if self._claim():           # interrupted while waiting for a Hw
                 self.interrupted = 0
-                return EXIT_INTERRUPT
+                return <int>EXIT_INTERRUPT      # an int, as every kind run returns
             try:
                 kind = self._switch()
             finally:

@@ -23,7 +23,8 @@ cdef extern from "<sys/user.h>" nogil:
         unsigned long long rax, rcx, rdx, rsi, rdi, orig_rax, rip, cs, eflags
         unsigned long long rsp, ss, fs_base, gs_base, ds, es, fs, gs
 
-# Why a context's run (or one switch) returned.
+# Why a context's run (or one switch) returned. A def function returns one
+# as ``<int>EXIT_...``: a bare member would become a Python ExitKind object.
 cpdef enum ExitKind:
     EXIT_SYSCALL = 0        # a syscall stop (run loops serve these themselves)
     EXIT_SIGNAL = 1         # a signal or fault for the application (siginfo())
