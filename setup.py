@@ -1,6 +1,10 @@
 """Build the Cython extensions and the ptrace stub program.
 
-Every ``.pyx`` under ``pyvisor/`` becomes an extension module. The stub is a
+Every ``.pyx`` under ``pyvisor/`` becomes an extension module; the ``.pxd``
+files beside them (declarations the ``.pyx`` files cimport:
+``pyvisor/platform/_common.pxd``, ``pyvisor/netstack/_wire.pxd``) are read
+from the tree when it is built and installed with the package, so that
+the sdist rebuilds and other Cython code can cimport them. The stub is a
 tiny static program with no libc (``pyvisor/platform/stub.S``) that the ptrace
 platform runs as the host process for each address space; it is assembled
 here and installed as package data (``pyvisor/platform/_stub``). So is the
@@ -59,4 +63,5 @@ def extensions():
     })
 
 
-setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExtWithStub})
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExtWithStub},
+      package_data={"": ["*.pxd"]})

@@ -5,7 +5,8 @@ The same hand-assembled loops run on both platforms over a MemoryManager
 
 - getpid: ``rbx`` getpids, then exit. Two figures per platform: the call
   served by a Python ``dispatch`` (the Sentry's path) and by the platform's
-  own fast path (``fast_pid``); ``extra_info["ns_per_call"]``.
+  own fast path (a fast answer, ``Context.set_fast_answers``);
+  ``extra_info["ns_per_call"]``.
 - mmap: ``rbx`` times map 1 or 256 pages (MemoryManager.map_anon), write
   each page, unmap, as pyvisor/bench/c/micro.c's mmap_4k and mmap_1m do through
   the Sentry; ``extra_info["us_per_iteration"]``.
@@ -54,7 +55,7 @@ def _setup(name):
 
 def _loop_ns(ctx, fast):
     ctx.regs.set_regs(dict(rip=CODE, rsp=0, eflags=0x202, rbx=N, rax=0))
-    ctx.regs.fast_pid = 1 if fast else 0
+    ctx.set_fast_answers({39: 1} if fast else {})     # getpid answered in C
     t0 = time.perf_counter_ns()
     try:
         ctx.run(_dispatch)

@@ -2,8 +2,9 @@
 """The Sentry's hot paths: the memory file, ptrace stops, register marshalling.
 
 Everything here is mechanism; nothing here knows what a system call means.
-The run loop (``Tracee.run``) answers the calls that need no Python object
-in C and hands the rest to a Python callable, so the common case costs one
+The run loop (``Tracee.run``) answers in C the calls the Sentry gave it
+fast answers for and hands the rest to a Python callable (both through
+``platform/_common.pxd``'s ``serve_syscall``), so the common case costs one
 ``waitpid`` + ``GETREGS`` + ``SETREGS`` + ``PTRACE_SYSEMU`` per call, the
 floor that ``../shared/limits/RESULTS.md`` measures.
 """
@@ -16,11 +17,9 @@ from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING
 from cpython.memoryview cimport PyMemoryView_FromMemory
 from cpython.buffer cimport PyBUF_WRITE, PyBUF_READ
 
-cdef extern from "<sys/user.h>" nogil:
-    struct user_regs_struct:
-        unsigned long long r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8
-        unsigned long long rax, rcx, rdx, rsi, rdi, orig_rax, rip, cs, eflags
-        unsigned long long rsp, ss, fs_base, gs_base, ds, es, fs, gs
+from pyvisor.platform._common cimport (EXIT_GONE, EXIT_INTERRUPT, EXIT_SIGNAL, EXIT_SYSCALL,
+                                      FastAnswers, serve_syscall, set_fast_answers,
+                                      user_regs_struct)
 
 cdef extern from "<sys/ptrace.h>" nogil:
     long ptrace(int request, pid_t pid, void *addr, void *data)
@@ -109,9 +108,7 @@ cdef enum:
     SYS_close_range = 436
     SYS_personality = 135
     ADDR_NO_RANDOMIZE = 0x0040000
-    SYS_getpid = 39
-    SYS_gettid = 186
-    ENOSYS = 38
+    SYS_getpid = 39         # the probe's call (SYSEMU: the host never runs it)
     USER_CS = 0x33          # the 64-bit user code segment; compat mode runs in 0x23
     SYS_capset = 126
     SYS_execveat = 322
@@ -151,12 +148,6 @@ cdef bint _arch_by_regs = 1
 
 # The CPU's MXCSR_MASK (FXSAVE offset 28), read once from the first tracee.
 cdef uint32_t _mxcsr_mask = 0
-
-# Exit kinds returned by Tracee.switch / Tracee.run.
-EXIT_SYSCALL = 0
-EXIT_SIGNAL = 1
-EXIT_GONE = 2
-EXIT_INTERRUPT = 3   # a PTRACE_INTERRUPT or group stop: nothing for the application
 
 # Offsets of the stub's entry points from _start (platform/stub.S).
 STUB_CLONE = 16
@@ -377,8 +368,7 @@ cdef class Tracee:
     cdef readonly unsigned long long inject_rip
     cdef readonly int status          # last wait status when the tracee is gone
     cdef readonly int stop_signal     # the signal of the last signal stop
-    cdef public int fast_pid          # answered in C for getpid; 0 disables
-    cdef public int fast_tid
+    cdef FastAnswers fast             # calls answered in C (set_fast_answers)
     cdef readonly unsigned long long syscalls
     cdef public bint need_flush       # edits are queued: call flusher() before resuming
     cdef readonly bint compat         # the last syscall stop was a 32-bit entry
@@ -490,31 +480,23 @@ cdef class Tracee:
         self._resume(PTRACE_SYSEMU, sig)
         return self._stopped(self._wait())
 
+    def set_fast_answers(self, dict answers):
+        """``{number: rax}``: calls run() answers without dispatch (None: none)."""
+        set_fast_answers(&self.fast, answers)
+
     def run(self, dispatch, int sig=0):
         """Run until a stop that dispatch does not absorb; return its exit kind.
 
-        ``dispatch(nr, a0..a5)`` serves one call and returns rax (-errno on
-        failure); getpid and gettid are answered here when fast_pid is set.
+        Each syscall stop is served by ``_common.serve_syscall``: from the
+        fast answers, or by ``dispatch(nr, a0..a5)``, which returns rax.
         """
         cdef int kind
-        cdef unsigned long long nr
         while True:
             kind = self.switch(sig)
             sig = 0
             if kind != EXIT_SYSCALL:
                 return kind
-            nr = self.regs.orig_rax
-            if self.compat:
-                self.regs.rax = <unsigned long long>-ENOSYS
-            elif nr == SYS_getpid and self.fast_pid:
-                self.regs.rax = self.fast_pid
-            elif nr == SYS_gettid and self.fast_tid:
-                self.regs.rax = self.fast_tid
-            else:
-                ret = dispatch(nr, self.regs.rdi, self.regs.rsi, self.regs.rdx,
-                               self.regs.r10, self.regs.r8, self.regs.r9)
-                self.regs.rax = <unsigned long long>(ret & 0xFFFFFFFFFFFFFFFF)
-            self.regs.orig_rax = <unsigned long long>-1
+            serve_syscall(&self.regs, self.compat, &self.fast, dispatch)
             self.dirty = 1
             if self.need_flush:
                 self.need_flush = 0

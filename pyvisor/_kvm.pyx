@@ -40,6 +40,9 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy, memset, strerror
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 
+from pyvisor.platform._common cimport (EXIT_INTERRUPT, EXIT_SIGNAL, EXIT_SYSCALL, FastAnswers,
+                                      serve_syscall, set_fast_answers, user_regs_struct)
+
 cdef extern from "<signal.h>" nogil:
     ctypedef struct sigset_t:
         pass
@@ -78,12 +81,6 @@ cdef extern from "<sys/mman.h>" nogil:
     int madvise(void *addr, size_t length, int advice)
     void *MAP_FAILED
     int PROT_READ, PROT_WRITE, MAP_SHARED, MAP_NORESERVE, MFD_CLOEXEC, MADV_REMOVE, MADV_DONTNEED
-
-cdef extern from "<sys/user.h>" nogil:
-    struct user_regs_struct:
-        unsigned long long r15, r14, r13, r12, rbp, rbx, r11, r10, r9, r8
-        unsigned long long rax, rcx, rdx, rsi, rdi, orig_rax, rip, cs, eflags
-        unsigned long long rsp, ss, fs_base, gs_base, ds, es, fs, gs
 
 cdef extern from "<linux/kvm.h>" nogil:
     int KVM_GET_API_VERSION, KVM_CREATE_VM, KVM_CHECK_EXTENSION, KVM_GET_VCPU_MMAP_SIZE
@@ -209,12 +206,9 @@ cdef extern from *:
     int pv_get_xsave(int vm, int vcpu, void *buf) nogil
     int pv_set_xsave(int vcpu, void *buf) nogil
 
-# Exit kinds, as in platform/base.py.
-EXIT_SYSCALL = 0
-EXIT_SIGNAL = 1
-EXIT_GONE = 2
-EXIT_INTERRUPT = 3
-cdef int EXIT_PREEMPTED = 4     # internal: the pool took the Hw back; run again
+# An exit kind of our own, beside _common's: the pool took the Hw back; run again.
+cdef enum:
+    EXIT_PREEMPTED = EXIT_INTERRUPT + 1
 
 
 cdef void _kick_handler(int sig) noexcept nogil:
@@ -1126,8 +1120,7 @@ cdef class Vcpu:
     cdef bint fpu_saved             # fpu is the state (no Hw holds it)
     cdef user_regs_struct regs
     cdef bint bases_dirty           # fs_base/gs_base must be written to the MSRs
-    cdef public int fast_pid        # getpid answered here when nonzero
-    cdef public int fast_tid
+    cdef FastAnswers fast           # calls answered here (set_fast_answers)
     cdef readonly unsigned long long syscalls
     cdef readonly unsigned long long exits
     cdef readonly unsigned long long switches   # times it was bound to a Hw it did not hold
@@ -1625,21 +1618,26 @@ cdef class Vcpu:
                 self.hw.busy = 0
         return kind
 
+    def set_fast_answers(self, dict answers):
+        """``{number: rax}``: calls run() answers without dispatch (None: none)."""
+        set_fast_answers(&self.fast, answers)
+
     def run(self, dispatch, int sig=0):
         """Run until a stop that dispatch does not absorb; return its exit kind.
 
-        ``dispatch(nr, a0..a5)`` serves one call and returns rax; if it
-        raises, the exception propagates with the vCPU stopped after the
-        syscall (rax still the number), so run may be called again. ``sig``
+        Each syscall stop is served by ``_common.serve_syscall``: from the
+        fast answers, or by ``dispatch(nr, a0..a5)``, which returns rax; if
+        dispatch raises, the exception propagates with the vCPU stopped
+        after the syscall (orig_rax still the number), so run may be called
+        again. ``sig``
         is accepted for the ptrace signature and ignored: on KVM no host
         signal reaches the application; the Sentry builds signal frames.
         """
         cdef int kind
-        cdef unsigned long long nr
         while True:
             if self._claim():           # interrupted while waiting for a Hw
                 self.interrupted = 0
-                return EXIT_INTERRUPT
+                return <int>EXIT_INTERRUPT      # an int, as every kind run returns
             try:
                 kind = self._switch()
             finally:
@@ -1651,18 +1649,7 @@ cdef class Vcpu:
                     continue
             if kind != EXIT_SYSCALL:
                 return kind
-            nr = self.regs.orig_rax
-            if self.compat:
-                self.regs.rax = <unsigned long long>-38     # ENOSYS: no 32-bit call is served
-            elif nr == 39 and self.fast_pid:
-                self.regs.rax = self.fast_pid
-            elif nr == 186 and self.fast_tid:
-                self.regs.rax = self.fast_tid
-            else:
-                ret = dispatch(nr, self.regs.rdi, self.regs.rsi, self.regs.rdx,
-                               self.regs.r10, self.regs.r8, self.regs.r9)
-                self.regs.rax = <unsigned long long>(ret & 0xFFFFFFFFFFFFFFFF)
-            self.regs.orig_rax = <unsigned long long>-1     # out of the syscall, as on ptrace
+            serve_syscall(&self.regs, self.compat, &self.fast, dispatch)
 
     def release(self):
         """The task is gone: its Hw (if any) back to the pool."""

@@ -6,6 +6,7 @@ stands (module level or inside a function); relative imports are resolved.
 
 import ast
 import os
+import re
 
 import pyvisor
 
@@ -46,6 +47,28 @@ def imports_of(name, path):
             out.add(mod)
             out.update("%s.%s" % (mod, a.name) for a in node.names)
     return out
+
+
+def cython_sources():
+    """Map each .pyx/.pxd below pyvisor to its path, named like a module
+    (pyvisor/platform/_common.pxd -> "pyvisor.platform._common.pxd")."""
+    found = {}
+    root = os.path.dirname(PKG_DIR)
+    for dirpath, _dirs, files in os.walk(PKG_DIR):
+        for fn in files:
+            if fn.endswith((".pyx", ".pxd")):
+                rel = os.path.relpath(os.path.join(dirpath, fn), root)
+                found[rel.replace(os.sep, ".")] = os.path.join(dirpath, fn)
+    return found
+
+
+_CIMPORT = re.compile(r"^\s*(?:from\s+([\w.]+)\s+cimport\b|cimport\s+([\w.]+))", re.M)
+
+
+def cimports_of(path):
+    """The modules a .pyx/.pxd cimports (absolute names as written)."""
+    with open(path) as f:
+        return {a or b for a, b in _CIMPORT.findall(f.read())}
 
 
 def reachable(start, graph_modules=None):
@@ -110,4 +133,5 @@ def stdlib_top(name):
     return None if top == "pyvisor" else top
 
 
-__all__ = ["modules", "imports_of", "reachable", "graph", "circles", "stdlib_top", "PKG_DIR"]
+__all__ = ["modules", "imports_of", "cython_sources", "cimports_of", "reachable", "graph",
+           "circles", "stdlib_top", "PKG_DIR"]

@@ -192,3 +192,34 @@ def test_the_circle_check_sees_a_circle(tmp_path):
     got = importgraph.circles(importgraph.graph(names))
     assert got == [sorted(names)]
     assert importgraph.circles({"a": {"b"}, "b": {"a", "c"}, "c": set(), "d": {"d"}}) == [["a", "b"]]
+
+
+# --- the platform knows no syscalls and no Sentry; the C halves cimport down --
+
+PLATFORM = "pyvisor.platform"
+PLATFORM_C = ("pyvisor._fastpath.pyx", "pyvisor._kvm.pyx", "pyvisor.platform._common.pyx",
+              "pyvisor.platform._common.pxd")
+
+
+def test_platform_reaches_neither_sentry_nor_netstack():
+    """Transitively: the platform serves contexts, not tasks (the Sentry
+    hands it what it may answer itself, as numbers; platform/_common.pxd)."""
+    mods = importgraph.modules()
+    reach = importgraph.reachable([m for m in mods if _under(m, PLATFORM)], mods)
+    assert "pyvisor.platform.ptrace" in reach and "pyvisor.platform.kvm" in reach
+    assert sorted(m for m in reach if _under(m, "pyvisor.sentry") or _under(m, NETSTACK)) == []
+
+
+def test_cython_cimports_follow_the_layers():
+    """The platforms' C halves share one .pxd (platform/_common.pxd) and
+    netstack's share netstack/_wire.pxd; neither cimports anything above."""
+    srcs = importgraph.cython_sources()
+    ours = {n: {i for i in importgraph.cimports_of(p) if _under(i, "pyvisor")}
+            for n, p in srcs.items()}
+    for name in PLATFORM_C:
+        assert ours[name] <= {"pyvisor.platform._common"}, name
+    assert ours["pyvisor._fastpath.pyx"] == ours["pyvisor._kvm.pyx"] == {"pyvisor.platform._common"}
+    net = {n: c for n, c in ours.items() if _under(n, NETSTACK)}
+    assert net["pyvisor.netstack._checksum.pyx"] == net["pyvisor.netstack._frames.pyx"] \
+        == {"pyvisor.netstack._wire"}
+    assert all(all(_under(i, NETSTACK) for i in c) for c in net.values()), net

@@ -24,6 +24,8 @@ from libc.errno cimport errno, EAGAIN, ENOBUFS, EIO, EINVAL
 from libc.stdint cimport uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
+from pyvisor.netstack._wire cimport csum_add, csum_fold, get16, get32, put16, put32
+
 cdef extern from "unistd.h" nogil:
     ssize_t write(int fd, const void *buf, size_t count)
 
@@ -34,48 +36,6 @@ cdef enum:
     TCP_PSH = 0x08
     TCP_CWR = 0x80
     MAX_BATCH = 1024
-
-
-cdef inline uint64_t _sum(const uint8_t *p, Py_ssize_t n, uint64_t acc) noexcept nogil:
-    cdef Py_ssize_t i = 0
-    while i + 8 <= n:
-        acc += ((<uint64_t>p[i] << 8) | p[i + 1]) + \
-               ((<uint64_t>p[i + 2] << 8) | p[i + 3]) + \
-               ((<uint64_t>p[i + 4] << 8) | p[i + 5]) + \
-               ((<uint64_t>p[i + 6] << 8) | p[i + 7])
-        i += 8
-    while i + 2 <= n:
-        acc += (<uint64_t>p[i] << 8) | p[i + 1]
-        i += 2
-    if i < n:
-        acc += <uint64_t>p[i] << 8
-    return acc
-
-
-cdef inline uint32_t _fold(uint64_t acc) noexcept nogil:
-    while acc >> 16:
-        acc = (acc & 0xffff) + (acc >> 16)
-    return <uint32_t>acc
-
-
-cdef inline void _put16(uint8_t *p, uint32_t v) noexcept nogil:
-    p[0] = (v >> 8) & 0xff
-    p[1] = v & 0xff
-
-
-cdef inline void _put32(uint8_t *p, uint32_t v) noexcept nogil:
-    p[0] = (v >> 24) & 0xff
-    p[1] = (v >> 16) & 0xff
-    p[2] = (v >> 8) & 0xff
-    p[3] = v & 0xff
-
-
-cdef inline uint32_t _get16(const uint8_t *p) noexcept nogil:
-    return (<uint32_t>p[0] << 8) | p[1]
-
-
-cdef inline uint32_t _get32(const uint8_t *p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | p[3]
 
 
 def split_tcp(const uint8_t[::1] frame, Py_ssize_t hdr_len, Py_ssize_t gso_size,
@@ -97,9 +57,9 @@ def split_tcp(const uint8_t[::1] frame, Py_ssize_t hdr_len, Py_ssize_t gso_size,
     cdef Py_ssize_t count = (payload + gso_size - 1) // gso_size if payload else 1
     cdef Py_ssize_t tcp_off = ETH_HLEN + IP_HLEN
     cdef Py_ssize_t tcp_hlen = hdr_len - tcp_off
-    cdef uint32_t seq = _get32(src + tcp_off + 4)
+    cdef uint32_t seq = get32(src + tcp_off + 4)
     cdef uint32_t flags = src[tcp_off + 13]
-    cdef uint64_t addr_sum = _sum(src + ETH_HLEN + 12, 8, 6)  # addresses + proto
+    cdef uint64_t addr_sum = csum_add(src + ETH_HLEN + 12, 8, 6)  # addresses + proto
     cdef list out = []
     cdef Py_ssize_t i, off, n, flen
     cdef uint32_t f, c
@@ -116,21 +76,21 @@ def split_tcp(const uint8_t[::1] frame, Py_ssize_t hdr_len, Py_ssize_t gso_size,
         memcpy(d, src, hdr_len)
         memcpy(d + hdr_len, src + hdr_len + off, n)
         # IPv4: length, ident, checksum.
-        _put16(d + ETH_HLEN + 2, <uint32_t>(flen - ETH_HLEN))
-        _put16(d + ETH_HLEN + 4, (ident + <uint32_t>i) & 0xffff)
-        _put16(d + ETH_HLEN + 10, 0)
-        _put16(d + ETH_HLEN + 10, (~_fold(_sum(d + ETH_HLEN, IP_HLEN, 0))) & 0xffff)
+        put16(d + ETH_HLEN + 2, <uint32_t>(flen - ETH_HLEN))
+        put16(d + ETH_HLEN + 4, (ident + <uint32_t>i) & 0xffff)
+        put16(d + ETH_HLEN + 10, 0)
+        put16(d + ETH_HLEN + 10, (~csum_fold(csum_add(d + ETH_HLEN, IP_HLEN, 0))) & 0xffff)
         # TCP: sequence, flags, checksum over the pseudo-header.
-        _put32(d + tcp_off + 4, seq + <uint32_t>off)
+        put32(d + tcp_off + 4, seq + <uint32_t>off)
         f = flags
         if i != count - 1:
             f &= ~(TCP_FIN | TCP_PSH)
         if i != 0:
             f &= ~TCP_CWR
         d[tcp_off + 13] = f
-        _put16(d + tcp_off + 16, 0)
-        c = _fold(_sum(d + tcp_off, tcp_hlen + n, addr_sum + <uint64_t>(tcp_hlen + n)))
-        _put16(d + tcp_off + 16, (~c) & 0xffff)
+        put16(d + tcp_off + 16, 0)
+        c = csum_fold(csum_add(d + tcp_off, tcp_hlen + n, addr_sum + <uint64_t>(tcp_hlen + n)))
+        put16(d + tcp_off + 16, (~c) & 0xffff)
         out.append(b)
     return out
 
@@ -207,30 +167,30 @@ def parse_tcp_frame(const uint8_t[::1] f, const uint8_t[::1] mac, bint verify_cs
     cdef const uint8_t *ip = p + ETH_HLEN
     if ip[0] != 0x45 or ip[9] != 6 or ip[8] == 0:
         return None
-    cdef uint32_t total = _get16(ip + 2)
+    cdef uint32_t total = get16(ip + 2)
     if total < IP_HLEN + 20 or total > n - ETH_HLEN:
         return None
-    if _get16(ip + 6) & 0xBFFF:      # reserved bit, MF or an offset
+    if get16(ip + 6) & 0xBFFF:      # reserved bit, MF or an offset
         return None
-    if _fold(_sum(ip, IP_HLEN, 0)) != 0xffff:
+    if csum_fold(csum_add(ip, IP_HLEN, 0)) != 0xffff:
         return None
     cdef const uint8_t *t = ip + IP_HLEN
     cdef uint32_t tlen = total - IP_HLEN
     cdef uint32_t doff = (t[12] >> 4) * 4
     if doff < 20 or doff > tlen:
         return None
-    cdef uint32_t sport = _get16(t), dport = _get16(t + 2)
+    cdef uint32_t sport = get16(t), dport = get16(t + 2)
     if sport == 0 or dport == 0:
         return None
     if verify_csum:
-        if _fold(_sum(t, tlen, _sum(ip + 12, 8, 6 + <uint64_t>tlen))) != 0xffff:
+        if csum_fold(csum_add(t, tlen, csum_add(ip + 12, 8, 6 + <uint64_t>tlen))) != 0xffff:
             return None
     cdef object ts
     if doff == 20:
         ts = None
     elif doff == 32 and t[20] == 1 and t[21] == 1 and t[22] == 8 and t[23] == 10:
-        ts = (_get32(t + 24), _get32(t + 28))
+        ts = (get32(t + 24), get32(t + 28))
     else:
         ts = False
-    return (_get32(ip + 12), _get32(ip + 16), sport, dport, _get32(t + 4),
-            _get32(t + 8), t[13] & 0x3F, _get16(t + 14), doff, ETH_HLEN + total, ts)
+    return (get32(ip + 12), get32(ip + 16), sport, dport, get32(t + 4),
+            get32(t + 8), t[13] & 0x3F, get16(t + 14), doff, ETH_HLEN + total, ts)

@@ -9,7 +9,13 @@ The platform knows nothing about what a system call means.
 
 from abc import ABC, abstractmethod
 
-EXIT_SYSCALL, EXIT_SIGNAL, EXIT_GONE, EXIT_INTERRUPT = 0, 1, 2, 3
+from pyvisor.platform._common import ExitKind
+
+# Exit kinds, declared once in platform/_common.pxd (the C run loops return them).
+EXIT_SYSCALL = int(ExitKind.EXIT_SYSCALL)
+EXIT_SIGNAL = int(ExitKind.EXIT_SIGNAL)
+EXIT_GONE = int(ExitKind.EXIT_GONE)
+EXIT_INTERRUPT = int(ExitKind.EXIT_INTERRUPT)
 
 
 class Exit:
@@ -97,6 +103,20 @@ class AddressSpace(ABC):
 
 
 class Context(ABC):
+    """Runs one application thread. ``regs`` is its register file (the C
+    half's Tracee or Vcpu)."""
+
     @abstractmethod
     def run(self, dispatch):
-        """Run until a stop dispatch does not absorb; return an Exit."""
+        """Run until a stop dispatch does not absorb; return an Exit.
+
+        ``dispatch(nr, a0, ..., a5)`` serves one call and returns rax."""
+
+    def set_fast_answers(self, answers):
+        """Calls run() answers in C without dispatch: ``{number: rax}``, at most
+        four; {} sends every call to dispatch.
+
+        The Sentry chooses them (calls whose answer is fixed for the task,
+        such as getpid); the platform only compares numbers.
+        """
+        self.regs.set_fast_answers(answers)

@@ -282,20 +282,12 @@ class KvmContext(Context):
         self.aspace = aspace
         self.regs = vcpu   # register properties live on the Vcpu, as on the Tracee
 
-    @property
-    def fast_pid(self):
-        return self.vcpu.fast_pid
-
-    @fast_pid.setter
-    def fast_pid(self, pid):
-        self.vcpu.fast_pid = pid
-
     def run(self, dispatch, sig=0):
         """Run until a fault, an interrupt() or a raising dispatch; KvmError if the VM breaks."""
         if self.aspace.dead or self.vcpu is None:
             return Exit(EXIT_GONE, status=SIGKILL_WSTATUS)
         kind = self.vcpu.run(dispatch, sig)
-        if kind == _kvm.EXIT_INTERRUPT:
+        if kind == EXIT_INTERRUPT:
             if self.aspace.dead:
                 return Exit(EXIT_GONE, status=SIGKILL_WSTATUS)
             return Exit(EXIT_INTERRUPT)

@@ -407,7 +407,7 @@ class PtraceContext(Context):
             if signo in (SIGSEGV, SIGBUS) and self.aspace.flush():
                 return Exit(EXIT_INTERRUPT)    # another thread's edit had not landed: retry
             return Exit(EXIT_SIGNAL, signo, code, addr)
-        if kind == _fastpath.EXIT_INTERRUPT:
+        if kind == EXIT_INTERRUPT:
             return Exit(EXIT_INTERRUPT)
         return Exit(EXIT_GONE, status=self.tracee.status)
 

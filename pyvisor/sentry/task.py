@@ -20,6 +20,7 @@ import struct
 import threading
 import traceback
 
+from pyvisor.abi.numbers import NR_getpid, NR_gettid
 from pyvisor.abi.signals import (CORE_BY_DEFAULT, IGNORE_BY_DEFAULT, SA_NODEFER, SA_ONSTACK,
                                  SA_RESETHAND, SA_RESTART, SA_RESTORER, SIG_DFL, SIG_IGN,
                                  SIGCHLD, SIGCONT, SIGINFO_SIZE, SIGKILL, SIGSEGV, SIGSTOP,
@@ -182,9 +183,9 @@ class Task:
         self.regs = context.regs
         self.cpu_source = timers.task_cpu_source(context)
         if not self.kernel.strace:
-            # getpid/gettid are answered in the platform's C loop.
-            self.regs.fast_pid = self.pid
-            self.regs.fast_tid = self.tid
+            # getpid and gettid have one answer for the task's life: the
+            # platform's C loop gives it without a trip through dispatch.
+            context.set_fast_answers({NR_getpid: self.pid, NR_gettid: self.tid})
 
     # -- memory (the handler contract) --------------------------------
 

@@ -116,7 +116,7 @@ def test_getpid_loop_answered_by_dispatch(kvm):
 def test_fast_pid_is_answered_without_dispatch(kvm):
     _, aspace, mm = kvm
     load(aspace, mm, GETPID_LOOP)
-    aspace.context.fast_pid = 3
+    aspace.context.set_fast_answers({39: 3})
     status, calls = run(aspace)
     assert (status, calls) == (300, [60])
 
