@@ -6,6 +6,7 @@ it the stack knows its sockets only through the ``Endpoint`` interface
 (stack.py), so stack.py does not import socket.py, not even in a function.
 """
 
+import re
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,26 @@ def test_cython_cimports_follow_the_layers():
     assert net["pyvisor.netstack._checksum.pyx"] == net["pyvisor.netstack._frames.pyx"] \
         == {"pyvisor.netstack._wire"}
     assert all(all(_under(i, NETSTACK) for i in c) for c in net.values()), net
+
+
+def test_the_drawing_in_architecture_md_names_what_exists():
+    """Every module and package the layer drawing names is there, and every
+    package below pyvisor/ and pyvisor/sentry/ is in the drawing."""
+    text = (Path(REPO_ROOT) / "docs" / "architecture.md").read_text()
+    drawing = text.split("```")[1]
+    root = Path(REPO_ROOT) / "pyvisor"
+    named = set(re.findall(r"(?<![\w/])(?:[a-z_/]+\.(?:pyx|pxd|py)\b|[a-z_]{3,}(?:/[a-z_]+)*/)",
+                           drawing))
+    assert "sentry/syscalls/" in named and "gofer/process.py" in named
+    files = [p.relative_to(root).as_posix() for p in root.rglob("*") if "__pycache__" not in p.parts]
+    here = set()
+    for n in named:
+        # A bare name ("task.py" after "sentry/kernel.py") is one of its neighbours'.
+        n = n.rstrip("/")
+        assert any(f == n or f.endswith("/" + n) for f in files), n
+        here.add(n)
+    packages = {p.parent.name for p in root.glob("*/__init__.py")}
+    packages |= {"sentry/" + p.parent.name for p in (root / "sentry").glob("*/__init__.py")}
+    missing = [p for p in packages
+               if not any(h == p or h.startswith(p + "/") for h in here)]
+    assert sorted(missing) == []
