@@ -18,6 +18,9 @@ more than one call follows (the struct layouts are in pyvisor/abi/structs.py).
   a time) the count is the whole pages moved before it, EFAULT if none. A
   stream socket fails before consuming what it cannot copy out
   (check_stream_room).
+- A file of a kind (file_of_type: EBADF for no file, else the errno the
+  call's man page names), a user sigset_t (read_sigset: sigsetsize must be
+  8) and a wait's temporary signal mask (swap_in_mask, restore_mask).
 """
 
 import errno
@@ -72,7 +75,7 @@ def write_itimer(t, addr, interval, value, unit=1):
     t.copy_out(addr, ITIMERSPEC.pack(*split_ns(interval, unit), *split_ns(value, unit)))
 
 
-# --- iovecs ----------------------------------------------------------------------
+# --- files and signal masks ----------------------------------------------------
 
 
 def file_of_type(t, fd, cls, err=errno.EINVAL):
@@ -108,6 +111,9 @@ def restore_mask(t):
     """Undo swap_in_mask when the wait ended without a handler."""
     if t.saved_mask is not None:
         t.signals.mask, t.saved_mask = t.saved_mask, None
+
+
+# --- iovecs ----------------------------------------------------------------------
 
 
 def read_iovecs(t, addr, count, too_many=errno.EINVAL):
