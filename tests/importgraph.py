@@ -11,6 +11,7 @@ import re
 import pyvisor
 
 PKG_DIR = os.path.dirname(os.path.abspath(pyvisor.__file__))
+SOURCE_PKG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "pyvisor")
 
 
 def modules():
@@ -50,11 +51,12 @@ def imports_of(name, path):
 
 
 def cython_sources():
-    """Map each .pyx/.pxd below pyvisor to its path, named like a module
-    (pyvisor/platform/_common.pxd -> "pyvisor.platform._common.pxd")."""
+    """Map each .pyx/.pxd below the source tree's pyvisor/ to its path, named
+    like a module (pyvisor/platform/_common.pxd -> "pyvisor.platform._common.pxd").
+    Read from the checkout beside tests/: an installed package has no .pyx."""
     found = {}
-    root = os.path.dirname(PKG_DIR)
-    for dirpath, _dirs, files in os.walk(PKG_DIR):
+    root = os.path.dirname(SOURCE_PKG_DIR)
+    for dirpath, _dirs, files in os.walk(SOURCE_PKG_DIR):
         for fn in files:
             if fn.endswith((".pyx", ".pxd")):
                 rel = os.path.relpath(os.path.join(dirpath, fn), root)
