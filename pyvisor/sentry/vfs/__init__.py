@@ -53,7 +53,9 @@ def build_vfs(kernel, gofer_root):
     """The sandbox's mount tree:
 
         /          overlay: tmpfs upper over the Gofer's tree (plain tmpfs if
-                   gofer_root is None)
+                   gofer_root is None); the upper's file data in the Sentry's
+                   memory, or in kernel.filestore (--overlay file); with
+                   --overlay none, the Gofer's tree itself, read-only
         /tmp       tmpfs, mode 1777, only without a Gofer root; with one, /tmp
                    is the overlay's view of the host's /tmp (writes in memory)
         /dev       devfs;  /dev/shm  tmpfs, mode 1777
@@ -70,10 +72,15 @@ def build_vfs(kernel, gofer_root):
     # the root's upper layer is bounded by --overlay-size (mm/account.py).
     account = getattr(getattr(kernel, "allocator", None), "account", None)
     config = getattr(kernel, "config", None)
-    upper = TmpFS(0o755, size=getattr(config, "overlay_size", None), account=account)
+    mode = getattr(config, "overlay", "memory")
+    upper = TmpFS(0o755, size=getattr(config, "overlay_size", None), account=account,
+                  store=getattr(kernel, "filestore", None))
     if gofer_root is None:
         root_fs = upper
         source = b"tmpfs"
+    elif mode == "none":
+        root_fs = _lower_root(gofer_root).fs
+        source = b"rootfs"
     else:
         root_fs = OverlayFS(upper, _lower_root(gofer_root))
         source = b"overlay"
