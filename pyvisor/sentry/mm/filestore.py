@@ -36,7 +36,8 @@ _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long)
 
 
-def _open_unlinked(path):
+def open_unlinked(path):
+    """A new file in directory ``path`` that has no name: O_TMPFILE, else made and unlinked at once."""
     try:
         return os.open(path, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
     except OSError as e:
@@ -122,7 +123,7 @@ class FileStore:
 
 def open_store(path):
     """A FileStore in directory ``path``. Raises OSError (before confinement: the caller reports it)."""
-    return FileStore(_open_unlinked(path), path)
+    return FileStore(open_unlinked(path), path)
 
 
 class StoredData:
