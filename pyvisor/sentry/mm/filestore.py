@@ -31,6 +31,11 @@ import threading
 from pyvisor.sentry.errors import SyscallError
 
 BLOCK = 256 << 10
+# Freed blocks wait, unpunched, until this many are freed; then they are
+# punched in as few fallocate(2) calls as their offsets allow (a program that
+# creates and deletes small files, as sqlite does its journal, frees one block
+# per file). At most this much disk is held by freed data.
+PENDING_MAX = 64
 _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_long)
@@ -66,6 +71,7 @@ class FileStore:
         self.path = path
         self._lock = threading.Lock()
         self._free = []          # offsets of freed blocks (punched: they read as zero)
+        self._pending = []       # freed, not yet punched: not reusable yet
         self._bump = 0
         self.blocks = 0          # blocks handed out
 
@@ -84,11 +90,28 @@ class FileStore:
             return off
 
     def free(self, offs):
-        for off in offs:
-            self.punch(off, BLOCK)
         with self._lock:
             self.blocks -= len(offs)
-            self._free.extend(offs)
+            self._pending.extend(offs)
+            if len(self._pending) >= PENDING_MAX:
+                self._flush_locked()
+
+    def flush(self):
+        """Punch every freed block now (the disk goes back; they become reusable)."""
+        with self._lock:
+            self._flush_locked()
+
+    def _flush_locked(self):
+        offs = sorted(self._pending)
+        i = 0
+        while i < len(offs):
+            j = i + 1
+            while j < len(offs) and offs[j] == offs[j - 1] + BLOCK:
+                j += 1
+            self.punch(offs[i], (j - i) * BLOCK)
+            i = j
+        self._free.extend(reversed(offs))
+        self._pending.clear()
 
     def punch(self, off, n):
         """[off, off+n) reads as zero and holds no disk."""
@@ -166,6 +189,22 @@ class StoredData:
             pos += take
         return runs
 
+    def read(self, offset, n):
+        """The held bytes [offset, offset+n) as bytes. Precondition: offset+n <= held."""
+        i, within = divmod(offset, BLOCK)
+        if within + n <= BLOCK:             # one block: one pread, one copy
+            off = self.blocks.get(i)
+            if off is None:
+                return bytes(n)
+            try:
+                data = os.pread(self.store.fd, n, off + within)
+            except OSError as e:
+                raise SyscallError(e.errno) from None
+            return data if len(data) == n else data + bytes(n - len(data))
+        buf = bytearray(n)
+        self.read_into(buf, offset, n)
+        return bytes(buf)
+
     def read_into(self, buf, offset, n):
         """Copy the held bytes [offset, offset+n) into buf[:n]. Precondition: offset+n <= held."""
         with memoryview(buf) as mv:
@@ -180,9 +219,7 @@ class StoredData:
         """Put ``data`` at ``offset``; the held size grows to its end if it was below."""
         held = self.held
         try:
-            with memoryview(data) as mv:
-                for at, start, length in self._runs(offset, len(mv), True):
-                    self.store.pwrite(mv[start:start + length], at)
+            self._write(offset, data)
         except SyscallError:
             # The host's disk is full (ENOSPC) or failing: past the held
             # size nothing may stay written, so that it reads as zero later.
@@ -190,6 +227,18 @@ class StoredData:
             self.shrink(held)
             raise
         self.held = max(held, offset + len(data))
+
+    def _write(self, offset, data):
+        i, within = divmod(offset, BLOCK)
+        if within + len(data) <= BLOCK:     # one block: no run list
+            off = self.blocks.get(i)
+            if off is None:
+                off = self.blocks[i] = self.store.alloc()
+            self.store.pwrite(data, off + within)
+            return
+        with memoryview(data) as mv:
+            for at, start, length in self._runs(offset, len(mv), True):
+                self.store.pwrite(mv[start:start + length], at)
 
     def shrink(self, size):
         """Hold only [0, size): later blocks go back to the store, the kept tail reads as zero."""

@@ -75,6 +75,9 @@ class HeapData(bytearray):
 
     __slots__ = ()
 
+    def read(self, offset, n):
+        return bytes(self[offset:offset + n])
+
     def read_into(self, buf, offset, n):
         with memoryview(self) as mv:
             buf[:n] = mv[offset:offset + n]
@@ -114,11 +117,9 @@ class TmpfsFile(TmpfsInode):
         with self.fs.lock:
             self.atime_ns = now_ns()
             n = max(0, min(n, self.length - offset))
-            buf = bytearray(n)
             held = max(0, min(n, len(self.data) - offset))
-            if held:
-                self.data.read_into(buf, offset, held)
-            return bytes(buf)
+            data = self.data.read(offset, held) if held else b""
+            return data + bytes(n - held) if held < n else data
 
     def read_into(self, buf, offset):
         with self.fs.lock:

@@ -16,7 +16,7 @@ import pytest
 from pyvisor.config import overlay_dir_problem
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.account import MemoryAccount
-from pyvisor.sentry.mm.filestore import BLOCK, open_store
+from pyvisor.sentry.mm.filestore import BLOCK, PENDING_MAX, open_store
 from pyvisor.sentry.vfs.tmpfs import TmpFS
 
 
@@ -88,6 +88,7 @@ def test_freed_data_goes_back_to_the_disk_and_blocks_are_reused(store):
     assert store.blocks == 8 and _disk_bytes(store) >= 8 * BLOCK
     f.truncate(0)
     assert store.blocks == 0 and fs.space.used == 0
+    store.flush()
     assert _disk_bytes(store) < BLOCK
     g = fs.root.create(b"g", 0o644, 0, 0)
     g.truncate(BLOCK)
@@ -96,6 +97,23 @@ def test_freed_data_goes_back_to_the_disk_and_blocks_are_reused(store):
     fs.root.unlink(b"g")
     del g
     assert store.blocks == 0
+
+
+def test_freed_blocks_are_punched_in_batches(store):
+    """Freed blocks wait, at most PENDING_MAX of them, and then go back in merged punches."""
+    fs = TmpFS(size=1 << 30, store=store)
+    for i in range(PENDING_MAX + 5):
+        f = fs.root.create(b"j", 0o644, 0, 0)
+        f.write_at(0, b"j" * 5000)
+        fs.root.unlink(b"j")
+        del f
+        assert len(store._pending) < PENDING_MAX
+    # Reused blocks read as zero past what their new file wrote.
+    g = fs.root.create(b"g", 0o644, 0, 0)
+    g.truncate(BLOCK)
+    g.write_at(10, b"new")
+    assert g.read_at(0, BLOCK) == bytes(10) + b"new" + bytes(BLOCK - 13)
+    assert _disk_bytes(store) <= (PENDING_MAX + 2) * 8192
 
 
 def test_the_size_bound_is_enospc_and_writes_nothing(store):
