@@ -128,7 +128,7 @@ class Kernel:
         from pyvisor.gofer.client import GoferClient
         from pyvisor.platform import auto_choice, make_platform
         from pyvisor.sentry.futex import FutexTable
-        from pyvisor.sentry.vfs import FDTable, FSContext, build_vfs, host_file
+        from pyvisor.sentry.vfs import FDTable, FSContext, MountPointMissing, build_vfs, host_file
 
         self.futexes = FutexTable()
         self.allocator = MemoryFileAllocator(account=MemoryAccount(cfg.memory))
@@ -148,7 +148,10 @@ class Kernel:
                 self.filestore = open_store(where)
             except OSError as e:
                 raise LaunchError(e.errno, os.fsencode(where)) from None
-        self.vfs = build_vfs(self, GoferClient(self.gofer.sock))
+        try:
+            self.vfs = build_vfs(self, GoferClient(self.gofer.sock))
+        except MountPointMissing as e:
+            raise LaunchError(errno.ENOENT, b"--overlay none: mount point " + e.path) from None
         mm = MemoryManager(self.allocator, aspace)
         fdtable = FDTable()
         for fd, name in ((0, b"stdin"), (1, b"stdout"), (2, b"stderr")):

@@ -9,6 +9,7 @@ run, after it, and after a SIGKILL of the whole sandbox.
 
 import hashlib
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -214,3 +215,21 @@ def test_default_file_dir_is_tmpdir_and_checked():
     assert proc.returncode == 2
     assert proc.stderr.decode().splitlines() == [
         "pyvisor: overlay directory /nonexistent-pyvisor-tmpdir: no such directory"]
+
+
+def test_none_on_a_root_without_a_mount_point(sandbox, busybox, workdir):
+    """A read-only root cannot get /proc made for it: one line, before the program starts."""
+    root = os.path.join(workdir, "root")
+    os.makedirs(os.path.join(root, "bin"))
+    os.mkdir(os.path.join(root, "dev"))
+    shutil.copy(busybox, os.path.join(root, "bin", "busybox"))
+    argv = ["/bin/busybox", "sh", "-c", "ls /; echo x > /new"]
+    opts = ["--overlay", "none", "--rootfs", root]
+    proc = sandbox.run(argv, opts)
+    assert proc.returncode == 127
+    assert proc.stderr.decode().splitlines() == [
+        "pyvisor: --overlay none: mount point /proc: No such file or directory"]
+    os.mkdir(os.path.join(root, "proc"))
+    proc = sandbox.run(argv, opts)
+    assert proc.stdout == b"bin\ndev\nproc\n"
+    assert b"Read-only file system" in proc.stderr and not os.path.exists(os.path.join(root, "new"))

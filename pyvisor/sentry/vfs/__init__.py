@@ -26,7 +26,7 @@ from .pipe import make_pipe
 from .stat import Stat
 from .vfs import VirtualFilesystem
 
-__all__ = ["build_vfs", "VirtualFilesystem", "FDTable", "FSContext", "FileDescription",
+__all__ = ["build_vfs", "MountPointMissing", "VirtualFilesystem", "FDTable", "FSContext", "FileDescription",
            "VDentry", "Stat", "host_file", "make_pipe"]
 
 
@@ -42,10 +42,20 @@ def _lower_root(gofer_root):
     return GoferFS(gofer_root).root
 
 
+class MountPointMissing(Exception):
+    """A read-only root (``--overlay none``) lacks a directory a mount needs: ``path``."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.path = path
+
+
 def _ensure_dir(root_inode, name, mode):
     try:
         root_inode.lookup(name)
     except Exception:                       # noqa: BLE001 - absent: create it
+        if root_inode.fs.read_only:
+            raise MountPointMissing(b"/" + name) from None
         root_inode.mkdir(name, mode, 0, 0)
 
 
@@ -85,7 +95,8 @@ def build_vfs(kernel, gofer_root):
         root_fs = OverlayFS(upper, _lower_root(gofer_root))
         source = b"overlay"
     for name, mode in ((b"tmp", 0o1777), (b"dev", 0o755), (b"proc", 0o555)):
-        _ensure_dir(root_fs.root, name, mode)
+        if name != b"tmp" or not root_fs.read_only:     # a read-only root's /tmp is no mount
+            _ensure_dir(root_fs.root, name, mode)
     vfs = VirtualFilesystem(root_fs, root_fs.root, source=source)
     if gofer_root is None:
         # N.B. with a host root, /tmp is the overlay's view of the host's
