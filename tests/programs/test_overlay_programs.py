@@ -7,7 +7,6 @@ bytes read back are the bytes written, and DIR holds nothing, during the
 run, after it, and after a SIGKILL of the whole sandbox.
 """
 
-import hashlib
 import os
 import shutil
 import signal
@@ -17,24 +16,16 @@ import time
 
 import pytest
 
-from conftest import BASE_ENV, PYVISOR, children_of, end_process
+from conftest import BASE_ENV, PYVISOR, end_process
+from pyvisor.bench.run import _descendants, _rss_kb
 
 MIB = 1 << 20
-
-
-def _descendants(pid):
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children_of(p))
-    return out
 
 
 def _sentry_pids(root):
     """The pyvisor processes of a run (the Sentry and what `pyvisor run` is), not the Gofer."""
     found = []
-    for pid in _descendants(root):
+    for pid in [root, *_descendants(root)]:
         try:
             with open("/proc/%d/cmdline" % pid, "rb") as f:
                 cmd = f.read()
@@ -43,17 +34,6 @@ def _sentry_pids(root):
         if b"pyvisor" in cmd and b"gofer" not in cmd:
             found.append(pid)
     return found
-
-
-def _rss(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 class _PeakRSS:
@@ -68,7 +48,7 @@ class _PeakRSS:
     def _loop(self):
         while self.proc.poll() is None:
             for pid in _sentry_pids(self.proc.pid):
-                self.peak = max(self.peak, _rss(pid))
+                self.peak = max(self.peak, _rss_kb(pid) * 1024)
             time.sleep(0.05)
 
     def join(self):
@@ -139,7 +119,7 @@ def test_nothing_left_after_sigkill_of_the_whole_sandbox(sandbox, ovl_dir):
         # The Sentry holds the file; it never had a name in the directory.
         assert held and all(t.endswith("(deleted)") for _, t in held), held
         assert os.listdir(ovl_dir) == []
-        pids = _descendants(proc.pid)
+        pids = [proc.pid, *_descendants(proc.pid)]
         for pid in pids:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -233,3 +213,30 @@ def test_none_on_a_root_without_a_mount_point(sandbox, busybox, workdir):
     proc = sandbox.run(argv, opts)
     assert proc.stdout == b"bin\ndev\nproc\n"
     assert b"Read-only file system" in proc.stderr and not os.path.exists(os.path.join(root, "new"))
+
+
+@pytest.fixture
+def small_host_dir(workdir):
+    """A 2 MiB tmpfs on the host (needs the right to mount: else skipped)."""
+    d = os.path.join(workdir, "small")
+    os.mkdir(d)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", d],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    yield d
+    subprocess.run(["umount", d], check=True)
+
+
+@pytest.mark.parametrize("bound", [[], ["--overlay-size", "100m"]])
+def test_a_full_host_disk_is_enospc_inside(sandbox, small_host_dir, bound):
+    """Without --overlay-size the bound is the host's free space at start;
+    with a bigger one, the host's own ENOSPC comes through. Deleting gives
+    the space back either way."""
+    script = ("dd if=/dev/zero of=/tmp/pyvisor-ovl-fill bs=64k count=64; "
+              "stat -c %s /tmp/pyvisor-ovl-fill; rm /tmp/pyvisor-ovl-fill; "
+              "dd if=/dev/zero of=/tmp/pyvisor-ovl-again bs=64k count=16 2>/dev/null && echo again")
+    proc = sandbox.run(["/bin/sh", "-c", script], ["--overlay", "file:" + small_host_dir, *bound])
+    assert b"No space left on device" in proc.stderr, proc.stderr
+    size, again = proc.stdout.split()
+    assert int(size) <= 2 * MIB and again == b"again"
+    assert os.listdir(small_host_dir) == []

@@ -141,6 +141,9 @@ class FileStore:
                 try:
                     done += os.pwritev(self.fd, [mv[done:]], off + done)
                 except OSError as e:
+                    if e.errno in (errno.ENOSPC, errno.EDQUOT) and self._pending:
+                        self.flush()        # the host disk is full: give back what is freed
+                        continue
                     raise SyscallError(e.errno) from None
 
 
