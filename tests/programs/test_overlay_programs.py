@@ -240,3 +240,16 @@ def test_a_full_host_disk_is_enospc_inside(sandbox, small_host_dir, bound):
     size, again = proc.stdout.split()
     assert int(size) <= 2 * MIB and again == b"again"
     assert os.listdir(small_host_dir) == []
+
+
+@pytest.mark.parametrize("mode", ["memory", "file"])
+def test_memory_bound_counts_the_overlay_only_in_memory_mode(sandbox, mode, ovl_dir):
+    over = "file:" + ovl_dir if mode == "file" else mode
+    script = "dd if=/dev/zero of=/tmp/pyvisor-ovl-mem bs=1M count=64; stat -c %s /tmp/pyvisor-ovl-mem"
+    proc = sandbox.run(["/bin/sh", "-c", script], ["--overlay", over, "--memory", "48m"])
+    size = int(proc.stdout.split()[-1])
+    if mode == "memory":
+        assert b"Cannot allocate memory" in proc.stderr, proc.stderr
+        assert size < 48 * MIB
+    else:
+        assert b"Cannot allocate memory" not in proc.stderr and size == 64 * MIB, proc.stderr
