@@ -136,15 +136,15 @@ class FileStore:
     def pwrite(self, data, off):
         n = len(data)
         done = 0
-        with memoryview(data) as mv:
-            while done < n:
-                try:
-                    done += os.pwritev(self.fd, [mv[done:]], off + done)
-                except OSError as e:
-                    if e.errno in (errno.ENOSPC, errno.EDQUOT) and self._pending:
-                        self.flush()        # the host disk is full: give back what is freed
-                        continue
-                    raise SyscallError(e.errno) from None
+        while done < n:
+            try:
+                done += os.pwrite(self.fd, data if not done else memoryview(data)[done:],
+                                  off + done)
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT) and self._pending:
+                    self.flush()        # the host disk is full: give back what is freed
+                    continue
+                raise SyscallError(e.errno) from None
 
 
 def open_store(path):
