@@ -23,6 +23,7 @@ as every file mapping does. docs/architecture.md, "Overlay", has the
 measurements.
 """
 
+import collections
 import ctypes
 import errno
 import os
@@ -63,7 +64,11 @@ class FileStore:
     """Blocks of one unlinked host file; the host's free space is its bound.
 
     ``fd``: the file, opened by ``open_store`` (or a test). Lock order:
-    taken last, inside a tmpfs's lock.
+    taken last, inside a tmpfs's lock. ``free`` takes no lock that can be
+    held already: a file's last reference may go (and free its blocks) in a
+    finalizer, in whatever thread the collector runs, even one inside
+    ``alloc``; freed blocks queue in a deque and whoever holds the lock next
+    punches them.
     """
 
     def __init__(self, fd, path=None):
@@ -71,9 +76,15 @@ class FileStore:
         self.path = path
         self._lock = threading.Lock()
         self._free = []          # offsets of freed blocks (punched: they read as zero)
-        self._pending = []       # freed, not yet punched: not reusable yet
+        self._pending = collections.deque()     # freed, not yet punched: not reusable yet
         self._bump = 0
-        self.blocks = 0          # blocks handed out
+        self._handed = 0         # blocks handed out ...
+        self._returned = 0       # ... and given back (approximate under races: statistics)
+
+    @property
+    def blocks(self):
+        """Blocks in use."""
+        return self._handed - self._returned
 
     def available(self):
         """Bytes the host file system can still give (the default bound of the upper layer)."""
@@ -82,7 +93,7 @@ class FileStore:
 
     def alloc(self):
         with self._lock:
-            self.blocks += 1
+            self._handed += 1
             if self._free:
                 return self._free.pop()
             off = self._bump
@@ -90,11 +101,13 @@ class FileStore:
             return off
 
     def free(self, offs):
-        with self._lock:
-            self.blocks -= len(offs)
-            self._pending.extend(offs)
-            if len(self._pending) >= PENDING_MAX:
+        self._returned += len(offs)
+        self._pending.extend(offs)
+        if len(self._pending) >= PENDING_MAX and self._lock.acquire(blocking=False):
+            try:
                 self._flush_locked()
+            finally:
+                self._lock.release()
 
     def flush(self):
         """Punch every freed block now (the disk goes back; they become reusable)."""
@@ -102,7 +115,13 @@ class FileStore:
             self._flush_locked()
 
     def _flush_locked(self):
-        offs = sorted(self._pending)
+        offs = []
+        while True:
+            try:
+                offs.append(self._pending.popleft())
+            except IndexError:
+                break
+        offs.sort()
         i = 0
         while i < len(offs):
             j = i + 1
@@ -111,13 +130,12 @@ class FileStore:
             self.punch(offs[i], (j - i) * BLOCK)
             i = j
         self._free.extend(reversed(offs))
-        self._pending.clear()
 
     def punch(self, off, n):
         """[off, off+n) reads as zero and holds no disk."""
         if n > 0 and _libc.fallocate(self.fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE,
                                      off, n) != 0:
-            self.pwrite(bytes(n), off)
+            self.pwrite(bytes(n), off, give_back=False)     # called with the lock held
 
     def preadinto(self, buf, off):
         """Fill ``buf`` from ``off``; past the host file's end reads as zero."""
@@ -133,7 +151,9 @@ class FileStore:
                 break
             got += r
 
-    def pwrite(self, data, off):
+    def pwrite(self, data, off, give_back=True):
+        """Write all of ``data`` at ``off``; on a full host disk, punch the freed
+        blocks first (``give_back``) and try again, then raise ENOSPC."""
         n = len(data)
         done = 0
         while done < n:
@@ -141,7 +161,7 @@ class FileStore:
                 done += os.pwrite(self.fd, data if not done else memoryview(data)[done:],
                                   off + done)
             except OSError as e:
-                if e.errno in (errno.ENOSPC, errno.EDQUOT) and self._pending:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT) and give_back and self._pending:
                     self.flush()        # the host disk is full: give back what is freed
                     continue
                 raise SyscallError(e.errno) from None

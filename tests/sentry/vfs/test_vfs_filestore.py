@@ -153,3 +153,14 @@ def test_overlay_dir_problem(tmp_path):
     (tmp_path / "f").write_text("")
     assert "not a directory" in overlay_dir_problem(str(tmp_path / "f"))
     assert "cannot create a file there" in overlay_dir_problem("/proc/1")
+
+
+def test_free_from_a_finalizer_while_the_lock_is_held(store):
+    """A file's last reference can go in a finalizer run inside alloc: free must not wait."""
+    offs = [store.alloc() for _ in range(PENDING_MAX)]
+    with store._lock:                    # as if the collector ran inside alloc()
+        store.free(offs)                 # returns: the punching is left for later
+    assert store.blocks == 0 and len(store._pending) == PENDING_MAX
+    store.flush()
+    assert not store._pending and sorted(store._free) == sorted(offs)
+    assert store.alloc() in offs          # reused once punched
