@@ -245,7 +245,8 @@ def test_a_full_host_disk_is_enospc_inside(sandbox, small_host_dir, bound):
 @pytest.mark.parametrize("mode", ["memory", "file"])
 def test_memory_bound_counts_the_overlay_only_in_memory_mode(sandbox, mode, ovl_dir):
     over = "file:" + ovl_dir if mode == "file" else mode
-    script = "dd if=/dev/zero of=/tmp/pyvisor-ovl-mem bs=1M count=64; stat -c %s /tmp/pyvisor-ovl-mem"
+    script = ("dd if=/dev/zero of=/tmp/pyvisor-ovl-mem bs=1M count=64; "
+              "stat -c %s /tmp/pyvisor-ovl-mem")
     proc = sandbox.run(["/bin/sh", "-c", script], ["--overlay", over, "--memory", "48m"])
     size = int(proc.stdout.split()[-1])
     if mode == "memory":

@@ -43,7 +43,10 @@ _libc.fallocate.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_long, ctypes.c_
 
 
 def open_unlinked(path):
-    """A new file in directory ``path`` that has no name: O_TMPFILE, else made and unlinked at once."""
+    """A new file in directory ``path`` that has no name.
+
+    O_TMPFILE; else made with a random name and unlinked at once.
+    """
     try:
         return os.open(path, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
     except OSError as e:
@@ -168,7 +171,10 @@ class FileStore:
 
 
 def open_store(path):
-    """A FileStore in directory ``path``. Raises OSError (before confinement: the caller reports it)."""
+    """A FileStore in directory ``path``.
+
+    Raises OSError (before confinement: the caller reports it).
+    """
     return FileStore(open_unlinked(path), path)
 
 

@@ -26,8 +26,8 @@ from .pipe import make_pipe
 from .stat import Stat
 from .vfs import VirtualFilesystem
 
-__all__ = ["build_vfs", "MountPointMissing", "VirtualFilesystem", "FDTable", "FSContext", "FileDescription",
-           "VDentry", "Stat", "host_file", "make_pipe"]
+__all__ = ["build_vfs", "MountPointMissing", "VirtualFilesystem", "FDTable", "FSContext",
+           "FileDescription", "VDentry", "Stat", "host_file", "make_pipe"]
 
 
 def _lower_root(gofer_root):
@@ -82,13 +82,13 @@ def build_vfs(kernel, gofer_root):
     # the root's upper layer is bounded by --overlay-size (mm/account.py).
     account = getattr(getattr(kernel, "allocator", None), "account", None)
     config = getattr(kernel, "config", None)
-    mode = getattr(config, "overlay", "memory")
+    overlay = getattr(config, "overlay", "memory")
     upper = TmpFS(0o755, size=getattr(config, "overlay_size", None), account=account,
                   store=getattr(kernel, "filestore", None))
     if gofer_root is None:
         root_fs = upper
         source = b"tmpfs"
-    elif mode == "none":
+    elif overlay == "none":
         root_fs = _lower_root(gofer_root).fs
         source = b"rootfs"
     else:

@@ -1,8 +1,9 @@
-"""tmpfs: a filesystem in Sentry memory.
+"""tmpfs: a filesystem in Sentry memory (or, for its files' data, on the host's disk).
 
 Regular files keep their data in a bytearray (HeapData), or, for the
 overlay's upper layer under ``--overlay file``, in blocks of an unlinked
-host file (mm/filestore.py, StoredData); directories a dict of children, symlinks their target. Link counts follow Linux: a directory has
+host file (mm/filestore.py, StoredData); directories a dict of children,
+symlinks their target. Link counts follow Linux: a directory has
 2 + (number of subdirectories), a file one per name. st_blocks counts whole
 4 KiB pages in 512-byte units, as tmpfs does.
 
