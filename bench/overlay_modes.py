@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 
-from pyvisor.bench.run import _descendants, _rss_kb
+from pyvisor.bench.run import _rss_kb, pyvisor_pids
 
 WORKLOADS = {
     "1 GiB write+read": "dd if=/dev/zero of=/tmp/ovl-big bs=1M count=1024 2>/dev/null && "
@@ -38,19 +38,6 @@ def _inputs(where):
                    check=True)
 
 
-def _pyvisor_pids(root):
-    pids = []
-    for pid in [root, *_descendants(root)]:
-        try:
-            with open("/proc/%d/cmdline" % pid, "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if b"pyvisor" in cmd and b"gofer" not in cmd:
-            pids.append(pid)
-    return pids
-
-
 def run_once(platform, mode, script):
     argv = [sys.executable, "-m", "pyvisor", "run", "--platform", platform, "--overlay", mode,
             "--", "/bin/sh", "-c", script]
@@ -60,7 +47,7 @@ def run_once(platform, mode, script):
 
     def sample():
         while proc.poll() is None:
-            for pid in _pyvisor_pids(proc.pid):
+            for pid in pyvisor_pids(proc.pid):
                 peak[0] = max(peak[0], _rss_kb(pid))
             time.sleep(0.05)
 

@@ -17,23 +17,9 @@ import time
 import pytest
 
 from conftest import BASE_ENV, PYVISOR, end_process
-from pyvisor.bench.run import _descendants, _rss_kb
+from pyvisor.bench.run import _descendants, _rss_kb, pyvisor_pids
 
 MIB = 1 << 20
-
-
-def _sentry_pids(root):
-    """The pyvisor processes of a run (the Sentry and what `pyvisor run` is), not the Gofer."""
-    found = []
-    for pid in [root, *_descendants(root)]:
-        try:
-            with open("/proc/%d/cmdline" % pid, "rb") as f:
-                cmd = f.read()
-        except OSError:
-            continue
-        if b"pyvisor" in cmd and b"gofer" not in cmd:
-            found.append(pid)
-    return found
 
 
 class _PeakRSS:
@@ -47,7 +33,7 @@ class _PeakRSS:
 
     def _loop(self):
         while self.proc.poll() is None:
-            for pid in _sentry_pids(self.proc.pid):
+            for pid in pyvisor_pids(self.proc.pid):
                 self.peak = max(self.peak, _rss_kb(pid) * 1024)
             time.sleep(0.05)
 
@@ -108,7 +94,7 @@ def test_nothing_left_after_sigkill_of_the_whole_sandbox(sandbox, ovl_dir):
     try:
         assert proc.stdout.readline() == b"ready\n"
         held = []
-        for pid in _sentry_pids(proc.pid):
+        for pid in pyvisor_pids(proc.pid):
             for fd in os.listdir("/proc/%d/fd" % pid):
                 try:
                     target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
@@ -132,14 +118,20 @@ def test_nothing_left_after_sigkill_of_the_whole_sandbox(sandbox, ovl_dir):
     assert os.listdir(ovl_dir) == []
 
 
+def _dd_to_tmp(sandbox, mode, ovl_dir, bs, count, *options):
+    """dd of zeros to /tmp under ``--overlay MODE`` (file mode in ovl_dir): (stderr, bytes kept)."""
+    over = "file:" + ovl_dir if mode == "file" else mode
+    script = ("dd if=/dev/zero of=/tmp/pyvisor-ovl-dd bs=%s count=%d; "
+              "stat -c %%s /tmp/pyvisor-ovl-dd" % (bs, count))
+    proc = sandbox.run(["/bin/sh", "-c", script], ["--overlay", over, *options])
+    return proc.stderr, int(proc.stdout.split()[-1])
+
+
 @pytest.mark.parametrize("mode", ["memory", "file"])
 def test_overlay_size_bound_is_enospc(sandbox, mode, ovl_dir):
-    over = "file:" + ovl_dir if mode == "file" else mode
-    script = ("dd if=/dev/zero of=/tmp/pyvisor-ovl-full bs=64k count=32; "
-              "stat -c %s /tmp/pyvisor-ovl-full")
-    proc = sandbox.run(["/bin/sh", "-c", script], ["--overlay", over, "--overlay-size", "1m"])
-    assert b"No space left on device" in proc.stderr, proc.stderr
-    assert int(proc.stdout.split()[-1]) <= MIB
+    err, size = _dd_to_tmp(sandbox, mode, ovl_dir, "64k", 32, "--overlay-size", "1m")
+    assert b"No space left on device" in err, err
+    assert size <= MIB
 
 
 def test_none_makes_the_root_read_only(sandbox):
@@ -244,13 +236,9 @@ def test_a_full_host_disk_is_enospc_inside(sandbox, small_host_dir, bound):
 
 @pytest.mark.parametrize("mode", ["memory", "file"])
 def test_memory_bound_counts_the_overlay_only_in_memory_mode(sandbox, mode, ovl_dir):
-    over = "file:" + ovl_dir if mode == "file" else mode
-    script = ("dd if=/dev/zero of=/tmp/pyvisor-ovl-mem bs=1M count=64; "
-              "stat -c %s /tmp/pyvisor-ovl-mem")
-    proc = sandbox.run(["/bin/sh", "-c", script], ["--overlay", over, "--memory", "48m"])
-    size = int(proc.stdout.split()[-1])
+    err, size = _dd_to_tmp(sandbox, mode, ovl_dir, "1M", 64, "--memory", "48m")
     if mode == "memory":
-        assert b"Cannot allocate memory" in proc.stderr, proc.stderr
+        assert b"Cannot allocate memory" in err, err
         assert size < 48 * MIB
     else:
-        assert b"Cannot allocate memory" not in proc.stderr and size == 64 * MIB, proc.stderr
+        assert b"Cannot allocate memory" not in err and size == 64 * MIB, err
