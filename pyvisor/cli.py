@@ -34,6 +34,11 @@ def _parser():
     run.add_argument("--overlay-size", type=_bytes, default=None, metavar="BYTES",
                      help="most data the in-memory overlay over the root may hold (ENOSPC past "
                           "it; default: half of RAM, as tmpfs)")
+    run.add_argument("--overlay", default=None, metavar="MODE",
+                     help="the root's writable layer: memory (file data in the Sentry's memory), "
+                          "file (in an unlinked file in $TMPDIR or /var/tmp on the host), "
+                          "file:DIR (in DIR), or none (a read-only root: EROFS); default: "
+                          "memory")
     run.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
                      help="end the sandbox after SECONDS and exit 124, as timeout(1) does")
     run.add_argument("program", nargs=argparse.REMAINDER, help="PROGRAM [ARGS...]")
@@ -104,7 +109,7 @@ def _caller_environ():
 
 
 def _cmd_run(args):
-    from pyvisor.config import SandboxConfig, env_with
+    from pyvisor.config import DEFAULT_OVERLAY, SandboxConfig, env_with, parse_overlay
 
     prog = args.program[1:] if args.program[:1] == ["--"] else args.program
     if not prog:
@@ -115,6 +120,7 @@ def _cmd_run(args):
     if cwd is None:
         cwd = os.getcwd() if args.rootfs == "/" else "/"
     try:
+        overlay, overlay_dir = parse_overlay(args.overlay or DEFAULT_OVERLAY)
         config = SandboxConfig(
             argv=tuple(os.fsencode(a) for a in prog), env=env_with(_caller_environ(), args.env),
             cwd=cwd, rootfs=os.path.abspath(args.rootfs), hostname=args.hostname,
@@ -123,7 +129,7 @@ def _cmd_run(args):
             debug=args.debug, strict_imports=args.debug or os.environ.get(
                 "PYVISOR_STRICT_IMPORTS") == "1", pin_cpu=args.pin_cpu, pids_limit=args.pids_limit,
             fork=args.fork, timeout=args.timeout, memory=args.memory,
-            overlay_size=args.overlay_size)
+            overlay_size=args.overlay_size, overlay=overlay, overlay_dir=overlay_dir)
     except ValueError as e:
         sys.stderr.write("pyvisor: %s\n" % e)
         return EX_USAGE

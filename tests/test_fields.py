@@ -34,7 +34,9 @@ def test_config_is_frozen_checked_and_hashable():
     assert c == SandboxConfig(argv=(b"/bin/true",)) and hash(c) == hash(SandboxConfig(argv=(b"/bin/true",)))
     assert c.replace(cwd="/tmp").cwd == "/tmp"
     for bad in ({"argv": ()}, {"argv": (b"x",), "pids_limit": 0}, {"argv": (b"x",), "fork": "lazy"},
-                {"argv": (b"x",), "platform": "vmx"}):
+                {"argv": (b"x",), "platform": "vmx"}, {"argv": (b"x",), "overlay": "disk"},
+                {"argv": (b"x",), "overlay_dir": "/var/tmp"},
+                {"argv": (b"x",), "overlay": "file", "overlay_dir": "/nonexistent-pyvisor"}):
         with pytest.raises(ValueError):
             SandboxConfig(**bad)
     with pytest.raises(ValueError):

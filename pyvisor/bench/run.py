@@ -367,6 +367,20 @@ def _descendants(root):
     return found
 
 
+def pyvisor_pids(root):
+    """root and its descendants that are pyvisor's own processes (the Sentry; not the Gofer)."""
+    pids = []
+    for pid in [root, *_descendants(root)]:
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if b"pyvisor" in cmd and b"gofer" not in cmd:
+            pids.append(pid)
+    return pids
+
+
 def _rss_kb(pid):
     try:
         with open("/proc/%d/status" % pid) as f:

@@ -21,6 +21,7 @@ import threading
 import time
 
 from pyvisor import confine
+from pyvisor.config import default_overlay_dir
 from pyvisor.abi import flags as F
 from pyvisor.abi.signals import (FAULT_SIGNALS, IGNORE_BY_DEFAULT, SA_NOCLDSTOP, SI_KERNEL, SIGCHLD,
                                  SIGCONT, SIGKILL, STOP_BY_DEFAULT, siginfo_bytes)
@@ -31,6 +32,7 @@ from pyvisor.sentry.auth import Credentials
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.limits import default_rlimits
 from pyvisor.sentry.mm.account import MemoryAccount
+from pyvisor.sentry.mm.filestore import open_store
 from pyvisor.sentry.mm.memfile import MemoryFileAllocator
 from pyvisor.sentry.mm.mm import MemoryManager
 from pyvisor.sentry.socket import netstack
@@ -82,6 +84,7 @@ class Kernel:
         self.gofer = None
         self.platform = None
         self.allocator = None
+        self.filestore = None       # --overlay file: the upper layer's data (mm/filestore.py)
         self.vfs = None
         self.init = None
         self.futexes = None
@@ -125,7 +128,7 @@ class Kernel:
         from pyvisor.gofer.client import GoferClient
         from pyvisor.platform import auto_choice, make_platform
         from pyvisor.sentry.futex import FutexTable
-        from pyvisor.sentry.vfs import FDTable, FSContext, build_vfs, host_file
+        from pyvisor.sentry.vfs import FDTable, FSContext, MountPointMissing, build_vfs, host_file
 
         self.futexes = FutexTable()
         self.allocator = MemoryFileAllocator(account=MemoryAccount(cfg.memory))
@@ -138,7 +141,17 @@ class Kernel:
         self.platform = make_platform(name, self.allocator.file, pin_cpu=cfg.pin_cpu)
         self.log("platform %s, pinned to CPU %s" % (self.platform.name, self.platform.cpu))
         aspace = self.platform.new_address_space()
-        self.vfs = build_vfs(self, GoferClient(self.gofer.sock))
+        if getattr(cfg, "overlay", "memory") == "file":
+            # Opened now: once confined, the Sentry cannot open a host path.
+            where = cfg.overlay_dir or default_overlay_dir()
+            try:
+                self.filestore = open_store(where)
+            except OSError as e:
+                raise LaunchError(e.errno, os.fsencode(where)) from None
+        try:
+            self.vfs = build_vfs(self, GoferClient(self.gofer.sock))
+        except MountPointMissing as e:
+            raise LaunchError(errno.ENOENT, b"--overlay none: mount point " + e.path) from None
         mm = MemoryManager(self.allocator, aspace)
         fdtable = FDTable()
         for fd, name in ((0, b"stdin"), (1, b"stdout"), (2, b"stderr")):

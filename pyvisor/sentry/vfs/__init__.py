@@ -26,8 +26,8 @@ from .pipe import make_pipe
 from .stat import Stat
 from .vfs import VirtualFilesystem
 
-__all__ = ["build_vfs", "VirtualFilesystem", "FDTable", "FSContext", "FileDescription",
-           "VDentry", "Stat", "host_file", "make_pipe"]
+__all__ = ["build_vfs", "MountPointMissing", "VirtualFilesystem", "FDTable", "FSContext",
+           "FileDescription", "VDentry", "Stat", "host_file", "make_pipe"]
 
 
 def _lower_root(gofer_root):
@@ -42,10 +42,20 @@ def _lower_root(gofer_root):
     return GoferFS(gofer_root).root
 
 
+class MountPointMissing(Exception):
+    """A read-only root (``--overlay none``) lacks a directory a mount needs: ``path``."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.path = path
+
+
 def _ensure_dir(root_inode, name, mode):
     try:
         root_inode.lookup(name)
     except Exception:                       # noqa: BLE001 - absent: create it
+        if root_inode.fs.read_only:
+            raise MountPointMissing(b"/" + name) from None
         root_inode.mkdir(name, mode, 0, 0)
 
 
@@ -53,7 +63,9 @@ def build_vfs(kernel, gofer_root):
     """The sandbox's mount tree:
 
         /          overlay: tmpfs upper over the Gofer's tree (plain tmpfs if
-                   gofer_root is None)
+                   gofer_root is None); the upper's file data in the Sentry's
+                   memory, or in kernel.filestore (--overlay file); with
+                   --overlay none, the Gofer's tree itself, read-only
         /tmp       tmpfs, mode 1777, only without a Gofer root; with one, /tmp
                    is the overlay's view of the host's /tmp (writes in memory)
         /dev       devfs;  /dev/shm  tmpfs, mode 1777
@@ -70,15 +82,21 @@ def build_vfs(kernel, gofer_root):
     # the root's upper layer is bounded by --overlay-size (mm/account.py).
     account = getattr(getattr(kernel, "allocator", None), "account", None)
     config = getattr(kernel, "config", None)
-    upper = TmpFS(0o755, size=getattr(config, "overlay_size", None), account=account)
+    overlay = getattr(config, "overlay", "memory")
+    upper = TmpFS(0o755, size=getattr(config, "overlay_size", None), account=account,
+                  store=getattr(kernel, "filestore", None))
     if gofer_root is None:
         root_fs = upper
         source = b"tmpfs"
+    elif overlay == "none":
+        root_fs = _lower_root(gofer_root).fs
+        source = b"rootfs"
     else:
         root_fs = OverlayFS(upper, _lower_root(gofer_root))
         source = b"overlay"
     for name, mode in ((b"tmp", 0o1777), (b"dev", 0o755), (b"proc", 0o555)):
-        _ensure_dir(root_fs.root, name, mode)
+        if name != b"tmp" or not root_fs.read_only:     # a read-only root's /tmp is no mount
+            _ensure_dir(root_fs.root, name, mode)
     vfs = VirtualFilesystem(root_fs, root_fs.root, source=source)
     if gofer_root is None:
         # N.B. with a host root, /tmp is the overlay's view of the host's

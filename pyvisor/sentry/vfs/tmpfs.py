@@ -1,7 +1,9 @@
-"""tmpfs: a filesystem in Sentry memory.
+"""tmpfs: a filesystem in Sentry memory (or, for its files' data, on the host's disk).
 
-Regular files keep their data in a bytearray, directories a dict of
-children, symlinks their target. Link counts follow Linux: a directory has
+Regular files keep their data in a bytearray (HeapData), or, for the
+overlay's upper layer under ``--overlay file``, in blocks of an unlinked
+host file (mm/filestore.py, StoredData); directories a dict of children,
+symlinks their target. Link counts follow Linux: a directory has
 2 + (number of subdirectories), a file one per name. st_blocks counts whole
 4 KiB pages in 512-byte units, as tmpfs does.
 
@@ -16,6 +18,7 @@ import threading
 
 from ..errors import SyscallError
 from ..mm.account import MemoryAccount, half_of_ram
+from ..mm.filestore import StoredData
 from .inode import Filesystem, Inode, now_ns
 from .stat import S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, StatFs, TMPFS_MAGIC
 
@@ -27,17 +30,28 @@ class TmpFS(Filesystem):
     name = b"tmpfs"
     magic = TMPFS_MAGIC
 
-    def __init__(self, mode=0o1777, uid=0, gid=0, size=None, account=None):
+    def __init__(self, mode=0o1777, uid=0, gid=0, size=None, account=None, store=None):
         """``size``: bytes its files' data may hold (ENOSPC past it; default
-        half of RAM, as Linux's tmpfs); ``account``: the sandbox's memory
-        account (mm/account.py), charged too."""
+        half of RAM, as Linux's tmpfs, or the host's free space with a
+        store); ``account``: the sandbox's memory account (mm/account.py),
+        charged too; ``store``: a FileStore (mm/filestore.py) that holds the
+        files' data instead of the Sentry's memory, and then ``account`` is
+        not charged: the data is on the host's disk."""
         super().__init__()
+        self.store = store
+        if store is not None:
+            account = None
+            if size is None:
+                size = store.available()
         self.space = MemoryAccount(half_of_ram() if size is None else size, errno.ENOSPC,
                                    parent=account)
         self._inos = itertools.count(1)
         self.lock = threading.RLock()     # guards every inode's structure in this fs
         self.root = TmpfsDir(self, mode, uid, gid)
         self.root.nlink = 2
+
+    def new_data(self):
+        return HeapData() if self.store is None else StoredData(self.store)
 
     def next_ino(self):
         return next(self._inos)
@@ -57,6 +71,30 @@ class TmpfsInode(Inode):
         self.ctime_ns = now_ns()
 
 
+class HeapData(bytearray):
+    """A file's bytes in the Sentry's memory; the contract of mm/filestore.py's StoredData."""
+
+    __slots__ = ()
+
+    def read(self, offset, n):
+        return bytes(self[offset:offset + n])
+
+    def read_into(self, buf, offset, n):
+        with memoryview(self) as mv:
+            buf[:n] = mv[offset:offset + n]
+
+    def write(self, offset, data):
+        if offset > len(self):
+            self.extend(bytes(offset - len(self)))
+        self[offset:offset + len(data)] = data
+
+    def shrink(self, size):
+        del self[size:]
+
+    def release(self):
+        del self[:]
+
+
 class TmpfsFile(TmpfsInode):
     """A regular file: bytes [0, len(data)) are held; from there to
     ``length`` (a truncate(2) that grew the file) they read as zero and
@@ -65,7 +103,7 @@ class TmpfsFile(TmpfsInode):
 
     def __init__(self, fs, mode, uid=0, gid=0):
         super().__init__(fs, S_IFREG | (mode & 0o7777), uid, gid)
-        self.data = bytearray()
+        self.data = fs.new_data()
         self.length = 0
 
     def size(self):
@@ -74,21 +112,22 @@ class TmpfsFile(TmpfsInode):
     def __del__(self):
         # The last name and the last open file are gone: the data goes too.
         self.fs.space.uncharge(len(self.data))
+        self.data.release()
 
     def read_at(self, offset, n):
         with self.fs.lock:
             self.atime_ns = now_ns()
             n = max(0, min(n, self.length - offset))
-            held = bytes(self.data[offset:offset + n])
-            return held + bytes(n - len(held))
+            held = max(0, min(n, len(self.data) - offset))
+            data = self.data.read(offset, held) if held else b""
+            return data + bytes(n - held) if held < n else data
 
     def read_into(self, buf, offset):
         with self.fs.lock:
             n = max(0, min(len(buf), self.length - offset))
             held = max(0, min(n, len(self.data) - offset))
             if held:
-                with memoryview(self.data) as mv:
-                    buf[:held] = mv[offset:offset + held]
+                self.data.read_into(buf, offset, held)
             if n > held:
                 buf[held:n] = bytes(n - held)
             self.atime_ns = now_ns()
@@ -99,10 +138,13 @@ class TmpfsFile(TmpfsInode):
             raise SyscallError(errno.EFBIG)
         with self.fs.lock:
             end = offset + len(data)
-            self.fs.space.charge(end - len(self.data))     # ENOSPC/ENOMEM: nothing written
-            if offset > len(self.data):
-                self.data.extend(bytes(offset - len(self.data)))
-            self.data[offset:end] = data
+            grow = end - len(self.data)
+            self.fs.space.charge(grow)     # ENOSPC/ENOMEM: nothing written
+            try:
+                self.data.write(offset, data)
+            except SyscallError:           # the host's disk (a FileStore) is full
+                self.fs.space.uncharge(grow)
+                raise
             self.length = max(self.length, end)
             self.mtime_ns = self.ctime_ns = now_ns()
             return len(data)
@@ -115,7 +157,7 @@ class TmpfsFile(TmpfsInode):
         with self.fs.lock:
             if size < len(self.data):
                 self.fs.space.uncharge(len(self.data) - size)
-                del self.data[size:]
+                self.data.shrink(size)
             self.length = size
             self.mtime_ns = self.ctime_ns = now_ns()
 
