@@ -289,13 +289,13 @@ class VirtualFilesystem:
     def open_vd(self, t, vd, flags):
         """Open an existing location: type and permission checks, O_TRUNC."""
         inode = vd.dentry.inode
+        ftype = inode.mode & S_IFMT
+        if flags & O_DIRECTORY and ftype != S_IFDIR:
+            raise SyscallError(errno.ENOTDIR)     # O_PATH too (path lookup's LOOKUP_DIRECTORY)
         if flags & O_PATH:
             return PathFile(vd, flags)
-        ftype = inode.mode & S_IFMT
         if ftype == S_IFLNK:
             raise SyscallError(errno.ELOOP)
-        if flags & O_DIRECTORY and ftype != S_IFDIR:
-            raise SyscallError(errno.ENOTDIR)
         acc = flags & O_ACCMODE
         is_reg = ftype == S_IFREG
         wants_write = acc in (O_WRONLY, O_RDWR) or (flags & O_TRUNC and is_reg)
