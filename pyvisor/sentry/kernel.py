@@ -35,6 +35,7 @@ from pyvisor.sentry.mm.account import MemoryAccount
 from pyvisor.sentry.mm.filestore import open_store
 from pyvisor.sentry.mm.memfile import MemoryFileAllocator
 from pyvisor.sentry.mm.mm import MemoryManager
+from pyvisor.sentry import strace as _strace
 from pyvisor.sentry.socket import netstack
 from pyvisor.sentry.threads import ThreadPool
 from pyvisor.sentry.vfs import pidfd, signalfd
@@ -57,6 +58,23 @@ class LaunchError(Exception):
         self.path = path
 
 
+def _strace_handlers(handlers):
+    """The handler list under --strace: a call whose memory it replaces
+    (execve) gets its arguments formatted before it runs."""
+    out = list(handlers)
+    for number in _strace.FORMAT_BEFORE:
+        if out[number] is not None:
+            out[number] = _format_first(number, out[number])
+    return out
+
+
+def _format_first(number, handler):
+    def run(t, *args):
+        t.strace_shown = _strace.format_args(t, number, args, None)
+        return handler(t, *args)
+    return run
+
+
 class Kernel:
     def __init__(self, config, table):
         """``table``: the syscall table (a SyscallTable from
@@ -76,6 +94,8 @@ class Kernel:
         self.pids_limit = getattr(config, "pids_limit", 1024)
         self.syscalls = table
         self.handlers = table.handlers
+        if config.strace:
+            self.handlers = _strace_handlers(table.handlers)
         self.strace = config.strace
         self._strace_out = None
         self._strace_lock = threading.Lock()
@@ -107,14 +127,25 @@ class Kernel:
                 self.syscalls.name(number), number, self.syscalls.unimplemented_reason(number)))
 
     def strace_line(self, t, number, args, ret):
-        from pyvisor.sentry.strace import format_call
+        """--strace: one completed call (arguments of a FORMAT_BEFORE call were
+        formatted before it ran, into t.strace_shown)."""
+        shown, t.strace_shown = t.strace_shown, None
+        self._strace_write(t, lambda pid: _strace.format_call(
+            t, number, args, ret, pid=pid, name=self.syscalls.name(number), shown=shown))
+
+    def strace_signal(self, t, info):
+        """--strace: the --- SIGNAL {siginfo} --- line for a signal t acts on."""
+        self._strace_write(t, lambda pid: _strace.format_signal(info, pid))
+
+    def _strace_write(self, t, line):
+        """Write line(pid) with strace -f's "[pid N] " rule: only while the
+        sandbox has more than one task, or the task is not the first."""
         with self._strace_lock:
             if self._strace_out is None:
                 path = self.config.strace_file
                 self._strace_out = open(path, "w", buffering=1) if path else sys.stderr
             pid = t.tid if len(self.tasks) > 1 or t.tid != 1 else None
-            self._strace_out.write(format_call(t, number, args, ret, pid=pid,
-                                                 name=self.syscalls.name(number)) + "\n")
+            self._strace_out.write(line(pid) + "\n")
 
     # -- start --------------------------------------------------------------
 
@@ -169,9 +200,9 @@ class Kernel:
         self.tasks[t.tid] = t
         self.init = t
         self._chdir(t, cfg.cwd)
-        self._exec_first(t, cfg.argv, cfg.env)
         if cfg.strace and cfg.strace_file:
             self._strace_out = open(cfg.strace_file, "w", buffering=1)
+        self._exec_first(t, cfg.argv, cfg.env)
         if cfg.confine:
             # From here on the Sentry cannot open, exec or reach the network:
             # it sees an empty root, holds no capability (not even in its own
@@ -229,6 +260,10 @@ class Kernel:
             res = loader.load(t, t.mm, self.vfs, path, argv, env)
         except SyscallError as e:
             raise LaunchError(e.errno, argv[0]) from None
+        if self.strace:
+            envp = res.sp + 8 * (len(argv) + 2)     # [argc][argv...][NULL][envp...]
+            self._strace_write(t, lambda pid: _strace.format_first_exec(
+                path, argv, len(env), envp, pid))
         self._finish_exec(t, res, env)
 
     def _finish_exec(self, t, res, env):
@@ -451,7 +486,10 @@ class Kernel:
             if signo != SIGKILL and (h == 1 or h == 0 and signo in IGNORE_BY_DEFAULT) \
                     and not (target.signals.mask | target.sigwaiting) & bit:
                 # Linux sig_ignored: an ignored signal is dropped when sent, unless
-                # blocked (its handler may change before it is unblocked).
+                # blocked (its handler may change before it is unblocked). strace
+                # sees it all the same (a traced task gets every signal).
+                if self.strace:
+                    self.strace_signal(target, info)
                 return
             if signo == SIGKILL:
                 g = target.group
@@ -655,6 +693,8 @@ class Kernel:
         """A synchronous fault: delivered even if blocked or ignored (then the default kills)."""
         h = t.signals.handler(signo)
         if h in (0, 1) or t.signals.mask & (1 << (signo - 1)):
+            if self.strace:
+                self.strace_signal(t, info)
             raise GroupExit(t.death_wstatus(signo))
         with self.lock:
             t.pending.insert(0, (signo, info))
@@ -662,6 +702,9 @@ class Kernel:
     def _task_gone(self, t, wstatus, group_exit):
         """Tear down a task that ended; the last task of a group makes it a zombie."""
         g = t.group
+        if self.strace:
+            status = wstatus if not group_exit or g.exiting is None else g.exiting
+            self._strace_write(t, lambda pid: _strace.format_exit(status, pid))
         if group_exit:
             with self.lock:
                 if g.exiting is None:

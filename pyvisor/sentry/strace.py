@@ -509,6 +509,75 @@ SIGSET = _struct_kind("<Q", sigset)
 SIGSET_OUT = _struct_kind("<Q", sigset, after=True)
 
 
+_SA_FLAGS = ((0x00000001, "SA_NOCLDSTOP"), (0x00000002, "SA_NOCLDWAIT"),
+             (0x00000004, "SA_SIGINFO"), (0x04000000, "SA_RESTORER"),
+             (0x08000000, "SA_ONSTACK"), (0x10000000, "SA_RESTART"),
+             (0x40000000, "SA_NODEFER"), (0x80000000, "SA_RESETHAND"))
+_SA_RESTORER = 0x04000000
+
+
+def _sigaction(handler, sa_flags, restorer, mask):
+    """{sa_handler=SIG_IGN, sa_mask=[PIPE], sa_flags=SA_RESTORER, sa_restorer=0x...}"""
+    h = {0: "SIG_DFL", 1: "SIG_IGN"}.get(handler, hexval(handler))
+    out = "{sa_handler=%s, sa_mask=%s, sa_flags=%s" % (h, sigset(mask),
+                                                       flags(sa_flags, _SA_FLAGS))
+    if sa_flags & _SA_RESTORER:
+        out += ", sa_restorer=%s" % pointer(restorer)
+    return out + "}"
+
+
+SIGACTION_IN = _struct_kind("<QQQQ", _sigaction)
+SIGACTION_OUT = _struct_kind("<QQQQ", _sigaction, after=True)
+
+
+def wait_status(st):
+    """[{WIFEXITED(s) && WEXITSTATUS(s) == 3}] and its kin, as strace prints a wait status."""
+    sig = st & 0x7F
+    if st & 0xFFFF == 0xFFFF:
+        return "[{WIFCONTINUED(s)}]"
+    if sig == 0:
+        return "[{WIFEXITED(s) && WEXITSTATUS(s) == %d}]" % ((st >> 8) & 0xFF)
+    if sig == 0x7F:
+        return "[{WIFSTOPPED(s) && WSTOPSIG(s) == %s}]" % signal_name((st >> 8) & 0xFF)
+    core = " && WCOREDUMP(s)" if st & 0x80 else ""
+    return "[{WIFSIGNALED(s) && WTERMSIG(s) == %s%s}]" % (signal_name(sig), core)
+
+
+def WSTATUS_OUT(t, a, r, i):
+    """wait4's status: decoded when a child was reported (the result is its pid)."""
+    if a[i] == 0:
+        return "NULL"
+    if r is None or r <= 0:
+        return pointer(a[i])
+    data = _read(t, a[i], 4)
+    return pointer(a[i]) if data is None else wait_status(struct.unpack("<i", data)[0])
+
+
+_FADV = ("POSIX_FADV_NORMAL", "POSIX_FADV_RANDOM", "POSIX_FADV_SEQUENTIAL",
+         "POSIX_FADV_WILLNEED", "POSIX_FADV_DONTNEED", "POSIX_FADV_NOREUSE")
+FADVICE = _const_kind(_FADV, str)
+
+
+def _clone(t, a, r):
+    """clone(child_stack=NULL, flags=...|SIGCHLD, child_tidptr=0x...): strace
+    names the arguments and shows the tid pointers only when flags use them."""
+    fl = a[0]
+    shown = ["child_stack=%s" % pointer(a[1]), "flags=%s" % CLONE_FLAGS(t, a, r, 0)]
+    if fl & 0x00100000:                                  # CLONE_PARENT_SETTID
+        shown.append("parent_tid=%s" % pointer(a[2]))
+    if fl & (0x01000000 | 0x00200000):                   # CLONE_CHILD_SETTID, _CLEARTID
+        shown.append("child_tidptr=%s" % pointer(a[3]))
+    if fl & 0x00080000:                                  # CLONE_SETTLS
+        shown.append("tls=%s" % pointer(a[4]))
+    return shown
+
+
+def _rt_sigreturn(t, a, r):
+    """rt_sigreturn({mask=[...]}): the mask the frame restored."""
+    signals = getattr(t, "signals", None)
+    return ["{mask=%s}" % sigset(signals.mask)] if signals is not None else []
+
+
 def ARGV(t, a, r, i):
     """A NULL-terminated array of strings: ["ls", "-l"]."""
     ptrs = _pointer_array(t, a[i], MAX_ARRAY + 1)
@@ -595,8 +664,8 @@ _S = {
     "poll": (PTR, UINT, INT), "lseek": (FD, LONG, WHENCE),
     "mmap": (PTR, SIZE, PROT, MMAP_FLAGS, FD, HEX),
     "mprotect": (PTR, SIZE, PROT), "munmap": (PTR, SIZE), "brk": (PTR,),
-    "rt_sigaction": (SIGNAL, PTR, PTR, SIZE),
-    "rt_sigprocmask": (SIGHOW, SIGSET, SIGSET_OUT, SIZE), "rt_sigreturn": (),
+    "rt_sigaction": (SIGNAL, SIGACTION_IN, SIGACTION_OUT, SIZE),
+    "rt_sigprocmask": (SIGHOW, SIGSET, SIGSET_OUT, SIZE), "rt_sigreturn": _rt_sigreturn,
     "ioctl": (FD, IOCTL, HEX),
     "pread64": (FD, BUF_IN, SIZE, LONG), "pwrite64": (FD, BUF_OUT, SIZE, LONG),
     "readv": (FD, PTR, INT), "writev": (FD, PTR, INT),
@@ -618,9 +687,9 @@ _S = {
     "socketpair": (FAMILY, SOCK_TYPE, INT, FD_PAIR),
     "setsockopt": (FD, INT, INT, PTR, UINT),
     "getsockopt": (FD, INT, INT, PTR, PTR),
-    "clone": (CLONE_FLAGS, PTR, PTR, PTR, HEX), "fork": (), "vfork": (),
+    "clone": _clone, "fork": (), "vfork": (),
     "execve": (PATH, ARGV, ENVP), "exit": (INT,),
-    "wait4": (INT, PTR, WAIT_FLAGS, PTR), "kill": (INT, SIGNAL),
+    "wait4": (INT, WSTATUS_OUT, WAIT_FLAGS, PTR), "kill": (INT, SIGNAL),
     "uname": (PTR,), "fcntl": (FD, FCNTL_CMD, HEX), "flock": (FD, INT),
     "fsync": (FD,), "fdatasync": (FD,),
     "truncate": (PATH, LONG), "ftruncate": (FD, LONG),
@@ -651,7 +720,7 @@ _S = {
     "sethostname": (BUF_OUT, SIZE), "gettid": (), "tkill": (INT, SIGNAL),
     "time": (PTR,), "futex": _futex,
     "sched_setaffinity": (INT, SIZE, PTR), "sched_getaffinity": (INT, SIZE, PTR),
-    "set_tid_address": (PTR,), "getdents64": (FD, DIRENTS, SIZE),
+    "set_tid_address": (PTR,), "getdents64": (FD, DIRENTS, SIZE), "fadvise64": (FD, LONG, SIZE, FADVICE),
     "restart_syscall": (),
     "clock_gettime": (CLOCKID, TIMESPEC_OUT), "clock_getres": (CLOCKID, TIMESPEC_OUT),
     "clock_nanosleep": (CLOCKID, TIMER_FLAGS, TIMESPEC, PTR),
@@ -736,17 +805,97 @@ def format_return(nr, ret):
     return str(ret)
 
 
-def format_call(t, nr, args, ret, pid=None, name=None):
+def format_call(t, nr, args, ret, pid=None, name=None, shown=None):
     """One strace line for a completed call (no trailing newline).
 
     t: reads app memory by t.copy_in(addr, n) and t.copy_in_str(addr), which
     raise SyscallError on a bad pointer. args: six unsigned register values.
-    ret: the signed result (-errno on error), or None if the call does not
-    return. pid: if given, the line starts "[pid N] " as with strace -f.
-    name: the call's name from the kernel's syscall table (default: the
-    generated numbers' name, the same for every Linux call).
+    ret: the result (-errno on error; a register value is read as signed), or
+    None if the call does not return. pid: if given, the line starts
+    "[pid N] " as with strace -f. name: the call's name from the kernel's
+    syscall table (default: the generated numbers' name, the same for every
+    Linux call). shown: the arguments formatted before the call, for a call
+    in FORMAT_BEFORE (its memory is gone once it succeeds).
     """
-    head = "[pid %d] " % pid if pid is not None else ""
-    head += "%s(%s)" % (name or name_of(nr), ", ".join(format_args(t, nr, args, ret)))
-    head = head.ljust(EQUALS_COLUMN) if len(head) < EQUALS_COLUMN else head + " "
-    return head + "= " + format_return(nr, ret)
+    if ret is not None:
+        ret = s64(ret)
+    if shown is None:
+        shown = format_args(t, nr, args, ret)
+    head = "%s(%s)" % (name or name_of(nr), ", ".join(shown))
+    return _pad(head, pid) + "= " + format_return(nr, ret)
+
+
+# execve replaces the memory its arguments are in: they are formatted before it runs.
+FORMAT_BEFORE = frozenset({nr_.NR_execve, nr_.NR_execveat})
+
+
+def _pad(head, pid):
+    head = ("[pid %d] " % pid if pid is not None else "") + head
+    return head.ljust(EQUALS_COLUMN) if len(head) < EQUALS_COLUMN else head + " "
+
+
+def format_first_exec(path, argv, env_count, envp_addr, pid=None):
+    """The execve strace shows first: the one that started the program (the
+    Sentry's loader ran it, not a syscall of the program's)."""
+    shown = [quote(path), "[" + ", ".join(quote(a, MAX_STRLEN) for a in argv[:MAX_ARRAY])
+             + (", ...]" if len(argv) > MAX_ARRAY else "]"),
+             "%s /* %d vars */" % (pointer(envp_addr), env_count)]
+    return _pad("execve(%s)" % ", ".join(shown), pid) + "= 0"
+
+
+_SI_CODES = {0: "SI_USER", 0x80: "SI_KERNEL", -1: "SI_QUEUE", -2: "SI_TIMER", -3: "SI_MESGQ",
+             -4: "SI_ASYNCIO", -5: "SI_SIGIO", -6: "SI_TKILL"}
+_FAULT_CODES = {
+    4: ("ILL_ILLOPC", "ILL_ILLOPN", "ILL_ILLADR", "ILL_ILLTRP", "ILL_PRVOPC", "ILL_PRVREG",
+        "ILL_COPROC", "ILL_BADSTK"),
+    5: ("TRAP_BRKPT", "TRAP_TRACE", "TRAP_BRANCH", "TRAP_HWBKPT"),
+    7: ("BUS_ADRALN", "BUS_ADRERR", "BUS_OBJERR", "BUS_MCEERR_AR", "BUS_MCEERR_AO"),
+    8: ("FPE_INTDIV", "FPE_INTOVF", "FPE_FLTDIV", "FPE_FLTOVF", "FPE_FLTUND", "FPE_FLTRES",
+        "FPE_FLTINV", "FPE_FLTSUB"),
+    11: ("SEGV_MAPERR", "SEGV_ACCERR", "SEGV_BNDERR", "SEGV_PKUERR"),
+    17: ("CLD_EXITED", "CLD_KILLED", "CLD_DUMPED", "CLD_TRAPPED", "CLD_STOPPED", "CLD_CONTINUED"),
+}
+
+
+def _si_code(signo, code):
+    if code in _SI_CODES and (code <= 0 or code == 0x80):
+        return _SI_CODES[code]
+    names = _FAULT_CODES.get(signo, ())
+    return names[code - 1] if 0 < code <= len(names) else str(code)
+
+
+def format_signal(info, pid=None):
+    """--- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED, si_pid=2, ...} --- for a
+    siginfo_t the task is about to act on (a handler, a default action)."""
+    signo, err, code = struct.unpack_from("<iii", info)
+    fields = ["si_signo=%s" % signal_name(signo), "si_code=%s" % _si_code(signo, code)]
+    if err:
+        fields.append("si_errno=%d" % err)
+    if code == -2:                                        # SI_TIMER
+        tid, over, value = struct.unpack_from("<iiQ", info, 16)
+        fields += ["si_timerid=%#x" % tid if tid else "si_timerid=0", "si_overrun=%d" % over,
+                   "si_int=%d" % s32(value), "si_ptr=%s" % pointer(value)]
+    elif code <= 0:                                       # from a process: kill, tkill, sigqueue
+        pid_, uid = struct.unpack_from("<iI", info, 16)
+        fields += ["si_pid=%d" % pid_, "si_uid=%d" % uid]
+    elif signo == 17 and code != 0x80:                    # SIGCHLD from the kernel
+        cpid, uid, status, utime, stime = struct.unpack_from("<iIi4xqq", info, 16)
+        st = str(status) if code == 1 else signal_name(status)
+        fields += ["si_pid=%d" % cpid, "si_uid=%d" % uid, "si_status=%s" % st,
+                   "si_utime=%d" % utime, "si_stime=%d" % stime]
+    elif signo in (4, 5, 7, 8, 11) and code != 0x80:      # a fault: its address
+        addr = struct.unpack_from("<Q", info, 16)[0]
+        fields.append("si_addr=%s" % pointer(addr))
+    return ("[pid %d] " % pid if pid is not None else "") + "--- %s {%s} ---" % (
+        signal_name(signo), ", ".join(fields))
+
+
+def format_exit(wstatus, pid=None):
+    """+++ exited with 0 +++, +++ killed by SIGTERM +++ (+ " (core dumped)")."""
+    sig = wstatus & 0x7F
+    if sig == 0:
+        text = "+++ exited with %d +++" % ((wstatus >> 8) & 0xFF)
+    else:
+        text = "+++ killed by %s%s +++" % (signal_name(sig),
+                                           " (core dumped)" if wstatus & 0x80 else "")
+    return ("[pid %d] " % pid if pid is not None else "") + text

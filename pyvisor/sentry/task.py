@@ -162,6 +162,7 @@ class Task:
         self.waiting_on = None
         self.sleep_left = 0.0
         self.saved_mask = None     # rt_sigsuspend's mask to restore after delivery
+        self.strace_shown = None   # --strace: arguments formatted before the call ran
         self.sigwaiting = 0        # signals rt_sigtimedwait is waiting for (blocked, yet wanted)
         self.vfork_parent = None   # the task a CLONE_VFORK parent blocks on
         self.restart_nointr = False  # the interrupted call restarts even past a handler (PI futexes)
@@ -307,6 +308,8 @@ class Task:
             if item is None:
                 break
             signo, info = item
+            if self.kernel.strace and signo != SIGKILL:
+                self.kernel.strace_signal(self, info)    # strace's signal-delivery stop
             h, flags, restorer, mask = self.signals.actions.get(signo, (SIG_DFL, 0, 0, 0))
             if signo == SIGKILL or h == SIG_DFL:
                 if signo in STOP_BY_DEFAULT and signo != SIGCONT:

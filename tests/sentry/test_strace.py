@@ -403,9 +403,78 @@ def test_socket_kinds(t):
 
 
 def test_clone_and_wait_flags(t):
-    line = strace.format_call(t, nr.NR_clone, args(0x1200000 | 17, 0, 0, 0, 0), 12)
-    assert line.startswith("clone(CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD, NULL, NULL, NULL, 0)")
+    """strace names clone's arguments and shows a tid pointer only when a flag uses it."""
+    line = strace.format_call(t, nr.NR_clone, args(0x1200000 | 17, 0, 0, 0x4af650, 0), 12)
+    assert line == pad("clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|"
+                       "SIGCHLD, child_tidptr=0x4af650)", "12")
+    line = strace.format_call(t, nr.NR_clone, args(0x3d0f00, 0x7f00, 0x10, 0x20, 0x30), 7)
+    assert line.startswith("clone(child_stack=0x7f00, flags=CLONE_VM|CLONE_FS|CLONE_FILES|"
+                           "CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM|CLONE_SETTLS|"
+                           "CLONE_PARENT_SETTID|CLONE_CHILD_CLEARTID, parent_tid=0x10, "
+                           "child_tidptr=0x20, tls=0x30)")
     assert strace.format_call(t, nr.NR_wait4, args(u(-1), 0, 1, 0), 0).startswith("wait4(-1, NULL, WNOHANG, NULL)")
+
+
+@pytest.mark.parametrize("status,shown", [
+    (3 << 8, "[{WIFEXITED(s) && WEXITSTATUS(s) == 3}]"),
+    (15, "[{WIFSIGNALED(s) && WTERMSIG(s) == SIGTERM}]"),
+    (11 | 0x80, "[{WIFSIGNALED(s) && WTERMSIG(s) == SIGSEGV && WCOREDUMP(s)}]"),
+    ((19 << 8) | 0x7F, "[{WIFSTOPPED(s) && WSTOPSIG(s) == SIGSTOP}]"),
+    (0xFFFF, "[{WIFCONTINUED(s)}]"),
+])
+def test_wait_status_as_strace(t, status, shown):
+    st = t.put(struct.pack("<i", status))
+    assert strace.format_call(t, nr.NR_wait4, args(2, st, 0, 0), 2) == pad(
+        "wait4(2, %s, 0, NULL)" % shown, "2")
+    # Nothing reported (WNOHANG, 0) or an error: the pointer.
+    assert strace.format_call(t, nr.NR_wait4, args(2, st, 1, 0), 0).startswith(
+        "wait4(2, %#x, WNOHANG, NULL)" % st)
+
+
+def test_sigaction_structs(t):
+    new = t.put(struct.pack("<QQQQ", 1, 0x14000000, 0x4088b0, 1 << 12))
+    old = t.put(struct.pack("<QQQQ", 0, 0, 0, 0))
+    line = strace.format_call(t, nr.NR_rt_sigaction, args(13, new, old, 8), 0)
+    assert line == pad("rt_sigaction(SIGPIPE, {sa_handler=SIG_IGN, sa_mask=[PIPE], "
+                       "sa_flags=SA_RESTORER|SA_RESTART, sa_restorer=0x4088b0}, "
+                       "{sa_handler=SIG_DFL, sa_mask=[], sa_flags=0}, 8)", "0")
+    # The old action is only written by a call that succeeded.
+    assert strace.format_call(t, nr.NR_rt_sigaction, args(9, new, old, 8), -errno.EINVAL) \
+        .startswith("rt_sigaction(SIGKILL, {sa_handler=SIG_IGN, sa_mask=[PIPE], "
+                    "sa_flags=SA_RESTORER|SA_RESTART, sa_restorer=0x4088b0}, %#x, 8)" % old)
+
+
+def test_negative_results_are_errors_whatever_the_width(t):
+    """rt_sigreturn's result is the restored rax, an unsigned register."""
+    assert strace.format_return(nr.NR_rt_sigreturn, None) == "?"
+    line = strace.format_call(t, nr.NR_read, args(0, 0, 0), (1 << 64) - 4)
+    assert line.endswith("= -1 EINTR (Interrupted system call)")
+    assert strace.format_call(t, nr.NR_fadvise64, args(3, 0, 0, 2), 0) == pad(
+        "fadvise64(3, 0, 0, POSIX_FADV_SEQUENTIAL)", "0")
+
+
+@pytest.mark.parametrize("info,line", [
+    (struct.pack("<iii4xiI", 10, 0, 0, 7, 0), "--- SIGUSR1 {si_signo=SIGUSR1, si_code=SI_USER, si_pid=7, si_uid=0} ---"),
+    (struct.pack("<iii4xiI", 10, 0, -6, 7, 0), "--- SIGUSR1 {si_signo=SIGUSR1, si_code=SI_TKILL, si_pid=7, si_uid=0} ---"),
+    (struct.pack("<iii4xiIi4xqq", 17, 0, 1, 2, 0, 3, 0, 0),
+     "--- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED, si_pid=2, si_uid=0, si_status=3, "
+     "si_utime=0, si_stime=0} ---"),
+    (struct.pack("<iii4xiIi4xqq", 17, 0, 2, 3, 0, 15, 0, 0),
+     "--- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_KILLED, si_pid=3, si_uid=0, si_status=SIGTERM, "
+     "si_utime=0, si_stime=0} ---"),
+    (struct.pack("<iii4xQ", 11, 0, 1, 0), "--- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_MAPERR, si_addr=NULL} ---"),
+    (struct.pack("<iii4xQ", 11, 0, 2, 0x1000), "--- SIGSEGV {si_signo=SIGSEGV, si_code=SEGV_ACCERR, si_addr=0x1000} ---"),
+    (struct.pack("<iii4x", 14, 0, 0x80), "--- SIGALRM {si_signo=SIGALRM, si_code=SI_KERNEL} ---"),
+])
+def test_signal_lines_as_strace(info, line):
+    assert strace.format_signal(info.ljust(128, b"\0")) == line
+    assert strace.format_signal(info.ljust(128, b"\0"), pid=4) == "[pid 4] " + line
+
+
+def test_exit_lines_as_strace():
+    assert strace.format_exit(5 << 8) == "+++ exited with 5 +++"
+    assert strace.format_exit(15, pid=3) == "[pid 3] +++ killed by SIGTERM +++"
+    assert strace.format_exit(11 | 0x80) == "+++ killed by SIGSEGV (core dumped) +++"
 
 
 def test_access_modes(t):
