@@ -45,6 +45,7 @@ F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
 F_DUPFD_CLOEXEC, F_SETPIPE_SZ, F_GETPIPE_SZ, F_NOTIFY = 1030, 1031, 1032, 1026
 FD_CLOEXEC = 1
 F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
+OFFSET_MAX = (1 << 63) - 1
 _FLOCK = struct.Struct("<hhxxxxqqixxxx")      # struct flock, 32 bytes
 
 FIONREAD, FIONBIO, FIONCLEX, FIOCLEX, FIOASYNC = 0x541B, 0x5421, 0x5450, 0x5451, 0x5452
@@ -449,16 +450,69 @@ def sys_pipe2(t, fds, flags, *_):
 
 # --- fcntl, ioctl, sync, locks --------------------------------------------------
 
-def _fcntl_lock(t, f, cmd, arg):
-    l_type, l_whence, l_start, l_len, _pid = _FLOCK.unpack(t.copy_in(arg, _FLOCK.size))
-    if l_type not in (F_RDLCK, F_WRLCK, F_UNLCK) or l_whence not in (0, 1, 2):
+def _lock_range(f, l_whence, l_start, l_len):
+    """struct flock's range as [start, end] (fs/locks.c flock_to_posix_lock):
+    EINVAL for a bad whence or a start before 0, EOVERFLOW past OFFSET_MAX."""
+    if l_whence == 0:
+        base = 0
+    elif l_whence == 1:
+        base = f.offset
+    elif l_whence == 2:
+        base = f.stat().st_size
+    else:
         raise SyscallError(errno.EINVAL)
+    if l_start > OFFSET_MAX - base:
+        raise SyscallError(errno.EOVERFLOW)
+    start = base + l_start
+    if start < 0:
+        raise SyscallError(errno.EINVAL)
+    if l_len > 0:
+        if l_len - 1 > OFFSET_MAX - start:
+            raise SyscallError(errno.EOVERFLOW)
+        return start, start + l_len - 1
+    if l_len < 0:
+        end, start = start - 1, start + l_len
+        if start < 0:
+            raise SyscallError(errno.EINVAL)
+        return start, end
+    return start, OFFSET_MAX
+
+
+def _fcntl_lock(t, f, cmd, arg):
+    """fcntl(2) "Advisory record locking" and "Open file description locks":
+    POSIX locks are owned by the fd table (the process), OFD locks by the
+    description; the table is vfs/lock.py's."""
+    raw = t.copy_in(arg, _FLOCK.size)
+    l_type, l_whence, l_start, l_len, l_pid = _FLOCK.unpack(raw)
+    ofd = cmd in (F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW)
+    owner = f if ofd else t.fdtable
+    locks = _vfs(t).locks
+    # The checks in fs/locks.c's order (fcntl_getlk, fcntl_setlk).
     if cmd in (F_GETLK, F_OFD_GETLK):
-        # One process holds every lock there is: nothing else conflicts.
-        t.copy_out(arg, _FLOCK.pack(F_UNLCK, l_whence, l_start, l_len, 0))
+        # N.B. Linux (6.x) refuses F_UNLCK for F_GETLK but answers it for
+        # F_OFD_GETLK (nothing conflicts with it).
+        if l_type not in (F_RDLCK, F_WRLCK, F_UNLCK) or l_type == F_UNLCK and not ofd \
+                or ofd and l_pid != 0:
+            raise SyscallError(errno.EINVAL)
+        start, end = _lock_range(f, l_whence, l_start, l_len)
+        found = None if l_type == F_UNLCK else locks.test(f, owner, l_type, start, end)
+        if found is None:
+            out = _FLOCK.pack(F_UNLCK, l_whence, l_start, l_len, l_pid)
+        else:
+            ftype, fstart, fend, fpid, fofd = found
+            flen = 0 if fend == OFFSET_MAX else fend - fstart + 1
+            out = _FLOCK.pack(ftype, 0, fstart, flen, -1 if fofd else fpid)
+        t.copy_out(arg, out)
         return 0
+    start, end = _lock_range(f, l_whence, l_start, l_len)
+    if l_type not in (F_RDLCK, F_WRLCK, F_UNLCK):
+        raise SyscallError(errno.EINVAL)
     if l_type == F_RDLCK and not f.readable or l_type == F_WRLCK and not f.writable:
         raise SyscallError(errno.EBADF)
+    if ofd and l_pid != 0:
+        raise SyscallError(errno.EINVAL)
+    block = cmd in (F_SETLKW, F_OFD_SETLKW)
+    locks.setlk(f, owner, t.pid, ofd, l_type, start, end, block)
     return 0
 
 
@@ -551,12 +605,16 @@ def sys_fadvise64(t, fd, offset, length, advice, *_):
 
 
 def sys_flock(t, fd, op, *_):
-    """Implements Linux syscall flock(2): one process, so every lock is granted."""
+    """Implements Linux syscall flock(2): the lock belongs to the open file
+    description; EWOULDBLOCK with LOCK_NB when another holds it."""
     f = _file(t, fd)
     _check_path_fd(f)
-    op = s32(op) & ~LOCK_NB
-    if op not in (LOCK_SH, LOCK_EX, LOCK_UN):
+    op = s32(op)
+    kind = op & ~LOCK_NB
+    if kind not in (LOCK_SH, LOCK_EX, LOCK_UN):
         raise SyscallError(errno.EINVAL)
+    type_ = {LOCK_SH: F_RDLCK, LOCK_EX: F_WRLCK, LOCK_UN: F_UNLCK}[kind]
+    _vfs(t).locks.flock(f, type_, not op & LOCK_NB)
     return 0
 
 

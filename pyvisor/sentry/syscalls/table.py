@@ -139,7 +139,7 @@ ROWS = (
     Unimplemented("msgctl", "System V IPC is not implemented"),
     Partial("fcntl", fs.sys_fcntl,
             "F_SETOWN/F_GETOWN accepted without SIGIO; F_NOTIFY never signals; leases and seals give EINVAL"),
-    Partial("flock", fs.sys_flock, "every lock is granted: no exclusion between processes"),
+    Supported("flock", fs.sys_flock),
     Supported("fsync", fs.sys_fsync),
     Supported("fdatasync", fs.sys_fsync),
     Supported("truncate", fs.sys_truncate),

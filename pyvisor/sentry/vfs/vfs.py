@@ -26,6 +26,7 @@ from ..errors import SyscallError
 from pyvisor.abi.flags import AT_FDCWD
 from .file import (FileDescription, O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL,
                    O_NOFOLLOW, O_PATH, O_RDONLY, O_TMPFILE, O_TRUNC, O_WRONLY, O_RDWR)
+from .lock import LockTable
 from .mount import Mount, MountTable, VDentry, vd_path
 from .perm import R_OK, W_OK, X_OK, check_access, creds_of, fs_ids, is_owner
 from .stat import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
@@ -81,6 +82,7 @@ class VirtualFilesystem:
     def __init__(self, root_fs, root_inode, source=b"none"):
         from .inode import Dentry
         self.mounts = MountTable(Mount(root_fs, Dentry(b"/", None, root_inode), source=source))
+        self.locks = LockTable()      # advisory locks of every file (vfs/lock.py)
 
     @property
     def root(self):
