@@ -22,8 +22,10 @@ from pyvisor.abi.flags import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMO
 from pyvisor.abi.ints import s32, s64
 from ..errors import SyscallError, partial
 from ..waiting import Interrupted
-from ..vfs.file import (O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEFILE, O_NONBLOCK,
+from ..mm.mm import MAP_SHARED, PROT_WRITE
+from ..vfs.file import (O_RDWR, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEFILE, O_NONBLOCK,
                         O_PATH, O_TRUNC, O_WRONLY, O_TMPFILE)
+from ..vfs.memfd import ALL_SEALS, F_SEAL_EXEC, F_SEAL_SEAL, MemfdFile, MemfdMaker
 from ..vfs.mount import VDentry
 from ..vfs.perm import CAP_CHOWN, creds_of, fs_ids, has_cap, is_owner
 from ..vfs.pipe import PipeFile, make_pipe
@@ -43,6 +45,11 @@ F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL = 0, 1, 2, 3, 4
 F_GETLK, F_SETLK, F_SETLKW, F_SETOWN, F_GETOWN = 5, 6, 7, 8, 9
 F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
 F_DUPFD_CLOEXEC, F_SETPIPE_SZ, F_GETPIPE_SZ, F_NOTIFY = 1030, 1031, 1032, 1026
+F_ADD_SEALS, F_GET_SEALS = 1033, 1034
+MFD_CLOEXEC, MFD_ALLOW_SEALING, MFD_HUGETLB, MFD_NOEXEC_SEAL, MFD_EXEC = 1, 2, 4, 8, 0x10
+MFD_ALL_FLAGS = 0x1F
+MFD_HUGE_BITS = 0x3F << 26
+MFD_NAME_MAX = 249           # NAME_MAX - len("memfd:")
 FD_CLOEXEC = 1
 F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
 OFFSET_MAX = (1 << 63) - 1
@@ -516,6 +523,68 @@ def _fcntl_lock(t, f, cmd, arg):
     return 0
 
 
+def _writable_shared_mapping(t, st):
+    """Does any process map the file (st_dev, st_ino) MAP_SHARED and writable?"""
+    seen = set()
+    for task in list(t.kernel.tasks.values()):
+        mm = task.mm
+        if mm is None or id(mm) in seen:
+            continue
+        seen.add(id(mm))
+        for v in mm.vmas():
+            if v.flags == MAP_SHARED and v.prot & PROT_WRITE and v.ino == st.st_ino \
+                    and v.dev == st.st_dev:
+                return True
+    return False
+
+
+def _fcntl_seals(t, f, cmd, seals):
+    """fcntl(2) "File sealing", in mm/memfd.c's order: F_ADD_SEALS needs
+    a writable description (EPERM) and known bits (EINVAL); a file that is
+    not a memfd has no seals (EINVAL)."""
+    if cmd == F_GET_SEALS:
+        if not isinstance(f, MemfdFile):
+            raise SyscallError(errno.EINVAL)
+        return f.inode.seals
+    if not f.writable:
+        raise SyscallError(errno.EPERM)
+    if seals & ~ALL_SEALS or not isinstance(f, MemfdFile):
+        raise SyscallError(errno.EINVAL)
+    st = f.stat()
+    f.inode.add_seals(seals, lambda: _writable_shared_mapping(t, st))
+    return 0
+
+
+def sys_memfd_create(t, name, flags, *_):
+    """Implements Linux syscall memfd_create(2).
+
+    N.B. MFD_HUGETLB is EINVAL: there are no huge pages here."""
+    flags &= 0xFFFFFFFF
+    allowed = MFD_ALL_FLAGS | (MFD_HUGE_BITS if flags & MFD_HUGETLB else 0)
+    if flags & ~allowed or flags & MFD_EXEC and flags & MFD_NOEXEC_SEAL:
+        raise SyscallError(errno.EINVAL)
+    try:
+        name = t.copy_in_str(name, MFD_NAME_MAX + 1)
+    except SyscallError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise SyscallError(errno.EINVAL) from None
+        raise
+    if flags & MFD_HUGETLB:
+        raise SyscallError(errno.EINVAL)
+    mode, seals = 0o777, F_SEAL_SEAL
+    if flags & MFD_NOEXEC_SEAL:
+        mode, seals = 0o666, F_SEAL_EXEC
+    elif flags & MFD_ALLOW_SEALING:
+        seals = 0
+    vfs = _vfs(t)
+    maker = getattr(vfs, "memfds", None)
+    if maker is None:
+        maker = vfs.memfds = MemfdMaker()
+    uid, gid = fs_ids(creds_of(t))
+    f = maker.create(t.kernel.allocator, name, O_RDWR | O_LARGEFILE, mode, uid, gid, seals)
+    return t.fdtable.install(f, cloexec=bool(flags & MFD_CLOEXEC))
+
+
 def sys_fcntl(t, fd, cmd, arg, *_):
     """Implements Linux syscall fcntl(2)."""
     fd, cmd = s32(fd), s32(cmd)
@@ -538,6 +607,10 @@ def sys_fcntl(t, fd, cmd, arg, *_):
         if f.flags & O_PATH:
             raise SyscallError(errno.EBADF)
         return _fcntl_lock(t, f, cmd, arg)
+    if cmd in (F_ADD_SEALS, F_GET_SEALS):
+        if f.flags & O_PATH:
+            raise SyscallError(errno.EBADF)
+        return _fcntl_seals(t, f, cmd, arg & 0xFFFFFFFF)
     if cmd == F_GETOWN:
         return 0
     if cmd == F_SETOWN:
