@@ -24,7 +24,7 @@ from ..errors import SyscallError, partial
 from ..waiting import Interrupted
 from ..mm.mm import MAP_SHARED, PROT_WRITE
 from ..vfs.file import (O_RDWR, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEFILE, O_NONBLOCK,
-                        O_PATH, O_TRUNC, O_WRONLY, O_TMPFILE)
+                        O_PATH, O_TRUNC, O_WRONLY)
 from ..vfs.memfd import ALL_SEALS, F_SEAL_EXEC, F_SEAL_SEAL, MemfdFile, MemfdMaker
 from ..vfs.mount import VDentry
 from ..vfs.perm import CAP_CHOWN, creds_of, fs_ids, has_cap, is_owner
@@ -380,8 +380,6 @@ def sys_copy_file_range(t, fd_in, off_in_ptr, fd_out, off_out_ptr, length, flags
 def _open_common(t, dirfd, path_addr, flags, mode):
     flags = s32(flags)
     path = _path(t, path_addr)
-    if flags & O_TMPFILE == O_TMPFILE:
-        raise SyscallError(errno.EOPNOTSUPP)
     f = _vfs(t).open(t, path, flags | O_LARGEFILE, mode & 0o7777, dirfd)
     if f.flags & O_PATH:
         f.flags &= ~O_LARGEFILE
@@ -977,12 +975,7 @@ def sys_linkat(t, olddirfd, old, newdirfd, new, flags, *_):
         f = t.fdtable.get(s32(olddirfd))
         if f.vd is None:
             raise SyscallError(errno.ENOENT)
-        if f.vd.inode.is_dir():
-            raise SyscallError(errno.EPERM)
-        parent, name, slash = vfs._new_name(t, newpath, s32(newdirfd))
-        if parent.mount is not f.vd.mount:
-            raise SyscallError(errno.EXDEV)
-        parent.inode.link(name, f.vd.inode)
+        vfs.link_vd(t, f.vd, newpath, s32(newdirfd))
         return 0
     vfs.link(t, oldpath, newpath, s32(olddirfd), s32(newdirfd),
              follow=bool(flags & AT_SYMLINK_FOLLOW))

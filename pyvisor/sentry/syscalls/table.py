@@ -63,7 +63,7 @@ def Unimplemented(name, note):
 ROWS = (
     Supported("read", fs.sys_read),
     Supported("write", fs.sys_write),
-    Partial("open", fs.sys_open, "O_TMPFILE gives EOPNOTSUPP"),
+    Partial("open", fs.sys_open, "O_TMPFILE on tmpfs and the overlay only (EOPNOTSUPP elsewhere)"),
     Supported("close", fs.sys_close),
     Supported("stat", fs.sys_stat),
     Supported("fstat", fs.sys_fstat),
@@ -324,7 +324,7 @@ ROWS = (
     Unimplemented("inotify_add_watch", "file change notification is not implemented"),
     Unimplemented("inotify_rm_watch", "file change notification is not implemented"),
     Unimplemented("migrate_pages", "NUMA memory policy is not implemented"),
-    Partial("openat", fs.sys_openat, "O_TMPFILE gives EOPNOTSUPP"),
+    Partial("openat", fs.sys_openat, "O_TMPFILE on tmpfs and the overlay only (EOPNOTSUPP elsewhere)"),
     Supported("mkdirat", fs.sys_mkdirat),
     Supported("mknodat", fs.sys_mknodat),
     Supported("fchownat", fs.sys_fchownat),

@@ -180,6 +180,11 @@ class TmpfsDir(TmpfsInode):
     def create(self, name, mode, uid, gid):
         return self._add(name, TmpfsFile(self.fs, mode, uid, gid))
 
+    def tmpfile(self, mode, uid, gid):
+        f = TmpfsFile(self.fs, mode, uid, gid)
+        f.nlink = 0
+        return f
+
     def mkdir(self, name, mode, uid, gid):
         return self._add(name, TmpfsDir(self.fs, mode, uid, gid))
 
