@@ -23,7 +23,7 @@ page is current.
 from pyvisor.abi import name_of, numbers
 from pyvisor.fields import FrozenFields
 from pyvisor.sentry.syscalls import (creds, eventfd, fs, futex, misc, mm, net, poll, process,
-                                     sched, signal, signalfd, time, timer, xattr)
+                                     sched, signal, signalfd, splice, time, timer, xattr)
 
 SUPPORTED, PARTIAL, UNIMPLEMENTED = "supported", "partial", "unimplemented"
 LEVELS = (SUPPORTED, PARTIAL, UNIMPLEMENTED)
@@ -342,10 +342,12 @@ ROWS = (
     Unimplemented("unshare", "namespaces inside the sandbox are not implemented"),
     Supported("set_robust_list", process.sys_set_robust_list),
     Supported("get_robust_list", process.sys_get_robust_list),
-    Unimplemented("splice", "pipe splicing is not implemented"),
-    Unimplemented("tee", "pipe splicing is not implemented"),
+    Partial("splice", splice.sys_splice,
+            "bytes are copied, not pages moved (SPLICE_F_MOVE and SPLICE_F_GIFT are hints)"),
+    Supported("tee", splice.sys_tee),
     Supported("sync_file_range", fs.sys_sync_file_range),
-    Unimplemented("vmsplice", "pipe splicing is not implemented"),
+    Partial("vmsplice", splice.sys_vmsplice,
+            "copies the bytes; a pipe holds bytes, not page-sized buffers"),
     Unimplemented("move_pages", "NUMA memory policy is not implemented"),
     Supported("utimensat", fs.sys_utimensat),
     Supported("epoll_pwait", poll.sys_epoll_pwait),
