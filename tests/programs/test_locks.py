@@ -11,17 +11,8 @@ to EOF), EDEADLK for a wait cycle, and every bad input (type, whence,
 ranges, access mode, O_PATH, pointers, l_pid of OFD locks).
 """
 
-import os
-
-from conftest import TESTS_DIR
+from probe_compare import assert_probe_matches_native
 
 
 def test_locks_probe_matches_native(sandbox, build_c, workdir):
-    prog = build_c(os.path.join(TESTS_DIR, "c", "locks.c"))
-    native = sandbox.native([prog, workdir])
-    assert native.returncode == 0, native.stderr
-    assert native.stdout.endswith(b"done\n")
-    for where in ("/tmp", workdir):
-        boxed = sandbox.run([prog, where], cwd="/var/tmp")
-        assert boxed.stdout.decode() == native.stdout.decode(), boxed.stderr.decode()
-        assert boxed.returncode == 0
+    assert_probe_matches_native(sandbox, build_c, "locks", [workdir], [["/tmp"], [workdir]])

@@ -15,16 +15,11 @@ description).
 import os
 
 from conftest import TESTS_DIR
+from probe_compare import assert_probe_matches_native
 
 
 def test_memfd_probe_matches_native(sandbox, build_c):
-    prog = build_c(os.path.join(TESTS_DIR, "c", "memfd.c"))
-    native = sandbox.native([prog])
-    assert native.returncode == 0, native.stderr
-    assert native.stdout.endswith(b"done\n")
-    boxed = sandbox.run([prog], cwd="/var/tmp")
-    assert boxed.stdout.decode() == native.stdout.decode(), boxed.stderr.decode()
-    assert boxed.returncode == 0
+    assert_probe_matches_native(sandbox, build_c, "memfd")
 
 
 def test_memfd_hugetlb_is_einval(sandbox, build_c):

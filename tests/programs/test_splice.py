@@ -12,17 +12,8 @@ on pipes and sockets, negative offsets, O_APPEND, bad pointers, segment
 counts).
 """
 
-import os
-
-from conftest import TESTS_DIR
+from probe_compare import assert_probe_matches_native
 
 
 def test_splice_probe_matches_native(sandbox, build_c, workdir):
-    prog = build_c(os.path.join(TESTS_DIR, "c", "splice.c"))
-    native = sandbox.native([prog, workdir])
-    assert native.returncode == 0, native.stderr
-    assert native.stdout.endswith(b"done\n")
-    for where in ("/tmp", workdir):
-        boxed = sandbox.run([prog, where], cwd="/var/tmp")
-        assert boxed.stdout.decode() == native.stdout.decode(), (where, boxed.stderr.decode())
-        assert boxed.returncode == 0
+    assert_probe_matches_native(sandbox, build_c, "splice", [workdir], [["/tmp"], [workdir]])

@@ -11,17 +11,8 @@ O_PATH, a regular file, a missing directory, a bad pointer, a file system
 without unnamed files).
 """
 
-import os
-
-from conftest import TESTS_DIR
+from probe_compare import assert_probe_matches_native
 
 
 def test_tmpfile_probe_matches_native(sandbox, build_c):
-    prog = build_c(os.path.join(TESTS_DIR, "c", "tmpfile.c"))
-    native = sandbox.native([prog, "/tmp"])
-    assert native.returncode == 0, native.stderr
-    assert native.stdout.endswith(b"done\n")
-    for where in ("/tmp", "/dev/shm"):
-        boxed = sandbox.run([prog, where], cwd="/var/tmp")
-        assert boxed.stdout.decode() == native.stdout.decode(), (where, boxed.stderr.decode())
-        assert boxed.returncode == 0
+    assert_probe_matches_native(sandbox, build_c, "tmpfile", ["/tmp"], [["/tmp"], ["/dev/shm"]])

@@ -27,7 +27,7 @@ from .file import RegularFile
 from .inode import Dentry, now_ns
 from .mount import Mount, VDentry
 from .stat import S_IFREG
-from .tmpfs import MAX_FILE_SIZE, TmpFS, TmpfsInode
+from .tmpfs import MAX_FILE_SIZE, TmpFS, TmpfsInode, check_file_size
 
 PAGE = 4096
 F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE = 0x1, 0x2, 0x4, 0x8
@@ -110,10 +110,7 @@ class MemfdInode(TmpfsInode):
             return len(data)
 
     def truncate(self, size):
-        if size < 0:
-            raise SyscallError(errno.EINVAL)
-        if size > MAX_FILE_SIZE:
-            raise SyscallError(errno.EFBIG)
+        check_file_size(size)
         with self.lock:
             if size < self.length and self.seals & F_SEAL_SHRINK \
                     or size > self.length and self.seals & F_SEAL_GROW:

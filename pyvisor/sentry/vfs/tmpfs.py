@@ -23,6 +23,15 @@ MAX_FILE_SIZE = 1 << 40
 PAGE = 4096
 
 
+def check_file_size(size):
+    """truncate(2)'s size rules for a memory file: EINVAL below 0, EFBIG
+    past the largest file."""
+    if size < 0:
+        raise SyscallError(errno.EINVAL)
+    if size > MAX_FILE_SIZE:
+        raise SyscallError(errno.EFBIG)
+
+
 class TmpFS(Filesystem):
     name = b"tmpfs"
     magic = TMPFS_MAGIC
@@ -108,10 +117,7 @@ class TmpfsFile(TmpfsInode):
             return len(data)
 
     def truncate(self, size):
-        if size < 0:
-            raise SyscallError(errno.EINVAL)
-        if size > MAX_FILE_SIZE:
-            raise SyscallError(errno.EFBIG)
+        check_file_size(size)
         with self.fs.lock:
             if size < len(self.data):
                 self.fs.space.uncharge(len(self.data) - size)
