@@ -281,6 +281,22 @@ static void test_posix(void) {
 
     RES("WR [0,1) again", lk(fd, F_SETLK, F_WRLCK, SEEK_SET, 0, 1));
     in_child(c_posix_eintr);
+    /* A waiter killed in F_SETLKW and flock(LOCK_EX) leaves nothing behind. */
+    RES("flock EX for the kill test", flock(fd, LOCK_EX));
+    pid = fork();
+    if (pid == 0) {
+        int cfd = reopen(O_RDWR);
+        if (fork() == 0) { flock(reopen(O_RDONLY), LOCK_EX); _exit(0); }
+        lk(cfd, F_SETLKW, F_WRLCK, SEEK_SET, 0, 1);
+        _exit(0);
+    }
+    msleep(200);
+    kill(pid, SIGKILL);
+    int kst;
+    waitpid(pid, &kst, 0);
+    SAY("killed waiter: signaled %d sig %d", WIFSIGNALED(kst), WTERMSIG(kst));
+    RES("flock UN (the grandchild takes it and exits)", flock(fd, LOCK_UN));
+    msleep(100);
     RES("unlock all", lk(fd, F_SETLK, F_UNLCK, SEEK_SET, 0, 0));
 
     /* Bad input. */
