@@ -76,6 +76,8 @@ int main(int argc, char **argv) {
     int nfd = mfd("noexec", MFD_NOEXEC_SEAL);
     fstat(nfd, &st);
     SAY("MFD_NOEXEC_SEAL mode %o seals %#x", st.st_mode & 07777, fcntl(nfd, F_GET_SEALS));
+    RES("chmod +x under F_SEAL_EXEC", fchmod(nfd, 0777));
+    RES("chmod -w under F_SEAL_EXEC", fchmod(nfd, 0444));
     close(nfd);
     struct statfs sf;
     fstatfs(fd, &sf);
@@ -146,6 +148,15 @@ int main(int argc, char **argv) {
     SAY("mmap shared read-only under WRITE: %d", m != MAP_FAILED);
     char *q = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, s, 0);
     SAY("mmap private writable under WRITE: %d", q != MAP_FAILED);
+    char pp2[64];
+    snprintf(pp2, sizeof pp2, "/proc/self/fd/%d", s);
+    int ro = open(pp2, O_RDONLY);
+    RES("reopen through /proc/self/fd read-only", ro);
+    SAY("its seals %#x", fcntl(ro, F_GET_SEALS));
+    RES("add seals through a read-only description", fcntl(ro, F_ADD_SEALS, F_SEAL_SHRINK));
+    char *rm = mmap(0, 4096, PROT_READ, MAP_SHARED, ro, 0);
+    SAY("its shared read-only mapping: %d", rm == MAP_FAILED ? -1 : rm[0]);
+    close(ro);
     RES("add SEAL", fcntl(s, F_ADD_SEALS, F_SEAL_SEAL));
     RES("add after SEAL", fcntl(s, F_ADD_SEALS, F_SEAL_GROW));
     SAY("seals %#x", fcntl(s, F_GET_SEALS));

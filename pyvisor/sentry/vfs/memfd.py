@@ -123,6 +123,16 @@ class MemfdInode(TmpfsInode):
             self.length = size
             self.mtime_ns = self.ctime_ns = now_ns()
 
+    def setattr(self, mode=None, **kw):
+        """chmod under F_SEAL_EXEC may not change an exec bit (EPERM, mm/shmem.c)."""
+        if mode is not None and self.seals & F_SEAL_EXEC and (self.mode ^ mode) & 0o111:
+            raise SyscallError(errno.EPERM)
+        super().setattr(mode=mode, **kw)
+
+    def open(self, t, vd, flags):
+        """Opening /proc/PID/fd/N of a memfd: a new description of it."""
+        return MemfdFile(vd, flags)
+
     def add_seals(self, seals, writable_mapped):
         """F_ADD_SEALS (fcntl(2)). `writable_mapped()`: is there a writable
         shared mapping of the file (F_SEAL_WRITE is EBUSY then)?"""
