@@ -222,6 +222,10 @@ class LockTable:
         """`owner` (an fd table) closed an fd of `f`'s file: all its POSIX
         locks on that file go (fcntl(2): "the process closes any file
         descriptor referring to a file")."""
+        with self.cond:
+            # Most closes find nothing: answer those without a stat.
+            if not any(r.owner is owner for fl in self._files.values() for r in fl.ranges):
+                return
         try:
             key = inode_key(f)
         except SyscallError:
