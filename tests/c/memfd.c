@@ -140,6 +140,12 @@ int main(int argc, char **argv) {
     char *m = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, s, 0);
     RES("add WRITE with a writable shared mapping", fcntl(s, F_ADD_SEALS, F_SEAL_WRITE));
     munmap(m, 4096);
+    m = mmap(0, 4096, PROT_READ, MAP_SHARED, s, 0);
+    RES("add WRITE with a read-only shared mapping (may become writable)", fcntl(s, F_ADD_SEALS, F_SEAL_WRITE));
+    munmap(m, 4096);
+    m = mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, s, 0);
+    RES("add WRITE with a private mapping", fcntl(s, F_ADD_SEALS, F_SEAL_WRITE));
+    munmap(m, 4096);
     RES("add WRITE after munmap", fcntl(s, F_ADD_SEALS, F_SEAL_WRITE));
     SAY("seals %#x", fcntl(s, F_GET_SEALS));
     RES("write under WRITE", pwrite(s, "z", 1, 0));

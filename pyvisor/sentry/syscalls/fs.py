@@ -22,7 +22,7 @@ from pyvisor.abi.flags import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMO
 from pyvisor.abi.ints import s32, s64
 from ..errors import SyscallError, partial
 from ..waiting import Interrupted
-from ..mm.mm import MAP_SHARED, PROT_WRITE
+from ..mm.mm import MAP_SHARED
 from ..vfs.file import (O_RDWR, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEFILE, O_NONBLOCK,
                         O_PATH, O_TRUNC, O_WRONLY)
 from ..vfs.memfd import ALL_SEALS, F_SEAL_EXEC, F_SEAL_SEAL, MemfdFile, MemfdMaker
@@ -521,8 +521,12 @@ def _fcntl_lock(t, f, cmd, arg):
     return 0
 
 
-def _writable_shared_mapping(t, st):
-    """Does any process map the file (st_dev, st_ino) MAP_SHARED and writable?"""
+def _shared_mapping_exists(t, st):
+    """Does any process map the file (st_dev, st_ino) MAP_SHARED? Linux
+    counts the shared mappings that may become writable (VM_MAYWRITE), read-only
+    ones of a writable description included. N.B. here every shared mapping
+    counts, also one made through a read-only description or after
+    F_SEAL_FUTURE_WRITE (Linux: not)."""
     seen = set()
     for task in list(t.kernel.tasks.values()):
         mm = task.mm
@@ -530,8 +534,7 @@ def _writable_shared_mapping(t, st):
             continue
         seen.add(id(mm))
         for v in mm.vmas():
-            if v.flags == MAP_SHARED and v.prot & PROT_WRITE and v.ino == st.st_ino \
-                    and v.dev == st.st_dev:
+            if v.flags == MAP_SHARED and v.ino == st.st_ino and v.dev == st.st_dev:
                 return True
     return False
 
@@ -549,7 +552,7 @@ def _fcntl_seals(t, f, cmd, seals):
     if seals & ~ALL_SEALS or not isinstance(f, MemfdFile):
         raise SyscallError(errno.EINVAL)
     st = f.stat()
-    f.inode.add_seals(seals, lambda: _writable_shared_mapping(t, st))
+    f.inode.add_seals(seals, lambda: _shared_mapping_exists(t, st))
     return 0
 
 
