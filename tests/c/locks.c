@@ -281,6 +281,25 @@ static void test_posix(void) {
 
     RES("WR [0,1) again", lk(fd, F_SETLK, F_WRLCK, SEEK_SET, 0, 1));
     in_child(c_posix_eintr);
+    /* With SA_RESTART the interrupted F_SETLKW is restarted and gets the lock. */
+    pid = fork();
+    if (pid == 0) {
+        int cfd = reopen(O_RDWR);
+        struct sigaction ra;
+        memset(&ra, 0, sizeof ra);
+        ra.sa_handler = on_alarm;
+        ra.sa_flags = SA_RESTART;
+        sigaction(SIGALRM, &ra, 0);
+        alarm(1);
+        int r = lk(cfd, F_SETLKW, F_WRLCK, SEEK_SET, 0, 1);
+        SAY("child SETLKW with SA_RESTART across SIGALRM = %s", r == 0 ? "ok" : strerrorname_np(errno));
+        _exit(0);
+    }
+    msleep(1500);
+    int un2 = lk(fd, F_SETLK, F_UNLCK, SEEK_SET, 0, 1);
+    waitpid(pid, 0, 0);
+    RES("parent unlocked after the alarm (after the child reported)", un2);
+    RES("WR [0,1) once more", lk(fd, F_SETLK, F_WRLCK, SEEK_SET, 0, 1));
     /* A waiter killed in F_SETLKW and flock(LOCK_EX) leaves nothing behind. */
     RES("flock EX for the kill test", flock(fd, LOCK_EX));
     pid = fork();
