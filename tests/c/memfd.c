@@ -34,7 +34,14 @@ static void show_link(const char *what, int fd) {
     SAY("%s: %s", what, n < 0 ? strerrorname_np(errno) : buf);
 }
 
+extern char **environ;
+
 int main(int argc, char **argv) {
+    if (argc > 1 && !strcmp(argv[1], "from-memfd")) {
+        SAY("running from a memfd");
+        SAY("done");
+        return 0;
+    }
     if (argc > 1 && !strcmp(argv[1], "hugetlb")) {
         /* Huge pages are a host matter: the sandbox has none (EINVAL). */
         RES("MFD_HUGETLB", mfd("h", MFD_HUGETLB));
@@ -186,6 +193,15 @@ int main(int argc, char **argv) {
     RES("F_ADD_SEALS on a pipe's write end", fcntl(pp[1], F_ADD_SEALS, F_SEAL_SHRINK));
     RES("F_ADD_SEALS on a pipe's read end", fcntl(pp[0], F_ADD_SEALS, F_SEAL_SHRINK));
     RES("F_GET_SEALS bad fd", fcntl(999, F_GET_SEALS));
-    SAY("done");
-    return 0;
+
+    /* Runtimes run a program from a memfd (fexecve: /proc/self/fd/N). */
+    int src = open("/proc/self/exe", O_RDONLY), x = mfd("selfexe", MFD_CLOEXEC);
+    char chunk[65536];
+    ssize_t n;
+    while ((n = read(src, chunk, sizeof chunk)) > 0)
+        if (write(x, chunk, n) != n) return 2;
+    char *args[] = {"memfd", "from-memfd", 0};
+    fexecve(x, args, environ);
+    SAY("fexecve = -1 %s", strerrorname_np(errno));
+    return 1;
 }
