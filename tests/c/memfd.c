@@ -193,6 +193,18 @@ int main(int argc, char **argv) {
     RES("F_ADD_SEALS on a pipe's write end", fcntl(pp[1], F_ADD_SEALS, F_SEAL_SHRINK));
     RES("F_ADD_SEALS on a pipe's read end", fcntl(pp[0], F_ADD_SEALS, F_SEAL_SHRINK));
     RES("F_GET_SEALS bad fd", fcntl(999, F_GET_SEALS));
+    char shm[64];
+    snprintf(shm, sizeof shm, "/dev/shm/memfd-probe.%d", getpid());
+    int sh = open(shm, O_RDWR | O_CREAT, 0600);
+    unlink(shm);
+    SAY("tmpfs file: seals %#x", fcntl(sh, F_GET_SEALS));
+    RES("F_ADD_SEALS on a tmpfs file", fcntl(sh, F_ADD_SEALS, F_SEAL_GROW));
+    RES("F_ADD_SEALS bad bits on a tmpfs file", fcntl(sh, F_ADD_SEALS, 0x100));
+    close(sh);
+    int ex = open("/proc/self/exe", O_RDONLY);
+    RES("F_GET_SEALS on an ordinary file", fcntl(ex, F_GET_SEALS));
+    RES("F_ADD_SEALS on a read-only ordinary file", fcntl(ex, F_ADD_SEALS, F_SEAL_GROW));
+    close(ex);
 
     /* Runtimes run a program from a memfd (fexecve: /proc/self/fd/N). */
     int src = open("/proc/self/exe", O_RDONLY), x = mfd("selfexe", MFD_CLOEXEC);

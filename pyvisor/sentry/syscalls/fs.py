@@ -27,6 +27,7 @@ from ..vfs.file import (O_RDWR, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEF
                         O_PATH, O_TRUNC, O_WRONLY)
 from ..vfs.memfd import ALL_SEALS, F_SEAL_EXEC, F_SEAL_SEAL, MemfdFile, MemfdMaker
 from ..vfs.mount import VDentry
+from ..vfs.tmpfs import TmpfsFile
 from ..vfs.perm import CAP_CHOWN, creds_of, fs_ids, has_cap, is_owner
 from ..vfs.pipe import PipeFile, make_pipe
 from ..vfs.stat import (S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, pack_dirent,
@@ -539,18 +540,29 @@ def _shared_mapping_exists(t, st):
     return False
 
 
+def _is_tmpfs_file(f):
+    """A regular file of a tmpfs (not of the overlay over it): Linux's
+    shmem files, which carry seals."""
+    return f.vd is not None and isinstance(f.vd.inode, TmpfsFile)
+
+
 def _fcntl_seals(t, f, cmd, seals):
     """fcntl(2) "File sealing", in mm/memfd.c's order: F_ADD_SEALS needs
     a writable description (EPERM) and known bits (EINVAL); a file that is
     not a memfd has no seals (EINVAL)."""
     if cmd == F_GET_SEALS:
-        if not isinstance(f, MemfdFile):
-            raise SyscallError(errno.EINVAL)
-        return f.inode.seals
+        if isinstance(f, MemfdFile):
+            return f.inode.seals
+        if _is_tmpfs_file(f):
+            return F_SEAL_SEAL
+        raise SyscallError(errno.EINVAL)
     if not f.writable:
         raise SyscallError(errno.EPERM)
-    if seals & ~ALL_SEALS or not isinstance(f, MemfdFile):
+    if seals & ~ALL_SEALS:
         raise SyscallError(errno.EINVAL)
+    if not isinstance(f, MemfdFile):
+        # A tmpfs file is born sealed with F_SEAL_SEAL (mm/shmem.c).
+        raise SyscallError(errno.EPERM if _is_tmpfs_file(f) else errno.EINVAL)
     st = f.stat()
     f.inode.add_seals(seals, lambda: _shared_mapping_exists(t, st))
     return 0

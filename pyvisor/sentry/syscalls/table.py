@@ -138,7 +138,7 @@ ROWS = (
     Unimplemented("msgrcv", "System V IPC is not implemented"),
     Unimplemented("msgctl", "System V IPC is not implemented"),
     Partial("fcntl", fs.sys_fcntl,
-            "F_SETOWN/F_GETOWN accepted without SIGIO; F_NOTIFY never signals; leases give EINVAL; seals on memfds only (not on tmpfs files)"),
+            "F_SETOWN/F_GETOWN accepted without SIGIO; F_NOTIFY never signals; leases give EINVAL"),
     Supported("flock", fs.sys_flock),
     Supported("fsync", fs.sys_fsync),
     Supported("fdatasync", fs.sys_fsync),
