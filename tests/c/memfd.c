@@ -126,6 +126,12 @@ int main(int argc, char **argv) {
     p[0] = 'P';
     SAY("private copy is private: %c %c", a[0], p[0]);
     munmap(p, 4096);
+    RES("ftruncate to 64 GiB (a hole: no memory)", ftruncate(fd, 1L << 36));
+    char hb = 1;
+    RES("pread in the hole", pread(fd, &hb, 1, 1L << 35));
+    SAY("hole byte: %d", hb);
+    RES("ftruncate back to 8192", ftruncate(fd, 8192));
+    SAY("mapping still sees the data: %c%c", a[0], a[4096]);
     RES("mmap O_RDWR memfd MAP_SHARED at offset 1", (long)mmap(0, 4096, PROT_READ, MAP_SHARED, fd, 1));
 
     /* Seals. */

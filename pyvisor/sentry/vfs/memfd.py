@@ -13,10 +13,11 @@ Here a memfd's bytes live in the Sentry's memory file itself (one
 contiguous extent, charged to the sandbox's memory account), so a
 MAP_SHARED mapping maps the very pages read(2) and write(2) use: two
 mappings, a fork's mapping and the file agree with no copying.
-N.B. the extent is moved when the file grows past it; a mapping made
-before keeps the old pages (Linux keeps one page cache). Mapping the
-range a later ftruncate will cover grows the extent first, so the common
-order (ftruncate, then mmap) never moves it.
+N.B. the extent is moved when a write or a mapping needs more of it; a
+mapping made before keeps the old pages (Linux keeps one page cache). The
+common order (ftruncate, then mmap of the whole file) never moves it.
+Bytes past the extent are a hole (ftruncate reserves nothing); a shared
+mapping is charged to the memory account when made.
 """
 
 import errno
@@ -66,7 +67,7 @@ class MemfdInode(TmpfsInode):
         cap = _page_up(max(need, self.cap * 2))
         base = self.alloc.alloc(cap)       # ENOMEM past --memory
         if self.base is not None:
-            self.alloc.file.copy(base, self.base, self.length)
+            self.alloc.file.copy(base, self.base, min(self.length, self.cap))
             self.alloc.free(self.base, self.cap)
         self.base, self.cap = base, cap
 
@@ -81,9 +82,10 @@ class MemfdInode(TmpfsInode):
         with self.lock:
             n = max(0, min(n, self.length - offset))
             self.atime_ns = now_ns()
-            if not n:
-                return b""
-            return self.alloc.file.read(self.base + offset, n)
+            # Past the extent (a file grown by ftruncate, never written) is a hole.
+            held = max(0, min(n, self.cap - offset))
+            data = self.alloc.file.read(self.base + offset, held) if held else b""
+            return data + bytes(n - held)
 
     def read_into(self, buf, offset):
         data = self.read_at(offset, len(buf))
@@ -115,11 +117,12 @@ class MemfdInode(TmpfsInode):
             if size < self.length and self.seals & F_SEAL_SHRINK \
                     or size > self.length and self.seals & F_SEAL_GROW:
                 raise SyscallError(errno.EPERM)
-            if size < self.length:
+            kept = min(self.length, self.cap)
+            if size < kept:
                 # The cut-off bytes read as zero if the file grows again.
-                self.alloc.file.zero(self.base + size, self.length - size)
-            else:
-                self._reserve_locked(size)
+                self.alloc.file.zero(self.base + size, kept - size)
+            # Growing reserves nothing: the new part is a hole until written
+            # or mapped (ftruncate to 1 GiB costs no memory, as on tmpfs).
             self.length = size
             self.mtime_ns = self.ctime_ns = now_ns()
 
