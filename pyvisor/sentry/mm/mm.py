@@ -143,6 +143,14 @@ class MemoryManager:
         fileoff = self.alloc.alloc(length)
         return self._install(Vma(start, start + length, prot, flags, fileoff, name, offset, dev, ino))
 
+    def map_shared_pages(self, start, length, prot, fileoff, name, offset, dev, ino):
+        """MAP_SHARED of memory-file pages another owner holds (a memfd's
+        extent): the VMA becomes one more owner of them (allocator.share)."""
+        _check_span(start, length)
+        self.alloc.share(fileoff, length)
+        return self._install(Vma(start, start + length, prot, MAP_SHARED, fileoff, name, offset,
+                                 dev, ino))
+
     def map_file(self, start, length, prot, flags, f, st, offset, nbytes, name):
         """Map [start, start+length) holding file bytes [offset, offset+nbytes), zeros after.
 

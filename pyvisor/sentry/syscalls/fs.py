@@ -22,9 +22,12 @@ from pyvisor.abi.flags import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMO
 from pyvisor.abi.ints import s32, s64
 from ..errors import SyscallError, partial
 from ..waiting import Interrupted
-from ..vfs.file import (O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEFILE, O_NONBLOCK,
-                        O_PATH, O_TRUNC, O_WRONLY, O_TMPFILE)
+from ..mm.mm import MAP_SHARED
+from ..vfs.file import (O_RDWR, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEFILE, O_NONBLOCK,
+                        O_PATH, O_TRUNC, O_WRONLY)
+from ..vfs.memfd import ALL_SEALS, F_SEAL_EXEC, F_SEAL_SEAL, MemfdFile, MemfdMaker
 from ..vfs.mount import VDentry
+from ..vfs.tmpfs import TmpfsFile
 from ..vfs.perm import CAP_CHOWN, creds_of, fs_ids, has_cap, is_owner
 from ..vfs.pipe import PipeFile, make_pipe
 from ..vfs.stat import (S_IFBLK, S_IFCHR, S_IFIFO, S_IFMT, S_IFREG, S_IFSOCK, pack_dirent,
@@ -43,8 +46,14 @@ F_DUPFD, F_GETFD, F_SETFD, F_GETFL, F_SETFL = 0, 1, 2, 3, 4
 F_GETLK, F_SETLK, F_SETLKW, F_SETOWN, F_GETOWN = 5, 6, 7, 8, 9
 F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW = 36, 37, 38
 F_DUPFD_CLOEXEC, F_SETPIPE_SZ, F_GETPIPE_SZ, F_NOTIFY = 1030, 1031, 1032, 1026
+F_ADD_SEALS, F_GET_SEALS = 1033, 1034
+MFD_CLOEXEC, MFD_ALLOW_SEALING, MFD_HUGETLB, MFD_NOEXEC_SEAL, MFD_EXEC = 1, 2, 4, 8, 0x10
+MFD_ALL_FLAGS = 0x1F
+MFD_HUGE_BITS = 0x3F << 26
+MFD_NAME_MAX = 249           # NAME_MAX - len("memfd:")
 FD_CLOEXEC = 1
 F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
+OFFSET_MAX = (1 << 63) - 1
 _FLOCK = struct.Struct("<hhxxxxqqixxxx")      # struct flock, 32 bytes
 
 FIONREAD, FIONBIO, FIONCLEX, FIOCLEX, FIOASYNC = 0x541B, 0x5421, 0x5450, 0x5451, 0x5452
@@ -372,8 +381,6 @@ def sys_copy_file_range(t, fd_in, off_in_ptr, fd_out, off_out_ptr, length, flags
 def _open_common(t, dirfd, path_addr, flags, mode):
     flags = s32(flags)
     path = _path(t, path_addr)
-    if flags & O_TMPFILE == O_TMPFILE:
-        raise SyscallError(errno.EOPNOTSUPP)
     f = _vfs(t).open(t, path, flags | O_LARGEFILE, mode & 0o7777, dirfd)
     if f.flags & O_PATH:
         f.flags &= ~O_LARGEFILE
@@ -449,17 +456,146 @@ def sys_pipe2(t, fds, flags, *_):
 
 # --- fcntl, ioctl, sync, locks --------------------------------------------------
 
-def _fcntl_lock(t, f, cmd, arg):
-    l_type, l_whence, l_start, l_len, _pid = _FLOCK.unpack(t.copy_in(arg, _FLOCK.size))
-    if l_type not in (F_RDLCK, F_WRLCK, F_UNLCK) or l_whence not in (0, 1, 2):
+def _lock_range(f, l_whence, l_start, l_len):
+    """struct flock's range as [start, end] (fs/locks.c flock_to_posix_lock):
+    EINVAL for a bad whence or a start before 0, EOVERFLOW past OFFSET_MAX."""
+    if l_whence == 0:
+        base = 0
+    elif l_whence == 1:
+        base = f.offset
+    elif l_whence == 2:
+        base = f.stat().st_size
+    else:
         raise SyscallError(errno.EINVAL)
+    if l_start > OFFSET_MAX - base:
+        raise SyscallError(errno.EOVERFLOW)
+    start = base + l_start
+    if start < 0:
+        raise SyscallError(errno.EINVAL)
+    if l_len > 0:
+        if l_len - 1 > OFFSET_MAX - start:
+            raise SyscallError(errno.EOVERFLOW)
+        return start, start + l_len - 1
+    if l_len < 0:
+        end, start = start - 1, start + l_len
+        if start < 0:
+            raise SyscallError(errno.EINVAL)
+        return start, end
+    return start, OFFSET_MAX
+
+
+def _fcntl_lock(t, f, cmd, arg):
+    """fcntl(2) "Advisory record locking" and "Open file description locks":
+    POSIX locks are owned by the fd table (the process), OFD locks by the
+    description; the table is vfs/lock.py's."""
+    raw = t.copy_in(arg, _FLOCK.size)
+    l_type, l_whence, l_start, l_len, l_pid = _FLOCK.unpack(raw)
+    ofd = cmd in (F_OFD_GETLK, F_OFD_SETLK, F_OFD_SETLKW)
+    owner = f if ofd else t.fdtable
+    locks = _vfs(t).locks
+    # The checks in fs/locks.c's order (fcntl_getlk, fcntl_setlk).
     if cmd in (F_GETLK, F_OFD_GETLK):
-        # One process holds every lock there is: nothing else conflicts.
-        t.copy_out(arg, _FLOCK.pack(F_UNLCK, l_whence, l_start, l_len, 0))
+        # N.B. Linux (6.x) refuses F_UNLCK for F_GETLK but answers it for
+        # F_OFD_GETLK (nothing conflicts with it).
+        if l_type not in (F_RDLCK, F_WRLCK, F_UNLCK) or l_type == F_UNLCK and not ofd \
+                or ofd and l_pid != 0:
+            raise SyscallError(errno.EINVAL)
+        start, end = _lock_range(f, l_whence, l_start, l_len)
+        found = None if l_type == F_UNLCK else locks.test(f, owner, l_type, start, end)
+        if found is None:
+            out = _FLOCK.pack(F_UNLCK, l_whence, l_start, l_len, l_pid)
+        else:
+            ftype, fstart, fend, fpid, fofd = found
+            flen = 0 if fend == OFFSET_MAX else fend - fstart + 1
+            out = _FLOCK.pack(ftype, 0, fstart, flen, -1 if fofd else fpid)
+        t.copy_out(arg, out)
         return 0
+    start, end = _lock_range(f, l_whence, l_start, l_len)
+    if l_type not in (F_RDLCK, F_WRLCK, F_UNLCK):
+        raise SyscallError(errno.EINVAL)
     if l_type == F_RDLCK and not f.readable or l_type == F_WRLCK and not f.writable:
         raise SyscallError(errno.EBADF)
+    if ofd and l_pid != 0:
+        raise SyscallError(errno.EINVAL)
+    block = cmd in (F_SETLKW, F_OFD_SETLKW)
+    locks.setlk(f, owner, t.pid, ofd, l_type, start, end, block)
     return 0
+
+
+def _shared_mapping_exists(t, st):
+    """Does any process map the file (st_dev, st_ino) MAP_SHARED? Linux
+    counts the shared mappings that may become writable (VM_MAYWRITE), read-only
+    ones of a writable description included. N.B. here every shared mapping
+    counts, also one made through a read-only description or after
+    F_SEAL_FUTURE_WRITE (Linux: not)."""
+    seen = set()
+    for task in list(t.kernel.tasks.values()):
+        mm = task.mm
+        if mm is None or id(mm) in seen:
+            continue
+        seen.add(id(mm))
+        for v in mm.vmas():
+            if v.flags == MAP_SHARED and v.ino == st.st_ino and v.dev == st.st_dev:
+                return True
+    return False
+
+
+def _is_tmpfs_file(f):
+    """A regular file of a tmpfs (not of the overlay over it): Linux's
+    shmem files, which carry seals."""
+    return f.vd is not None and isinstance(f.vd.inode, TmpfsFile)
+
+
+def _fcntl_seals(t, f, cmd, seals):
+    """fcntl(2) "File sealing", in mm/memfd.c's order: F_ADD_SEALS needs
+    a writable description (EPERM) and known bits (EINVAL); a file that is
+    not a memfd has no seals (EINVAL)."""
+    if cmd == F_GET_SEALS:
+        if isinstance(f, MemfdFile):
+            return f.inode.seals
+        if _is_tmpfs_file(f):
+            return F_SEAL_SEAL
+        raise SyscallError(errno.EINVAL)
+    if not f.writable:
+        raise SyscallError(errno.EPERM)
+    if seals & ~ALL_SEALS:
+        raise SyscallError(errno.EINVAL)
+    if not isinstance(f, MemfdFile):
+        # A tmpfs file is born sealed with F_SEAL_SEAL (mm/shmem.c).
+        raise SyscallError(errno.EPERM if _is_tmpfs_file(f) else errno.EINVAL)
+    st = f.stat()
+    f.inode.add_seals(seals, lambda: _shared_mapping_exists(t, st))
+    return 0
+
+
+def sys_memfd_create(t, name, flags, *_):
+    """Implements Linux syscall memfd_create(2).
+
+    N.B. MFD_HUGETLB is EINVAL: there are no huge pages here."""
+    flags &= 0xFFFFFFFF
+    allowed = MFD_ALL_FLAGS | (MFD_HUGE_BITS if flags & MFD_HUGETLB else 0)
+    if flags & ~allowed or flags & MFD_EXEC and flags & MFD_NOEXEC_SEAL:
+        raise SyscallError(errno.EINVAL)
+    try:
+        name = t.copy_in_str(name, MFD_NAME_MAX + 1)
+    except SyscallError as e:
+        if e.errno == errno.ENAMETOOLONG:
+            raise SyscallError(errno.EINVAL) from None
+        raise
+    if flags & MFD_HUGETLB:
+        raise SyscallError(errno.EINVAL)
+    mode, seals = 0o777, F_SEAL_SEAL
+    if flags & MFD_NOEXEC_SEAL:
+        mode, seals = 0o666, F_SEAL_EXEC
+    elif flags & MFD_ALLOW_SEALING:
+        seals = 0
+    vfs = _vfs(t)
+    maker = getattr(vfs, "memfds", None)
+    if maker is None:
+        maker = vfs.memfds = MemfdMaker()
+    uid, gid = fs_ids(creds_of(t))
+    f = maker.create(t.kernel.allocator, name, O_RDWR | O_LARGEFILE, mode, uid, gid, seals)
+    return t.fdtable.install(f, cloexec=bool(flags & MFD_CLOEXEC))
 
 
 def sys_fcntl(t, fd, cmd, arg, *_):
@@ -484,6 +620,10 @@ def sys_fcntl(t, fd, cmd, arg, *_):
         if f.flags & O_PATH:
             raise SyscallError(errno.EBADF)
         return _fcntl_lock(t, f, cmd, arg)
+    if cmd in (F_ADD_SEALS, F_GET_SEALS):
+        if f.flags & O_PATH:
+            raise SyscallError(errno.EBADF)
+        return _fcntl_seals(t, f, cmd, arg & 0xFFFFFFFF)
     if cmd == F_GETOWN:
         return 0
     if cmd == F_SETOWN:
@@ -551,12 +691,16 @@ def sys_fadvise64(t, fd, offset, length, advice, *_):
 
 
 def sys_flock(t, fd, op, *_):
-    """Implements Linux syscall flock(2): one process, so every lock is granted."""
+    """Implements Linux syscall flock(2): the lock belongs to the open file
+    description; EWOULDBLOCK with LOCK_NB when another holds it."""
     f = _file(t, fd)
     _check_path_fd(f)
-    op = s32(op) & ~LOCK_NB
-    if op not in (LOCK_SH, LOCK_EX, LOCK_UN):
+    op = s32(op)
+    kind = op & ~LOCK_NB
+    if kind not in (LOCK_SH, LOCK_EX, LOCK_UN):
         raise SyscallError(errno.EINVAL)
+    type_ = {LOCK_SH: F_RDLCK, LOCK_EX: F_WRLCK, LOCK_UN: F_UNLCK}[kind]
+    _vfs(t).locks.flock(f, type_, not op & LOCK_NB)
     return 0
 
 
@@ -846,12 +990,7 @@ def sys_linkat(t, olddirfd, old, newdirfd, new, flags, *_):
         f = t.fdtable.get(s32(olddirfd))
         if f.vd is None:
             raise SyscallError(errno.ENOENT)
-        if f.vd.inode.is_dir():
-            raise SyscallError(errno.EPERM)
-        parent, name, slash = vfs._new_name(t, newpath, s32(newdirfd))
-        if parent.mount is not f.vd.mount:
-            raise SyscallError(errno.EXDEV)
-        parent.inode.link(name, f.vd.inode)
+        vfs.link_vd(t, f.vd, newpath, s32(newdirfd))
         return 0
     vfs.link(t, oldpath, newpath, s32(olddirfd), s32(newdirfd),
              follow=bool(flags & AT_SYMLINK_FOLLOW))

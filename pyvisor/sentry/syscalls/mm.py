@@ -6,6 +6,7 @@ import os
 from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.mm import MAP_PRIVATE, MAP_SHARED, MM_TOP, PAGE, PROT_WRITE, page_up
+from pyvisor.sentry.vfs.memfd import F_SEAL_FUTURE_WRITE, F_SEAL_WRITE, MemfdFile
 
 MAP_TYPE = 0x0F
 MAP_SHARED_VALIDATE = 0x03
@@ -66,8 +67,26 @@ def sys_mmap(t, addr, length, prot, flags, fd, offset, *_):
         mm.map_anon(addr, length, prot, vflags)
         return addr
     nbytes = length if st.st_mode & S_IFMT == S_IFREG else 0
+    if isinstance(f, MemfdFile):
+        _map_memfd(mm, addr, length, prot, vflags, f, st, offset, nbytes)
+        return addr
     mm.map_file(addr, length, prot, vflags, f, st, offset, nbytes, f.path())
     return addr
+
+
+def _map_memfd(mm, addr, length, prot, vflags, f, st, offset, nbytes):
+    """A memfd mapping: MAP_SHARED maps the file's own pages (vfs/memfd.py);
+    MAP_PRIVATE a copy. memfd_create(2): a writable shared mapping is EPERM
+    under F_SEAL_WRITE or F_SEAL_FUTURE_WRITE."""
+    inode = f.inode
+    if vflags == MAP_PRIVATE:
+        mm.map_anon(addr, length, prot, vflags, f.path(), offset, st.st_dev, st.st_ino)
+        mm.fill_from(addr, max(0, min(nbytes, st.st_size - offset)), f, offset)
+        return
+    if prot & PROT_WRITE and inode.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE):
+        raise SyscallError(errno.EPERM)
+    fileoff = inode.extent_for_map(offset, length)
+    mm.map_shared_pages(addr, length, prot, fileoff, f.path(), offset, st.st_dev, st.st_ino)
 
 
 def sys_munmap(t, addr, length, *_):

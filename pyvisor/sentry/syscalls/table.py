@@ -23,7 +23,7 @@ page is current.
 from pyvisor.abi import name_of, numbers
 from pyvisor.fields import FrozenFields
 from pyvisor.sentry.syscalls import (creds, eventfd, fs, futex, misc, mm, net, poll, process,
-                                     sched, signal, signalfd, time, timer, xattr)
+                                     sched, signal, signalfd, splice, time, timer, xattr)
 
 SUPPORTED, PARTIAL, UNIMPLEMENTED = "supported", "partial", "unimplemented"
 LEVELS = (SUPPORTED, PARTIAL, UNIMPLEMENTED)
@@ -63,7 +63,7 @@ def Unimplemented(name, note):
 ROWS = (
     Supported("read", fs.sys_read),
     Supported("write", fs.sys_write),
-    Partial("open", fs.sys_open, "O_TMPFILE gives EOPNOTSUPP"),
+    Partial("open", fs.sys_open, "O_TMPFILE on tmpfs and the overlay only (EOPNOTSUPP elsewhere)"),
     Supported("close", fs.sys_close),
     Supported("stat", fs.sys_stat),
     Supported("fstat", fs.sys_fstat),
@@ -138,8 +138,8 @@ ROWS = (
     Unimplemented("msgrcv", "System V IPC is not implemented"),
     Unimplemented("msgctl", "System V IPC is not implemented"),
     Partial("fcntl", fs.sys_fcntl,
-            "F_SETOWN/F_GETOWN accepted without SIGIO; F_NOTIFY never signals; leases and seals give EINVAL"),
-    Partial("flock", fs.sys_flock, "every lock is granted: no exclusion between processes"),
+            "F_SETOWN/F_GETOWN accepted without SIGIO; F_NOTIFY never signals; leases give EINVAL"),
+    Supported("flock", fs.sys_flock),
     Supported("fsync", fs.sys_fsync),
     Supported("fdatasync", fs.sys_fsync),
     Supported("truncate", fs.sys_truncate),
@@ -324,7 +324,7 @@ ROWS = (
     Unimplemented("inotify_add_watch", "file change notification is not implemented"),
     Unimplemented("inotify_rm_watch", "file change notification is not implemented"),
     Unimplemented("migrate_pages", "NUMA memory policy is not implemented"),
-    Partial("openat", fs.sys_openat, "O_TMPFILE gives EOPNOTSUPP"),
+    Partial("openat", fs.sys_openat, "O_TMPFILE on tmpfs and the overlay only (EOPNOTSUPP elsewhere)"),
     Supported("mkdirat", fs.sys_mkdirat),
     Supported("mknodat", fs.sys_mknodat),
     Supported("fchownat", fs.sys_fchownat),
@@ -342,10 +342,12 @@ ROWS = (
     Unimplemented("unshare", "namespaces inside the sandbox are not implemented"),
     Supported("set_robust_list", process.sys_set_robust_list),
     Supported("get_robust_list", process.sys_get_robust_list),
-    Unimplemented("splice", "pipe splicing is not implemented"),
-    Unimplemented("tee", "pipe splicing is not implemented"),
+    Partial("splice", splice.sys_splice,
+            "bytes are copied, not pages moved (SPLICE_F_MOVE and SPLICE_F_GIFT are hints)"),
+    Supported("tee", splice.sys_tee),
     Supported("sync_file_range", fs.sys_sync_file_range),
-    Unimplemented("vmsplice", "pipe splicing is not implemented"),
+    Partial("vmsplice", splice.sys_vmsplice,
+            "copies the bytes; a pipe holds bytes, not page-sized buffers"),
     Unimplemented("move_pages", "NUMA memory policy is not implemented"),
     Supported("utimensat", fs.sys_utimensat),
     Supported("epoll_pwait", poll.sys_epoll_pwait),
@@ -387,7 +389,8 @@ ROWS = (
             "RENAME_NOREPLACE; RENAME_EXCHANGE and RENAME_WHITEOUT give EINVAL"),
     Unimplemented("seccomp", "seccomp filters inside the sandbox are not implemented"),
     Supported("getrandom", misc.sys_getrandom),
-    Unimplemented("memfd_create", "not implemented"),
+    Partial("memfd_create", fs.sys_memfd_create,
+            "MFD_HUGETLB gives EINVAL (no huge pages); a mapping made before the file grows past its extent keeps the old pages"),
     Unimplemented("kexec_file_load", "host administration, never offered to a sandbox"),
     Unimplemented("bpf", "host administration, never offered to a sandbox"),
     Partial("execveat", process.sys_execveat,

@@ -25,6 +25,10 @@ class FDTable:
 
     def __init__(self, limit=RLIMIT_NOFILE):
         self.limit = limit
+        # The LockTable once this table (a POSIX lock owner, as Linux's
+        # files_struct) has set a record lock: closing any fd of a file
+        # then drops the table's locks on it.
+        self.lock_table = None
         self._lock = threading.Lock()
         self._files = {}        # fd -> FileDescription
         self._cloexec = set()   # fds with FD_CLOEXEC
@@ -63,6 +67,12 @@ class FDTable:
             f.decref()
             raise
 
+    def _drop(self, f):
+        """One fd entry of `f` went away (the table lock not held)."""
+        if self.lock_table is not None:
+            self.lock_table.release_posix(self, f)
+        f.decref()
+
     def get(self, fd):
         """The description at `fd`; EBADF if none."""
         f = self._files.get(fd)
@@ -92,7 +102,7 @@ class FDTable:
             self._cloexec.discard(fd)
         if f is None:
             raise SyscallError(errno.EBADF)
-        f.decref()
+        self._drop(f)
 
     def dup(self, fd, minfd=0, cloexec=False):
         """dup(2) / F_DUPFD: the same description at the lowest free fd >= minfd."""
@@ -120,7 +130,7 @@ class FDTable:
                 raise SyscallError(errno.EBADF)
             old = self._set_locked(newfd, f.incref(), cloexec)
         if old is not None:
-            old.decref()
+            self._drop(old)
         return newfd
 
     def close_range(self, first, last, flags=0):
@@ -133,7 +143,7 @@ class FDTable:
             closed = [self._files.pop(fd) for fd in fds]
             self._cloexec.difference_update(fds)
         for f in closed:
-            f.decref()
+            self._drop(f)
 
     def close_on_exec(self):
         """execve(2): close every fd marked FD_CLOEXEC."""
@@ -142,7 +152,7 @@ class FDTable:
             closed = [self._files.pop(fd) for fd in fds if fd in self._files]
             self._cloexec.clear()
         for f in closed:
-            f.decref()
+            self._drop(f)
 
     def close_all(self):
         """Process exit: drop every reference."""

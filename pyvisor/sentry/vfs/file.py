@@ -45,6 +45,7 @@ class FileDescription:
     errno Linux gives for a file that lacks them."""
 
     seekable = True
+    lock_table = None     # the LockTable holding a flock or OFD lock of ours, if any
 
     def __init__(self, vd, flags):
         self.vd = vd                      # VDentry, or None for anonymous files
@@ -66,6 +67,8 @@ class FileDescription:
             self._refs -= 1
             last = self._refs == 0
         if last:
+            if self.lock_table is not None:
+                self.lock_table.release_description(self)
             self.release()
 
     def release(self):

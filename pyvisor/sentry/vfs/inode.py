@@ -132,6 +132,12 @@ class Inode:
         self._need_dir()
         raise SyscallError(errno.EPERM)
 
+    def tmpfile(self, mode, uid, gid):
+        """open(2) O_TMPFILE: a new regular file with no name (nlink 0) in
+        this directory's file system; EOPNOTSUPP where it offers none."""
+        self._need_dir()
+        raise SyscallError(errno.EOPNOTSUPP)
+
     def mkdir(self, name, mode, uid, gid):
         self._need_dir()
         raise SyscallError(errno.EPERM)

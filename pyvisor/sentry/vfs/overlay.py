@@ -246,6 +246,14 @@ class OverlayInode(Inode):
             self._prepare_new(name)
             return self._adopt(name, self.upper.create(name, mode, uid, gid))
 
+    def tmpfile(self, mode, uid, gid):
+        """O_TMPFILE: an unnamed file of the upper layer (the directory is
+        copied up first, as overlayfs makes it in its work directory)."""
+        with self.fs.lock:
+            self.copy_up()
+            up = self.upper.tmpfile(mode, uid, gid)
+            return OverlayInode(self.fs, up, None, self, b"#%d" % up.ino)
+
     def mkdir(self, name, mode, uid, gid):
         with self.fs.lock:
             had_whiteout = self._prepare_new(name)

@@ -147,6 +147,56 @@ class Pipe:
                     return partial(done, e)
             return done
 
+    # --- splice(2), tee(2), vmsplice(2) (fs/splice.c) ---------------------
+
+    def wait_readable(self, nonblock):
+        """Wait until the pipe holds data (splice_from_pipe_next, ipipe_prep):
+        True then, False at EOF (empty, no writer); EAGAIN when `nonblock`."""
+        with self.cond:
+            while not self.buf:
+                if self.writers == 0:
+                    return False
+                if nonblock:
+                    raise SyscallError(errno.EAGAIN)
+                waiting.wait(self.cond)
+            return True
+
+    def wait_writable(self, nonblock):
+        """Wait for room (wait_for_space, opipe_prep) and return how much:
+        EPIPE with no reader (the caller sends SIGPIPE), EAGAIN when full
+        and `nonblock`."""
+        with self.cond:
+            while True:
+                if self.readers == 0:
+                    raise SyscallError(errno.EPIPE)
+                room = self.capacity - len(self.buf)
+                if room > 0:
+                    return room
+                if nonblock:
+                    raise SyscallError(errno.EAGAIN)
+                waiting.wait(self.cond)
+
+    def take(self, count, keep=False):
+        """Up to `count` buffered bytes, without waiting; `keep` leaves them
+        in the pipe (tee)."""
+        with self.cond:
+            data = bytes(self.buf[:count])
+            if keep or not data:
+                return data
+            del self.buf[:count]
+            self.cond.notify_all()
+        self.waitq.notify(POLLOUT | POLLWRNORM)
+        return data
+
+    def push(self, data):
+        """Append bytes the caller fitted in the room wait_writable reported."""
+        if not data:
+            return
+        with self.cond:
+            self.buf += data
+            self.cond.notify_all()
+        self.waitq.notify(POLLIN | POLLRDNORM)
+
     def open_end(self, writer):
         with self.cond:
             if writer:

@@ -26,6 +26,15 @@ MAX_FILE_SIZE = 1 << 40
 PAGE = 4096
 
 
+def check_file_size(size):
+    """truncate(2)'s size rules for a memory file: EINVAL below 0, EFBIG
+    past the largest file."""
+    if size < 0:
+        raise SyscallError(errno.EINVAL)
+    if size > MAX_FILE_SIZE:
+        raise SyscallError(errno.EFBIG)
+
+
 class TmpFS(Filesystem):
     name = b"tmpfs"
     magic = TMPFS_MAGIC
@@ -150,10 +159,7 @@ class TmpfsFile(TmpfsInode):
             return len(data)
 
     def truncate(self, size):
-        if size < 0:
-            raise SyscallError(errno.EINVAL)
-        if size > MAX_FILE_SIZE:
-            raise SyscallError(errno.EFBIG)
+        check_file_size(size)
         with self.fs.lock:
             if size < len(self.data):
                 self.fs.space.uncharge(len(self.data) - size)
@@ -221,6 +227,11 @@ class TmpfsDir(TmpfsInode):
 
     def create(self, name, mode, uid, gid):
         return self._add(name, TmpfsFile(self.fs, mode, uid, gid))
+
+    def tmpfile(self, mode, uid, gid):
+        f = TmpfsFile(self.fs, mode, uid, gid)
+        f.nlink = 0
+        return f
 
     def mkdir(self, name, mode, uid, gid):
         return self._add(name, TmpfsDir(self.fs, mode, uid, gid))

@@ -26,6 +26,7 @@ from ..errors import SyscallError
 from pyvisor.abi.flags import AT_FDCWD
 from .file import (FileDescription, O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL,
                    O_NOFOLLOW, O_PATH, O_RDONLY, O_TMPFILE, O_TRUNC, O_WRONLY, O_RDWR)
+from .lock import LockTable
 from .mount import Mount, MountTable, VDentry, vd_path
 from .perm import R_OK, W_OK, X_OK, check_access, creds_of, fs_ids, is_owner
 from .stat import S_IFDIR, S_IFLNK, S_IFMT, S_IFREG
@@ -75,12 +76,16 @@ def _umask(t):
     return fs.umask if fs is not None else 0o022
 
 
+_O_TMPFILE_BIT = 0o20000000      # __O_TMPFILE; O_TMPFILE adds O_DIRECTORY
+
+
 class VirtualFilesystem:
     """The mount tree plus every path-based operation."""
 
     def __init__(self, root_fs, root_inode, source=b"none"):
         from .inode import Dentry
         self.mounts = MountTable(Mount(root_fs, Dentry(b"/", None, root_inode), source=source))
+        self.locks = LockTable()      # advisory locks of every file (vfs/lock.py)
 
     @property
     def root(self):
@@ -239,10 +244,34 @@ class VirtualFilesystem:
     def open(self, t, path, flags, mode=0, dirfd=AT_FDCWD):
         """Implements open(2)'s path walk, creation and checks; returns a
         FileDescription with one reference owned by the caller."""
-        if flags & O_TMPFILE == O_TMPFILE:
-            raise SyscallError(errno.EOPNOTSUPP)
+        if flags & _O_TMPFILE_BIT and not flags & O_PATH:     # O_PATH drops it
+            return self._open_tmpfile(t, path, flags, mode, dirfd)
         start = self._start(t, path, dirfd) if path else None
         return self._open(t, start, path, flags, mode, _Walk())
+
+    def _open_tmpfile(self, t, path, flags, mode, dirfd):
+        """open(2) O_TMPFILE: an unnamed regular file in the directory
+        `path`, which linkat(2) may name later unless O_EXCL was given.
+        EINVAL without O_DIRECTORY, with O_CREAT, or without write
+        access (fs/open.c build_open_flags); then ENOTDIR, EROFS, EACCES
+        and EOPNOTSUPP (a file system without unnamed files) in Linux's order."""
+        if flags & (O_TMPFILE | O_CREAT) != O_TMPFILE \
+                or flags & O_ACCMODE not in (O_WRONLY, O_RDWR):
+            raise SyscallError(errno.EINVAL)
+        at = self.resolve_vd(t, path, dirfd, not flags & O_NOFOLLOW)
+        if not at.inode.is_dir():
+            raise SyscallError(errno.ENOTDIR)
+        if at.inode.fs.read_only:
+            raise SyscallError(errno.EROFS)
+        creds = creds_of(t)
+        check_access(at.inode, creds, W_OK | X_OK)
+        inode = at.inode.tmpfile(mode & ~_umask(t) & 0o7777, *fs_ids(creds))
+        inode.linkable = not flags & O_EXCL
+        from .inode import Dentry
+        dentry = Dentry(b"#%d" % inode.ino, at.dentry, inode)
+        dentry.deleted = True
+        return inode.open(t, VDentry(at.mount, dentry),
+                          flags & ~(O_TMPFILE | O_CREAT | O_EXCL | O_TRUNC))
 
     def _open(self, t, start, path, flags, mode, walk):
         if flags & O_PATH:
@@ -353,7 +382,12 @@ class VirtualFilesystem:
 
     def link(self, t, oldpath, newpath, olddirfd=AT_FDCWD, newdirfd=AT_FDCWD, follow=False):
         """Implements linkat(2)."""
-        old = self.resolve_vd(t, oldpath, olddirfd, follow)
+        self.link_vd(t, self.resolve_vd(t, oldpath, olddirfd, follow), newpath, newdirfd)
+
+    def link_vd(self, t, old, newpath, newdirfd=AT_FDCWD):
+        """linkat(2) of the file at `old` (a path's or an fd's with
+        AT_EMPTY_PATH). A file with no name left is ENOENT unless it is an
+        O_TMPFILE file opened without O_EXCL, which may be named once."""
         if old.inode.is_dir():
             raise SyscallError(errno.EPERM)
         parent, name, slash = self._new_name(t, newpath, newdirfd)
@@ -361,7 +395,11 @@ class VirtualFilesystem:
             raise SyscallError(errno.ENOENT)
         if parent.mount is not old.mount:
             raise SyscallError(errno.EXDEV)
-        parent.inode.link(name, old.inode)
+        inode = old.inode
+        if inode.nlink == 0 and not getattr(inode, "linkable", False):
+            raise SyscallError(errno.ENOENT)
+        parent.inode.link(name, inode)
+        inode.linkable = False
 
     def _existing_child(self, t, path, dirfd):
         parent, name, slash = self.resolve_parent(t, path, dirfd)

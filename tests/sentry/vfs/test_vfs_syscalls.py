@@ -145,7 +145,9 @@ def test_open_flags_and_errors(t):
     assert open_(t, b"/tmp/n/x") == -errno.ENOTDIR
     assert open_(t, b"/tmp/" + b"x" * 256) == -errno.ENAMETOOLONG
     assert sc(t, "open", BAD, 0, 0) == -errno.EFAULT
-    assert open_(t, b"/tmp/t", os.O_TMPFILE | os.O_RDWR) == -errno.EOPNOTSUPP
+    assert open_(t, b"/tmp/t", os.O_TMPFILE | os.O_RDWR) == -errno.ENOENT
+    assert open_(t, b"/tmp", os.O_TMPFILE | os.O_RDONLY) == -errno.EINVAL
+    assert open_(t, b"/tmp", os.O_TMPFILE | os.O_RDWR) >= 0
     sc(t, "symlink", s(t, b"/tmp/l2"), s(t, b"/tmp/l1"))
     sc(t, "symlink", s(t, b"/tmp/l1"), s(t, b"/tmp/l2"))
     assert open_(t, b"/tmp/l1") == -errno.ELOOP

@@ -186,7 +186,11 @@ def test_open_checks(env):
     assert err(vfs.open, t, b"/tmp/f", os.O_DIRECTORY) == errno.ENOTDIR
     assert err(vfs.open, t, b"/tmp/f", RW_CREAT | os.O_EXCL) == errno.EEXIST
     assert err(vfs.open, t, b"/tmp/missing", 0) == errno.ENOENT
-    assert err(vfs.open, t, b"/tmp/x", os.O_TMPFILE | os.O_RDWR) == errno.EOPNOTSUPP
+    assert err(vfs.open, t, b"/tmp/x", os.O_TMPFILE | os.O_RDWR) == errno.ENOENT
+    assert err(vfs.open, t, b"/tmp/f", os.O_TMPFILE | os.O_RDWR) == errno.ENOTDIR
+    unnamed = vfs.open(t, b"/tmp", os.O_TMPFILE | os.O_RDWR)
+    assert unnamed.stat().st_nlink == 0 and b"/tmp/x" not in [b"/tmp/" + n for n, *_ in
+                                                              vfs.resolve(t, b"/tmp").inode.readdir()]
     vfs.open(t, b"/tmp/f", os.O_WRONLY | os.O_TRUNC)
     assert vfs.stat(t, b"/tmp/f").st_size == 0
     ro = vfs.open(t, b"/tmp/f", os.O_RDONLY)
