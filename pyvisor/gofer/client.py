@@ -10,9 +10,11 @@ trusted, so the client is marked broken and every later call raises
 EIO. (A server that stalls mid-reply blocks the caller; give the socket a
 timeout to bound that, and a timeout becomes EIO too.)
 
-Extension (see server.py): an Rlopen may come with a donated host fd in
-SCM_RIGHTS. The client takes it as `OpenFile.hostfd` (close-on-exec),
-`read()` preads it directly, and `clunk()` closes it.
+Extension (see server.py): an Rlopen or Rlcreate may come with a donated
+host fd in SCM_RIGHTS. The client takes it as `OpenFile.hostfd`
+(close-on-exec), `read()` preads and `write()` pwrites it directly, and
+`clunk()` closes it. Without one (diod), reads and writes are Tread and
+Twrite.
 
 Three calls do not wait for each reply before the next request (9P lets a
 client have many requests outstanding, told apart by tag):
@@ -181,6 +183,7 @@ class GoferClient:
         self._unanswered = 0           # requests sent whose replies are not read yet
         self._outbox = []              # encoded requests that go out with the next one
         self._deferred = {}            # tag -> fid of a Tclunk whose reply is not read yet
+        self._no_renameat = self._no_unlinkat = False   # the server lacks them (diod)
         with self._lock:
             r = self._rpc(p9.Tversion(p9.NOTAG, msize, p9.VERSION), p9.Rversion)
         if r.version != p9.VERSION or not p9.MIN_MSIZE <= r.msize <= msize:
@@ -348,7 +351,8 @@ class GoferClient:
 
     def readdir(self, f: OpenFile, offset: int, count: int) -> list:
         """One Treaddir: [(qid, next_offset, dtype, name)] (p9.Dirent); [] at the end."""
-        count = min(count, self.msize - _RREAD_OVERHEAD)
+        # IOHDRSZ, as Linux's client: diod refuses a count past msize - 24.
+        count = min(count, self.msize - p9.IOHDRSZ)
         with self._lock:
             r = self._rpc(p9.Treaddir(self._next_tag(), f.node.fid, offset, count), p9.Rreaddir)
         if len(r.data) > count:
@@ -369,6 +373,134 @@ class GoferClient:
             r = self._rpc(p9.Tstatfs(self._next_tag(), node.fid), p9.Rstatfs)
         return StatFs(r.type, r.bsize, r.blocks, r.bfree, r.bavail, r.files, r.ffree,
                       r.fsid, r.namelen)
+
+    # -- the write path ----------------------------------------------------------
+
+    def write(self, f: OpenFile, offset: int, data) -> int:
+        """Writes data at offset: pwrite on the donated fd, else Twrite in
+        iounit chunks; returns the bytes written (short on a short write)."""
+        if offset < 0:
+            raise GoferError(errno.EINVAL)
+        if f.hostfd is not None:
+            try:
+                return os.pwrite(f.hostfd, data, offset)
+            except OSError as exc:
+                raise GoferError(exc.errno or errno.EIO) from None
+            except OverflowError:
+                raise GoferError(errno.EINVAL) from None
+        view, done = memoryview(data), 0
+        with self._lock:
+            while done < len(view) or not view:
+                chunk = bytes(view[done:done + f.iounit])
+                r = self._rpc(p9.Twrite(self._next_tag(), f.node.fid, offset + done, chunk),
+                              p9.Rwrite)
+                if r.count > len(chunk):
+                    raise GoferError(errno.EIO)
+                done += r.count
+                if r.count < len(chunk) or not view:
+                    break
+        return done
+
+    def lcreate(self, directory: Node, name: bytes, flags: int, mode: int, gid: int = 0) -> OpenFile:
+        """Creates and opens directory/name (O_CREAT|O_EXCL on the host);
+        `directory` stays usable (a clone of it becomes the file)."""
+        with self._lock:
+            clone = self._walk_locked(directory, ())
+            try:
+                r, fds = self._rpc_fds(p9.Tlcreate(self._next_tag(), clone.fid, name, flags,
+                                                   mode, gid), p9.Rlcreate)
+            except GoferError:
+                self._clunk_quietly_locked(clone.fid)
+                raise
+            if len(fds) > 1 or (fds and not self._accept_fds):
+                _close_all(fds[1:] if self._accept_fds else fds)
+                fds = fds[:1] if self._accept_fds else []
+        clone.qid = r.qid
+        limit = self.msize - p9.IOHDRSZ
+        iounit = min(r.iounit, limit) if r.iounit else limit
+        return OpenFile(clone, iounit, fds[0] if fds else None)
+
+    def mkdir(self, directory: Node, name: bytes, mode: int, gid: int = 0) -> p9.Qid:
+        """Tmkdir: returns the new directory's qid."""
+        with self._lock:
+            return self._rpc(p9.Tmkdir(self._next_tag(), directory.fid, name, mode, gid),
+                             p9.Rmkdir).qid
+
+    def mknod(self, directory: Node, name: bytes, mode: int, major: int = 0, minor: int = 0,
+              gid: int = 0) -> p9.Qid:
+        """Tmknod (mode holds the file type): returns the new file's qid."""
+        with self._lock:
+            return self._rpc(p9.Tmknod(self._next_tag(), directory.fid, name, mode, major,
+                                       minor, gid), p9.Rmknod).qid
+
+    def symlink(self, directory: Node, name: bytes, target: bytes, gid: int = 0) -> p9.Qid:
+        """Tsymlink: directory/name -> target; returns the link's qid."""
+        with self._lock:
+            return self._rpc(p9.Tsymlink(self._next_tag(), directory.fid, name, target, gid),
+                             p9.Rsymlink).qid
+
+    def link(self, directory: Node, node: Node, name: bytes) -> None:
+        """Tlink: directory/name becomes another name of node's file."""
+        with self._lock:
+            self._rpc(p9.Tlink(self._next_tag(), directory.fid, node.fid, name), p9.Rlink)
+
+    def renameat(self, olddir: Node, oldname: bytes, newdir: Node, newname: bytes) -> None:
+        """Trenameat; where the server has none (EOPNOTSUPP: diod), Trename
+        of a fid walked to the old name, as Linux's client falls back."""
+        with self._lock:
+            if not self._no_renameat:
+                try:
+                    self._rpc(p9.Trenameat(self._next_tag(), olddir.fid, oldname, newdir.fid,
+                                           newname), p9.Rrenameat)
+                    return
+                except GoferError as e:
+                    if e.errno != errno.EOPNOTSUPP:
+                        raise
+                    self._no_renameat = True
+            node = self._walk_locked(olddir, (oldname,))
+            try:
+                self._rpc(p9.Trename(self._next_tag(), node.fid, newdir.fid, newname), p9.Rrename)
+            finally:
+                self._clunk_quietly_locked(node.fid)
+
+    def unlinkat(self, directory: Node, name: bytes, flags: int = 0) -> None:
+        """Tunlinkat: flags 0 removes a non-directory, p9.AT_REMOVEDIR an empty
+        directory. Where the server has none (EOPNOTSUPP), Tremove of a fid
+        walked to the name, after checking its type as unlinkat(2) would."""
+        with self._lock:
+            if not self._no_unlinkat:
+                try:
+                    self._rpc(p9.Tunlinkat(self._next_tag(), directory.fid, name, flags),
+                              p9.Runlinkat)
+                    return
+                except GoferError as e:
+                    if e.errno != errno.EOPNOTSUPP:
+                        raise
+                    self._no_unlinkat = True
+            node = self._walk_locked(directory, (name,))
+            is_dir = bool(node.qid.type & p9.QTDIR)
+            if is_dir != bool(flags & p9.AT_REMOVEDIR):
+                self._clunk_quietly_locked(node.fid)
+                raise GoferError(errno.ENOTDIR if not is_dir else errno.EISDIR)
+            try:
+                self._rpc(p9.Tremove(self._next_tag(), node.fid), p9.Rremove)
+            finally:
+                self._free_fids.append(node.fid)     # remove(5): the fid is clunked either way
+
+    def setattr(self, node: Node, valid: int, **fields) -> None:
+        """Tsetattr with the p9.SETATTR_* bits in `valid` and the matching
+        fields (mode, uid, gid, size, atime_sec, atime_nsec, mtime_sec,
+        mtime_nsec); ATIME/MTIME without their *_SET bit mean "now"."""
+        with self._lock:
+            try:
+                msg = p9.Tsetattr(self._next_tag(), node.fid, valid, **fields)
+            except TypeError:
+                raise GoferError(errno.EINVAL) from None
+            self._rpc(msg, p9.Rsetattr)
+
+    def fsync(self, f: OpenFile, datasync: bool = False) -> None:
+        with self._lock:
+            self._rpc(p9.Tfsync(self._next_tag(), f.node.fid, int(datasync)), p9.Rfsync)
 
     def clunk(self, obj) -> None:
         """Releases a Node or OpenFile (closing a donated fd).
@@ -544,12 +676,12 @@ class GoferClient:
         self._check(msg, self._decode(size), rtype)
         raise GoferError(errno.EIO)
 
-    def _rpc_fds(self, msg):
-        """As _rpc for Tlopen, also returning any fds that came with the reply."""
+    def _rpc_fds(self, msg, rtype=p9.Rlopen):
+        """As _rpc for Tlopen/Tlcreate, also returning any fds that came with the reply."""
         self._send(msg)
         fds = []
         try:
-            return self._check(msg, self._decode(self._recv_frame(fds)), p9.Rlopen), fds
+            return self._check(msg, self._decode(self._recv_frame(fds)), rtype), fds
         except BaseException:
             _close_all(fds)
             raise

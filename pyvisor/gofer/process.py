@@ -25,12 +25,15 @@ class GoferProcess:
     for this process.
     """
 
-    def __init__(self, root):
+    def __init__(self, root, mounts=()):
+        """`mounts`: (attach name, host directory, read_only) for each volume."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         top = os.path.dirname(os.path.dirname(os.path.abspath(pyvisor.__file__)))
         boot = "import sys; sys.path.insert(0, %r); from pyvisor.gofer.__main__ import main; " \
                "sys.exit(main())" % top
         cmd = [sys.executable, "-S", "-c", boot, "--fd", str(theirs.fileno()), "--root", root]
+        for name, path, read_only in mounts:
+            cmd += ["--mount", "%s=%s%s" % (name, path, ":ro" if read_only else "")]
         if confine.under_runner:
             cmd.append("--private-proc")
         self.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
@@ -54,8 +57,9 @@ class GoferProcess:
                              "sandbox now fails with EIO\n" % how)
 
     def stop(self):
-        # It serves a read-only tree and holds nothing to flush: no need to
-        # wait for it to notice the closed socket.
+        # It holds nothing to flush: every write it served went to the host
+        # kernel (pwrite) before its reply, so no need to wait for it to
+        # notice the closed socket.
         self.stopping = True
         try:
             self.sock.close()

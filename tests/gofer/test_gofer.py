@@ -4,6 +4,7 @@ Wire bytes are pinned by hand-written frames taken from the 9P2000.L
 layouts, so the encoder is not only checked against its own decoder.
 """
 
+import os
 import struct
 
 import pytest
@@ -151,9 +152,35 @@ def test_feed_empty_and_partial_header():
 
 
 def test_unmodelled_request_decodes_to_tunsupported():
-    # Tmkdir: dfid[4] name[s] mode[4] gid[4]; body not parsed.
-    frame = struct.pack("<IBHI", 7 + 4 + 3 + 8, 72, 5, 1) + b"\x01\x00d" + struct.pack("<II", 0o755, 0)
-    assert p9.Decoder(p9.REQUESTS).feed(frame) == [p9.Tunsupported(5, 72)]
+    # Txattrwalk: fid[4] newfid[4] name[s]; body not parsed.
+    frame = struct.pack("<IBHII", 7 + 8 + 3, 30, 5, 1, 2) + b"\x01\x00d"
+    assert p9.Decoder(p9.REQUESTS).feed(frame) == [p9.Tunsupported(5, 30)]
+
+
+@pytest.mark.parametrize("msg", [
+    p9.Tlcreate(1, 2, b"f", os.O_RDWR | os.O_CREAT, 0o644, 0), p9.Rlcreate(1, p9.Qid(0, 0, 9), 4096),
+    p9.Tsymlink(1, 2, b"l", b"/t", 0), p9.Rsymlink(1, p9.Qid(2, 0, 9)),
+    p9.Tmknod(1, 2, b"p", 0o10600, 0, 0, 0), p9.Rmknod(1, p9.Qid(0, 0, 9)),
+    p9.Tsetattr(1, 2, p9.SETATTR_SIZE | p9.SETATTR_MTIME, size=7), p9.Rsetattr(1),
+    p9.Tfsync(1, 2, 1), p9.Rfsync(1), p9.Tlink(1, 2, 3, b"n"), p9.Rlink(1),
+    p9.Tmkdir(1, 2, b"d", 0o755, 0), p9.Rmkdir(1, p9.Qid(0x80, 0, 9)),
+    p9.Trenameat(1, 2, b"a", 3, b"b"), p9.Rrenameat(1),
+    p9.Tunlinkat(1, 2, b"a", p9.AT_REMOVEDIR), p9.Runlinkat(1),
+    p9.Trename(1, 2, 3, b"n"), p9.Rrename(1), p9.Tremove(1, 2), p9.Rremove(1),
+])
+def test_write_path_messages_round_trip(msg):
+    frame = p9.encode(msg)
+    assert p9.decode(frame) == msg
+    # Fed byte by byte, then with a truncated body: the decoder waits, then refuses.
+    dec = p9.Decoder(p9.ALL)
+    out = []
+    for i in range(len(frame)):
+        out += dec.feed(frame[i:i + 1])
+    assert out == [msg]
+    if len(frame) > p9.HEADER_SIZE:
+        short = struct.pack("<I", len(frame) - 1) + frame[4:-1]
+        with pytest.raises(p9.RemoteProtocolError):
+            p9.decode(short)
 
 
 # -- malformed input -------------------------------------------------------------
