@@ -17,6 +17,11 @@ import pyvisor
 from pyvisor import confine
 
 
+def volume_aname(index: int) -> bytes:
+    """The attach name the Gofer serves the index-th volume under."""
+    return b"vol%d" % index
+
+
 class GoferProcess:
     """The Gofer process and our end of its socket.
 
@@ -25,15 +30,17 @@ class GoferProcess:
     for this process.
     """
 
-    def __init__(self, root, mounts=()):
-        """`mounts`: (attach name, host directory, read_only) for each volume."""
+    def __init__(self, root, volumes=()):
+        """`volumes`: (host directory, read_only) for each volume, served
+        under volume_aname(index)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         top = os.path.dirname(os.path.dirname(os.path.abspath(pyvisor.__file__)))
         boot = "import sys; sys.path.insert(0, %r); from pyvisor.gofer.__main__ import main; " \
                "sys.exit(main())" % top
         cmd = [sys.executable, "-S", "-c", boot, "--fd", str(theirs.fileno()), "--root", root]
-        for name, path, read_only in mounts:
-            cmd += ["--mount", "%s=%s%s" % (name, path, ":ro" if read_only else "")]
+        for i, (path, read_only) in enumerate(volumes):
+            cmd += ["--mount", "%s=%s%s" % (volume_aname(i).decode(), path,
+                                            ":ro" if read_only else "")]
         if confine.under_runner:
             cmd.append("--private-proc")
         self.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
@@ -68,4 +75,4 @@ class GoferProcess:
             self.proc.wait()
 
 
-__all__ = ["GoferProcess"]
+__all__ = ["GoferProcess", "volume_aname"]

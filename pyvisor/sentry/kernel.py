@@ -117,7 +117,9 @@ class Kernel:
 
     def start(self):
         cfg = self.config
-        self.gofer = GoferProcess(cfg.rootfs)      # starts in parallel with all that follows
+        # Starts in parallel with all that follows; it serves the root and every volume.
+        self.gofer = GoferProcess(cfg.rootfs, [(host, ro) for host, _t, ro in
+                                               getattr(cfg, "volumes", ())])
         if cfg.confine:
             # Confined, the Sentry cannot import netstack when a socket needs
             # it: stage it now, beside the Gofer's start (socket/netstack.py).

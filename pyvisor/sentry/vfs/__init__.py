@@ -18,6 +18,8 @@ Layout (one concern per module):
 task starts with `FDTable()` and `FSContext(vfs.root)`.
 """
 
+import os
+
 from .fdtable import FDTable, FSContext
 from .file import FileDescription
 from .host import host_file
@@ -49,6 +51,46 @@ def _ensure_dir(root_inode, name, mode):
         root_inode.mkdir(name, mode, 0, 0)
 
 
+def _mount_point(vfs, path):
+    """The directory at absolute `path`, made (mode 0755, as `docker -v`
+    does) where missing: in the overlay, which keeps it in memory."""
+    import errno
+    from ..errors import SyscallError
+    try:
+        return vfs.resolve(None, path)
+    except SyscallError as e:
+        if e.errno != errno.ENOENT:
+            raise
+    parent, name = path.rsplit(b"/", 1)
+    vd = _mount_point(vfs, parent or b"/")
+    vd.inode.mkdir(name, 0o755, 0, 0)
+    return vfs.resolve(None, path)
+
+
+def _mount_user(vfs, kernel, client, account):
+    """The volumes (-v) and --tmpfs mounts of the sandbox's config,
+    shallowest first so that one may sit inside another."""
+    from pyvisor.gofer.process import volume_aname
+    from .goferfs import GoferFS
+    from .tmpfs import TmpFS
+    config = getattr(kernel, "config", None)
+    mounts = []
+    for i, (_host, target, read_only) in enumerate(getattr(config, "volumes", ())):
+        mounts.append((target, i, read_only, None))
+    for target, size in getattr(config, "tmpfs", ()):
+        mounts.append((target, None, False, size))
+    mounts.sort(key=lambda m: m[0].rstrip("/").count("/"))
+    for target, index, read_only, size in mounts:
+        at = _mount_point(vfs, os.fsencode(target))
+        if index is None:
+            fs = TmpFS(0o1777, size=size, account=account)
+            vfs.mount(fs, fs.root, at, source=b"tmpfs", options=b"rw,nosuid,nodev")
+        else:
+            fs = GoferFS(client, volume_aname(index), read_only)
+            vfs.mount(fs, fs.root, at, source=volume_aname(index),
+                      options=b"ro" if read_only else b"rw")
+
+
 def build_vfs(kernel, gofer_root):
     """The sandbox's mount tree:
 
@@ -58,6 +100,11 @@ def build_vfs(kernel, gofer_root):
                    is the overlay's view of the host's /tmp (writes in memory)
         /dev       devfs;  /dev/shm  tmpfs, mode 1777
         /proc      procfs over `kernel` (.hostname, .tasks)
+
+    With the config's read_only, / is the Gofer's tree itself (EROFS on
+    writes) and /tmp is not a tmpfs. Then each volume (a GoferFS on its
+    own attach name, read-write or not) and --tmpfs mount at its sandbox
+    path, made in the overlay if missing.
 
     `gofer_root` is a connected GoferClient (or a GoferFS / lower root Inode).
     """
@@ -72,14 +119,19 @@ def build_vfs(kernel, gofer_root):
     config = getattr(kernel, "config", None)
     upper = TmpFS(0o755, size=getattr(config, "overlay_size", None), account=account)
     if gofer_root is None:
-        root_fs = upper
+        root_fs, root_inode = upper, upper.root
         source = b"tmpfs"
+    elif getattr(config, "read_only", False):
+        root_inode = _lower_root(gofer_root)
+        root_fs = root_inode.fs
+        source = b"9p"
     else:
         root_fs = OverlayFS(upper, _lower_root(gofer_root))
+        root_inode = root_fs.root
         source = b"overlay"
     for name, mode in ((b"tmp", 0o1777), (b"dev", 0o755), (b"proc", 0o555)):
-        _ensure_dir(root_fs.root, name, mode)
-    vfs = VirtualFilesystem(root_fs, root_fs.root, source=source)
+        _ensure_dir(root_inode, name, mode)
+    vfs = VirtualFilesystem(root_fs, root_inode, source=source)
     if gofer_root is None:
         # N.B. with a host root, /tmp is the overlay's view of the host's
         # /tmp (writes stay in memory), as under `runsc do`: a program started
@@ -92,4 +144,6 @@ def build_vfs(kernel, gofer_root):
     vfs.mount(shm, shm.root, b"/dev/shm", source=b"tmpfs", options=b"rw,nosuid,nodev")
     proc = ProcFS(kernel, vfs)
     vfs.mount(proc, proc.root, b"/proc", source=b"proc", options=b"rw,nosuid,nodev,noexec")
+    if getattr(config, "volumes", ()) or getattr(config, "tmpfs", ()):
+        _mount_user(vfs, kernel, gofer_root, account)
     return vfs
