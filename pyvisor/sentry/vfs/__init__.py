@@ -101,8 +101,9 @@ def build_vfs(kernel, gofer_root):
         /dev       devfs;  /dev/shm  tmpfs, mode 1777
         /proc      procfs over `kernel` (.hostname, .tasks)
 
-    With the config's read_only, / is the Gofer's tree itself (EROFS on
-    writes) and /tmp is not a tmpfs. Then each volume (a GoferFS on its
+    With the config's read_only the overlay over / is made read-only
+    (EROFS on every change) once the mount points are made, and /tmp is
+    the host's, read-only. Then each volume (a GoferFS on its
     own attach name, read-write or not) and --tmpfs mount at its sandbox
     path, made in the overlay if missing.
 
@@ -119,19 +120,14 @@ def build_vfs(kernel, gofer_root):
     config = getattr(kernel, "config", None)
     upper = TmpFS(0o755, size=getattr(config, "overlay_size", None), account=account)
     if gofer_root is None:
-        root_fs, root_inode = upper, upper.root
+        root_fs = upper
         source = b"tmpfs"
-    elif getattr(config, "read_only", False):
-        root_inode = _lower_root(gofer_root)
-        root_fs = root_inode.fs
-        source = b"9p"
     else:
         root_fs = OverlayFS(upper, _lower_root(gofer_root))
-        root_inode = root_fs.root
         source = b"overlay"
     for name, mode in ((b"tmp", 0o1777), (b"dev", 0o755), (b"proc", 0o555)):
-        _ensure_dir(root_inode, name, mode)
-    vfs = VirtualFilesystem(root_fs, root_inode, source=source)
+        _ensure_dir(root_fs.root, name, mode)
+    vfs = VirtualFilesystem(root_fs, root_fs.root, source=source)
     if gofer_root is None:
         # N.B. with a host root, /tmp is the overlay's view of the host's
         # /tmp (writes stay in memory), as under `runsc do`: a program started
@@ -146,4 +142,7 @@ def build_vfs(kernel, gofer_root):
     vfs.mount(proc, proc.root, b"/proc", source=b"proc", options=b"rw,nosuid,nodev,noexec")
     if getattr(config, "volumes", ()) or getattr(config, "tmpfs", ()):
         _mount_user(vfs, kernel, gofer_root, account)
+    if getattr(config, "read_only", False) and gofer_root is not None:
+        root_fs.read_only = True
+        vfs.mounts.root.options = b"ro"
     return vfs

@@ -243,12 +243,18 @@ class GoferInode(Inode):
                 self._open = fs.client.lopen(self.node_locked(), O_RDONLY)
             except fs.GoferError as e:
                 raise _err(e) from e
-            while len(fs.open_lru) >= MAX_OPEN:
-                old, _ = fs.open_lru.popitem(last=False)
-                old._close_locked()
-        fs.open_lru[self] = None
-        fs.open_lru.move_to_end(self)
+        self._track_open_locked()
         return self._open
+
+    def _track_open_locked(self):
+        """Marks this inode's open handles most recently used, closing the
+        least recently used inode's (never this one's) past MAX_OPEN."""
+        lru = self.fs.open_lru
+        lru.pop(self, None)
+        while len(lru) >= MAX_OPEN:
+            old, _ = lru.popitem(last=False)
+            old._close_locked()
+        lru[self] = None
 
     def _close_locked(self):
         for o in (self._open, self._wopen):
@@ -349,8 +355,7 @@ class GoferInode(Inode):
                 raise
             child._close_locked()
             child._wopen = o
-            fs.open_lru[child] = None
-            fs.open_lru.move_to_end(child)
+            child._track_open_locked()
             return child
 
     def mkdir(self, name, mode, uid, gid):
@@ -470,11 +475,7 @@ class GoferInode(Inode):
                     self._wopen = fs.client.lopen(node, O_WRONLY)
             except fs.GoferError as e:
                 raise _err(e) from e
-            while len(fs.open_lru) >= MAX_OPEN:
-                old, _ = fs.open_lru.popitem(last=False)
-                old._close_locked()
-        fs.open_lru[self] = None
-        fs.open_lru.move_to_end(self)
+        self._track_open_locked()
         return self._wopen
 
     def write_at(self, offset, data):
