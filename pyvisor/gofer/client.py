@@ -153,6 +153,16 @@ def _release_host_fd(obj) -> Node:
     return obj
 
 
+def _on_host_fd(fn, *args):
+    """os.pread/os.pwrite on a donated fd, its errors as GoferError."""
+    try:
+        return fn(*args)
+    except OSError as exc:
+        raise GoferError(exc.errno or errno.EIO) from None
+    except OverflowError:
+        raise GoferError(errno.EINVAL) from None
+
+
 def _close_all(fds) -> None:
     for fd in fds:
         try:
@@ -285,6 +295,10 @@ class GoferClient:
             if fds and not self._accept_fds:
                 _close_all(fds)
                 fds = []
+        return self._open_file(clone, r, fds)
+
+    def _open_file(self, clone: Node, r, fds) -> OpenFile:
+        """The OpenFile an Rlopen or Rlcreate (and its donated fd) make of `clone`."""
         clone.qid = r.qid
         limit = self.msize - p9.IOHDRSZ
         iounit = min(r.iounit, limit) if r.iounit else limit
@@ -328,12 +342,7 @@ class GoferClient:
         if offset < 0 or count < 0:
             raise GoferError(errno.EINVAL)
         if f.hostfd is not None:
-            try:
-                return os.pread(f.hostfd, count, offset)
-            except OSError as exc:
-                raise GoferError(exc.errno or errno.EIO) from None
-            except OverflowError:
-                raise GoferError(errno.EINVAL) from None
+            return _on_host_fd(os.pread, f.hostfd, count, offset)
         chunks = []
         with self._lock:
             while count > 0:
@@ -382,12 +391,7 @@ class GoferClient:
         if offset < 0:
             raise GoferError(errno.EINVAL)
         if f.hostfd is not None:
-            try:
-                return os.pwrite(f.hostfd, data, offset)
-            except OSError as exc:
-                raise GoferError(exc.errno or errno.EIO) from None
-            except OverflowError:
-                raise GoferError(errno.EINVAL) from None
+            return _on_host_fd(os.pwrite, f.hostfd, data, offset)
         view, done = memoryview(data), 0
         with self._lock:
             while done < len(view) or not view:
@@ -415,10 +419,7 @@ class GoferClient:
             if len(fds) > 1 or (fds and not self._accept_fds):
                 _close_all(fds[1:] if self._accept_fds else fds)
                 fds = fds[:1] if self._accept_fds else []
-        clone.qid = r.qid
-        limit = self.msize - p9.IOHDRSZ
-        iounit = min(r.iounit, limit) if r.iounit else limit
-        return OpenFile(clone, iounit, fds[0] if fds else None)
+        return self._open_file(clone, r, fds)
 
     def mkdir(self, directory: Node, name: bytes, mode: int, gid: int = 0) -> p9.Qid:
         """Tmkdir: returns the new directory's qid."""
