@@ -341,3 +341,50 @@ def test_rootless_files_belong_to_the_invoking_user(sandbox, workdir):
     for name in ("f", "d"):
         st = os.lstat(os.path.join(vol, name))
         assert (st.st_uid, st.st_gid) == (65534, 65534)        # the user outside
+
+
+LONG_PATH = r"""
+import errno, os, sys
+base = sys.argv[1]
+comps = []
+path = base
+while len(path) + 1 + 200 < 4095 - 60:
+    comps.append("d%03d" % len(comps) + "x" * 196)
+    path += "/" + comps[-1]
+os.makedirs(path)
+name = "f" * (4095 - len(path) - 1)
+full = path + "/" + name
+assert len(full) == 4095, len(full)
+with open(full, "w") as f:
+    f.write("deep")
+print(open(full).read(), len(full.encode()))
+try:
+    open(full + "g", "w")
+except OSError as e:
+    print(errno.errorcode[e.errno])
+print(len(comps), name)
+"""
+
+
+def test_4095_byte_paths(sandbox, workdir):
+    """A path of PATH_MAX - 1 bytes works in a volume; one more is ENAMETOOLONG."""
+    if not os.path.exists(PYTHON3):
+        pytest.skip("no /usr/bin/python3")
+    _native, vol = _volume_dirs(workdir)
+    r = _run(sandbox, vol, [PYTHON3, "-c", LONG_PATH, MNT])
+    assert r.returncode == 0, r.stderr[-2000:]
+    lines = r.stdout.decode().splitlines()
+    assert lines[:2] == ["deep 4095", "ENAMETOOLONG"]
+    depth, name = lines[2].split()
+    # On the host, walked one directory at a time (the host path is longer still).
+    fd = os.open(vol, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for i in range(int(depth)):
+            nfd = os.open("d%03d" % i + "x" * 196, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = nfd
+        leaf = os.open(name, os.O_RDONLY, dir_fd=fd)
+        assert os.read(leaf, 10) == b"deep"
+        os.close(leaf)
+    finally:
+        os.close(fd)
