@@ -260,6 +260,8 @@ _GOFER_RULES = {
     "lseek": None,             # rewinding a directory
     "readlinkat": None,        # Treadlink
     "fstatfs": None,           # Tstatfs
+    "fgetxattr": None,         # Txattrwalk of a user.* attribute
+    "flistxattr": None,
     "pread64": None,           # Tread of files not donated
     "read": None,
     "fcntl": None,             # os.dup is F_DUPFD_CLOEXEC
@@ -309,6 +311,8 @@ _GOFER_WRITE_RULES.update({
     "pwrite64": None,          # Twrite
     "fsync": None,             # Tfsync
     "fdatasync": None,
+    "fsetxattr": None,         # Tclunk of a Txattrcreate fid (user.* only)
+    "fremovexattr": None,
 })
 GOFER_WRITE_DENIED = tuple(n for n in GOFER_DENIED if n not in _GOFER_WRITE_RULES)
 

@@ -92,7 +92,7 @@ def test_gofer_allowlist_is_what_the_filter_allows():
 
 def test_allowlists_stay_small():
     assert len(SENTRY_ALLOWED) == 65 < 80
-    assert len(GOFER_ALLOWED) == 33 < 40
+    assert len(GOFER_ALLOWED) == 35 < 40
 
 
 def test_denied_calls_are_denied_whatever_the_arguments():
@@ -114,11 +114,11 @@ def test_gofer_writer_filter_adds_only_the_write_path():
     prog = seccomp.gofer_filter(writable=True)
     assert allowed_numbers(prog, probes_for(seccomp._GOFER_WRITE_RULES)) == \
         numbers(seccomp.GOFER_WRITE_ALLOWED)
-    assert len(seccomp.GOFER_WRITE_ALLOWED) == 46 < 50
+    assert len(seccomp.GOFER_WRITE_ALLOWED) == 50 < 56
     added = seccomp.GOFER_WRITE_ALLOWED - GOFER_ALLOWED
     assert added == {"mkdirat", "mknodat", "symlinkat", "linkat", "renameat", "unlinkat",
                      "fchmodat", "fchownat", "utimensat", "ftruncate", "pwrite64", "fsync",
-                     "fdatasync"}
+                     "fdatasync", "fsetxattr", "fremovexattr"}
     for nr in numbers(seccomp.GOFER_WRITE_DENIED):
         assert run_bpf(prog, nr) == RET_EPERM, nr
     assert {"execve", "socket", "ptrace", "mount", "chroot", "clone"} <= set(seccomp.GOFER_WRITE_DENIED)

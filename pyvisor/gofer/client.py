@@ -503,6 +503,59 @@ class GoferClient:
         with self._lock:
             self._rpc(p9.Tfsync(self._next_tag(), f.node.fid, int(datasync)), p9.Rfsync)
 
+    # -- extended attributes --------------------------------------------------
+
+    def getxattr(self, node: Node, name: bytes) -> bytes:
+        """The value of attribute `name` (Txattrwalk, Tread, Tclunk);
+        with an empty name, the NUL-terminated list of names."""
+        with self._lock:
+            fid = self._alloc_fid()
+            try:
+                r = self._rpc(p9.Txattrwalk(self._next_tag(), node.fid, fid, name), p9.Rxattrwalk)
+            except GoferError:
+                self._free_fids.append(fid)
+                raise
+            try:
+                out, limit = bytearray(), self.msize - p9.IOHDRSZ
+                while len(out) < r.size:
+                    got = self._rpc(p9.Tread(self._next_tag(), fid, len(out),
+                                             min(limit, r.size - len(out))), p9.Rread).data
+                    if not got:
+                        break
+                    out += got
+                if len(out) != r.size:
+                    raise GoferError(errno.EIO)
+                return bytes(out)
+            finally:
+                self._clunk_quietly_locked(fid)
+
+    def setxattr(self, node: Node, name: bytes, value: bytes, flags: int = 0) -> None:
+        """Sets attribute `name` (flags as setxattr(2)): Txattrcreate on a
+        clone of node, Twrite of the value, and the Tclunk that commits it.
+        An empty value removes the attribute (9P2000.L has no other way)."""
+        with self._lock:
+            clone = self._walk_locked(node, ())
+            try:
+                self._rpc(p9.Txattrcreate(self._next_tag(), clone.fid, name, len(value), flags),
+                          p9.Rxattrcreate)
+                done, limit = 0, self.msize - p9.IOHDRSZ
+                while done < len(value):
+                    chunk = value[done:done + limit]
+                    r = self._rpc(p9.Twrite(self._next_tag(), clone.fid, done, chunk), p9.Rwrite)
+                    if not 0 < r.count <= len(chunk):
+                        raise GoferError(errno.EIO)
+                    done += r.count
+            except GoferError:
+                self._clunk_quietly_locked(clone.fid)
+                raise
+            try:
+                self._rpc(p9.Tclunk(self._next_tag(), clone.fid), p9.Rclunk)
+            finally:
+                self._free_fids.append(clone.fid)
+
+    def removexattr(self, node: Node, name: bytes) -> None:
+        self.setxattr(node, name, b"", 0)
+
     def clunk(self, obj) -> None:
         """Releases a Node or OpenFile (closing a donated fd).
 

@@ -171,6 +171,8 @@ _RSTATFS = struct.Struct("<IIQQQQQQI")
 # fid[4] valid[4] mode[4] uid[4] gid[4] size[8] atime[8+8] mtime[8+8]
 _TSETATTR = struct.Struct("<IIIIIQQQQQ")
 _U32_U32_U32 = struct.Struct("<III")
+_U64 = struct.Struct("<Q")
+_U64_U32 = struct.Struct("<QI")
 # qid[13] offset[8] type[1] name[s]: one entry of Rreaddir's data.
 _DIRENT = struct.Struct("<BIQQBH")
 
@@ -698,6 +700,48 @@ class Rremove:
 
 
 @record
+class Txattrwalk:
+    """size[4] Txattrwalk tag[2] fid[4] newfid[4] name[s]
+
+    newfid reads (Tread) the value of attribute `name` of fid's file, or
+    with an empty name the list of names, each NUL-terminated."""
+    TYPE: ClassVar[int] = 30
+    tag: int
+    fid: int
+    newfid: int
+    name: bytes
+
+
+@record
+class Rxattrwalk:
+    """size[4] Rxattrwalk tag[2] size[8]"""
+    TYPE: ClassVar[int] = 31
+    tag: int
+    size: int
+
+
+@record
+class Txattrcreate:
+    """size[4] Txattrcreate tag[2] fid[4] name[s] attr_size[8] flags[4]
+
+    fid becomes a handle that takes the value by Twrite; Tclunk sets it
+    (flags as setxattr(2)); attr_size 0 removes the attribute."""
+    TYPE: ClassVar[int] = 32
+    tag: int
+    fid: int
+    name: bytes
+    size: int
+    flags: int
+
+
+@record
+class Rxattrcreate:
+    """size[4] Rxattrcreate tag[2]"""
+    TYPE: ClassVar[int] = 33
+    tag: int
+
+
+@record
 class Tunsupported:
     """A 9P2000.L request this codec does not model; its body is not parsed.
 
@@ -708,9 +752,9 @@ class Tunsupported:
 
 
 # Request types defined by 9P2000.L (Linux include/net/9p/9p.h) that are not
-# modelled above: xattrwalk xattrcreate lock getlock. (Trename and Tremove
-# are modelled for clients of servers without Trenameat/Tunlinkat, as diod.)
-_UNMODELLED_REQUESTS = frozenset((30, 32, 52, 54))
+# modelled above: lock getlock. (Trename and Tremove are modelled for
+# clients of servers without Trenameat/Tunlinkat, as diod.)
+_UNMODELLED_REQUESTS = frozenset((52, 54))
 
 
 # ---------------------------------------------------------------------------
@@ -793,6 +837,10 @@ _ENCODERS = {
     Rrename: lambda m: b"",
     Tremove: lambda m: _FID.pack(m.fid),
     Rremove: lambda m: b"",
+    Txattrwalk: lambda m: _FID_FID.pack(m.fid, m.newfid) + _s(m.name),
+    Rxattrwalk: lambda m: _U64.pack(m.size),
+    Txattrcreate: lambda m: _FID.pack(m.fid) + _s(m.name) + _U64_U32.pack(m.size, m.flags),
+    Rxattrcreate: lambda m: b"",
 }
 
 
@@ -995,7 +1043,7 @@ def _d_rreadlink(tag, buf, off, end):
 
 
 def _d_fid_name(cls, tail: struct.Struct):
-    """fid[4] name[s] then a fixed tail (Tlcreate, Tmknod, Tmkdir, Tunlinkat)."""
+    """fid[4] name[s] then a fixed tail (Tlcreate, Tmknod, Tmkdir, Tunlinkat, Txattrcreate)."""
     def dec(tag, buf, off, end):
         (fid,) = _fixed(_FID, buf, off, end)
         name, off = _str_at(buf, off + 4, end)
@@ -1012,7 +1060,7 @@ def _d_tsymlink(tag, buf, off, end):
 
 
 def _d_tlink_like(cls):
-    """Tlink dfid[4] fid[4] name[s]; Trename fid[4] dfid[4] name[s]."""
+    """fid[4] fid[4] name[s]: Tlink, Trename, Txattrwalk."""
     def dec(tag, buf, off, end):
         a, b = _fixed(_FID_FID, buf, off, end)
         name, off = _str_at(buf, off + 8, end)
@@ -1061,6 +1109,8 @@ REQUESTS = {
     Tunlinkat.TYPE: _d_fid_name(Tunlinkat, _U32),
     Trename.TYPE: _d_tlink_like(Trename),
     Tremove.TYPE: _d_one(Tremove, _FID),
+    Txattrwalk.TYPE: _d_tlink_like(Txattrwalk),
+    Txattrcreate.TYPE: _d_fid_name(Txattrcreate, _U64_U32),
 }
 REQUESTS.update({t: _d_unsupported(t) for t in _UNMODELLED_REQUESTS})
 
@@ -1090,6 +1140,8 @@ REPLIES = {
     Runlinkat.TYPE: _d_empty(Runlinkat),
     Rrename.TYPE: _d_empty(Rrename),
     Rremove.TYPE: _d_empty(Rremove),
+    Rxattrwalk.TYPE: _d_one(Rxattrwalk, _U64),
+    Rxattrcreate.TYPE: _d_empty(Rxattrcreate),
 }
 
 ALL = {**REQUESTS, **REPLIES}

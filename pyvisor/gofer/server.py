@@ -100,12 +100,11 @@ _DT_UNKNOWN, _DT_DIR, _DT_REG, _DT_LNK = 0, 4, 8, 10
 _OPEN_PASS = os.O_ACCMODE | os.O_TRUNC | os.O_DIRECTORY | os.O_NOATIME | os.O_DSYNC | os.O_SYNC
 _UTIME_NOW = (1 << 30) - 1
 _UTIME_OMIT = (1 << 30) - 2
-_AT_FDCWD = -100
+_XATTR_SIZE_MAX = 65536
+_XATTR_OTHER = (b"trusted", b"security", b"system")
 
 # The 9P2000.L requests we do not model, by what they would do (p9.py).
 _UNSUPPORTED_ERRNO = {
-    30: errno.EOPNOTSUPP,   # Txattrwalk
-    32: errno.EOPNOTSUPP,   # Txattrcreate
     52: errno.EOPNOTSUPP,   # Tlock
     54: errno.EOPNOTSUPP,   # Tgetlock
 }
@@ -181,12 +180,14 @@ class _Fid:
     snapshot of an open directory.
     """
 
-    __slots__ = ("fd", "export", "path", "open_fd", "is_dir", "dirents")
+    __slots__ = ("fd", "export", "path", "open_fd", "is_dir", "dirents", "xattr", "xattr_set")
 
     def __init__(self, fd: int, export: _Export, path: tuple):
         self.fd = fd
         self.export = export
         self.path = path
+        self.xattr = None            # Txattrwalk: the value (or name list) Tread reads
+        self.xattr_set = None        # Txattrcreate: [name, size, flags, bytearray] set at Tclunk
         self.open_fd = None
         self.is_dir = False
         self.dirents = None
@@ -242,6 +243,7 @@ class GoferServer:
             # The older forms, by fid: a client uses Trenameat and Tunlinkat
             # (Linux's does, and falls back only on EOPNOTSUPP).
             p9.Trename: self._old_form, p9.Tremove: self._old_form,
+            p9.Txattrwalk: self._xattrwalk, p9.Txattrcreate: self._xattrcreate,
         }
 
     @property
@@ -437,6 +439,9 @@ class GoferServer:
 
     def _read(self, m):
         f = self._get(m.fid)
+        if f.xattr is not None:
+            return p9.Rread(m.tag, f.xattr[m.offset:m.offset + min(m.count, self.msize
+                                                                    - _RREAD_OVERHEAD)]), None
         if f.open_fd is None:
             _fail(errno.EBADF)
         if m.offset > _MAX_OFF:
@@ -446,6 +451,12 @@ class GoferServer:
 
     def _write(self, m):
         f = self._get(m.fid)
+        if f.xattr_set is not None:
+            _name, size, _flags, buf = f.xattr_set
+            if m.offset > len(buf) or m.offset + len(m.data) > size:
+                _fail(errno.EINVAL)
+            buf[m.offset:m.offset + len(m.data)] = m.data
+            return p9.Rwrite(m.tag, len(m.data)), None
         if f.open_fd is None or f.is_dir:
             _fail(errno.EBADF)
         if m.offset > _MAX_OFF:
@@ -526,8 +537,86 @@ class GoferServer:
         f = self._fids.pop(m.fid, None)
         if f is None:
             _fail(errno.EBADF)
-        f.close()
+        try:
+            if f.xattr_set is not None:
+                self._commit_xattr(f)
+        finally:
+            f.close()                # clunk(5): the fid goes even if the commit fails
         return p9.Rclunk(m.tag), None
+
+    # -- extended attributes (user.* only) -------------------------------------
+    #
+    # Linux's xattr calls want a path or an open fd, and an O_PATH fd is
+    # neither: the fid's inode is opened read-only (non-blocking) through
+    # /proc/self/fd for the call. Only regular files and directories carry
+    # user.* attributes (xattr(7)); only the user namespace is served: the
+    # others would mean trusted.*/security.* on the host.
+
+    def _on_inode(self, f: _Fid, fn):
+        st = os.fstat(f.fd)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            return None
+        flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+        if stat.S_ISDIR(st.st_mode):
+            flags |= os.O_DIRECTORY
+        fd = os.open(str(f.fd), flags, dir_fd=self._fd_dir)
+        try:
+            return (fn(fd),)
+        finally:
+            os.close(fd)
+
+    def _xattrwalk(self, m):
+        """Txattrwalk: newfid reads the value of m.name, or the names (empty name)."""
+        f = self._get(m.fid)
+        if m.newfid != m.fid and m.newfid in self._fids:
+            _fail(errno.EINVAL)
+        if m.name:
+            if not m.name.startswith(b"user."):
+                _fail(errno.ENODATA if m.name.split(b".")[0] in _XATTR_OTHER else errno.EOPNOTSUPP)
+            got = self._on_inode(f, lambda fd: os.getxattr(fd, m.name))
+            if got is None:
+                _fail(errno.ENODATA)
+            value = got[0]
+        else:
+            got = self._on_inode(f, os.listxattr)
+            names = [os.fsencode(n) for n in (got[0] if got else ()) if n.startswith("user.")]
+            value = b"".join(n + b"\0" for n in names)
+        nf = _Fid(os.dup(f.fd), f.export, f.path)
+        nf.xattr = value
+        if m.newfid == m.fid:
+            f.close()
+        self._fids[m.newfid] = nf
+        return p9.Rxattrwalk(m.tag, len(value)), None
+
+    def _xattrcreate(self, m):
+        """Txattrcreate: the fid takes the value by Twrite; Tclunk sets it."""
+        f = self._get(m.fid)
+        if f.open_fd is not None or f.xattr is not None:
+            _fail(errno.EBADF)
+        if f.export.read_only:
+            _fail(errno.EROFS)
+        if not m.name.startswith(b"user.") or len(m.name) > 255:
+            _fail(errno.EOPNOTSUPP if not m.name.startswith(b"user.") else errno.ERANGE)
+        if m.size > _XATTR_SIZE_MAX:
+            _fail(errno.E2BIG)
+        if m.flags & ~(os.XATTR_CREATE | os.XATTR_REPLACE):
+            _fail(errno.EINVAL)
+        f.xattr_set = [m.name, m.size, m.flags, bytearray()]
+        return p9.Rxattrcreate(m.tag), None
+
+    def _commit_xattr(self, f: _Fid) -> None:
+        """setxattr(2) of what the fid was given; a size of 0 removes the
+        attribute (as QEMU's server reads Linux's client removexattr)."""
+        name, size, flags, buf = f.xattr_set
+        f.xattr_set = None
+        if size == 0:
+            done = self._on_inode(f, lambda fd: os.removexattr(fd, name))
+        else:
+            if len(buf) != size:
+                _fail(errno.EINVAL)
+            done = self._on_inode(f, lambda fd: os.setxattr(fd, name, bytes(buf), flags))
+        if done is None:
+            _fail(errno.EPERM)       # xattr(7): no user.* on links and special files
 
     # -- the write path ------------------------------------------------------
 

@@ -152,9 +152,10 @@ def test_feed_empty_and_partial_header():
 
 
 def test_unmodelled_request_decodes_to_tunsupported():
-    # Txattrwalk: fid[4] newfid[4] name[s]; body not parsed.
-    frame = struct.pack("<IBHII", 7 + 8 + 3, 30, 5, 1, 2) + b"\x01\x00d"
-    assert p9.Decoder(p9.REQUESTS).feed(frame) == [p9.Tunsupported(5, 30)]
+    # Tgetlock: fid[4] type[1] start[8] length[8] proc_id[4] client_id[s]; not parsed.
+    body = struct.pack("<IBQQI", 1, 0, 0, 0, 1) + b"\x01\x00d"
+    frame = struct.pack("<IBH", 7 + len(body), 54, 5) + body
+    assert p9.Decoder(p9.REQUESTS).feed(frame) == [p9.Tunsupported(5, 54)]
 
 
 @pytest.mark.parametrize("msg", [
@@ -167,6 +168,8 @@ def test_unmodelled_request_decodes_to_tunsupported():
     p9.Trenameat(1, 2, b"a", 3, b"b"), p9.Rrenameat(1),
     p9.Tunlinkat(1, 2, b"a", p9.AT_REMOVEDIR), p9.Runlinkat(1),
     p9.Trename(1, 2, 3, b"n"), p9.Rrename(1), p9.Tremove(1, 2), p9.Rremove(1),
+    p9.Txattrwalk(1, 2, 3, b"user.a"), p9.Rxattrwalk(1, 5),
+    p9.Txattrcreate(1, 2, b"user.a", 5, 1), p9.Rxattrcreate(1),
 ])
 def test_write_path_messages_round_trip(msg):
     frame = p9.encode(msg)

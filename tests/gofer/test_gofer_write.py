@@ -388,3 +388,41 @@ def test_write_requests_from_random_input_never_crash_the_server(tmp_path, capfd
     assert "bug" not in capfd.readouterr().err          # no handler raised
     assert sorted(os.listdir(tmp_path)) == ["root", "vol"]
     assert os.listdir(tmp_path / "root") == []
+
+
+def test_user_xattrs(served):
+    c, host = served.c, served.host
+    (host / "f").write_bytes(b"x")
+    node = c.walk(served.root, [b"f"])
+    c.setxattr(node, b"user.one", b"1")
+    c.setxattr(node, b"user.big", bytes(range(256)) * 10)
+    assert os.getxattr(host / "f", "user.one") == b"1"
+    assert c.getxattr(node, b"user.big") == bytes(range(256)) * 10
+    assert sorted(c.getxattr(node, b"").split(b"\0")[:-1]) == [b"user.big", b"user.one"]
+    assert _errno(c.setxattr, node, b"user.one", b"2", os.XATTR_CREATE) == errno.EEXIST
+    assert _errno(c.setxattr, node, b"user.new", b"2", os.XATTR_REPLACE) == errno.ENODATA
+    c.removexattr(node, b"user.one")
+    assert os.listxattr(host / "f") == ["user.big"]
+    assert _errno(c.getxattr, node, b"user.one") == errno.ENODATA
+    d = c.walk(served.root, [])
+    c.setxattr(d, b"user.dir", b"d")
+    assert os.getxattr(host, "user.dir") == b"d"
+
+
+def test_xattrs_outside_user_namespace_and_on_read_only(ours, tmp_path):
+    c = ours.c
+    (ours.host / "f").write_bytes(b"x")
+    node = c.walk(ours.root, [b"f"])
+    assert _errno(c.setxattr, node, b"trusted.x", b"1") == errno.EOPNOTSUPP
+    assert _errno(c.setxattr, node, b"security.x", b"1") == errno.EOPNOTSUPP
+    assert _errno(c.getxattr, node, b"trusted.x") == errno.ENODATA
+    assert _errno(c.getxattr, node, b"nonamespace") == errno.EOPNOTSUPP
+    assert _errno(c.setxattr, node, b"user.x", b"v" * 65537) == errno.E2BIG
+    os.symlink("f", ours.host / "l")
+    assert _errno(c.setxattr, c.walk(ours.root, [b"l"]), b"user.x", b"1") == errno.EPERM
+    assert os.listxattr(ours.host / "f") == []
+    ro = Served("pyvisor", ours.host, tmp_path / "root", read_only=True)
+    try:
+        assert _errno(ro.c.setxattr, ro.c.walk(ro.root, [b"f"]), b"user.x", b"1") == errno.EROFS
+    finally:
+        ro.close()
