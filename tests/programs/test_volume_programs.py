@@ -388,3 +388,44 @@ def test_4095_byte_paths(sandbox, workdir):
         os.close(leaf)
     finally:
         os.close(fd)
+
+
+XATTRS = r"""
+import errno, os, sys
+p = sys.argv[1]
+open(p, "w").close()
+out = []
+def rec(fn, *a):
+    try:
+        r = fn(*a)
+    except OSError as e:
+        r = errno.errorcode[e.errno]
+    out.append(repr(r))
+rec(os.setxattr, p, "user.a", b"one")
+rec(os.setxattr, p, "user.b", b"x" * 1000)
+rec(os.getxattr, p, "user.a")
+rec(lambda: sorted(os.listxattr(p)))
+rec(os.setxattr, p, "user.a", b"two", os.XATTR_CREATE)
+rec(os.setxattr, p, "user.c", b"two", os.XATTR_REPLACE)
+rec(os.setxattr, p, "user.a", b"2", os.XATTR_REPLACE)
+rec(os.getxattr, p, "user.a")
+rec(os.removexattr, p, "user.a")
+rec(os.removexattr, p, "user.a")
+rec(os.getxattr, p, "user.a")
+rec(os.getxattr, p, "user.nope")
+rec(os.setxattr, p, "user.big", b"x" * 70000)
+rec(os.setxattr, p, "user.bad", b"x", 4)
+rec(lambda: sorted(os.listxattr(p)))
+print("\n".join(out))
+"""
+
+
+def test_xattrs_native_and_in_a_volume(sandbox, workdir):
+    if not os.path.exists(PYTHON3):
+        pytest.skip("no /usr/bin/python3")
+    native, vol = _volume_dirs(workdir)
+    want = sandbox.native([PYTHON3, "-c", XATTRS, os.path.join(native, "f")])
+    got = _run(sandbox, vol, [PYTHON3, "-c", XATTRS, MNT + "/f"])
+    assert got.returncode == want.returncode == 0, got.stderr[-2000:]
+    assert got.stdout == want.stdout
+    assert os.getxattr(os.path.join(vol, "f"), "user.b") == b"x" * 1000

@@ -497,6 +497,33 @@ class GoferInode(Inode):
                 self.mtime_ns = self.ctime_ns = t
             return n
 
+    # -- extended attributes: user.* on the host, through the Gofer -----------
+
+    def _xattr_rpc(self, fn, *args):
+        fs = self.fs
+        with fs.lock:
+            try:
+                return fn(self.node_locked(), *args)
+            except fs.GoferError as e:
+                raise _err(e) from e
+
+    def getxattr(self, name):
+        return self._xattr_rpc(self.fs.client.getxattr, name)
+
+    def listxattr(self):
+        return [n for n in self._xattr_rpc(self.fs.client.getxattr, b"").split(b"\0") if n]
+
+    def setxattr(self, name, value, flags):
+        if self.fs.read_only:
+            raise SyscallError(errno.EROFS)
+        self._xattr_rpc(self.fs.client.setxattr, name, value, flags)
+
+    def removexattr(self, name):
+        if self.fs.read_only:
+            raise SyscallError(errno.EROFS)
+        self.getxattr(name)               # ENODATA if absent, as removexattr(2)
+        self._xattr_rpc(self.fs.client.removexattr, name)
+
     def fsync(self):
         """Tfsync of the write handle (data written through it is the host's)."""
         fs = self.fs
