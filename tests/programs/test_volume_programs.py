@@ -75,6 +75,8 @@ touch -d @1234567890 a/b/two
 rm a/b/c/copy
 rmdir a/b/c
 mkfifo fifo
+(echo through the fifo > fifo &)
+cat fifo
 echo appended >> a/renamed
 : > truncated
 echo data > trunc2 && : > trunc2

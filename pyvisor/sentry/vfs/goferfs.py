@@ -45,7 +45,8 @@ from collections import OrderedDict
 
 from ..errors import SyscallError
 from .inode import Filesystem, Inode
-from .stat import V9FS_MAGIC, Stat, StatFs
+from .pipe import open_fifo
+from .stat import S_IFIFO, S_IFMT, V9FS_MAGIC, Stat, StatFs
 
 O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
 READDIR_CHUNK = 1 << 16
@@ -304,6 +305,13 @@ class GoferInode(Inode):
                 except self.fs.GoferError as e:
                     raise _err(e) from e
             return self._target
+
+    def open(self, t, vd, flags):
+        """A FIFO is a pipe kept on the inode, as on tmpfs. N.B. it joins the
+        sandbox's own readers and writers, not a host process's."""
+        if self.mode & S_IFMT == S_IFIFO:
+            return open_fifo(t, self, vd, flags)
+        return super().open(t, vd, flags)
 
     # -- the write path (volumes) ---------------------------------------------
 
