@@ -97,6 +97,12 @@ def _ns(ts):
     return ts[0] * 1_000_000_000 + ts[1]
 
 
+def _set_ns(fields, key):
+    """The time a Tsetattr's fields set, in ns (seconds as two's complement)."""
+    sec = fields[key + "_sec"]
+    return (sec - (1 << 64) if sec >= 1 << 63 else sec) * 1_000_000_000 + fields[key + "_nsec"]
+
+
 class GoferInode(Inode):
     """A file on the Gofer's tree, with its attributes cached."""
 
@@ -115,11 +121,16 @@ class GoferInode(Inode):
         self._last_index = -2             # listing index of the last lookup (see _lookahead_locked)
         self._open = None
         self._target = None
+        self._stale = False               # a change here left attributes to fetch (stat does)
 
     def size(self):
         return self.attr.size
 
     def stat(self):
+        if self._stale:
+            with self.fs.lock:
+                if self._stale:
+                    self._refresh_locked()
         a = self.attr
         return Stat(st_mode=a.mode, st_ino=a.ino, st_dev=self.fs.dev, st_nlink=a.nlink,
                     st_uid=a.uid, st_gid=a.gid, st_rdev=a.rdev, st_size=a.size,
@@ -324,6 +335,7 @@ class GoferInode(Inode):
 
     def _refresh_locked(self):
         """Fetches this inode's attributes again; a vanished file keeps its old ones."""
+        self._stale = False
         try:
             self._apply(self.fs.client.getattr(self.node_locked()))
         except (self.fs.GoferError, SyscallError):
@@ -331,11 +343,12 @@ class GoferInode(Inode):
 
     def _changed_locked(self, name):
         """A name in this directory was created or removed: drop what the
-        caches said about it, and fetch the directory's attributes."""
+        caches said about it; its attributes (mtime, nlink) are fetched
+        when next asked for."""
         self._missing.discard(name)
         self._listing = self._position = None
         self._last_index = -2
-        self._refresh_locked()
+        self._stale = True
 
     def _mutate(self, fn, *args):
         """Runs one write RPC on this directory; a read-only fs is EROFS."""
@@ -389,7 +402,7 @@ class GoferInode(Inode):
         with fs.lock:
             self._mutate(lambda d: fs.client.link(d, inode.node_locked(), name))
             self._changed_locked(name)
-            inode._refresh_locked()
+            inode._stale = True
 
     def _remove(self, name, child, flags):
         fs = self.fs
@@ -397,8 +410,9 @@ class GoferInode(Inode):
             self._mutate(fs.client.unlinkat, name, flags)
             gone = self._children.pop(name, None)
             self._changed_locked(name)
-            for inode in {id(i): i for i in (gone, child) if isinstance(i, GoferInode)}.values():
-                inode._refresh_locked()
+            for inode in (gone, child):
+                if isinstance(inode, GoferInode):
+                    inode._stale = True
 
     def unlink(self, name, child=None):
         self._remove(name, child, 0)
@@ -423,12 +437,14 @@ class GoferInode(Inode):
             else:
                 self._missing.discard(newname)
             if isinstance(victim, GoferInode):
-                victim._refresh_locked()
+                victim._stale = True
             if moved is not None:
-                moved._refresh_locked()
+                moved._stale = True
 
     def setattr(self, mode=None, uid=None, gid=None, atime_ns=None, mtime_ns=None):
-        """chmod/chown/utimes as one Tsetattr; the attributes are fetched again after."""
+        """chmod/chown/utimes as one Tsetattr. What it set is applied here at
+        once (permission checks read it); the rest (ctime) is fetched when
+        next asked for."""
         fs = self.fs
         if fs.read_only:
             raise SyscallError(errno.EROFS)
@@ -453,12 +469,27 @@ class GoferInode(Inode):
 
     def _setattr(self, valid, fields):
         fs = self.fs
+        p9 = fs.p9
         with fs.lock:
             try:
                 fs.client.setattr(self.node_locked(), valid, **fields)
             except fs.GoferError as e:
                 raise _err(e) from e
-            self._refresh_locked()
+            a = self.attr
+            if valid & p9.SETATTR_MODE:
+                a = a._replace(mode=(a.mode & S_IFMT) | fields["mode"])
+            if valid & p9.SETATTR_UID:
+                a = a._replace(uid=fields["uid"])
+            if valid & p9.SETATTR_GID:
+                a = a._replace(gid=fields["gid"])
+            if valid & p9.SETATTR_SIZE:
+                a = a._replace(size=fields["size"])
+            atime, mtime = self.atime_ns, self.mtime_ns
+            self._apply(a)
+            self.atime_ns = _set_ns(fields, "atime") if valid & p9.SETATTR_ATIME_SET else atime
+            self.mtime_ns = _set_ns(fields, "mtime") if valid & p9.SETATTR_MTIME_SET else mtime
+            self.ctime_ns = time.time_ns()
+            self._stale = True
 
     def truncate(self, size):
         if self.is_dir():
