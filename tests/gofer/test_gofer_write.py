@@ -426,3 +426,18 @@ def test_xattrs_outside_user_namespace_and_on_read_only(ours, tmp_path):
         assert _errno(ro.c.setxattr, ro.c.walk(ro.root, [b"f"]), b"user.x", b"1") == errno.EROFS
     finally:
         ro.close()
+
+
+def test_a_volume_removed_on_the_host_gives_enoent(served):
+    """The host directory goes away under a running client: every call is
+    an error (ENOENT, or ESTALE), never a hang or a file made elsewhere."""
+    c, host = served.c, served.host
+    sub = host / "sub"
+    sub.mkdir()
+    node = c.walk(served.root, [b"sub"])
+    sub.rmdir()
+    for op in (lambda: c.lcreate(node, b"f", os.O_RDWR, 0o600),
+               lambda: c.mkdir(node, b"d", 0o700),
+               lambda: c.walk(node, [b"x"])):
+        assert _errno(op) in (errno.ENOENT, errno.ESTALE)
+    assert os.listdir(host) == []
