@@ -95,15 +95,22 @@ def test_shell_script_leaves_the_same_tree(sandbox, workdir):
     assert os.stat(os.path.join(vol, "a/b/two")).st_mtime == 1234567890
 
 
-def test_fs_probe_in_a_volume(sandbox, workdir):
-    """The VFS probe of test_vfs_programs, run where the files are the host's."""
+def _python_both_ways(sandbox, workdir, script, name):
+    """Runs a Python script on native/NAME and, sandboxed, on the volume's
+    NAME; asserts the same output; returns the volume's host directory."""
     if not os.path.exists(PYTHON3):
         pytest.skip("no /usr/bin/python3")
     native, vol = _volume_dirs(workdir)
-    want = sandbox.native([PYTHON3, "-c", PROBE, os.path.join(native, "p")])
-    got = _run(sandbox, vol, [PYTHON3, "-c", PROBE, MNT + "/p"])
+    want = sandbox.native([PYTHON3, "-c", script, os.path.join(native, name)])
+    got = _run(sandbox, vol, [PYTHON3, "-c", script, MNT + "/" + name])
     assert got.returncode == want.returncode == 0, got.stderr[-2000:]
     assert got.stdout == want.stdout
+    return native, vol
+
+
+def test_fs_probe_in_a_volume(sandbox, workdir):
+    """The VFS probe of test_vfs_programs, run where the files are the host's."""
+    native, vol = _python_both_ways(sandbox, workdir, PROBE, "p")
     assert _tree(vol) == _tree(native)
 
 
@@ -423,11 +430,5 @@ print("\n".join(out))
 
 
 def test_xattrs_native_and_in_a_volume(sandbox, workdir):
-    if not os.path.exists(PYTHON3):
-        pytest.skip("no /usr/bin/python3")
-    native, vol = _volume_dirs(workdir)
-    want = sandbox.native([PYTHON3, "-c", XATTRS, os.path.join(native, "f")])
-    got = _run(sandbox, vol, [PYTHON3, "-c", XATTRS, MNT + "/f"])
-    assert got.returncode == want.returncode == 0, got.stderr[-2000:]
-    assert got.stdout == want.stdout
+    _native, vol = _python_both_ways(sandbox, workdir, XATTRS, "f")
     assert os.getxattr(os.path.join(vol, "f"), "user.b") == b"x" * 1000
