@@ -432,3 +432,22 @@ print("\n".join(out))
 def test_xattrs_native_and_in_a_volume(sandbox, workdir):
     _native, vol = _python_both_ways(sandbox, workdir, XATTRS, "f")
     assert os.getxattr(os.path.join(vol, "f"), "user.b") == b"x" * 1000
+
+
+def test_sqlite3_wal_database_the_host_reads(sandbox, workdir):
+    """sqlite3(1) in WAL mode, one process: the database is whole on the host
+    after it exits (the WAL checkpointed into it)."""
+    sqlite = shutil.which("sqlite3")
+    if sqlite is None:
+        pytest.skip("sqlite3 is not installed")
+    _native, vol = _volume_dirs(workdir)
+    sql = ("pragma journal_mode=wal; create table t(x); with recursive c(i) as (select 1 "
+           "union all select i+1 from c where i<5000) insert into t select i from c; "
+           "select count(*), sum(x) from t;")
+    got = _run(sandbox, vol, [sqlite, MNT + "/db", sql])
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == b"wal\n5000|12502500\n"
+    host = subprocess.run([sqlite, os.path.join(vol, "db"),
+                           "select count(*), sum(x) from t; pragma integrity_check;"],
+                          capture_output=True, timeout=60)
+    assert host.stdout == b"5000|12502500\nok\n"
