@@ -451,3 +451,27 @@ def test_sqlite3_wal_database_the_host_reads(sandbox, workdir):
                            "select count(*), sum(x) from t; pragma integrity_check;"],
                           capture_output=True, timeout=60)
     assert host.stdout == b"5000|12502500\nok\n"
+
+
+MAKEFILE = "OBJS=main.o f1.o f2.o f3.o f4.o\nprog: $(OBJS)\n\t$(CC) -o $@ $(OBJS)\n" \
+           "%.o: %.c\n\t$(CC) -O1 -c -o $@ $<\n"
+
+
+@pytest.mark.slow
+def test_make_j2_leaves_its_objects_on_the_host(sandbox, workdir):
+    if shutil.which("make") is None or shutil.which("gcc") is None:
+        pytest.skip("make and gcc are needed")
+    _native, vol = _volume_dirs(workdir)
+    for i in range(1, 5):
+        with open(os.path.join(vol, "f%d.c" % i), "w") as f:
+            f.write("int f%d(void) { return %d; }\n" % (i, i))
+    with open(os.path.join(vol, "main.c"), "w") as f:
+        f.write("#include <stdio.h>\nint f1(void), f2(void), f3(void), f4(void);\n"
+                "int main(void) { printf(\"%d\\n\", f1() + f2() + f3() + f4()); return 0; }\n")
+    with open(os.path.join(vol, "Makefile"), "w") as f:
+        f.write(MAKEFILE)
+    got = sandbox.run(["make", "-j2", "-s"], options=["-v", "%s:/src" % vol, "--cwd", "/src"],
+                      timeout=240)
+    assert got.returncode == 0, got.stderr[-2000:]
+    assert {"main.o", "f1.o", "f4.o", "prog"} <= set(os.listdir(vol))
+    assert subprocess.run([os.path.join(vol, "prog")], capture_output=True).stdout == b"10\n"
