@@ -556,6 +556,23 @@ class GoferClient:
     def removexattr(self, node: Node, name: bytes) -> None:
         self.setxattr(node, name, b"", 0)
 
+    # -- record locks -----------------------------------------------------------
+
+    def lock(self, f: OpenFile, type_: int, start: int, length: int, flags: int = 0,
+             proc_id: int = 0, client_id: bytes = b"") -> int:
+        """Tlock on an open file (p9.LOCK_RDLCK/WRLCK/UNLCK; length 0: to
+        the end); returns p9.LOCK_SUCCESS or p9.LOCK_BLOCKED (ask again to wait)."""
+        with self._lock:
+            return self._rpc(p9.Tlock(self._next_tag(), f.node.fid, type_, flags, start, length,
+                                      proc_id, client_id), p9.Rlock).status
+
+    def getlock(self, f: OpenFile, type_: int, start: int, length: int, proc_id: int = 0,
+                client_id: bytes = b"") -> p9.Rgetlock:
+        """Tgetlock: the first lock that would conflict (type LOCK_UNLCK if none)."""
+        with self._lock:
+            return self._rpc(p9.Tgetlock(self._next_tag(), f.node.fid, type_, start, length,
+                                         proc_id, client_id), p9.Rgetlock)
+
     def clunk(self, obj) -> None:
         """Releases a Node or OpenFile (closing a donated fd).
 

@@ -20,13 +20,13 @@ msize negotiated by Tversion. Strings are ``len[2] bytes``; they are kept
 as `bytes` here because Linux names are bytes, not text. A qid is
 ``type[1] version[4] path[8]``.
 
-The messages modelled are the ones a file server with the write path
-needs (walk, open, read, readdir, and lcreate, mkdir, mknod, symlink,
-link, renameat, unlinkat, setattr, fsync, write). A request type that
-9P2000.L defines but this module does not model (Txattrwalk, Tlock, ...)
-decodes to `Tunsupported`, so that
-a server can answer it with Rlerror instead of dropping the connection;
-a type number outside 9P2000.L is a `RemoteProtocolError`.
+Every request 9P2000.L defines is modelled: walk, open, read, readdir,
+the write path (lcreate, mkdir, mknod, symlink, link, renameat,
+unlinkat, setattr, fsync, write), xattrwalk/xattrcreate, lock/getlock,
+and the older rename/remove. `Tunsupported` stays for a type a server
+chooses not to serve (`_UNMODELLED_REQUESTS`, empty today): it decodes
+without its body, so the server can answer Rlerror instead of dropping
+the connection. A type number outside 9P2000.L is a `RemoteProtocolError`.
 """
 
 import struct
@@ -173,6 +173,10 @@ _TSETATTR = struct.Struct("<IIIIIQQQQQ")
 _U32_U32_U32 = struct.Struct("<III")
 _U64 = struct.Struct("<Q")
 _U64_U32 = struct.Struct("<QI")
+_TLOCK = struct.Struct("<IBIQQI")       # fid type flags start length proc_id
+_TGETLOCK = struct.Struct("<IBQQI")     # fid type start length proc_id
+_RGETLOCK = struct.Struct("<BQQI")      # type start length proc_id
+_U8 = struct.Struct("<B")
 # qid[13] offset[8] type[1] name[s]: one entry of Rreaddir's data.
 _DIRENT = struct.Struct("<BIQQBH")
 
@@ -741,6 +745,63 @@ class Rxattrcreate:
     tag: int
 
 
+# Tlock/Tgetlock (Linux include/net/9p/9p.h): lock types, flags and status.
+LOCK_RDLCK, LOCK_WRLCK, LOCK_UNLCK = 0, 1, 2
+LOCK_FLAGS_BLOCK, LOCK_FLAGS_RECLAIM = 1, 2
+LOCK_SUCCESS, LOCK_BLOCKED, LOCK_ERROR, LOCK_GRACE = 0, 1, 2, 3
+
+
+@record
+class Tlock:
+    """size[4] Tlock tag[2] fid[4] type[1] flags[4] start[8] length[8]
+    proc_id[4] client_id[s] -- a POSIX record lock on an open fid;
+    length 0 means to the end of the file."""
+    TYPE: ClassVar[int] = 52
+    tag: int
+    fid: int
+    type: int
+    flags: int
+    start: int
+    length: int
+    proc_id: int
+    client_id: bytes
+
+
+@record
+class Rlock:
+    """size[4] Rlock tag[2] status[1]"""
+    TYPE: ClassVar[int] = 53
+    tag: int
+    status: int
+
+
+@record
+class Tgetlock:
+    """size[4] Tgetlock tag[2] fid[4] type[1] start[8] length[8] proc_id[4] client_id[s]"""
+    TYPE: ClassVar[int] = 54
+    tag: int
+    fid: int
+    type: int
+    start: int
+    length: int
+    proc_id: int
+    client_id: bytes
+
+
+@record
+class Rgetlock:
+    """size[4] Rgetlock tag[2] type[1] start[8] length[8] proc_id[4] client_id[s]
+
+    The first lock that would conflict, or type LOCK_UNLCK if none."""
+    TYPE: ClassVar[int] = 55
+    tag: int
+    type: int
+    start: int
+    length: int
+    proc_id: int
+    client_id: bytes
+
+
 @record
 class Tunsupported:
     """A 9P2000.L request this codec does not model; its body is not parsed.
@@ -751,10 +812,10 @@ class Tunsupported:
     type: int
 
 
-# Request types defined by 9P2000.L (Linux include/net/9p/9p.h) that are not
-# modelled above: lock getlock. (Trename and Tremove are modelled for
-# clients of servers without Trenameat/Tunlinkat, as diod.)
-_UNMODELLED_REQUESTS = frozenset((52, 54))
+# Every request type 9P2000.L defines (Linux include/net/9p/9p.h) is
+# modelled above (Trename and Tremove for clients of servers without
+# Trenameat/Tunlinkat, as diod); none is left to Tunsupported.
+_UNMODELLED_REQUESTS = frozenset()
 
 
 # ---------------------------------------------------------------------------
@@ -841,6 +902,13 @@ _ENCODERS = {
     Rxattrwalk: lambda m: _U64.pack(m.size),
     Txattrcreate: lambda m: _FID.pack(m.fid) + _s(m.name) + _U64_U32.pack(m.size, m.flags),
     Rxattrcreate: lambda m: b"",
+    Tlock: lambda m: (_TLOCK.pack(m.fid, m.type, m.flags, m.start, m.length, m.proc_id)
+                      + _s(m.client_id)),
+    Rlock: lambda m: bytes((m.status,)),
+    Tgetlock: lambda m: (_TGETLOCK.pack(m.fid, m.type, m.start, m.length, m.proc_id)
+                         + _s(m.client_id)),
+    Rgetlock: lambda m: (_RGETLOCK.pack(m.type, m.start, m.length, m.proc_id)
+                         + _s(m.client_id)),
 }
 
 
@@ -1078,6 +1146,16 @@ def _d_trenameat(tag, buf, off, end):
     return Trenameat(tag, olddir, oldname, newdir, newname)
 
 
+def _d_fixed_then_str(cls, st):
+    """A fixed head then one string: Tlock, Tgetlock, Rgetlock."""
+    def dec(tag, buf, off, end):
+        head = _fixed(st, buf, off, end)
+        text, off = _str_at(buf, off + st.size, end)
+        _done(off, end)
+        return cls(tag, *head, text)
+    return dec
+
+
 def _d_unsupported(type_):
     def dec(tag, buf, off, end):
         return Tunsupported(tag, type_)
@@ -1111,6 +1189,8 @@ REQUESTS = {
     Tremove.TYPE: _d_one(Tremove, _FID),
     Txattrwalk.TYPE: _d_tlink_like(Txattrwalk),
     Txattrcreate.TYPE: _d_fid_name(Txattrcreate, _U64_U32),
+    Tlock.TYPE: _d_fixed_then_str(Tlock, _TLOCK),
+    Tgetlock.TYPE: _d_fixed_then_str(Tgetlock, _TGETLOCK),
 }
 REQUESTS.update({t: _d_unsupported(t) for t in _UNMODELLED_REQUESTS})
 
@@ -1142,6 +1222,8 @@ REPLIES = {
     Rremove.TYPE: _d_empty(Rremove),
     Rxattrwalk.TYPE: _d_one(Rxattrwalk, _U64),
     Rxattrcreate.TYPE: _d_empty(Rxattrcreate),
+    Rlock.TYPE: _d_one(Rlock, _U8),
+    Rgetlock.TYPE: _d_fixed_then_str(Rgetlock, _RGETLOCK),
 }
 
 ALL = {**REQUESTS, **REPLIES}

@@ -82,6 +82,7 @@ import fcntl
 import os
 import socket
 import stat
+import struct
 import sys
 import traceback
 
@@ -101,6 +102,10 @@ _OPEN_PASS = os.O_ACCMODE | os.O_TRUNC | os.O_DIRECTORY | os.O_NOATIME | os.O_DS
 _UTIME_NOW = (1 << 30) - 1
 _UTIME_OMIT = (1 << 30) - 2
 _XATTR_SIZE_MAX = 65536
+_F_OFD_GETLK, _F_OFD_SETLK = 36, 37        # fcntl(2), Linux 3.15
+_FLOCK = struct.Struct("hhqqi4x")          # struct flock on x86-64
+_LOCK_TYPES = {p9.LOCK_RDLCK: fcntl.F_RDLCK, p9.LOCK_WRLCK: fcntl.F_WRLCK,
+               p9.LOCK_UNLCK: fcntl.F_UNLCK}
 _XATTR_OTHER = (b"trusted", b"security", b"system")
 
 # The 9P2000.L requests we do not model, by what they would do (p9.py).
@@ -244,6 +249,7 @@ class GoferServer:
             # (Linux's does, and falls back only on EOPNOTSUPP).
             p9.Trename: self._old_form, p9.Tremove: self._old_form,
             p9.Txattrwalk: self._xattrwalk, p9.Txattrcreate: self._xattrcreate,
+            p9.Tlock: self._lock, p9.Tgetlock: self._getlock,
         }
 
     @property
@@ -780,6 +786,47 @@ class GoferServer:
             if f is not None:
                 f.close()
         _fail(errno.EOPNOTSUPP)
+
+    # -- record locks -----------------------------------------------------------
+    #
+    # A 9P lock is taken as an open file description lock (F_OFD_SETLK,
+    # fcntl(2)) on the fid's open fd: it belongs to that fid, so it conflicts
+    # with every other holder on the host (another fid, another sandbox's
+    # Gofer, a host process's POSIX lock), and the Gofer never waits: a lock
+    # that cannot be had now is answered LOCK_BLOCKED, and a client that wants
+    # to wait asks again, as Linux's client does.
+
+    def _flock_args(self, f: _Fid, type_: int, start: int, length: int) -> bytes:
+        if f.open_fd is None or f.is_dir:
+            _fail(errno.EBADF)
+        kind = _LOCK_TYPES.get(type_)
+        if kind is None or start > _MAX_OFF or length > _MAX_OFF:
+            _fail(errno.EINVAL)
+        return _FLOCK.pack(kind, os.SEEK_SET, start, length, 0)
+
+    def _lock(self, m):
+        f = self._get(m.fid)
+        arg = self._flock_args(f, m.type, m.start, m.length)
+        try:
+            fcntl.fcntl(f.open_fd, _F_OFD_SETLK, arg)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                return p9.Rlock(m.tag, p9.LOCK_BLOCKED), None
+            raise
+        return p9.Rlock(m.tag, p9.LOCK_SUCCESS), None
+
+    def _getlock(self, m):
+        f = self._get(m.fid)
+        if m.type == p9.LOCK_UNLCK:
+            _fail(errno.EINVAL)
+        got = fcntl.fcntl(f.open_fd, _F_OFD_GETLK, self._flock_args(f, m.type, m.start, m.length))
+        kind, _whence, start, length, pid = _FLOCK.unpack(got)
+        if kind == fcntl.F_UNLCK:
+            return p9.Rgetlock(m.tag, p9.LOCK_UNLCK, m.start, m.length, m.proc_id,
+                               m.client_id), None
+        back = {v: k for k, v in _LOCK_TYPES.items()}[kind]
+        # The holder is elsewhere on the host: no proc_id of this client's.
+        return p9.Rgetlock(m.tag, back, start, length, pid & 0xFFFFFFFF, b""), None
 
     def _unsupported(self, m):
         _fail(_UNSUPPORTED_ERRNO.get(m.type, errno.EROFS))

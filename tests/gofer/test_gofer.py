@@ -151,11 +151,14 @@ def test_feed_empty_and_partial_header():
     assert dec.pending == 2
 
 
-def test_unmodelled_request_decodes_to_tunsupported():
-    # Tgetlock: fid[4] type[1] start[8] length[8] proc_id[4] client_id[s]; not parsed.
+def test_every_9p2000l_request_is_modelled():
+    # Linux include/net/9p/9p.h: the 9P2000.L and 9P2000 requests a client sends.
+    linux = {8, 12, 14, 16, 18, 20, 22, 24, 26, 30, 32, 40, 50, 52, 54, 70, 72, 74, 76,
+             100, 102, 104, 108, 110, 116, 118, 120, 122}
+    assert set(p9.REQUESTS) == linux
     body = struct.pack("<IBQQI", 1, 0, 0, 0, 1) + b"\x01\x00d"
     frame = struct.pack("<IBH", 7 + len(body), 54, 5) + body
-    assert p9.Decoder(p9.REQUESTS).feed(frame) == [p9.Tunsupported(5, 54)]
+    assert p9.Decoder(p9.REQUESTS).feed(frame) == [p9.Tgetlock(5, 1, 0, 0, 0, 1, b"d")]
 
 
 @pytest.mark.parametrize("msg", [
@@ -170,6 +173,8 @@ def test_unmodelled_request_decodes_to_tunsupported():
     p9.Trename(1, 2, 3, b"n"), p9.Rrename(1), p9.Tremove(1, 2), p9.Rremove(1),
     p9.Txattrwalk(1, 2, 3, b"user.a"), p9.Rxattrwalk(1, 5),
     p9.Txattrcreate(1, 2, b"user.a", 5, 1), p9.Rxattrcreate(1),
+    p9.Tlock(1, 2, p9.LOCK_WRLCK, p9.LOCK_FLAGS_BLOCK, 0, 10, 77, b"host"), p9.Rlock(1, 1),
+    p9.Tgetlock(1, 2, p9.LOCK_RDLCK, 5, 0, 77, b""), p9.Rgetlock(1, 2, 0, 0, 0, b""),
 ])
 def test_write_path_messages_round_trip(msg):
     frame = p9.encode(msg)

@@ -441,3 +441,55 @@ def test_a_volume_removed_on_the_host_gives_enoent(served):
                lambda: c.walk(node, [b"x"])):
         assert _errno(op) in (errno.ENOENT, errno.ESTALE)
     assert os.listdir(host) == []
+
+
+def _host_lock_holder(path, kind):
+    """A host process holding a POSIX lock of `kind` on the whole file until
+    its stdin closes; returns the Popen once the lock is held."""
+    code = ("import fcntl, sys\nf = open(sys.argv[1], 'r+')\n"
+            "fcntl.lockf(f, fcntl.LOCK_%s)\nprint('held', flush=True)\nsys.stdin.read()\n" % kind)
+    p = subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    assert p.stdout.readline() == b"held\n"
+    return p
+
+
+def test_locks_conflict_with_a_host_process(ours):
+    """N.B. ours only: diod grants a Tlock that a host process's lock holds."""
+    c, host = ours.c, ours.host
+    (host / "f").write_bytes(b"0123456789")
+    f = c.lopen(c.walk(ours.root, [b"f"]), os.O_RDWR)
+    assert c.getlock(f, p9.LOCK_WRLCK, 0, 0).type == p9.LOCK_UNLCK
+    holder = _host_lock_holder(host / "f", "EX")
+    try:
+        assert c.lock(f, p9.LOCK_WRLCK, 0, 0) == p9.LOCK_BLOCKED
+        assert c.lock(f, p9.LOCK_RDLCK, 2, 3) == p9.LOCK_BLOCKED
+        g = c.getlock(f, p9.LOCK_RDLCK, 0, 0)
+        assert g.type == p9.LOCK_WRLCK and g.start == 0
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)
+    assert c.lock(f, p9.LOCK_WRLCK, 0, 0) == p9.LOCK_SUCCESS
+    assert c.lock(f, p9.LOCK_UNLCK, 0, 0) == p9.LOCK_SUCCESS
+    c.clunk(f)
+
+
+def test_locks_of_two_fids_conflict(ours):
+    """Two open fids are two lock owners (OFD locks), as two sandboxes would be."""
+    c, host = ours.c, ours.host
+    (host / "f").write_bytes(b"x" * 100)
+    node = c.walk(ours.root, [b"f"])
+    a, b = c.lopen(node, os.O_RDWR), c.lopen(node, os.O_RDWR)
+    assert c.lock(a, p9.LOCK_WRLCK, 10, 10) == p9.LOCK_SUCCESS
+    assert c.lock(b, p9.LOCK_WRLCK, 15, 1) == p9.LOCK_BLOCKED
+    assert c.lock(b, p9.LOCK_WRLCK, 20, 0) == p9.LOCK_SUCCESS     # 20 to the end: no overlap
+    g = c.getlock(b, p9.LOCK_RDLCK, 0, 0)
+    assert (g.type, g.start, g.length) == (p9.LOCK_WRLCK, 10, 10)
+    assert c.lock(a, p9.LOCK_RDLCK, 0, 0) == p9.LOCK_BLOCKED         # b holds 20..
+    c.clunk(b)                                                      # closing drops b's locks
+    assert c.lock(a, p9.LOCK_RDLCK, 0, 0) == p9.LOCK_SUCCESS
+    assert _errno(c.lock, a, 7, 0, 0) == errno.EINVAL
+    assert _errno(c.getlock, a, p9.LOCK_UNLCK, 0, 0) == errno.EINVAL
+    d = c.walk(ours.root, [])
+    assert _errno(c.lock, c.lopen(d, os.O_RDONLY), p9.LOCK_RDLCK, 0, 0) == errno.EBADF
+    c.clunk(a)
