@@ -163,10 +163,13 @@ def _cmd_run(args):
 def _run_sentry(config):
     """The Sentry's side of `pyvisor run`: the sandbox's exit code, or a report and 70."""
     from pyvisor.sentry.boot import run_sandbox
-    from pyvisor.sentry.kernel import LaunchError
+    from pyvisor.sentry.kernel import LaunchError, MountError
     from pyvisor.sentry.task import SentryCrash
     try:
         return run_sandbox(config)
+    except MountError as e:
+        sys.stderr.write("pyvisor: %s\n" % e)
+        return EX_USAGE
     except LaunchError as e:
         sys.stderr.write("pyvisor: %s: %s\n" % (os.fsdecode(e.path), os.strerror(e.errno)))
         return EX_NOTFOUND if e.errno == 2 else EX_NOEXEC

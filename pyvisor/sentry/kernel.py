@@ -35,7 +35,7 @@ from pyvisor.sentry.mm.memfile import MemoryFileAllocator
 from pyvisor.sentry.mm.mm import MemoryManager
 from pyvisor.sentry.socket import netstack
 from pyvisor.sentry.threads import ThreadPool
-from pyvisor.sentry.vfs import pidfd, signalfd
+from pyvisor.sentry.vfs import MountError, pidfd, signalfd  # noqa: F401 (MountError: cli)
 from pyvisor.sentry.task import (ContextSwitch, GroupExit, SentryCrash, SignalState, Task,
                                  TaskExit, ThreadGroup, exit_wstatus, signal_wstatus)
 

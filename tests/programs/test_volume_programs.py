@@ -313,6 +313,9 @@ def test_created_files_belong_to_the_invoking_user(sandbox, workdir):
     (["--tmpfs", "/x:size=0"], "size"),
     (["--tmpfs", "/x:mode=1"], "PATH[:size=N]"),
     (["--tmpfs", "/x", "-v", "/tmp:/x"], "already a mount target"),
+    # Found when the mount table is built (the Sentry has started, the program not).
+    (["-v", "/tmp:/etc/passwd"], "cannot mount on /etc/passwd in the sandbox: Not a directory"),
+    (["--tmpfs", "/proc/x"], "cannot mount on /proc/x"),
 ])
 def test_bad_mount_options_exit_2_with_one_line(args, words):
     r = subprocess.run([*PYVISOR, "run", *args, "--", "/bin/true"], capture_output=True,

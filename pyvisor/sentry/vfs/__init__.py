@@ -18,8 +18,10 @@ Layout (one concern per module):
 task starts with `FDTable()` and `FSContext(vfs.root)`.
 """
 
+import errno
 import os
 
+from ..errors import SyscallError
 from .fdtable import FDTable, FSContext
 from .file import FileDescription
 from .host import host_file
@@ -28,7 +30,7 @@ from .pipe import make_pipe
 from .stat import Stat
 from .vfs import VirtualFilesystem
 
-__all__ = ["build_vfs", "VirtualFilesystem", "FDTable", "FSContext", "FileDescription",
+__all__ = ["build_vfs", "MountError", "VirtualFilesystem", "FDTable", "FSContext", "FileDescription",
            "VDentry", "Stat", "host_file", "make_pipe"]
 
 
@@ -51,11 +53,14 @@ def _ensure_dir(root_inode, name, mode):
         root_inode.mkdir(name, mode, 0, 0)
 
 
+class MountError(Exception):
+    """A volume or --tmpfs mount could not be made (its sandbox path is not
+    a directory, or lies where nothing can be made): one line for the user."""
+
+
 def _mount_point(vfs, path):
     """The directory at absolute `path`, made (mode 0755, as `docker -v`
     does) where missing: in the overlay, which keeps it in memory."""
-    import errno
-    from ..errors import SyscallError
     try:
         return vfs.resolve(None, path)
     except SyscallError as e:
@@ -81,14 +86,19 @@ def _mount_user(vfs, kernel, client, account):
         mounts.append((target, None, False, size))
     mounts.sort(key=lambda m: m[0].rstrip("/").count("/"))
     for target, index, read_only, size in mounts:
-        at = _mount_point(vfs, os.fsencode(target))
-        if index is None:
-            fs = TmpFS(0o1777, size=size, account=account)
-            vfs.mount(fs, fs.root, at, source=b"tmpfs", options=b"rw,nosuid,nodev")
-        else:
-            fs = GoferFS(client, volume_aname(index), read_only)
-            vfs.mount(fs, fs.root, at, source=volume_aname(index),
-                      options=b"ro" if read_only else b"rw")
+        try:
+            at = _mount_point(vfs, os.fsencode(target))
+            if index is None:
+                fs = TmpFS(0o1777, size=size, account=account)
+                vfs.mount(fs, fs.root, at, source=b"tmpfs", options=b"rw,nosuid,nodev")
+            else:
+                fs = GoferFS(client, volume_aname(index), read_only)
+                vfs.mount(fs, fs.root, at, source=volume_aname(index),
+                          options=b"ro" if read_only else b"rw")
+        except SyscallError as e:
+            raise MountError("%s: cannot mount on %s in the sandbox: %s" % (
+                "--tmpfs" if index is None else "--volume", target,
+                os.strerror(e.errno))) from None
 
 
 def build_vfs(kernel, gofer_root):
