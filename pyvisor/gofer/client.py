@@ -16,13 +16,13 @@ host fd in SCM_RIGHTS. The client takes it as `OpenFile.hostfd`
 `clunk()` closes it. Without one (diod), reads and writes are Tread and
 Twrite.
 
-Three calls do not wait for each reply before the next request (9P lets a
+These calls do not wait for each reply before the next request (9P lets a
 client have many requests outstanding, told apart by tag):
 
 - `clunk_later()` queues a Tclunk that goes out in front of the next
   request; its reply is read, and the fid freed, whenever it arrives.
-- `lopen()` sends the Twalk that clones the fid and the Tlopen of the
-  clone together.
+- `lopen()` and `lcreate()` send the Twalk that clones the fid and the
+  Tlopen (Tlcreate) of the clone together.
 - `walk_getattr_many()` sends a Twalk and a Tgetattr of the new fid for
   each of several names together: one round trip for all a first lookup
   needs, and for the names a directory listing says will be asked next. A
@@ -286,8 +286,14 @@ class GoferClient:
 
     def lopen(self, node: Node, flags: int) -> OpenFile:
         """Opens a clone of node with Linux open flags; node stays usable."""
+        return self._clone_and_open(
+            node, lambda fid: p9.Tlopen(self._next_tag(), fid, flags), p9.Rlopen)
+
+    def _clone_and_open(self, node: Node, make, rtype) -> OpenFile:
+        """A clone of node opened by the request make(fid) (Tlopen or
+        Tlcreate), whose reply is rtype: one round trip."""
         with self._lock:
-            clone, r, fds = self._clone_and_open_locked(node, flags)
+            clone, r, fds = self._clone_and_open_locked(node, make, rtype)
             if len(fds) > 1:
                 _close_all(fds)
                 self._clunk_quietly_locked(clone.fid)
@@ -304,11 +310,11 @@ class GoferClient:
         iounit = min(r.iounit, limit) if r.iounit else limit
         return OpenFile(clone, iounit, fds[0] if fds else None)
 
-    def _clone_and_open_locked(self, node: Node, flags: int):
-        """Twalk to a clone and Tlopen of it, sent together: (clone, Rlopen, fds)."""
+    def _clone_and_open_locked(self, node: Node, make, rtype):
+        """Twalk to a clone and make(clone fid), sent together: (clone, reply, fds)."""
         fid = self._alloc_fid()
         walk = p9.Twalk(self._next_tag(), node.fid, fid, ())
-        op = p9.Tlopen(self._next_tag(), fid, flags)
+        op = make(fid)
         try:
             frames = [self._encode(walk), self._encode(op)]
         except GoferError:
@@ -328,10 +334,11 @@ class GoferClient:
             raise _error(w)
         clone = Node(fid, node.qid)
         try:
-            if type(r) is not p9.Rlopen:
+            if type(r) is not rtype:
                 _close_all(fds)
-                # An error may only mean the open ran before the walk: ask again.
-                r, fds = self._rpc_fds(p9.Tlopen(self._next_tag(), fid, flags))
+                # An error may only mean the open ran before the walk: ask
+                # again (a real error, EEXIST say, comes again).
+                r, fds = self._rpc_fds(make(fid), rtype)
         except GoferError:
             self._clunk_quietly_locked(fid)
             raise
@@ -406,20 +413,12 @@ class GoferClient:
         return done
 
     def lcreate(self, directory: Node, name: bytes, flags: int, mode: int, gid: int = 0) -> OpenFile:
-        """Creates and opens directory/name (O_CREAT|O_EXCL on the host);
-        `directory` stays usable (a clone of it becomes the file)."""
-        with self._lock:
-            clone = self._walk_locked(directory, ())
-            try:
-                r, fds = self._rpc_fds(p9.Tlcreate(self._next_tag(), clone.fid, name, flags,
-                                                   mode, gid), p9.Rlcreate)
-            except GoferError:
-                self._clunk_quietly_locked(clone.fid)
-                raise
-            if len(fds) > 1 or (fds and not self._accept_fds):
-                _close_all(fds[1:] if self._accept_fds else fds)
-                fds = fds[:1] if self._accept_fds else []
-        return self._open_file(clone, r, fds)
+        """Creates and opens directory/name (flags as open(2); our Gofer adds
+        O_EXCL); `directory` stays usable (a clone of it becomes the file).
+        One round trip: the clone's Twalk goes with the Tlcreate."""
+        return self._clone_and_open(
+            directory, lambda fid: p9.Tlcreate(self._next_tag(), fid, name, flags, mode, gid),
+            p9.Rlcreate)
 
     def mkdir(self, directory: Node, name: bytes, mode: int, gid: int = 0) -> p9.Qid:
         """Tmkdir: returns the new directory's qid."""
