@@ -493,3 +493,67 @@ def test_locks_of_two_fids_conflict(ours):
     d = c.walk(ours.root, [])
     assert _errno(c.lock, c.lopen(d, os.O_RDONLY), p9.LOCK_RDLCK, 0, 0) == errno.EBADF
     c.clunk(a)
+
+
+def test_links_swapped_during_walks_never_lead_out(ours, tmp_path):
+    """A host process swaps a directory in the volume with a symlink to a
+    directory outside it, over and over, while the client walks through that
+    name and creates files: every create lands in the volume or fails;
+    nothing is ever made outside."""
+    import threading
+    import time
+
+    c, host = ours.c, ours.host
+    outside = tmp_path / "outside"
+    (host / "d").mkdir()
+    (host / "real").mkdir()
+    stop = threading.Event()
+
+    errors = []
+
+    def swap():
+        # d alternates between a directory of the volume and a symlink to
+        # `outside`; a directory is moved aside (kept), a link replaced.
+        i = 0
+        try:
+            while not stop.is_set():
+                tmp = host / ("swap%d" % i)
+                if (host / "d").is_symlink():
+                    tmp.mkdir()
+                    os.unlink(host / "d")
+                    os.rename(tmp, host / "d")
+                else:
+                    os.rename(host / "d", host / ("old%d" % i))
+                    os.symlink(str(outside), tmp)
+                    os.rename(tmp, host / "d")
+                i += 1
+        except Exception as e:   # noqa: BLE001 - reported by the test below
+            errors.append(e)
+
+    t = threading.Thread(target=swap, daemon=True)
+    t.start()
+    made = refused = 0
+    deadline = time.monotonic() + 2.0
+    try:
+        n = 0
+        while time.monotonic() < deadline:
+            n += 1
+            try:
+                node = c.walk(ours.root, [b"d"])
+            except GoferError:
+                continue
+            try:
+                f = c.lcreate(node, b"f%d" % n, os.O_RDWR, 0o600)
+                c.write(f, 0, b"x")
+                c.clunk(f)
+                made += 1
+            except GoferError as e:
+                assert e.errno in (errno.ENOTDIR, errno.ENOENT, errno.EEXIST), e
+                refused += e.errno == errno.ENOTDIR     # the walk found the link
+            c.clunk(node)
+    finally:
+        stop.set()
+        t.join(timeout=10)
+    assert errors == []
+    assert sorted(os.listdir(outside)) == ["file"]        # untouched
+    assert made > 0 and refused > 0                       # both states were met
