@@ -18,6 +18,16 @@ def _parser():
                      help="print each system call, as strace does, to stderr or FILE")
     run.add_argument("--debug", action="store_true", help="log decisions and tracebacks to stderr")
     run.add_argument("--rootfs", default="/", metavar="DIR", help="host directory served read-only as / (default: /)")
+    run.add_argument("-v", "--volume", action="append", default=[], metavar="HOST_DIR:PATH[:ro|rw]",
+                     help="mount the host directory HOST_DIR at PATH in the sandbox, served by "
+                          "the Gofer; writes reach the host (rw, the default) or are refused "
+                          "with EROFS (ro); repeatable")
+    run.add_argument("--tmpfs", action="append", default=[], metavar="PATH[:size=N]",
+                     help="mount an in-memory file system at PATH (size in bytes, suffixes k, "
+                          "m, g; default: half of RAM); repeatable")
+    run.add_argument("--read-only", action="store_true",
+                     help="no writable overlay over the root: writes to it fail with EROFS "
+                          "(volumes and --tmpfs stay writable)")
     run.add_argument("--env", action="append", default=[], metavar="K=V", help="set an environment variable")
     run.add_argument("--cwd", default=None, metavar="DIR", help="working directory inside the sandbox")
     run.add_argument("--hostname", default="pyvisor", help="the sandbox's host name (default: pyvisor)")
@@ -70,11 +80,15 @@ _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 def _bytes(text):
     """A size: a whole number of bytes, or with a k, m, g or t suffix (powers of 1024)."""
+    return _size(text, argparse.ArgumentTypeError)
+
+
+def _size(text, error=ValueError):
     t = text.strip().lower()
     unit = t[-1:] if t[-1:] in _UNITS and not t[-1:].isdigit() else ""
     number = t[:len(t) - len(unit)]
     if not number.isdigit() or int(number) == 0:
-        raise argparse.ArgumentTypeError("wants a size in bytes above 0 (e.g. 512m), got %r" % text)
+        raise error("wants a size in bytes above 0 (e.g. 512m), got %r" % text)
     return int(number) * _UNITS[unit]
 
 
@@ -109,7 +123,8 @@ def _caller_environ():
 
 
 def _cmd_run(args):
-    from pyvisor.config import DEFAULT_OVERLAY, SandboxConfig, env_with, parse_overlay
+    from pyvisor.config import (DEFAULT_OVERLAY, SandboxConfig, env_with, parse_overlay,
+                                parse_tmpfs, parse_volume)
 
     prog = args.program[1:] if args.program[:1] == ["--"] else args.program
     if not prog:
@@ -121,6 +136,8 @@ def _cmd_run(args):
         cwd = os.getcwd() if args.rootfs == "/" else "/"
     try:
         overlay, overlay_dir = parse_overlay(args.overlay or DEFAULT_OVERLAY)
+        volumes = tuple(parse_volume(v) for v in args.volume)
+        tmpfs = tuple(parse_tmpfs(t, lambda n: _size(n, ValueError)) for t in args.tmpfs)
         config = SandboxConfig(
             argv=tuple(os.fsencode(a) for a in prog), env=env_with(_caller_environ(), args.env),
             cwd=cwd, rootfs=os.path.abspath(args.rootfs), hostname=args.hostname,
@@ -129,7 +146,8 @@ def _cmd_run(args):
             debug=args.debug, strict_imports=args.debug or os.environ.get(
                 "PYVISOR_STRICT_IMPORTS") == "1", pin_cpu=args.pin_cpu, pids_limit=args.pids_limit,
             fork=args.fork, timeout=args.timeout, memory=args.memory,
-            overlay_size=args.overlay_size, overlay=overlay, overlay_dir=overlay_dir)
+            overlay_size=args.overlay_size, overlay=overlay, overlay_dir=overlay_dir,
+            volumes=volumes, tmpfs=tmpfs, read_only=args.read_only)
     except ValueError as e:
         sys.stderr.write("pyvisor: %s\n" % e)
         return EX_USAGE
@@ -152,10 +170,13 @@ def _cmd_run(args):
 def _run_sentry(config):
     """The Sentry's side of `pyvisor run`: the sandbox's exit code, or a report and 70."""
     from pyvisor.sentry.boot import run_sandbox
-    from pyvisor.sentry.kernel import LaunchError
+    from pyvisor.sentry.kernel import LaunchError, MountError
     from pyvisor.sentry.task import SentryCrash
     try:
         return run_sandbox(config)
+    except MountError as e:
+        sys.stderr.write("pyvisor: %s\n" % e)
+        return EX_USAGE
     except LaunchError as e:
         sys.stderr.write("pyvisor: %s: %s\n" % (os.fsdecode(e.path), os.strerror(e.errno)))
         return EX_NOTFOUND if e.errno == 2 else EX_NOEXEC

@@ -27,24 +27,33 @@ class SandboxConfig(FrozenFields):
     hold; None for tmpfs's default, or the host's free space in file mode),
     overlay (the root's writable layer: "memory", its data in the Sentry's
     memory; "file", its data in an unlinked host file in ``overlay_dir``,
-    None for ``default_overlay_dir()``: sentry/mm/filestore.py; "none", a
-    read-only root), extra (a dict for embedders).
+    None for ``default_overlay_dir()``: sentry/mm/filestore.py; "none", no
+    writable layer at all), volumes (a tuple of (host directory,
+    sandbox path, read_only): host directories the Gofer serves, mounted
+    over the root at their sandbox paths, writes reaching the host),
+    tmpfs (a tuple of (sandbox path, size in bytes or None): in-memory
+    file systems mounted there), read_only (Docker's --read-only: the
+    root's layer is frozen once the mount points are made, so writes to
+    the root are EROFS), extra (a dict for embedders).
     """
 
     __slots__ = ("argv", "env", "cwd", "rootfs", "hostname", "platform", "strace", "strace_file",
                  "debug", "pin_cpu", "confine", "strict_imports", "pids_limit", "fork", "timeout",
-                 "memory", "overlay_size", "overlay", "overlay_dir", "extra")
+                 "memory", "overlay_size", "overlay", "overlay_dir", "volumes", "tmpfs",
+                 "read_only", "extra")
 
     def __init__(self, argv, env=(), cwd="/", rootfs="/", hostname="pyvisor", platform="auto",
                  strace=False, strace_file=None, debug=False, pin_cpu=True, confine=True,
                  strict_imports=False, pids_limit=1024, fork="cow", timeout=None, memory=None,
-                 overlay_size=None, overlay=DEFAULT_OVERLAY, overlay_dir=None, extra=None):
+                 overlay_size=None, overlay=DEFAULT_OVERLAY, overlay_dir=None, volumes=(),
+                 tmpfs=(), read_only=False, extra=None):
         self._set(argv=argv, env=env, cwd=cwd, rootfs=rootfs, hostname=hostname,
                   platform=platform, strace=strace, strace_file=strace_file, debug=debug,
                   pin_cpu=pin_cpu, confine=confine, strict_imports=strict_imports,
                   pids_limit=pids_limit, fork=fork, timeout=timeout,
                   memory=memory, overlay_size=overlay_size, overlay=overlay,
-                  overlay_dir=overlay_dir,
+                  overlay_dir=overlay_dir, volumes=tuple(volumes), tmpfs=tuple(tmpfs),
+                  read_only=read_only,
                   extra={} if extra is None else extra)
 
     def _values(self):
@@ -74,6 +83,64 @@ class SandboxConfig(FrozenFields):
                 raise ValueError(why)
         if self.platform not in PLATFORMS:
             raise ValueError("unknown platform %r (have: %s)" % (self.platform, ", ".join(PLATFORMS)))
+        seen = set()
+        for host, target, _read_only in self.volumes:
+            if not os.path.isabs(host):
+                raise ValueError("--volume: host path %r is not absolute" % host)
+            if not os.path.exists(host):
+                raise ValueError("--volume: host path %r does not exist" % host)
+            if not os.path.isdir(host):
+                raise ValueError("--volume: host path %r is not a directory" % host)
+            _check_target("--volume", target, seen)
+        for target, size in self.tmpfs:
+            _check_target("--tmpfs", target, seen)
+            if size is not None and size <= 0:
+                raise ValueError("--tmpfs %s: size must be above 0 bytes" % target)
+
+
+def _check_target(option, target, seen):
+    """A mount's sandbox path: absolute, not the root, and not mounted on twice."""
+    if not target.startswith("/"):
+        raise ValueError("%s: sandbox path %r is not absolute" % (option, target))
+    norm = os.path.normpath(target)
+    if norm in ("/", "//"):
+        raise ValueError("%s: cannot mount over the root / (use --rootfs)" % option)
+    if norm in seen:
+        raise ValueError("%s: %s is already a mount target" % (option, norm))
+    seen.add(norm)
+
+
+def parse_volume(spec):
+    """``HOST_DIR:SANDBOX_PATH[:ro|rw]`` -> (absolute host dir, sandbox path,
+    read_only); ValueError says what is wrong. rw is the default."""
+    parts = spec.split(":")
+    if len(parts) == 3:
+        host, target, mode = parts
+        if mode not in ("ro", "rw"):
+            raise ValueError("--volume %s: mode must be ro or rw, got %r" % (spec, mode))
+    elif len(parts) == 2:
+        (host, target), mode = parts, "rw"
+    else:
+        raise ValueError("--volume wants HOST_DIR:SANDBOX_PATH[:ro|rw], got %r" % spec)
+    if not host or not target:
+        raise ValueError("--volume wants HOST_DIR:SANDBOX_PATH[:ro|rw], got %r" % spec)
+    return os.path.abspath(host), os.path.normpath(target) if target.startswith("/") else target, \
+        mode == "ro"
+
+
+def parse_tmpfs(spec, parse_size):
+    """``PATH[:size=N]`` -> (path, size or None); `parse_size` reads N."""
+    target, sep, opts = spec.partition(":")
+    size = None
+    if sep:
+        key, eq, value = opts.partition("=")
+        if key != "size" or not eq:
+            raise ValueError("--tmpfs wants PATH[:size=N], got %r" % spec)
+        try:
+            size = parse_size(value)
+        except ValueError as e:
+            raise ValueError("--tmpfs %s: %s" % (spec, e)) from None
+    return os.path.normpath(target) if target.startswith("/") else target, size
 
 
 def env_with(base, overrides):

@@ -260,6 +260,8 @@ _GOFER_RULES = {
     "lseek": None,             # rewinding a directory
     "readlinkat": None,        # Treadlink
     "fstatfs": None,           # Tstatfs
+    "fgetxattr": None,         # Txattrwalk of a user.* attribute
+    "flistxattr": None,
     "pread64": None,           # Tread of files not donated
     "read": None,
     "fcntl": None,             # os.dup is F_DUPFD_CLOEXEC
@@ -290,8 +292,33 @@ GOFER_DENIED = ("execve", "execveat", "open", "creat", "openat2", "socket", "soc
                 "symlinkat", "mknodat", "fchmodat", "fchownat", "ftruncate", "pwrite64",
                 "mount", "chroot", "prctl", "process_vm_writev")
 
+# The Gofer that serves a read-write volume (-v HOST:PATH[:rw]): the 9P2000.L
+# write path on top, every call relative to an fd it holds. Still no exec,
+# sockets, tracing, mount or chroot; no O_TMPFILE.
+_GOFER_WRITE_RULES = dict(_GOFER_RULES)
+_GOFER_WRITE_RULES.update({
+    "openat": ArgBitsClear(2, 0o20000000),   # O_CREAT/O_TRUNC/writing yes, __O_TMPFILE no
+    "mkdirat": None,           # Tmkdir
+    "mknodat": None,           # Tmknod (files, FIFOs, sockets; devices refused before)
+    "symlinkat": None,         # Tsymlink
+    "linkat": None,            # Tlink
+    "renameat": None,          # Trenameat
+    "unlinkat": None,          # Tunlinkat
+    "fchmodat": None,          # Tsetattr mode (through /proc/self/fd)
+    "fchownat": None,          # Tsetattr uid/gid
+    "utimensat": None,         # Tsetattr times
+    "ftruncate": None,         # Tsetattr size
+    "pwrite64": None,          # Twrite
+    "fsync": None,             # Tfsync
+    "fdatasync": None,
+    "fsetxattr": None,         # Tclunk of a Txattrcreate fid (user.* only)
+    "fremovexattr": None,
+})
+GOFER_WRITE_DENIED = tuple(n for n in GOFER_DENIED if n not in _GOFER_WRITE_RULES)
+
 SENTRY_ALLOWED = frozenset(_SENTRY_RULES)
 GOFER_ALLOWED = frozenset(_GOFER_RULES)
+GOFER_WRITE_ALLOWED = frozenset(_GOFER_WRITE_RULES)
 
 
 # -- building ------------------------------------------------------------------
@@ -358,8 +385,11 @@ def sentry_filter():
     return build_filter(_SENTRY_RULES, SENTRY_DENIED, _SENTRY_ERRNO)
 
 
-def gofer_filter():
-    """The Gofer's BPF program; see build_filter()."""
+def gofer_filter(writable=False):
+    """The Gofer's BPF program; see build_filter(). `writable` for a Gofer
+    that serves a read-write volume."""
+    if writable:
+        return build_filter(_GOFER_WRITE_RULES, GOFER_WRITE_DENIED)
     return build_filter(_GOFER_RULES, GOFER_DENIED)
 
 
@@ -532,9 +562,10 @@ def install_sentry_filter(log_denials=False):
     install(sentry_filter(), log_denials)
 
 
-def install_gofer_filter(log_denials=False):
-    """Confine the Gofer to read-only service: no exec, sockets, tracing, writes."""
-    install(gofer_filter(), log_denials)
+def install_gofer_filter(log_denials=False, writable=False):
+    """Confine the Gofer to file service: no exec, sockets, tracing; no
+    writes unless it serves a read-write volume."""
+    install(gofer_filter(writable), log_denials)
 
 
 # Modules the Sentry imports on first use (a report's traceback, getrusage).
@@ -600,6 +631,7 @@ def _walk(pkg_name, paths):
 
 
 __all__ = ["SENTRY_ALLOWED", "SENTRY_DENIED", "GOFER_ALLOWED", "GOFER_DENIED",
+           "GOFER_WRITE_ALLOWED", "GOFER_WRITE_DENIED",
            "ArgIn", "ArgBitsClear", "ArgBitsSet", "build_filter", "sentry_filter",
            "gofer_filter", "install", "install_sentry_filter", "install_gofer_filter",
            "preimport", "iter_modules", "syscall_number", "stub_filter", "stub_rules",

@@ -92,7 +92,7 @@ def test_gofer_allowlist_is_what_the_filter_allows():
 
 def test_allowlists_stay_small():
     assert len(SENTRY_ALLOWED) == 65 < 80
-    assert len(GOFER_ALLOWED) == 33 < 40
+    assert len(GOFER_ALLOWED) == 35 < 40
 
 
 def test_denied_calls_are_denied_whatever_the_arguments():
@@ -106,6 +106,25 @@ def test_denied_calls_are_denied_whatever_the_arguments():
     assert {"execve", "socket", "connect", "ptrace", "clone"} <= set(GOFER_DENIED)
     for nr in numbers(GOFER_DENIED):
         assert run_bpf(gprog, nr) == RET_EPERM, nr
+
+
+def test_gofer_writer_filter_adds_only_the_write_path():
+    """A Gofer serving a read-write volume gets the *at() write calls, and
+    still no exec, sockets, tracing, mount, chroot or O_TMPFILE."""
+    prog = seccomp.gofer_filter(writable=True)
+    assert allowed_numbers(prog, probes_for(seccomp._GOFER_WRITE_RULES)) == \
+        numbers(seccomp.GOFER_WRITE_ALLOWED)
+    assert len(seccomp.GOFER_WRITE_ALLOWED) == 50 < 56
+    added = seccomp.GOFER_WRITE_ALLOWED - GOFER_ALLOWED
+    assert added == {"mkdirat", "mknodat", "symlinkat", "linkat", "renameat", "unlinkat",
+                     "fchmodat", "fchownat", "utimensat", "ftruncate", "pwrite64", "fsync",
+                     "fdatasync", "fsetxattr", "fremovexattr"}
+    for nr in numbers(seccomp.GOFER_WRITE_DENIED):
+        assert run_bpf(prog, nr) == RET_EPERM, nr
+    assert {"execve", "socket", "ptrace", "mount", "chroot", "clone"} <= set(seccomp.GOFER_WRITE_DENIED)
+    openat = syscall_number("openat")
+    assert run_bpf(prog, openat, (0, 0, os.O_RDWR | os.O_CREAT | os.O_EXCL)) == RET_ALLOW
+    assert run_bpf(prog, openat, (0, 0, os.O_TMPFILE | os.O_RDWR)) == RET_EPERM
 
 
 def test_foreign_architecture_and_x32_are_denied():

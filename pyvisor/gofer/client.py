@@ -10,17 +10,19 @@ trusted, so the client is marked broken and every later call raises
 EIO. (A server that stalls mid-reply blocks the caller; give the socket a
 timeout to bound that, and a timeout becomes EIO too.)
 
-Extension (see server.py): an Rlopen may come with a donated host fd in
-SCM_RIGHTS. The client takes it as `OpenFile.hostfd` (close-on-exec),
-`read()` preads it directly, and `clunk()` closes it.
+Extension (see server.py): an Rlopen or Rlcreate may come with a donated
+host fd in SCM_RIGHTS. The client takes it as `OpenFile.hostfd`
+(close-on-exec), `read()` preads and `write()` pwrites it directly, and
+`clunk()` closes it. Without one (diod), reads and writes are Tread and
+Twrite.
 
-Three calls do not wait for each reply before the next request (9P lets a
+These calls do not wait for each reply before the next request (9P lets a
 client have many requests outstanding, told apart by tag):
 
 - `clunk_later()` queues a Tclunk that goes out in front of the next
   request; its reply is read, and the fid freed, whenever it arrives.
-- `lopen()` sends the Twalk that clones the fid and the Tlopen of the
-  clone together.
+- `lopen()` and `lcreate()` send the Twalk that clones the fid and the
+  Tlopen (Tlcreate) of the clone together.
 - `walk_getattr_many()` sends a Twalk and a Tgetattr of the new fid for
   each of several names together: one round trip for all a first lookup
   needs, and for the names a directory listing says will be asked next. A
@@ -151,6 +153,16 @@ def _release_host_fd(obj) -> Node:
     return obj
 
 
+def _on_host_fd(fn, *args):
+    """os.pread/os.pwrite on a donated fd, its errors as GoferError."""
+    try:
+        return fn(*args)
+    except OSError as exc:
+        raise GoferError(exc.errno or errno.EIO) from None
+    except OverflowError:
+        raise GoferError(errno.EINVAL) from None
+
+
 def _close_all(fds) -> None:
     for fd in fds:
         try:
@@ -181,6 +193,7 @@ class GoferClient:
         self._unanswered = 0           # requests sent whose replies are not read yet
         self._outbox = []              # encoded requests that go out with the next one
         self._deferred = {}            # tag -> fid of a Tclunk whose reply is not read yet
+        self._no_renameat = self._no_unlinkat = False   # the server lacks them (diod)
         with self._lock:
             r = self._rpc(p9.Tversion(p9.NOTAG, msize, p9.VERSION), p9.Rversion)
         if r.version != p9.VERSION or not p9.MIN_MSIZE <= r.msize <= msize:
@@ -273,8 +286,14 @@ class GoferClient:
 
     def lopen(self, node: Node, flags: int) -> OpenFile:
         """Opens a clone of node with Linux open flags; node stays usable."""
+        return self._clone_and_open(
+            node, lambda fid: p9.Tlopen(self._next_tag(), fid, flags), p9.Rlopen)
+
+    def _clone_and_open(self, node: Node, make, rtype) -> OpenFile:
+        """A clone of node opened by the request make(fid) (Tlopen or
+        Tlcreate), whose reply is rtype: one round trip."""
         with self._lock:
-            clone, r, fds = self._clone_and_open_locked(node, flags)
+            clone, r, fds = self._clone_and_open_locked(node, make, rtype)
             if len(fds) > 1:
                 _close_all(fds)
                 self._clunk_quietly_locked(clone.fid)
@@ -282,16 +301,20 @@ class GoferClient:
             if fds and not self._accept_fds:
                 _close_all(fds)
                 fds = []
+        return self._open_file(clone, r, fds)
+
+    def _open_file(self, clone: Node, r, fds) -> OpenFile:
+        """The OpenFile an Rlopen or Rlcreate (and its donated fd) make of `clone`."""
         clone.qid = r.qid
         limit = self.msize - p9.IOHDRSZ
         iounit = min(r.iounit, limit) if r.iounit else limit
         return OpenFile(clone, iounit, fds[0] if fds else None)
 
-    def _clone_and_open_locked(self, node: Node, flags: int):
-        """Twalk to a clone and Tlopen of it, sent together: (clone, Rlopen, fds)."""
+    def _clone_and_open_locked(self, node: Node, make, rtype):
+        """Twalk to a clone and make(clone fid), sent together: (clone, reply, fds)."""
         fid = self._alloc_fid()
         walk = p9.Twalk(self._next_tag(), node.fid, fid, ())
-        op = p9.Tlopen(self._next_tag(), fid, flags)
+        op = make(fid)
         try:
             frames = [self._encode(walk), self._encode(op)]
         except GoferError:
@@ -311,10 +334,11 @@ class GoferClient:
             raise _error(w)
         clone = Node(fid, node.qid)
         try:
-            if type(r) is not p9.Rlopen:
+            if type(r) is not rtype:
                 _close_all(fds)
-                # An error may only mean the open ran before the walk: ask again.
-                r, fds = self._rpc_fds(p9.Tlopen(self._next_tag(), fid, flags))
+                # An error may only mean the open ran before the walk: ask
+                # again (a real error, EEXIST say, comes again).
+                r, fds = self._rpc_fds(make(fid), rtype)
         except GoferError:
             self._clunk_quietly_locked(fid)
             raise
@@ -325,12 +349,7 @@ class GoferClient:
         if offset < 0 or count < 0:
             raise GoferError(errno.EINVAL)
         if f.hostfd is not None:
-            try:
-                return os.pread(f.hostfd, count, offset)
-            except OSError as exc:
-                raise GoferError(exc.errno or errno.EIO) from None
-            except OverflowError:
-                raise GoferError(errno.EINVAL) from None
+            return _on_host_fd(os.pread, f.hostfd, count, offset)
         chunks = []
         with self._lock:
             while count > 0:
@@ -348,7 +367,8 @@ class GoferClient:
 
     def readdir(self, f: OpenFile, offset: int, count: int) -> list:
         """One Treaddir: [(qid, next_offset, dtype, name)] (p9.Dirent); [] at the end."""
-        count = min(count, self.msize - _RREAD_OVERHEAD)
+        # IOHDRSZ, as Linux's client: diod refuses a count past msize - 24.
+        count = min(count, self.msize - p9.IOHDRSZ)
         with self._lock:
             r = self._rpc(p9.Treaddir(self._next_tag(), f.node.fid, offset, count), p9.Rreaddir)
         if len(r.data) > count:
@@ -369,6 +389,188 @@ class GoferClient:
             r = self._rpc(p9.Tstatfs(self._next_tag(), node.fid), p9.Rstatfs)
         return StatFs(r.type, r.bsize, r.blocks, r.bfree, r.bavail, r.files, r.ffree,
                       r.fsid, r.namelen)
+
+    # -- the write path ----------------------------------------------------------
+
+    def write(self, f: OpenFile, offset: int, data) -> int:
+        """Writes data at offset: pwrite on the donated fd, else Twrite in
+        iounit chunks; returns the bytes written (short on a short write)."""
+        if offset < 0:
+            raise GoferError(errno.EINVAL)
+        if f.hostfd is not None:
+            return _on_host_fd(os.pwrite, f.hostfd, data, offset)
+        view, done = memoryview(data), 0
+        with self._lock:
+            while done < len(view) or not view:
+                chunk = bytes(view[done:done + f.iounit])
+                r = self._rpc(p9.Twrite(self._next_tag(), f.node.fid, offset + done, chunk),
+                              p9.Rwrite)
+                if r.count > len(chunk):
+                    raise GoferError(errno.EIO)
+                done += r.count
+                if r.count < len(chunk) or not view:
+                    break
+        return done
+
+    def lcreate(self, directory: Node, name: bytes, flags: int, mode: int, gid: int = 0) -> OpenFile:
+        """Creates and opens directory/name (flags as open(2); our Gofer adds
+        O_EXCL); `directory` stays usable (a clone of it becomes the file).
+        One round trip: the clone's Twalk goes with the Tlcreate."""
+        return self._clone_and_open(
+            directory, lambda fid: p9.Tlcreate(self._next_tag(), fid, name, flags, mode, gid),
+            p9.Rlcreate)
+
+    def mkdir(self, directory: Node, name: bytes, mode: int, gid: int = 0) -> p9.Qid:
+        """Tmkdir: returns the new directory's qid."""
+        with self._lock:
+            return self._rpc(p9.Tmkdir(self._next_tag(), directory.fid, name, mode, gid),
+                             p9.Rmkdir).qid
+
+    def mknod(self, directory: Node, name: bytes, mode: int, major: int = 0, minor: int = 0,
+              gid: int = 0) -> p9.Qid:
+        """Tmknod (mode holds the file type): returns the new file's qid."""
+        with self._lock:
+            return self._rpc(p9.Tmknod(self._next_tag(), directory.fid, name, mode, major,
+                                       minor, gid), p9.Rmknod).qid
+
+    def symlink(self, directory: Node, name: bytes, target: bytes, gid: int = 0) -> p9.Qid:
+        """Tsymlink: directory/name -> target; returns the link's qid."""
+        with self._lock:
+            return self._rpc(p9.Tsymlink(self._next_tag(), directory.fid, name, target, gid),
+                             p9.Rsymlink).qid
+
+    def link(self, directory: Node, node: Node, name: bytes) -> None:
+        """Tlink: directory/name becomes another name of node's file."""
+        with self._lock:
+            self._rpc(p9.Tlink(self._next_tag(), directory.fid, node.fid, name), p9.Rlink)
+
+    def renameat(self, olddir: Node, oldname: bytes, newdir: Node, newname: bytes) -> None:
+        """Trenameat; where the server has none (EOPNOTSUPP: diod), Trename
+        of a fid walked to the old name, as Linux's client falls back."""
+        with self._lock:
+            if not self._no_renameat:
+                try:
+                    self._rpc(p9.Trenameat(self._next_tag(), olddir.fid, oldname, newdir.fid,
+                                           newname), p9.Rrenameat)
+                    return
+                except GoferError as e:
+                    if e.errno != errno.EOPNOTSUPP:
+                        raise
+                    self._no_renameat = True
+            node = self._walk_locked(olddir, (oldname,))
+            try:
+                self._rpc(p9.Trename(self._next_tag(), node.fid, newdir.fid, newname), p9.Rrename)
+            finally:
+                self._clunk_quietly_locked(node.fid)
+
+    def unlinkat(self, directory: Node, name: bytes, flags: int = 0) -> None:
+        """Tunlinkat: flags 0 removes a non-directory, p9.AT_REMOVEDIR an empty
+        directory. Where the server has none (EOPNOTSUPP), Tremove of a fid
+        walked to the name, after checking its type as unlinkat(2) would."""
+        with self._lock:
+            if not self._no_unlinkat:
+                try:
+                    self._rpc(p9.Tunlinkat(self._next_tag(), directory.fid, name, flags),
+                              p9.Runlinkat)
+                    return
+                except GoferError as e:
+                    if e.errno != errno.EOPNOTSUPP:
+                        raise
+                    self._no_unlinkat = True
+            node = self._walk_locked(directory, (name,))
+            is_dir = bool(node.qid.type & p9.QTDIR)
+            if is_dir != bool(flags & p9.AT_REMOVEDIR):
+                self._clunk_quietly_locked(node.fid)
+                raise GoferError(errno.ENOTDIR if not is_dir else errno.EISDIR)
+            try:
+                self._rpc(p9.Tremove(self._next_tag(), node.fid), p9.Rremove)
+            finally:
+                self._free_fids.append(node.fid)     # remove(5): the fid is clunked either way
+
+    def setattr(self, node: Node, valid: int, **fields) -> None:
+        """Tsetattr with the p9.SETATTR_* bits in `valid` and the matching
+        fields (mode, uid, gid, size, atime_sec, atime_nsec, mtime_sec,
+        mtime_nsec); ATIME/MTIME without their *_SET bit mean "now"."""
+        with self._lock:
+            try:
+                msg = p9.Tsetattr(self._next_tag(), node.fid, valid, **fields)
+            except TypeError:
+                raise GoferError(errno.EINVAL) from None
+            self._rpc(msg, p9.Rsetattr)
+
+    def fsync(self, f: OpenFile, datasync: bool = False) -> None:
+        with self._lock:
+            self._rpc(p9.Tfsync(self._next_tag(), f.node.fid, int(datasync)), p9.Rfsync)
+
+    # -- extended attributes --------------------------------------------------
+
+    def getxattr(self, node: Node, name: bytes) -> bytes:
+        """The value of attribute `name` (Txattrwalk, Tread, Tclunk);
+        with an empty name, the NUL-terminated list of names."""
+        with self._lock:
+            fid = self._alloc_fid()
+            try:
+                r = self._rpc(p9.Txattrwalk(self._next_tag(), node.fid, fid, name), p9.Rxattrwalk)
+            except GoferError:
+                self._free_fids.append(fid)
+                raise
+            try:
+                out, limit = bytearray(), self.msize - p9.IOHDRSZ
+                while len(out) < r.size:
+                    got = self._rpc(p9.Tread(self._next_tag(), fid, len(out),
+                                             min(limit, r.size - len(out))), p9.Rread).data
+                    if not got:
+                        break
+                    out += got
+                if len(out) != r.size:
+                    raise GoferError(errno.EIO)
+                return bytes(out)
+            finally:
+                self._clunk_quietly_locked(fid)
+
+    def setxattr(self, node: Node, name: bytes, value: bytes, flags: int = 0) -> None:
+        """Sets attribute `name` (flags as setxattr(2)): Txattrcreate on a
+        clone of node, Twrite of the value, and the Tclunk that commits it.
+        An empty value removes the attribute (9P2000.L has no other way)."""
+        with self._lock:
+            clone = self._walk_locked(node, ())
+            try:
+                self._rpc(p9.Txattrcreate(self._next_tag(), clone.fid, name, len(value), flags),
+                          p9.Rxattrcreate)
+                done, limit = 0, self.msize - p9.IOHDRSZ
+                while done < len(value):
+                    chunk = value[done:done + limit]
+                    r = self._rpc(p9.Twrite(self._next_tag(), clone.fid, done, chunk), p9.Rwrite)
+                    if not 0 < r.count <= len(chunk):
+                        raise GoferError(errno.EIO)
+                    done += r.count
+            except GoferError:
+                self._clunk_quietly_locked(clone.fid)
+                raise
+            try:
+                self._rpc(p9.Tclunk(self._next_tag(), clone.fid), p9.Rclunk)
+            finally:
+                self._free_fids.append(clone.fid)
+
+    def removexattr(self, node: Node, name: bytes) -> None:
+        self.setxattr(node, name, b"", 0)
+
+    # -- record locks -----------------------------------------------------------
+
+    def lock(self, f: OpenFile, type_: int, start: int, length: int, flags: int = 0,
+             proc_id: int = 0, client_id: bytes = b"") -> int:
+        """Tlock on an open file (p9.LOCK_RDLCK/WRLCK/UNLCK; length 0: to
+        the end); returns p9.LOCK_SUCCESS or p9.LOCK_BLOCKED (ask again to wait)."""
+        with self._lock:
+            return self._rpc(p9.Tlock(self._next_tag(), f.node.fid, type_, flags, start, length,
+                                      proc_id, client_id), p9.Rlock).status
+
+    def getlock(self, f: OpenFile, type_: int, start: int, length: int, proc_id: int = 0,
+                client_id: bytes = b"") -> p9.Rgetlock:
+        """Tgetlock: the first lock that would conflict (type LOCK_UNLCK if none)."""
+        with self._lock:
+            return self._rpc(p9.Tgetlock(self._next_tag(), f.node.fid, type_, start, length,
+                                         proc_id, client_id), p9.Rgetlock)
 
     def clunk(self, obj) -> None:
         """Releases a Node or OpenFile (closing a donated fd).
@@ -544,12 +746,12 @@ class GoferClient:
         self._check(msg, self._decode(size), rtype)
         raise GoferError(errno.EIO)
 
-    def _rpc_fds(self, msg):
-        """As _rpc for Tlopen, also returning any fds that came with the reply."""
+    def _rpc_fds(self, msg, rtype=p9.Rlopen):
+        """As _rpc for Tlopen/Tlcreate, also returning any fds that came with the reply."""
         self._send(msg)
         fds = []
         try:
-            return self._check(msg, self._decode(self._recv_frame(fds)), p9.Rlopen), fds
+            return self._check(msg, self._decode(self._recv_frame(fds)), rtype), fds
         except BaseException:
             _close_all(fds)
             raise

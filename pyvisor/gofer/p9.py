@@ -20,11 +20,13 @@ msize negotiated by Tversion. Strings are ``len[2] bytes``; they are kept
 as `bytes` here because Linux names are bytes, not text. A qid is
 ``type[1] version[4] path[8]``.
 
-The messages modelled are the ones a read-only file server needs, plus a
-few that are cheap. A request type that 9P2000.L defines but this module
-does not model (Tmkdir, Tsetattr, ...) decodes to `Tunsupported`, so that
-a server can answer it with Rlerror instead of dropping the connection;
-a type number outside 9P2000.L is a `RemoteProtocolError`.
+Every request 9P2000.L defines is modelled: walk, open, read, readdir,
+the write path (lcreate, mkdir, mknod, symlink, link, renameat,
+unlinkat, setattr, fsync, write), xattrwalk/xattrcreate, lock/getlock,
+and the older rename/remove. `Tunsupported` stays for a type a server
+chooses not to serve (`_UNMODELLED_REQUESTS`, empty today): it decodes
+without its body, so the server can answer Rlerror instead of dropping
+the connection. A type number outside 9P2000.L is a `RemoteProtocolError`.
 """
 
 import struct
@@ -166,6 +168,15 @@ HEADER = _HEADER
 RGETATTR_BODY = _RGETATTR
 # type[4] bsize[4] blocks[8] bfree[8] bavail[8] files[8] ffree[8] fsid[8] namelen[4]
 _RSTATFS = struct.Struct("<IIQQQQQQI")
+# fid[4] valid[4] mode[4] uid[4] gid[4] size[8] atime[8+8] mtime[8+8]
+_TSETATTR = struct.Struct("<IIIIIQQQQQ")
+_U32_U32_U32 = struct.Struct("<III")
+_U64 = struct.Struct("<Q")
+_U64_U32 = struct.Struct("<QI")
+_TLOCK = struct.Struct("<IBIQQI")       # fid type flags start length proc_id
+_TGETLOCK = struct.Struct("<IBQQI")     # fid type start length proc_id
+_RGETLOCK = struct.Struct("<BQQI")      # type start length proc_id
+_U8 = struct.Struct("<B")
 # qid[13] offset[8] type[1] name[s]: one entry of Rreaddir's data.
 _DIRENT = struct.Struct("<BIQQBH")
 
@@ -469,6 +480,328 @@ class Rclunk:
     tag: int
 
 
+# -- the write path (9P2000.L, Linux include/net/9p/9p.h and net/9p/client.c)
+
+# Tsetattr valid bits (Linux P9_ATTR_*): ATIME/MTIME without *_SET mean "now".
+SETATTR_MODE = 0x00000001
+SETATTR_UID = 0x00000002
+SETATTR_GID = 0x00000004
+SETATTR_SIZE = 0x00000008
+SETATTR_ATIME = 0x00000010
+SETATTR_MTIME = 0x00000020
+SETATTR_CTIME = 0x00000040
+SETATTR_ATIME_SET = 0x00000080
+SETATTR_MTIME_SET = 0x00000100
+AT_REMOVEDIR = 0x200   # Tunlinkat flags, as unlinkat(2)
+
+
+@record
+class Tlcreate:
+    """size[4] Tlcreate tag[2] fid[4] name[s] flags[4] mode[4] gid[4]
+
+    Creates `name` in the directory `fid` and opens it: `fid` becomes the
+    new file, open with `flags`."""
+    TYPE: ClassVar[int] = 14
+    tag: int
+    fid: int
+    name: bytes
+    flags: int
+    mode: int
+    gid: int
+
+
+@record
+class Rlcreate:
+    """size[4] Rlcreate tag[2] qid[13] iounit[4]"""
+    TYPE: ClassVar[int] = 15
+    tag: int
+    qid: Qid
+    iounit: int
+
+
+@record
+class Tsymlink:
+    """size[4] Tsymlink tag[2] fid[4] name[s] symtgt[s] gid[4]"""
+    TYPE: ClassVar[int] = 16
+    tag: int
+    fid: int
+    name: bytes
+    target: bytes
+    gid: int
+
+
+@record
+class Rsymlink:
+    """size[4] Rsymlink tag[2] qid[13]"""
+    TYPE: ClassVar[int] = 17
+    tag: int
+    qid: Qid
+
+
+@record
+class Tmknod:
+    """size[4] Tmknod tag[2] dfid[4] name[s] mode[4] major[4] minor[4] gid[4]"""
+    TYPE: ClassVar[int] = 18
+    tag: int
+    dfid: int
+    name: bytes
+    mode: int
+    major: int
+    minor: int
+    gid: int
+
+
+@record
+class Rmknod:
+    """size[4] Rmknod tag[2] qid[13]"""
+    TYPE: ClassVar[int] = 19
+    tag: int
+    qid: Qid
+
+
+@record
+class Tsetattr:
+    """size[4] Tsetattr tag[2] fid[4] valid[4] mode[4] uid[4] gid[4] size[8]
+    atime_sec[8] atime_nsec[8] mtime_sec[8] mtime_nsec[8]"""
+    TYPE: ClassVar[int] = 26
+    tag: int
+    fid: int
+    valid: int
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    size: int = 0
+    atime_sec: int = 0
+    atime_nsec: int = 0
+    mtime_sec: int = 0
+    mtime_nsec: int = 0
+
+
+@record
+class Rsetattr:
+    """size[4] Rsetattr tag[2]"""
+    TYPE: ClassVar[int] = 27
+    tag: int
+
+
+@record
+class Tfsync:
+    """size[4] Tfsync tag[2] fid[4] datasync[4]"""
+    TYPE: ClassVar[int] = 50
+    tag: int
+    fid: int
+    datasync: int = 0
+
+
+@record
+class Rfsync:
+    """size[4] Rfsync tag[2]"""
+    TYPE: ClassVar[int] = 51
+    tag: int
+
+
+@record
+class Tlink:
+    """size[4] Tlink tag[2] dfid[4] fid[4] name[s]"""
+    TYPE: ClassVar[int] = 70
+    tag: int
+    dfid: int
+    fid: int
+    name: bytes
+
+
+@record
+class Rlink:
+    """size[4] Rlink tag[2]"""
+    TYPE: ClassVar[int] = 71
+    tag: int
+
+
+@record
+class Tmkdir:
+    """size[4] Tmkdir tag[2] dfid[4] name[s] mode[4] gid[4]"""
+    TYPE: ClassVar[int] = 72
+    tag: int
+    dfid: int
+    name: bytes
+    mode: int
+    gid: int
+
+
+@record
+class Rmkdir:
+    """size[4] Rmkdir tag[2] qid[13]"""
+    TYPE: ClassVar[int] = 73
+    tag: int
+    qid: Qid
+
+
+@record
+class Trenameat:
+    """size[4] Trenameat tag[2] olddirfid[4] oldname[s] newdirfid[4] newname[s]"""
+    TYPE: ClassVar[int] = 74
+    tag: int
+    olddirfid: int
+    oldname: bytes
+    newdirfid: int
+    newname: bytes
+
+
+@record
+class Rrenameat:
+    """size[4] Rrenameat tag[2]"""
+    TYPE: ClassVar[int] = 75
+    tag: int
+
+
+@record
+class Tunlinkat:
+    """size[4] Tunlinkat tag[2] dirfid[4] name[s] flags[4]"""
+    TYPE: ClassVar[int] = 76
+    tag: int
+    dirfid: int
+    name: bytes
+    flags: int
+
+
+@record
+class Runlinkat:
+    """size[4] Runlinkat tag[2]"""
+    TYPE: ClassVar[int] = 77
+    tag: int
+
+
+@record
+class Trename:
+    """size[4] Trename tag[2] fid[4] dfid[4] name[s] -- the older rename, by fid."""
+    TYPE: ClassVar[int] = 20
+    tag: int
+    fid: int
+    dfid: int
+    name: bytes
+
+
+@record
+class Rrename:
+    """size[4] Rrename tag[2]"""
+    TYPE: ClassVar[int] = 21
+    tag: int
+
+
+@record
+class Tremove:
+    """size[4] Tremove tag[2] fid[4] -- removes the fid's file and clunks the fid."""
+    TYPE: ClassVar[int] = 122
+    tag: int
+    fid: int
+
+
+@record
+class Rremove:
+    """size[4] Rremove tag[2]"""
+    TYPE: ClassVar[int] = 123
+    tag: int
+
+
+@record
+class Txattrwalk:
+    """size[4] Txattrwalk tag[2] fid[4] newfid[4] name[s]
+
+    newfid reads (Tread) the value of attribute `name` of fid's file, or
+    with an empty name the list of names, each NUL-terminated."""
+    TYPE: ClassVar[int] = 30
+    tag: int
+    fid: int
+    newfid: int
+    name: bytes
+
+
+@record
+class Rxattrwalk:
+    """size[4] Rxattrwalk tag[2] size[8]"""
+    TYPE: ClassVar[int] = 31
+    tag: int
+    size: int
+
+
+@record
+class Txattrcreate:
+    """size[4] Txattrcreate tag[2] fid[4] name[s] attr_size[8] flags[4]
+
+    fid becomes a handle that takes the value by Twrite; Tclunk sets it
+    (flags as setxattr(2)); attr_size 0 removes the attribute."""
+    TYPE: ClassVar[int] = 32
+    tag: int
+    fid: int
+    name: bytes
+    size: int
+    flags: int
+
+
+@record
+class Rxattrcreate:
+    """size[4] Rxattrcreate tag[2]"""
+    TYPE: ClassVar[int] = 33
+    tag: int
+
+
+# Tlock/Tgetlock (Linux include/net/9p/9p.h): lock types, flags and status.
+LOCK_RDLCK, LOCK_WRLCK, LOCK_UNLCK = 0, 1, 2
+LOCK_FLAGS_BLOCK, LOCK_FLAGS_RECLAIM = 1, 2
+LOCK_SUCCESS, LOCK_BLOCKED, LOCK_ERROR, LOCK_GRACE = 0, 1, 2, 3
+
+
+@record
+class Tlock:
+    """size[4] Tlock tag[2] fid[4] type[1] flags[4] start[8] length[8]
+    proc_id[4] client_id[s] -- a POSIX record lock on an open fid;
+    length 0 means to the end of the file."""
+    TYPE: ClassVar[int] = 52
+    tag: int
+    fid: int
+    type: int
+    flags: int
+    start: int
+    length: int
+    proc_id: int
+    client_id: bytes
+
+
+@record
+class Rlock:
+    """size[4] Rlock tag[2] status[1]"""
+    TYPE: ClassVar[int] = 53
+    tag: int
+    status: int
+
+
+@record
+class Tgetlock:
+    """size[4] Tgetlock tag[2] fid[4] type[1] start[8] length[8] proc_id[4] client_id[s]"""
+    TYPE: ClassVar[int] = 54
+    tag: int
+    fid: int
+    type: int
+    start: int
+    length: int
+    proc_id: int
+    client_id: bytes
+
+
+@record
+class Rgetlock:
+    """size[4] Rgetlock tag[2] type[1] start[8] length[8] proc_id[4] client_id[s]
+
+    The first lock that would conflict, or type LOCK_UNLCK if none."""
+    TYPE: ClassVar[int] = 55
+    tag: int
+    type: int
+    start: int
+    length: int
+    proc_id: int
+    client_id: bytes
+
+
 @record
 class Tunsupported:
     """A 9P2000.L request this codec does not model; its body is not parsed.
@@ -479,10 +812,10 @@ class Tunsupported:
     type: int
 
 
-# Request types defined by 9P2000.L (Linux include/net/9p/9p.h) that are not
-# modelled above: lcreate symlink mknod rename setattr xattrwalk xattrcreate
-# fsync lock getlock link mkdir renameat unlinkat remove.
-_UNMODELLED_REQUESTS = frozenset((14, 16, 18, 20, 26, 30, 32, 50, 52, 54, 70, 72, 74, 76, 122))
+# Every request type 9P2000.L defines (Linux include/net/9p/9p.h) is
+# modelled above (Trename and Tremove for clients of servers without
+# Trenameat/Tunlinkat, as diod); none is left to Tunsupported.
+_UNMODELLED_REQUESTS = frozenset()
 
 
 # ---------------------------------------------------------------------------
@@ -540,6 +873,42 @@ _ENCODERS = {
                                      m.files, m.ffree, m.fsid, m.namelen),
     Tclunk: lambda m: _FID.pack(m.fid),
     Rclunk: lambda m: b"",
+    Tlcreate: lambda m: _FID.pack(m.fid) + _s(m.name) + _U32_U32_U32.pack(m.flags, m.mode, m.gid),
+    Rlcreate: lambda m: _QID_U32.pack(m.qid.type, m.qid.version, m.qid.path, m.iounit),
+    Tsymlink: lambda m: _FID.pack(m.fid) + _s(m.name) + _s(m.target) + _U32.pack(m.gid),
+    Rsymlink: lambda m: _q(m.qid),
+    Tmknod: lambda m: (_FID.pack(m.dfid) + _s(m.name)
+                       + struct.pack("<IIII", m.mode, m.major, m.minor, m.gid)),
+    Rmknod: lambda m: _q(m.qid),
+    Tsetattr: lambda m: _TSETATTR.pack(m.fid, m.valid, m.mode, m.uid, m.gid, m.size,
+                                       m.atime_sec, m.atime_nsec, m.mtime_sec, m.mtime_nsec),
+    Rsetattr: lambda m: b"",
+    Tfsync: lambda m: _FID_U32.pack(m.fid, m.datasync),
+    Rfsync: lambda m: b"",
+    Tlink: lambda m: _FID_FID.pack(m.dfid, m.fid) + _s(m.name),
+    Rlink: lambda m: b"",
+    Tmkdir: lambda m: _FID.pack(m.dfid) + _s(m.name) + _FID_FID.pack(m.mode, m.gid),
+    Rmkdir: lambda m: _q(m.qid),
+    Trenameat: lambda m: (_FID.pack(m.olddirfid) + _s(m.oldname) + _FID.pack(m.newdirfid)
+                          + _s(m.newname)),
+    Rrenameat: lambda m: b"",
+    Tunlinkat: lambda m: _FID.pack(m.dirfid) + _s(m.name) + _U32.pack(m.flags),
+    Runlinkat: lambda m: b"",
+    Trename: lambda m: _FID_FID.pack(m.fid, m.dfid) + _s(m.name),
+    Rrename: lambda m: b"",
+    Tremove: lambda m: _FID.pack(m.fid),
+    Rremove: lambda m: b"",
+    Txattrwalk: lambda m: _FID_FID.pack(m.fid, m.newfid) + _s(m.name),
+    Rxattrwalk: lambda m: _U64.pack(m.size),
+    Txattrcreate: lambda m: _FID.pack(m.fid) + _s(m.name) + _U64_U32.pack(m.size, m.flags),
+    Rxattrcreate: lambda m: b"",
+    Tlock: lambda m: (_TLOCK.pack(m.fid, m.type, m.flags, m.start, m.length, m.proc_id)
+                      + _s(m.client_id)),
+    Rlock: lambda m: bytes((m.status,)),
+    Tgetlock: lambda m: (_TGETLOCK.pack(m.fid, m.type, m.start, m.length, m.proc_id)
+                         + _s(m.client_id)),
+    Rgetlock: lambda m: (_RGETLOCK.pack(m.type, m.start, m.length, m.proc_id)
+                         + _s(m.client_id)),
 }
 
 
@@ -708,9 +1077,12 @@ def _d_rgetattr(tag, buf, off, end):
     return Rgetattr(tag, f[0], Qid(f[1], f[2], f[3]), *f[4:])
 
 
-def _d_rlopen(tag, buf, off, end):
-    qtype, qvers, qpath, iounit = _only(_QID_U32, buf, off, end)
-    return Rlopen(tag, Qid(qtype, qvers, qpath), iounit)
+def _d_rlopen_like(cls):
+    """Rlopen/Rlcreate: qid[13] iounit[4]."""
+    def dec(tag, buf, off, end):
+        qtype, qvers, qpath, iounit = _only(_QID_U32, buf, off, end)
+        return cls(tag, Qid(qtype, qvers, qpath), iounit)
+    return dec
 
 
 def _d_data(cls):
@@ -738,6 +1110,52 @@ def _d_rreadlink(tag, buf, off, end):
     return Rreadlink(tag, target)
 
 
+def _d_fid_name(cls, tail: struct.Struct):
+    """fid[4] name[s] then a fixed tail (Tlcreate, Tmknod, Tmkdir, Tunlinkat, Txattrcreate)."""
+    def dec(tag, buf, off, end):
+        (fid,) = _fixed(_FID, buf, off, end)
+        name, off = _str_at(buf, off + 4, end)
+        return cls(tag, fid, name, *_only(tail, buf, off, end))
+    return dec
+
+
+def _d_tsymlink(tag, buf, off, end):
+    (fid,) = _fixed(_FID, buf, off, end)
+    name, off = _str_at(buf, off + 4, end)
+    target, off = _str_at(buf, off, end)
+    (gid,) = _only(_U32, buf, off, end)
+    return Tsymlink(tag, fid, name, target, gid)
+
+
+def _d_tlink_like(cls):
+    """fid[4] fid[4] name[s]: Tlink, Trename, Txattrwalk."""
+    def dec(tag, buf, off, end):
+        a, b = _fixed(_FID_FID, buf, off, end)
+        name, off = _str_at(buf, off + 8, end)
+        _done(off, end)
+        return cls(tag, a, b, name)
+    return dec
+
+
+def _d_trenameat(tag, buf, off, end):
+    (olddir,) = _fixed(_FID, buf, off, end)
+    oldname, off = _str_at(buf, off + 4, end)
+    (newdir,) = _fixed(_FID, buf, off, end)
+    newname, off = _str_at(buf, off + 4, end)
+    _done(off, end)
+    return Trenameat(tag, olddir, oldname, newdir, newname)
+
+
+def _d_fixed_then_str(cls, st):
+    """A fixed head then one string: Tlock, Tgetlock, Rgetlock."""
+    def dec(tag, buf, off, end):
+        head = _fixed(st, buf, off, end)
+        text, off = _str_at(buf, off + st.size, end)
+        _done(off, end)
+        return cls(tag, *head, text)
+    return dec
+
+
 def _d_unsupported(type_):
     def dec(tag, buf, off, end):
         return Tunsupported(tag, type_)
@@ -758,6 +1176,21 @@ REQUESTS = {
     Treadlink.TYPE: _d_one(Treadlink, _FID),
     Tstatfs.TYPE: _d_one(Tstatfs, _FID),
     Tclunk.TYPE: _d_one(Tclunk, _FID),
+    Tlcreate.TYPE: _d_fid_name(Tlcreate, _U32_U32_U32),
+    Tsymlink.TYPE: _d_tsymlink,
+    Tmknod.TYPE: _d_fid_name(Tmknod, struct.Struct("<IIII")),
+    Tsetattr.TYPE: _d_one(Tsetattr, _TSETATTR),
+    Tfsync.TYPE: _d_one(Tfsync, _FID_U32),
+    Tlink.TYPE: _d_tlink_like(Tlink),
+    Tmkdir.TYPE: _d_fid_name(Tmkdir, _FID_FID),
+    Trenameat.TYPE: _d_trenameat,
+    Tunlinkat.TYPE: _d_fid_name(Tunlinkat, _U32),
+    Trename.TYPE: _d_tlink_like(Trename),
+    Tremove.TYPE: _d_one(Tremove, _FID),
+    Txattrwalk.TYPE: _d_tlink_like(Txattrwalk),
+    Txattrcreate.TYPE: _d_fid_name(Txattrcreate, _U64_U32),
+    Tlock.TYPE: _d_fixed_then_str(Tlock, _TLOCK),
+    Tgetlock.TYPE: _d_fixed_then_str(Tgetlock, _TGETLOCK),
 }
 REQUESTS.update({t: _d_unsupported(t) for t in _UNMODELLED_REQUESTS})
 
@@ -769,13 +1202,28 @@ REPLIES = {
     Rflush.TYPE: _d_empty(Rflush),
     Rwalk.TYPE: _d_rwalk,
     Rgetattr.TYPE: _d_rgetattr,
-    Rlopen.TYPE: _d_rlopen,
+    Rlopen.TYPE: _d_rlopen_like(Rlopen),
     Rread.TYPE: _d_data(Rread),
     Rwrite.TYPE: _d_one(Rwrite, _U32),
     Rreaddir.TYPE: _d_data(Rreaddir),
     Rreadlink.TYPE: _d_rreadlink,
     Rstatfs.TYPE: _d_one(Rstatfs, _RSTATFS),
     Rclunk.TYPE: _d_empty(Rclunk),
+    Rlcreate.TYPE: _d_rlopen_like(Rlcreate),
+    Rsymlink.TYPE: _d_qid_only(Rsymlink),
+    Rmknod.TYPE: _d_qid_only(Rmknod),
+    Rsetattr.TYPE: _d_empty(Rsetattr),
+    Rfsync.TYPE: _d_empty(Rfsync),
+    Rlink.TYPE: _d_empty(Rlink),
+    Rmkdir.TYPE: _d_qid_only(Rmkdir),
+    Rrenameat.TYPE: _d_empty(Rrenameat),
+    Runlinkat.TYPE: _d_empty(Runlinkat),
+    Rrename.TYPE: _d_empty(Rrename),
+    Rremove.TYPE: _d_empty(Rremove),
+    Rxattrwalk.TYPE: _d_one(Rxattrwalk, _U64),
+    Rxattrcreate.TYPE: _d_empty(Rxattrcreate),
+    Rlock.TYPE: _d_one(Rlock, _U8),
+    Rgetlock.TYPE: _d_fixed_then_str(Rgetlock, _RGETLOCK),
 }
 
 ALL = {**REQUESTS, **REPLIES}

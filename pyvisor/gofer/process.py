@@ -17,6 +17,11 @@ import pyvisor
 from pyvisor import confine
 
 
+def volume_aname(index: int) -> bytes:
+    """The attach name the Gofer serves the index-th volume under."""
+    return b"vol%d" % index
+
+
 class GoferProcess:
     """The Gofer process and our end of its socket.
 
@@ -25,12 +30,17 @@ class GoferProcess:
     for this process.
     """
 
-    def __init__(self, root):
+    def __init__(self, root, volumes=()):
+        """`volumes`: (host directory, read_only) for each volume, served
+        under volume_aname(index)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         top = os.path.dirname(os.path.dirname(os.path.abspath(pyvisor.__file__)))
         boot = "import sys; sys.path.insert(0, %r); from pyvisor.gofer.__main__ import main; " \
                "sys.exit(main())" % top
         cmd = [sys.executable, "-S", "-c", boot, "--fd", str(theirs.fileno()), "--root", root]
+        for i, (path, read_only) in enumerate(volumes):
+            cmd += ["--mount", "%s=%s%s" % (volume_aname(i).decode(), path,
+                                            ":ro" if read_only else "")]
         if confine.under_runner:
             cmd.append("--private-proc")
         self.proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
@@ -54,8 +64,9 @@ class GoferProcess:
                              "sandbox now fails with EIO\n" % how)
 
     def stop(self):
-        # It serves a read-only tree and holds nothing to flush: no need to
-        # wait for it to notice the closed socket.
+        # It holds nothing to flush: every write it served went to the host
+        # kernel (pwrite) before its reply, so no need to wait for it to
+        # notice the closed socket.
         self.stopping = True
         try:
             self.sock.close()
@@ -64,4 +75,4 @@ class GoferProcess:
             self.proc.wait()
 
 
-__all__ = ["GoferProcess"]
+__all__ = ["GoferProcess", "volume_aname"]

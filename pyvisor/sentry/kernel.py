@@ -38,7 +38,7 @@ from pyvisor.sentry.mm.mm import MemoryManager
 from pyvisor.sentry import strace as _strace
 from pyvisor.sentry.socket import netstack
 from pyvisor.sentry.threads import ThreadPool
-from pyvisor.sentry.vfs import pidfd, signalfd
+from pyvisor.sentry.vfs import MountError, pidfd, signalfd  # noqa: F401 (MountError: cli)
 from pyvisor.sentry.task import (ContextSwitch, GroupExit, SentryCrash, SignalState, Task,
                                  TaskExit, ThreadGroup, exit_wstatus, signal_wstatus)
 
@@ -151,7 +151,9 @@ class Kernel:
 
     def start(self):
         cfg = self.config
-        self.gofer = GoferProcess(cfg.rootfs)      # starts in parallel with all that follows
+        # Starts in parallel with all that follows; it serves the root and every volume.
+        self.gofer = GoferProcess(cfg.rootfs, [(host, ro) for host, _t, ro in
+                                               getattr(cfg, "volumes", ())])
         if cfg.confine:
             # Confined, the Sentry cannot import netstack when a socket needs
             # it: stage it now, beside the Gofer's start (socket/netstack.py).
@@ -159,7 +161,7 @@ class Kernel:
         from pyvisor.gofer.client import GoferClient
         from pyvisor.platform import auto_choice, make_platform
         from pyvisor.sentry.futex import FutexTable
-        from pyvisor.sentry.vfs import FDTable, FSContext, MountPointMissing, build_vfs, host_file
+        from pyvisor.sentry.vfs import FDTable, FSContext, build_vfs, host_file
 
         self.futexes = FutexTable()
         self.allocator = MemoryFileAllocator(account=MemoryAccount(cfg.memory))
@@ -179,10 +181,7 @@ class Kernel:
                 self.filestore = open_store(where)
             except OSError as e:
                 raise LaunchError(e.errno, os.fsencode(where)) from None
-        try:
-            self.vfs = build_vfs(self, GoferClient(self.gofer.sock))
-        except MountPointMissing as e:
-            raise LaunchError(errno.ENOENT, b"--overlay none: mount point " + e.path) from None
+        self.vfs = build_vfs(self, GoferClient(self.gofer.sock))
         mm = MemoryManager(self.allocator, aspace)
         fdtable = FDTable()
         for fd, name in ((0, b"stdin"), (1, b"stdout"), (2, b"stderr")):

@@ -134,7 +134,7 @@ def test_mutations_and_writes_are_refused(server):
     attached(server)
     assert ecode(server, p9.Tunsupported(2, 72)) == errno.EROFS     # Tmkdir
     assert ecode(server, p9.Tunsupported(3, 26)) == errno.EROFS     # Tsetattr
-    assert ecode(server, p9.Tunsupported(4, 30)) == errno.EOPNOTSUPP
+    assert ecode(server, p9.Tunsupported(4, 52)) == errno.EOPNOTSUPP
     assert ecode(server, p9.Twrite(5, 0, 0, b"x")) == errno.EBADF
     assert ecode(server, p9.Twrite(6, 77, 0, b"x")) == errno.EBADF
 

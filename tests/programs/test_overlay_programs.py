@@ -198,9 +198,9 @@ def test_none_on_a_root_without_a_mount_point(sandbox, busybox, workdir):
     argv = ["/bin/busybox", "sh", "-c", "ls /; echo x > /new"]
     opts = ["--overlay", "none", "--rootfs", root]
     proc = sandbox.run(argv, opts)
-    assert proc.returncode == 127
+    assert proc.returncode == 2
     assert proc.stderr.decode().splitlines() == [
-        "pyvisor: --overlay none: mount point /proc: No such file or directory"]
+        "pyvisor: --overlay none: the root has no /proc to mount on"]
     os.mkdir(os.path.join(root, "proc"))
     proc = sandbox.run(argv, opts)
     assert proc.stdout == b"bin\ndev\nproc\n"

@@ -668,7 +668,8 @@ def sys_ioctl(t, fd, request, arg, *_):
 
 
 def sys_fsync(t, fd, *_):
-    """Implements Linux syscalls fsync(2) and fdatasync(2) (data is in memory: nothing to flush)."""
+    """Implements Linux syscalls fsync(2) and fdatasync(2): a file in a volume is flushed on the
+    host (Tfsync); data in memory has nothing to flush."""
     f = _file(t, fd)
     _check_path_fd(f)
     if isinstance(f, PipeFile):

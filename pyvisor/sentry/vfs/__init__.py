@@ -18,6 +18,10 @@ Layout (one concern per module):
 task starts with `FDTable()` and `FSContext(vfs.root)`.
 """
 
+import errno
+import os
+
+from ..errors import SyscallError
 from .fdtable import FDTable, FSContext
 from .file import FileDescription
 from .host import host_file
@@ -26,8 +30,8 @@ from .pipe import make_pipe
 from .stat import Stat
 from .vfs import VirtualFilesystem
 
-__all__ = ["build_vfs", "MountPointMissing", "VirtualFilesystem", "FDTable", "FSContext",
-           "FileDescription", "VDentry", "Stat", "host_file", "make_pipe"]
+__all__ = ["build_vfs", "MountError", "VirtualFilesystem", "FDTable", "FSContext", "FileDescription",
+           "VDentry", "Stat", "host_file", "make_pipe"]
 
 
 def _lower_root(gofer_root):
@@ -42,12 +46,10 @@ def _lower_root(gofer_root):
     return GoferFS(gofer_root).root
 
 
-class MountPointMissing(Exception):
-    """A read-only root (``--overlay none``) lacks a directory a mount needs: ``path``."""
-
-    def __init__(self, path):
-        super().__init__(path)
-        self.path = path
+class MountError(Exception):
+    """A mount could not be made (a volume's or --tmpfs's sandbox path is not
+    a directory or lies where nothing can be made; a read-only root lacks
+    /dev or /proc): one line for the user."""
 
 
 def _ensure_dir(root_inode, name, mode):
@@ -55,8 +57,52 @@ def _ensure_dir(root_inode, name, mode):
         root_inode.lookup(name)
     except Exception:                       # noqa: BLE001 - absent: create it
         if root_inode.fs.read_only:
-            raise MountPointMissing(b"/" + name) from None
+            raise MountError("--overlay none: the root has no /%s to mount on"
+                             % os.fsdecode(name)) from None
         root_inode.mkdir(name, mode, 0, 0)
+
+
+def _mount_point(vfs, path):
+    """The directory at absolute `path`, made (mode 0755, as `docker -v`
+    does) where missing: in the overlay, which keeps it in memory."""
+    try:
+        return vfs.resolve(None, path)
+    except SyscallError as e:
+        if e.errno != errno.ENOENT:
+            raise
+    parent, name = path.rsplit(b"/", 1)
+    vd = _mount_point(vfs, parent or b"/")
+    vd.inode.mkdir(name, 0o755, 0, 0)
+    return vfs.resolve(None, path)
+
+
+def _mount_user(vfs, kernel, client, account):
+    """The volumes (-v) and --tmpfs mounts of the sandbox's config,
+    shallowest first so that one may sit inside another."""
+    from pyvisor.gofer.process import volume_aname
+    from .goferfs import GoferFS
+    from .tmpfs import TmpFS
+    config = getattr(kernel, "config", None)
+    mounts = []
+    for i, (_host, target, read_only) in enumerate(getattr(config, "volumes", ())):
+        mounts.append((target, i, read_only, None))
+    for target, size in getattr(config, "tmpfs", ()):
+        mounts.append((target, None, False, size))
+    mounts.sort(key=lambda m: m[0].rstrip("/").count("/"))
+    for target, index, read_only, size in mounts:
+        try:
+            at = _mount_point(vfs, os.fsencode(target))
+            if index is None:
+                fs = TmpFS(0o1777, size=size, account=account)
+                vfs.mount(fs, fs.root, at, source=b"tmpfs", options=b"rw,nosuid,nodev")
+            else:
+                fs = GoferFS(client, volume_aname(index), read_only)
+                vfs.mount(fs, fs.root, at, source=volume_aname(index),
+                          options=b"ro" if read_only else b"rw")
+        except SyscallError as e:
+            raise MountError("%s: cannot mount on %s in the sandbox: %s" % (
+                "--tmpfs" if index is None else "--volume", target,
+                os.strerror(e.errno))) from None
 
 
 def build_vfs(kernel, gofer_root):
@@ -70,6 +116,12 @@ def build_vfs(kernel, gofer_root):
                    is the overlay's view of the host's /tmp (writes in memory)
         /dev       devfs;  /dev/shm  tmpfs, mode 1777
         /proc      procfs over `kernel` (.hostname, .tasks)
+
+    With the config's read_only the overlay over / is made read-only
+    (EROFS on every change) once the mount points are made, and /tmp is
+    the host's, read-only. Then each volume (a GoferFS on its
+    own attach name, read-write or not) and --tmpfs mount at its sandbox
+    path, made in the overlay if missing.
 
     `gofer_root` is a connected GoferClient (or a GoferFS / lower root Inode).
     """
@@ -110,4 +162,9 @@ def build_vfs(kernel, gofer_root):
     vfs.mount(shm, shm.root, b"/dev/shm", source=b"tmpfs", options=b"rw,nosuid,nodev")
     proc = ProcFS(kernel, vfs)
     vfs.mount(proc, proc.root, b"/proc", source=b"proc", options=b"rw,nosuid,nodev,noexec")
+    if getattr(config, "volumes", ()) or getattr(config, "tmpfs", ()):
+        _mount_user(vfs, kernel, gofer_root, account)
+    if getattr(config, "read_only", False) and gofer_root is not None:
+        root_fs.read_only = True
+        vfs.mounts.root.options = b"ro"
     return vfs

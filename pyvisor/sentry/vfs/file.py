@@ -246,6 +246,9 @@ class RegularFile(InodeFile):
         self.check_writable()
         self.inode.truncate(size)
 
+    def fsync(self):
+        return self.inode.fsync()
+
     def nread(self):
         return max(0, self.inode.stat().st_size - self.offset)
 

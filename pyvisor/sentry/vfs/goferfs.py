@@ -1,4 +1,6 @@
-"""The read-only filesystem the Gofer serves (the overlay's lower layer).
+"""The filesystems the Gofer serves: the root (read-only, the overlay's
+lower layer, or the root itself with --read-only) and each volume
+(read-write or read-only, mounted at its sandbox path, not overlaid).
 
 Each inode holds a walked 9P fid and the attributes fetched once with it
 (Twalk and Tgetattr sent together on lookup): the attribute cache. When
@@ -19,20 +21,34 @@ the Gofer, and a `find /usr` must not exhaust its fd limit. An inode whose
 fid was evicted keeps its cached attributes and walks again from its
 parent (by name) when it next needs one.
 
-N.B. the caches are never invalidated: the host tree is assumed not to
-change under a running sandbox (gVisor's default for an overlaid root too).
+The write path (volumes): every change is an RPC, made first, and the
+caches follow what the Gofer answered: a created or removed name drops the
+directory's listing and its negative entry, and the attributes of every
+inode the change touched are fetched again (Tgetattr). Data goes through
+a second host fd the Gofer donates for writing (`_wopen`, O_RDWR, or
+O_WRONLY for a file the user may not read), with pwrite, or Twrite where
+the server donates none; the cached size and mtime follow each write.
+Tlcreate's open file becomes the new inode's write handle, so a file
+created with mode 0444 is writable through the fd that created it, as on
+Linux.
+
+N.B. the caches are never invalidated from outside: the host tree is
+assumed not to change under a running sandbox except through it (gVisor's
+"exclusive" file access; the "shared" mode of issue 13 is not built).
 """
 
 import errno
 import os
 import threading
+import time
 from collections import OrderedDict
 
 from ..errors import SyscallError
 from .inode import Filesystem, Inode
-from .stat import V9FS_MAGIC, Stat, StatFs
+from .pipe import open_fifo
+from .stat import S_IFIFO, S_IFMT, V9FS_MAGIC, Stat, StatFs
 
-O_RDONLY = 0
+O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
 READDIR_CHUNK = 1 << 16
 MAX_OPEN = 64
 MAX_FIDS = 4096
@@ -48,16 +64,19 @@ class GoferFS(Filesystem):
     magic = V9FS_MAGIC
     read_only = True
 
-    def __init__(self, client):
+    def __init__(self, client, aname=b"", read_only=True):
+        from pyvisor.gofer import p9
         from pyvisor.gofer.client import GoferError
         super().__init__()
         self.client = client
+        self.read_only = read_only
+        self.p9 = p9
         self.GoferError = GoferError
         self.lock = threading.RLock()
         self.open_lru = OrderedDict()     # GoferInode -> None, most recent last
         self.fid_lru = OrderedDict()      # GoferInode with a walked fid (not the root)
         try:
-            node = client.attach()
+            node = client.attach(aname)
             self.root = GoferInode(self, node, client.getattr(node))
         except GoferError as e:
             raise _err(e) from e
@@ -70,11 +89,18 @@ class GoferFS(Filesystem):
             raise _err(e) from e
         return StatFs(f_type=self.magic, f_bsize=s.bsize, f_blocks=s.blocks, f_bfree=s.bfree,
                       f_bavail=s.bavail, f_files=s.files, f_ffree=s.ffree,
-                      f_fsid=(self.dev, 0), f_namelen=s.namelen, f_frsize=s.bsize, f_flags=1)
+                      f_fsid=(self.dev, 0), f_namelen=s.namelen, f_frsize=s.bsize,
+                      f_flags=1 if self.read_only else 0)     # ST_RDONLY
 
 
 def _ns(ts):
     return ts[0] * 1_000_000_000 + ts[1]
+
+
+def _set_ns(fields, key):
+    """The time a Tsetattr's fields set, in ns (seconds as two's complement)."""
+    sec = fields[key + "_sec"]
+    return (sec - (1 << 64) if sec >= 1 << 63 else sec) * 1_000_000_000 + fields[key + "_nsec"]
 
 
 class GoferInode(Inode):
@@ -87,6 +113,7 @@ class GoferInode(Inode):
         self.name = name
         self.attr = attr
         self.atime_ns, self.mtime_ns, self.ctime_ns = _ns(attr.atime), _ns(attr.mtime), _ns(attr.ctime)
+        self._wopen = None                # the write handle (volumes)
         self._children = {}
         self._missing = set()
         self._listing = None
@@ -94,11 +121,16 @@ class GoferInode(Inode):
         self._last_index = -2             # listing index of the last lookup (see _lookahead_locked)
         self._open = None
         self._target = None
+        self._stale = False               # a change here left attributes to fetch (stat does)
 
     def size(self):
         return self.attr.size
 
     def stat(self):
+        if self._stale:
+            with self.fs.lock:
+                if self._stale:
+                    self._refresh_locked()
         a = self.attr
         return Stat(st_mode=a.mode, st_ino=a.ino, st_dev=self.fs.dev, st_nlink=a.nlink,
                     st_uid=a.uid, st_gid=a.gid, st_rdev=a.rdev, st_size=a.size,
@@ -223,20 +255,27 @@ class GoferInode(Inode):
                 self._open = fs.client.lopen(self.node_locked(), O_RDONLY)
             except fs.GoferError as e:
                 raise _err(e) from e
-            while len(fs.open_lru) >= MAX_OPEN:
-                old, _ = fs.open_lru.popitem(last=False)
-                old._close_locked()
-        fs.open_lru[self] = None
-        fs.open_lru.move_to_end(self)
+        self._track_open_locked()
         return self._open
 
+    def _track_open_locked(self):
+        """Marks this inode's open handles most recently used, closing the
+        least recently used inode's (never this one's) past MAX_OPEN."""
+        lru = self.fs.open_lru
+        lru.pop(self, None)
+        while len(lru) >= MAX_OPEN:
+            old, _ = lru.popitem(last=False)
+            old._close_locked()
+        lru[self] = None
+
     def _close_locked(self):
-        o, self._open = self._open, None
-        if o is not None:
-            try:
-                self.fs.client.clunk_later(o)
-            except self.fs.GoferError:
-                pass
+        for o in (self._open, self._wopen):
+            if o is not None:
+                try:
+                    self.fs.client.clunk_later(o)
+                except self.fs.GoferError:
+                    pass
+        self._open = self._wopen = None
 
     def read_at(self, offset, n):
         if self.is_dir():
@@ -278,10 +317,259 @@ class GoferInode(Inode):
                     raise _err(e) from e
             return self._target
 
+    def open(self, t, vd, flags):
+        """A FIFO is a pipe kept on the inode, as on tmpfs. N.B. it joins the
+        sandbox's own readers and writers, not a host process's."""
+        if self.mode & S_IFMT == S_IFIFO:
+            return open_fifo(t, self, vd, flags)
+        return super().open(t, vd, flags)
+
+    # -- the write path (volumes) ---------------------------------------------
+
+    def _apply(self, attr):
+        """Takes fresh attributes from the Gofer."""
+        self.attr = attr
+        self.mode, self.uid, self.gid, self.nlink, self.rdev = (
+            attr.mode, attr.uid, attr.gid, attr.nlink, attr.rdev)
+        self.atime_ns, self.mtime_ns, self.ctime_ns = _ns(attr.atime), _ns(attr.mtime), _ns(attr.ctime)
+
+    def _refresh_locked(self):
+        """Fetches this inode's attributes again; a vanished file keeps its old ones."""
+        self._stale = False
+        try:
+            self._apply(self.fs.client.getattr(self.node_locked()))
+        except (self.fs.GoferError, SyscallError):
+            pass
+
+    def _changed_locked(self, name):
+        """A name in this directory was created or removed: drop what the
+        caches said about it; its attributes (mtime, nlink) are fetched
+        when next asked for."""
+        self._missing.discard(name)
+        self._listing = self._position = None
+        self._last_index = -2
+        self._stale = True
+
+    def _mutate(self, fn, *args):
+        """Runs one write RPC on this directory; a read-only fs is EROFS."""
+        fs = self.fs
+        if not self.is_dir():
+            raise SyscallError(errno.ENOTDIR)
+        if fs.read_only:
+            raise SyscallError(errno.EROFS)
+        try:
+            return fn(self.node_locked(), *args)
+        except fs.GoferError as e:
+            raise _err(e) from e
+
+    def create(self, name, mode, uid, gid):
+        """Tlcreate (O_RDWR|O_CREAT|O_EXCL), then Twalk+Tgetattr of the new name.
+        N.B. the file is owned on the host by the Gofer's user (uid/gid unused)."""
+        fs = self.fs
+        with fs.lock:
+            o = self._mutate(fs.client.lcreate, name, O_RDWR | os.O_CREAT | os.O_EXCL, mode, gid)
+            self._changed_locked(name)
+            try:
+                child = self.lookup(name)
+            except SyscallError:
+                fs.client.clunk_later(o)
+                raise
+            child._close_locked()
+            child._wopen = o
+            child._track_open_locked()
+            return child
+
+    def mkdir(self, name, mode, uid, gid):
+        with self.fs.lock:
+            self._mutate(self.fs.client.mkdir, name, mode, gid)
+            self._changed_locked(name)
+
+    def symlink(self, name, target, uid, gid):
+        with self.fs.lock:
+            self._mutate(self.fs.client.symlink, name, target, gid)
+            self._changed_locked(name)
+
+    def mknod(self, name, mode, rdev, uid, gid):
+        """Tmknod: regular files, FIFOs and sockets; the Gofer refuses devices (EPERM)."""
+        with self.fs.lock:
+            self._mutate(self.fs.client.mknod, name, mode, os.major(rdev), os.minor(rdev), gid)
+            self._changed_locked(name)
+
+    def link(self, name, inode):
+        fs = self.fs
+        if not isinstance(inode, GoferInode) or inode.fs is not fs:
+            raise SyscallError(errno.EXDEV)
+        with fs.lock:
+            self._mutate(lambda d: fs.client.link(d, inode.node_locked(), name))
+            self._changed_locked(name)
+            inode._stale = True
+
+    def _remove(self, name, child, flags):
+        fs = self.fs
+        with fs.lock:
+            self._mutate(fs.client.unlinkat, name, flags)
+            gone = self._children.pop(name, None)
+            self._changed_locked(name)
+            for inode in (gone, child):
+                if isinstance(inode, GoferInode):
+                    inode._stale = True
+
+    def unlink(self, name, child=None):
+        self._remove(name, child, 0)
+
+    def rmdir(self, name, child=None):
+        self._remove(name, child, self.fs.p9.AT_REMOVEDIR)
+
+    def rename(self, oldname, child, newdir, newname, victim):
+        fs = self.fs
+        if not isinstance(newdir, GoferInode) or newdir.fs is not fs:
+            raise SyscallError(errno.EXDEV)
+        with fs.lock:
+            self._mutate(lambda d: fs.client.renameat(d, oldname, newdir.node_locked(), newname))
+            moved = self._children.pop(oldname, None)
+            newdir._children.pop(newname, None)
+            if moved is not None:
+                moved.parent, moved.name = newdir, newname
+                newdir._children[newname] = moved
+            self._changed_locked(oldname)
+            if newdir is not self:
+                newdir._changed_locked(newname)
+            else:
+                self._missing.discard(newname)
+            if isinstance(victim, GoferInode):
+                victim._stale = True
+            if moved is not None:
+                moved._stale = True
+
+    def setattr(self, mode=None, uid=None, gid=None, atime_ns=None, mtime_ns=None):
+        """chmod/chown/utimes as one Tsetattr. What it set is applied here at
+        once (permission checks read it); the rest (ctime) is fetched when
+        next asked for."""
+        fs = self.fs
+        if fs.read_only:
+            raise SyscallError(errno.EROFS)
+        p9 = fs.p9
+        valid, fields = 0, {}
+        if mode is not None:
+            valid |= p9.SETATTR_MODE
+            fields["mode"] = mode & 0o7777
+        if uid is not None and uid != 0xFFFFFFFF:
+            valid |= p9.SETATTR_UID
+            fields["uid"] = uid
+        if gid is not None and gid != 0xFFFFFFFF:
+            valid |= p9.SETATTR_GID
+            fields["gid"] = gid
+        for ns, on, given, key in ((atime_ns, p9.SETATTR_ATIME, p9.SETATTR_ATIME_SET, "atime"),
+                                   (mtime_ns, p9.SETATTR_MTIME, p9.SETATTR_MTIME_SET, "mtime")):
+            if ns is not None:
+                valid |= on | given
+                sec, nsec = divmod(ns, 1_000_000_000)
+                fields[key + "_sec"], fields[key + "_nsec"] = sec & ((1 << 64) - 1), nsec
+        self._setattr(valid, fields)
+
+    def _setattr(self, valid, fields):
+        fs = self.fs
+        p9 = fs.p9
+        with fs.lock:
+            try:
+                fs.client.setattr(self.node_locked(), valid, **fields)
+            except fs.GoferError as e:
+                raise _err(e) from e
+            a = self.attr
+            if valid & p9.SETATTR_MODE:
+                a = a._replace(mode=(a.mode & S_IFMT) | fields["mode"])
+            if valid & p9.SETATTR_UID:
+                a = a._replace(uid=fields["uid"])
+            if valid & p9.SETATTR_GID:
+                a = a._replace(gid=fields["gid"])
+            if valid & p9.SETATTR_SIZE:
+                a = a._replace(size=fields["size"])
+            atime, mtime = self.atime_ns, self.mtime_ns
+            self._apply(a)
+            self.atime_ns = _set_ns(fields, "atime") if valid & p9.SETATTR_ATIME_SET else atime
+            self.mtime_ns = _set_ns(fields, "mtime") if valid & p9.SETATTR_MTIME_SET else mtime
+            self.ctime_ns = time.time_ns()
+            self._stale = True
+
     def truncate(self, size):
         if self.is_dir():
             raise SyscallError(errno.EISDIR)
-        raise SyscallError(errno.EROFS)
+        if self.fs.read_only:
+            raise SyscallError(errno.EROFS)
+        if size < 0:
+            raise SyscallError(errno.EINVAL)
+        self._setattr(self.fs.p9.SETATTR_SIZE, {"size": size})
+
+    def _writable_locked(self):
+        """The write handle, opened on first use (O_RDWR, else O_WRONLY)."""
+        fs = self.fs
+        if self._wopen is None:
+            node = self.node_locked()
+            try:
+                try:
+                    self._wopen = fs.client.lopen(node, O_RDWR)
+                except fs.GoferError as e:
+                    if e.errno != errno.EACCES:
+                        raise
+                    self._wopen = fs.client.lopen(node, O_WRONLY)
+            except fs.GoferError as e:
+                raise _err(e) from e
+        self._track_open_locked()
+        return self._wopen
 
     def write_at(self, offset, data):
-        raise SyscallError(errno.EROFS)
+        if self.is_dir():
+            raise SyscallError(errno.EISDIR)
+        fs = self.fs
+        if fs.read_only:
+            raise SyscallError(errno.EROFS)
+        with fs.lock:
+            o = self._writable_locked()
+            try:
+                n = fs.client.write(o, offset, data)
+            except fs.GoferError as e:
+                raise _err(e) from e
+            if n:
+                # What the host now holds: size grows, mtime and ctime move.
+                t = time.time_ns()
+                self.attr = self.attr._replace(size=max(self.attr.size, offset + n))
+                self.mtime_ns = self.ctime_ns = t
+            return n
+
+    # -- extended attributes: user.* on the host, through the Gofer -----------
+
+    def _xattr_rpc(self, fn, *args):
+        fs = self.fs
+        with fs.lock:
+            try:
+                return fn(self.node_locked(), *args)
+            except fs.GoferError as e:
+                raise _err(e) from e
+
+    def getxattr(self, name):
+        return self._xattr_rpc(self.fs.client.getxattr, name)
+
+    def listxattr(self):
+        return [n for n in self._xattr_rpc(self.fs.client.getxattr, b"").split(b"\0") if n]
+
+    def setxattr(self, name, value, flags):
+        if self.fs.read_only:
+            raise SyscallError(errno.EROFS)
+        self._xattr_rpc(self.fs.client.setxattr, name, value, flags)
+
+    def removexattr(self, name):
+        if self.fs.read_only:
+            raise SyscallError(errno.EROFS)
+        self.getxattr(name)               # ENODATA if absent, as removexattr(2)
+        self._xattr_rpc(self.fs.client.removexattr, name)
+
+    def fsync(self):
+        """Tfsync of the write handle (data written through it is the host's)."""
+        fs = self.fs
+        with fs.lock:
+            if self._wopen is not None:
+                try:
+                    fs.client.fsync(self._wopen)
+                except fs.GoferError as e:
+                    raise _err(e) from e
+        return 0

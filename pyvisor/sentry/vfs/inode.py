@@ -200,6 +200,25 @@ class Inode:
             raise SyscallError(errno.EISDIR)
         raise SyscallError(errno.EINVAL)
 
+    def fsync(self):
+        """Flush written data to where the file lives (nothing for memory)."""
+        return 0
+
+    # --- extended attributes (xattr(7)): none, unless a filesystem keeps them
+
+    def getxattr(self, name):
+        raise SyscallError(errno.ENODATA)
+
+    def listxattr(self):
+        """The attribute names (bytes, without their NULs)."""
+        return []
+
+    def setxattr(self, name, value, flags):
+        raise SyscallError(errno.EOPNOTSUPP)
+
+    def removexattr(self, name):
+        raise SyscallError(errno.ENODATA)
+
     def open(self, t, vd, flags):
         """A FileDescription for this inode reached through `vd`."""
         if self.is_dir():

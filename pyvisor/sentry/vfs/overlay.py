@@ -16,6 +16,9 @@ The model is Linux overlayfs (Documentation/filesystems/overlayfs.rst):
   without redirect_dir; mv(1) then copies.
 
 Nothing ever reaches the host: the lower layer is only read.
+With --read-only the overlay is read-only (`read_only` set once the mount
+points are made): every change is EROFS, and the upper layer holds only
+the directories that volumes and --tmpfs mounts are mounted on.
 Lock order: OverlayFS.lock, then the upper tmpfs lock.
 """
 
@@ -156,7 +159,10 @@ class OverlayInode(Inode):
     # --- copy-up ------------------------------------------------------------
 
     def copy_up(self):
-        """Give this inode an upper copy (parents first). Idempotent."""
+        """Give this inode an upper copy (parents first). Idempotent.
+        Every change goes through here first: a read-only overlay refuses it."""
+        if self.fs.read_only:
+            raise SyscallError(errno.EROFS)
         with self.fs.lock:
             if self.upper is not None:
                 return
