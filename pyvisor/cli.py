@@ -8,7 +8,9 @@ EX_USAGE, EX_SOFTWARE, EX_OSERR, EX_NOEXEC, EX_NOTFOUND = 2, 70, 71, 126, 127
 
 
 def _parser():
+    from pyvisor import __version__
     p = argparse.ArgumentParser(prog="pyvisor", description="Run a Linux program in a pyvisor sandbox.")
+    p.add_argument("--version", action="version", version="pyvisor " + __version__)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run PROGRAM in a new sandbox",
                          usage="pyvisor run [options] -- PROGRAM [ARGS...]")
@@ -72,6 +74,7 @@ def _parser():
                             "is more than 25%% slower")
     bench.add_argument("--only", action="append", default=None, metavar="FIGURE",
                        help="measure only this figure (repeatable), e.g. getpid")
+    p.commands = {"run": run, "bench": bench}   # for their own usage messages
     return p
 
 
@@ -170,11 +173,12 @@ def _cmd_run(args):
 def _run_sentry(config):
     """The Sentry's side of `pyvisor run`: the sandbox's exit code, or a report and 70."""
     from pyvisor.sentry.boot import run_sandbox
-    from pyvisor.sentry.kernel import LaunchError, MountError
+    from pyvisor.sentry.errors import UsageError
+    from pyvisor.sentry.kernel import LaunchError
     from pyvisor.sentry.task import SentryCrash
     try:
         return run_sandbox(config)
-    except MountError as e:
+    except UsageError as e:
         sys.stderr.write("pyvisor: %s\n" % e)
         return EX_USAGE
     except LaunchError as e:
@@ -192,7 +196,11 @@ def _run_sentry(config):
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # A misspelt option of a command gets that command's usage, not the top level's.
+        parser.commands[args.command].error("unrecognized arguments: %s" % " ".join(extra))
     if args.command == "run":
         code = _cmd_run(args)
     elif args.command == "bench":

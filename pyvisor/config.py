@@ -81,6 +81,10 @@ class SandboxConfig(FrozenFields):
             why = overlay_dir_problem(self.overlay_dir or default_overlay_dir())
             if why:
                 raise ValueError(why)
+        if not os.path.isdir(self.rootfs):
+            raise ValueError("--rootfs %s: %s" % (self.rootfs, "not a directory"
+                                                   if os.path.exists(self.rootfs)
+                                                   else "no such directory"))
         if self.platform not in PLATFORMS:
             raise ValueError("unknown platform %r (have: %s)" % (self.platform, ", ".join(PLATFORMS)))
         seen = set()

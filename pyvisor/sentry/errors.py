@@ -1,4 +1,5 @@
-"""The one error type a syscall handler raises, and Linux's partial-count rule."""
+"""The one error type a syscall handler raises, Linux's partial-count rule,
+and the error for an option the sandbox cannot use."""
 
 import errno as _errno
 import os
@@ -15,6 +16,12 @@ class SyscallError(Exception):
 
     def __str__(self):
         return "%s (%s)" % (_errno.errorcode.get(self.errno, self.errno), os.strerror(self.errno))
+
+
+class UsageError(Exception):
+    """An option names something the sandbox cannot use (a --cwd that is not
+    a directory in it, a mount point that cannot be made): one line for the
+    user, and `pyvisor run` exits 2, before the program starts."""
 
 
 def partial(done, exc):

@@ -29,7 +29,7 @@ from pyvisor.gofer.process import GoferProcess
 from pyvisor.platform.base import EXIT_GONE, EXIT_SIGNAL
 from pyvisor.sentry import confined_imports, loader, timers, waiting
 from pyvisor.sentry.auth import Credentials
-from pyvisor.sentry.errors import SyscallError
+from pyvisor.sentry.errors import SyscallError, UsageError
 from pyvisor.sentry.limits import default_rlimits
 from pyvisor.sentry.mm.account import MemoryAccount
 from pyvisor.sentry.mm.filestore import open_store
@@ -38,7 +38,7 @@ from pyvisor.sentry.mm.mm import MemoryManager
 from pyvisor.sentry import strace as _strace
 from pyvisor.sentry.socket import netstack
 from pyvisor.sentry.threads import ThreadPool
-from pyvisor.sentry.vfs import MountError, pidfd, signalfd  # noqa: F401 (MountError: cli)
+from pyvisor.sentry.vfs import pidfd, signalfd
 from pyvisor.sentry.task import (ContextSwitch, GroupExit, SentryCrash, SignalState, Task,
                                  TaskExit, ThreadGroup, exit_wstatus, signal_wstatus)
 
@@ -233,7 +233,9 @@ class Kernel:
         try:
             t.fs.cwd = self.vfs.resolve_vd(t, path)
         except SyscallError as e:
-            raise LaunchError(e.errno, path) from None
+            raise UsageError("--cwd %s: %s" % (os.fsdecode(path), os.strerror(e.errno))) from None
+        if not t.fs.cwd.inode.is_dir():
+            raise UsageError("--cwd %s: %s" % (os.fsdecode(path), os.strerror(errno.ENOTDIR)))
 
     def _find_program(self, t, name, env):
         """argv[0] as execvp finds it: a path as is, else each PATH entry in turn."""

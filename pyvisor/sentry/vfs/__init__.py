@@ -21,7 +21,7 @@ task starts with `FDTable()` and `FSContext(vfs.root)`.
 import errno
 import os
 
-from ..errors import SyscallError
+from ..errors import SyscallError, UsageError
 from .fdtable import FDTable, FSContext
 from .file import FileDescription
 from .host import host_file
@@ -46,7 +46,7 @@ def _lower_root(gofer_root):
     return GoferFS(gofer_root).root
 
 
-class MountError(Exception):
+class MountError(UsageError):
     """A mount could not be made (a volume's or --tmpfs's sandbox path is not
     a directory or lies where nothing can be made; a read-only root lacks
     /dev or /proc): one line for the user."""
