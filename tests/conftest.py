@@ -218,6 +218,50 @@ def build_c():
     shutil.rmtree(outdir, ignore_errors=True)
 
 
+# --- an ordinary user (rootless runs) -----------------------------------------
+
+NOBODY = 65534
+
+
+@pytest.fixture(scope="session")
+def nobody_tree(tmp_path_factory):
+    """A copy of the pyvisor these tests import (installed or built in
+    place) where uid 65534 can read it: an installed copy may sit below a
+    home directory closed to other users (/root)."""
+    import pyvisor
+    base = tempfile.mkdtemp(prefix="pyvisor-nobody-", dir="/var/tmp")
+    shutil.copytree(os.path.dirname(os.path.abspath(pyvisor.__file__)),
+                    os.path.join(base, "pyvisor"), ignore=shutil.ignore_patterns("__pycache__"))
+    for d, _dirs, _files in os.walk(base):
+        os.chmod(d, 0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def as_nobody(tree):
+    """A command prefix that runs as uid/gid 65534, and an interpreter that
+    user can run with the pyvisor in ``tree``."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv(1) to become an ordinary user")
+    prefix = [setpriv, "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
+    for py in (sys.executable, "/usr/bin/python3"):
+        probe = subprocess.run(prefix + ["env", "PYTHONPATH=" + tree, py, "-c",
+                                         "import pyvisor._fastpath"],
+                               capture_output=True, cwd="/")
+        if probe.returncode == 0:
+            return prefix, py
+    pytest.skip("no Python that uid %d can run with this tree's extensions" % NOBODY)
+
+
+def kvm_for_nobody(sandbox):
+    if sandbox.platform == "kvm":
+        st = os.stat("/dev/kvm")
+        if not st.st_mode & 0o006:
+            pytest.skip("/dev/kvm is not open to uid %d (kvm needs the kvm group or an ACL)"
+                        % NOBODY)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _neutral_cwd(tmp_path_factory):
     """Run every test outside the source tree.

@@ -19,17 +19,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
-from conftest import TESTS_DIR, end_process
+from conftest import NOBODY, TESTS_DIR, as_nobody, end_process, kvm_for_nobody
 
 HERE = TESTS_DIR
 NAMESPACES = ("user", "pid", "mnt", "ipc", "uts", "net")
 CAP_DAC_READ_SEARCH = 1 << 2
 ST_RDONLY = 1
-NOBODY = 65534
 
 
 def _status(pid):
@@ -192,52 +190,13 @@ def test_program_still_sees_root_pid_1_and_host_files(sandbox, workdir):
 # -- rootless: the same, run by an ordinary user -------------------------------------
 
 
-@pytest.fixture(scope="module")
-def nobody_tree(tmp_path_factory):
-    """A copy of the pyvisor these tests import (installed or built in
-    place) where uid 65534 can read it: an installed copy may sit below a
-    home directory closed to other users (/root)."""
-    import pyvisor
-    base = tempfile.mkdtemp(prefix="pyvisor-nobody-", dir="/var/tmp")
-    shutil.copytree(os.path.dirname(os.path.abspath(pyvisor.__file__)),
-                    os.path.join(base, "pyvisor"), ignore=shutil.ignore_patterns("__pycache__"))
-    for d, _dirs, _files in os.walk(base):
-        os.chmod(d, 0o755)
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
-
-
-def _as_nobody(tree):
-    """A command prefix that runs as uid/gid 65534, and an interpreter that
-    user can run with the pyvisor in ``tree``."""
-    setpriv = shutil.which("setpriv")
-    if os.geteuid() != 0 or setpriv is None:
-        pytest.skip("needs root and setpriv(1) to become an ordinary user")
-    prefix = [setpriv, "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups"]
-    for py in (sys.executable, "/usr/bin/python3"):
-        probe = subprocess.run(prefix + ["env", "PYTHONPATH=" + tree, py, "-c",
-                                         "import pyvisor._fastpath"],
-                               capture_output=True, cwd="/")
-        if probe.returncode == 0:
-            return prefix, py
-    pytest.skip("no Python that uid %d can run with this tree's extensions" % NOBODY)
-
-
 def _rootless_command(sandbox, py, options=()):
     return [py, "-m", "pyvisor", "run", "--platform", sandbox.platform, *options, "--"]
 
 
-def _kvm_for_nobody(sandbox):
-    if sandbox.platform == "kvm":
-        st = os.stat("/dev/kvm")
-        if not st.st_mode & 0o006:
-            pytest.skip("/dev/kvm is not open to uid %d (kvm needs the kvm group or an ACL)"
-                        % NOBODY)
-
-
 def test_rootless_run(sandbox, workdir, nobody_tree):
-    prefix, py = _as_nobody(nobody_tree)
-    _kvm_for_nobody(sandbox)
+    prefix, py = as_nobody(nobody_tree)
+    kvm_for_nobody(sandbox)
     os.chmod(workdir, 0o755)
     path = os.path.join(workdir, "note")
     with open(path, "wb") as f:
@@ -256,8 +215,8 @@ def test_rootless_run(sandbox, workdir, nobody_tree):
 
 
 def test_rootless_every_process_is_confined(sandbox, build_c, nobody_tree):
-    prefix, py = _as_nobody(nobody_tree)
-    _kvm_for_nobody(sandbox)
+    prefix, py = as_nobody(nobody_tree)
+    kvm_for_nobody(sandbox)
     sleeper = build_c(os.path.join(HERE, "c", "sleeper.c"), static=True)
     os.chmod(os.path.dirname(sleeper), 0o755)
     env = dict(sandbox.env, PYTHONPATH=nobody_tree)
