@@ -10,7 +10,9 @@ and after a copy-on-write fork both processes point at the same pages. Such
 a VMA's ``cow`` is the SharedPages it maps; the host maps it without write
 permission, and the first write (a fault, or the Sentry writing for the
 application) gives the writer its own copy. MAP_SHARED memory is shared with
-the processes forked from its mapper. The platform's AddressSpace mirrors each change into the host
+the processes forked from its mapper; a MAP_SHARED mapping of a regular
+file maps the file's SharedFile (mm/shmfile.py, ``Vma.shm``), which every
+process mapping the file shares. The platform's AddressSpace mirrors each change into the host
 process (ptrace: an injected mmap/munmap/mprotect).
 
 Lock order: MemoryManager.lock, then MemoryFileAllocator._lock.
@@ -58,10 +60,11 @@ def _check_span(start, length):
 class Vma:
     """[start, end) mapped with ``prot``; ``fileoff`` is where start lives in the memory file."""
 
-    __slots__ = ("start", "end", "prot", "flags", "fileoff", "name", "offset", "dev", "ino", "cow")
+    __slots__ = ("start", "end", "prot", "flags", "fileoff", "name", "offset", "dev", "ino", "cow",
+                 "shm")
 
     def __init__(self, start, end, prot, flags, fileoff, name=b"", offset=0, dev=0, ino=0,
-                 cow=None):
+                 cow=None, shm=None):
         self.start = start
         self.end = end
         self.prot = prot
@@ -72,14 +75,17 @@ class Vma:
         self.dev = dev
         self.ino = ino
         self.cow = cow     # a page-cache Entry whose pages this maps read-only; copy before writing
+        self.shm = shm     # the SharedFile (mm/shmfile.py) whose pages this maps, file byte = offset
 
     def split(self, at):
         """Cut at ``at``; self keeps [start, at), the returned VMA [at, end)."""
         d = at - self.start
         if self.cow:
             self.cow.ref()
+        if self.shm:
+            self.shm.ref()
         tail = Vma(at, self.end, self.prot, self.flags, self.fileoff + d, self.name,
-                   self.offset + d if self.name else 0, self.dev, self.ino, self.cow)
+                   self.offset + d if self.name else 0, self.dev, self.ino, self.cow, self.shm)
         self.end = at
         return tail
 
@@ -150,6 +156,33 @@ class MemoryManager:
         self.alloc.share(fileoff, length)
         return self._install(Vma(start, start + length, prot, MAP_SHARED, fileoff, name, offset,
                                  dev, ino))
+
+    def map_shared_file(self, start, length, prot, shm, fileoff, name, offset, dev, ino):
+        """MAP_SHARED of a regular file: the VMA maps its SharedFile's pages
+        (a reference on ``shm`` the caller took, dropped at unmap)."""
+        try:
+            _check_span(start, length)
+        except SyscallError:
+            shm.unmapped(offset, 0)
+            raise
+        return self._install(Vma(start, start + length, prot, MAP_SHARED, fileoff, name, offset,
+                                 dev, ino, shm=shm))
+
+    def sync(self, start, end):
+        """msync(2): write back the shared file pages in [start, end); every
+        page must be mapped (ENOMEM)."""
+        with self.lock:
+            self._check_mapped(start, end)
+            todo = []
+            a = start
+            while a < end:
+                v = self._find(a)
+                b = min(end, v.end)
+                if v.shm is not None:
+                    todo.append((v.shm, v.offset + (a - v.start), b - a))
+                a = b
+            for shm, off, n in todo:
+                shm.writeback(off, off + n)
 
     def map_file(self, start, length, prot, flags, f, st, offset, nbytes, name):
         """Map [start, start+length) holding file bytes [offset, offset+nbytes), zeros after.
@@ -267,6 +300,8 @@ class MemoryManager:
         """Give back the pages ``v`` holds: its own, or its reference on shared ones."""
         if v.cow:
             v.cow.unref()
+        elif v.shm:
+            v.shm.unmapped(v.offset, v.end - v.start)
         else:
             self.alloc.free(v.fileoff, v.end - v.start)
 
@@ -559,6 +594,9 @@ class MemoryManager:
                 if cow is not None:
                     off = v.fileoff
                     cow.ref()
+                elif v.shm is not None:
+                    off = v.fileoff
+                    v.shm.ref()
                 elif v.flags == MAP_SHARED:
                     off = v.fileoff
                     self.alloc.share(off, n)
@@ -572,7 +610,7 @@ class MemoryManager:
                     off = self.alloc.alloc(n)
                     self._copy_sparse(off, v.fileoff, n)
                 child._vmas.append(Vma(v.start, v.end, v.prot, v.flags, off, v.name, v.offset,
-                                       v.dev, v.ino, cow))
+                                       v.dev, v.ino, cow, v.shm))
                 child._starts.append(v.start)
             child.brk_start, child.brk_end, child.mmap_base = self.brk_start, self.brk_end, self.mmap_base
             if protected:

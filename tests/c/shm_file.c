@@ -1,0 +1,244 @@
+/* MAP_SHARED mappings of a regular file: every mapping (one process, a
+ * fork, an exec'd unrelated process) sees the same pages, write(2) shows
+ * through a mapping, a store shows to read(2), the data stays in the file
+ * after munmap, a private mapping keeps its copy, and msync's bad input.
+ *
+ *   shm_file DIR            the checks, on DIR/shm.dat; ends with "done"
+ *   shm_file peer FILE      (exec'd by the above) meets the parent in FILE
+ *   shm_file msync FILE     store, msync(MS_SYNC), say "synced", wait for stdin EOF
+ *   shm_file exit FILE      store and exit without msync or munmap
+ *   shm_file sigbus DIR     ftruncate shrinks a mapped file: SIGBUS past EOF
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SZ 8192
+
+static void die(const char *what)
+{
+    printf("%s: %s\n", what, strerror(errno));
+    exit(1);
+}
+
+static char *map(int fd, int flags)
+{
+    char *p = mmap(NULL, SZ, PROT_READ | PROT_WRITE, flags, fd, 0);
+    if (p == MAP_FAILED)
+        die("mmap");
+    return p;
+}
+
+static void pr(const char *label, const char *s, size_t n)
+{
+    printf("%s: \"%.*s\"\n", label, (int)n, s);
+}
+
+static void prread(const char *label, int fd, off_t off, size_t n)
+{
+    char buf[64] = {0};
+    ssize_t r = pread(fd, buf, n, off);
+    if (r < 0)
+        die("pread");
+    pr(label, buf, r);
+}
+
+static void report(const char *label, int r)
+{
+    printf("%s = %d %s\n", label, r, r ? strerror(errno) : "");
+}
+
+/* Waits up to 10 s for *p == want; 0 when it came. */
+static int wait_for(volatile char *p, char want)
+{
+    for (int i = 0; i < 10000; i++) {
+        if (*p == want)
+            return 0;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return -1;
+}
+
+static int peer(const char *path)
+{
+    int fd = open(path, O_RDWR);
+    if (fd < 0)
+        die("peer open");
+    char *m = map(fd, MAP_SHARED);
+    pr("peer sees the parent's store", m + 500, 6);
+    memcpy(m + 400, "exec", 4);
+    m[600] = 1;                           /* ready */
+    if (wait_for(m + 601, 2))
+        printf("peer: no answer\n");
+    else
+        printf("peer: parent answered while both ran\n");
+    return 0;                             /* exit unmaps */
+}
+
+static int checks(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/shm.dat", dir);
+    unlink(path);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0)
+        die("open");
+    if (ftruncate(fd, SZ))
+        die("ftruncate");
+    char *a = map(fd, MAP_SHARED), *b = map(fd, MAP_SHARED);
+    memcpy(a + 10, "both", 4);
+    pr("second mapping sees the first's store", b + 10, 4);
+    if (pwrite(fd, "hello", 5, 100) != 5)
+        die("pwrite");
+    pr("write(2) seen through the mapping", a + 100, 5);
+    memcpy(b + 200, "store", 5);
+    prread("store seen by read(2)", fd, 200, 5);
+    memcpy(a + SZ - 4, "tail", 4);
+    prread("store in the last page seen by read(2)", fd, SZ - 4, 4);
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        memcpy(a + 300, "child", 5);
+        pr("child sees the parent's earlier store", a + 200, 5);
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
+    fflush(stdout);
+    pr("fork: parent sees the child's store", a + 300, 5);
+    prread("fork: read(2) sees the child's store", fd, 300, 5);
+
+    memcpy(a + 500, "parent", 6);
+    fflush(stdout);
+    pid = fork();
+    if (pid == 0) {
+        execl("/proc/self/exe", "shm_file", "peer", path, (char *)NULL);
+        die("execl");
+    }
+    if (wait_for(a + 600, 1))
+        printf("parent: the peer never got ready\n");
+    else
+        printf("parent: the peer's flag came through\n");
+    a[601] = 2;
+    waitpid(pid, NULL, 0);
+    pr("exec'd peer's store seen", a + 400, 4);
+
+    char *priv = map(fd, MAP_PRIVATE);
+    pr("private mapping starts with the file", priv + 100, 5);
+    memcpy(priv + 100, "PRIVT", 5);
+    prread("private store not in the file", fd, 100, 5);
+    pr("private store not in a shared mapping", a + 100, 5);
+    munmap(priv, SZ);
+
+    printf("msync(MS_SYNC) = %d\n", msync(a, SZ, MS_SYNC));
+    report("msync(unaligned)", msync(a + 1, 10, MS_SYNC));
+    report("msync(ASYNC|SYNC)", msync(a, SZ, MS_SYNC | MS_ASYNC));
+    report("msync(bad flag)", msync(a, SZ, 0x100));
+    report("msync(length 0)", msync(a, 0, MS_SYNC));
+    munmap(b, SZ);
+    munmap(a, SZ);
+    report("msync(unmapped)", msync(a, SZ, MS_SYNC));
+    close(fd);
+
+    fd = open(path, O_RDONLY);
+    prread("after munmap and close: 10", fd, 10, 4);
+    prread("after munmap and close: 200", fd, 200, 5);
+    prread("after munmap and close: 300", fd, 300, 5);
+    prread("after munmap and close: 400", fd, 400, 4);
+    struct stat st;
+    fstat(fd, &st);
+    printf("size %lld\n", (long long)st.st_size);
+    close(fd);
+    unlink(path);
+    printf("done\n");
+    return 0;
+}
+
+static int msync_then_wait(const char *path, int sync)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        die("open");
+    if (ftruncate(fd, SZ))
+        die("ftruncate");
+    char *m = map(fd, MAP_SHARED);
+    close(fd);
+    memcpy(m + 4096, sync ? "msynced" : "at-exit", 7);
+    if (!sync)
+        return 0;                         /* exit unmaps */
+    if (msync(m, SZ, MS_SYNC))
+        die("msync");
+    printf("synced\n");
+    fflush(stdout);
+    char c;
+    while (read(0, &c, 1) > 0)
+        ;
+    return 0;
+}
+
+static sigjmp_buf jb;
+
+static void on_bus(int sig, siginfo_t *si, void *uc)
+{
+    (void)uc;
+    printf("signal %s code %d\n", sig == SIGBUS ? "SIGBUS" : "other", si->si_code);
+    siglongjmp(jb, 1);
+}
+
+static int sigbus(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/shm-bus.dat", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || ftruncate(fd, SZ))
+        die("setup");
+    volatile char *m = map(fd, MAP_SHARED);
+    m[4096] = 'x';
+    struct sigaction sa = {0};
+    sa.sa_sigaction = on_bus;
+    sa.sa_flags = SA_SIGINFO;
+    sigaction(SIGBUS, &sa, NULL);
+    if (ftruncate(fd, 100))
+        die("ftruncate");
+    printf("first page still readable: %d\n", m[50]);
+    if (!sigsetjmp(jb, 1)) {
+        char c = m[4096];
+        printf("read past EOF gave %d\n", c);
+    }
+    if (!sigsetjmp(jb, 1)) {
+        m[4096 + 8] = 'y';
+        printf("write past EOF went through\n");
+    }
+    if (ftruncate(fd, SZ))
+        die("ftruncate");
+    printf("regrown page reads %d\n", m[4096]);
+    unlink(path);
+    printf("done\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (argc == 3 && !strcmp(argv[1], "peer"))
+        return peer(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "msync"))
+        return msync_then_wait(argv[2], 1);
+    if (argc == 3 && !strcmp(argv[1], "exit"))
+        return msync_then_wait(argv[2], 0);
+    if (argc == 3 && !strcmp(argv[1], "sigbus"))
+        return sigbus(argv[2]);
+    if (argc == 2)
+        return checks(argv[1]);
+    fprintf(stderr, "usage\n");
+    return 2;
+}

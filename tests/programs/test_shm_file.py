@@ -1,0 +1,67 @@
+"""MAP_SHARED mappings of regular files (mm/shmfile.py): the probe
+tests/c/shm_file.c run natively and in the sandbox on the overlay's /tmp,
+on /dev/shm and on a volume; every mapping (one process, a fork, an exec'd
+process running at the same time) sees the same pages, write(2) shows
+through them, stores show to read(2) and stay after munmap; msync's bad
+input. On a volume the host holds the pages after msync(MS_SYNC) while the
+program still runs, and after an exit without msync.
+"""
+
+import os
+import subprocess
+
+import pytest
+
+from conftest import TESTS_DIR
+
+MNT = "/mnt/vol"
+
+
+@pytest.fixture(scope="module")
+def probe(build_c):
+    return build_c(os.path.join(TESTS_DIR, "c", "shm_file.c"))
+
+
+@pytest.fixture(scope="module")
+def native_lines(probe, tmp_path_factory):
+    native = subprocess.run([probe, str(tmp_path_factory.mktemp("shm"))], capture_output=True)
+    assert native.returncode == 0, native.stdout
+    assert native.stdout.endswith(b"done\n")
+    return native.stdout.decode()
+
+
+@pytest.mark.parametrize("where", ["/tmp", "/dev/shm"])
+def test_shared_file_mappings_match_native(sandbox, probe, native_lines, where):
+    boxed = sandbox.run([probe, where], timeout=120)
+    assert boxed.stdout.decode() == native_lines, boxed.stderr.decode()
+    assert boxed.returncode == 0
+
+
+def test_shared_file_mappings_on_a_volume(sandbox, probe, native_lines, workdir):
+    boxed = sandbox.run([probe, MNT], options=["-v", "%s:%s" % (workdir, MNT)], timeout=120)
+    assert boxed.stdout.decode() == native_lines, boxed.stderr.decode()
+    assert not os.path.exists(os.path.join(workdir, "shm.dat"))
+
+
+def test_msync_reaches_the_host_while_the_program_runs(sandbox, probe, workdir):
+    proc = sandbox.popen([probe, "msync", MNT + "/m.dat"], ["-v", "%s:%s" % (workdir, MNT)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline() == b"synced\n"
+        with open(os.path.join(workdir, "m.dat"), "rb") as f:
+            data = f.read()
+        assert len(data) == 8192 and data[4096:4103] == b"msynced"
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+        proc.stdout.close()
+        proc.stderr.close()
+    assert proc.returncode == 0
+
+
+def test_stores_reach_the_host_at_exit_without_msync(sandbox, probe, workdir):
+    got = sandbox.run([probe, "exit", MNT + "/e.dat"], options=["-v", "%s:%s" % (workdir, MNT)])
+    assert got.returncode == 0, got.stderr.decode()
+    with open(os.path.join(workdir, "e.dat"), "rb") as f:
+        data = f.read()
+    assert len(data) == 8192 and data[4096:4103] == b"at-exit"
