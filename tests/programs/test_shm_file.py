@@ -65,3 +65,34 @@ def test_stores_reach_the_host_at_exit_without_msync(sandbox, probe, workdir):
     with open(os.path.join(workdir, "e.dat"), "rb") as f:
         data = f.read()
     assert len(data) == 8192 and data[4096:4103] == b"at-exit"
+
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYTHON3 = "/usr/bin/python3"
+SQLITE3 = "/usr/bin/sqlite3"
+
+
+def _wal(sandbox, workdir, argv, options=()):
+    scratch = os.path.join(workdir, "native")
+    os.mkdir(scratch)
+    native = sandbox.native(argv[:-1] + [scratch], timeout=120)
+    assert native.returncode == 0, native.stderr.decode()
+    boxed = sandbox.run(argv, options=options, timeout=240)
+    assert boxed.stdout.decode() == native.stdout.decode(), boxed.stderr.decode()[-3000:]
+    assert boxed.returncode == 0
+
+
+@pytest.mark.parametrize("where", ["/tmp", "volume"])
+def test_sqlite_wal_two_writers_and_a_reader(sandbox, workdir, where):
+    """Long-lived connections: each sees the others' commits through -shm."""
+    if not os.path.exists(PYTHON3):
+        pytest.skip("no /usr/bin/python3")
+    options = ["-v", "%s:%s" % (workdir, MNT)] if where == "volume" else []
+    _wal(sandbox, workdir, [PYTHON3, os.path.join(HERE, "sqlite_wal.py"),
+                   MNT if where == "volume" else "/tmp"], options)
+
+
+def test_sqlite3_shell_wal_two_writers_and_a_reader(sandbox, workdir):
+    if not os.path.exists(SQLITE3):
+        pytest.skip("no sqlite3")
+    _wal(sandbox, workdir, ["/bin/sh", os.path.join(HERE, "sqlite_wal.sh"), "/tmp"])
