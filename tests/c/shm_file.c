@@ -186,11 +186,13 @@ static int msync_then_wait(const char *path, int sync)
 }
 
 static sigjmp_buf jb;
+static volatile char *expect;
 
 static void on_bus(int sig, siginfo_t *si, void *uc)
 {
     (void)uc;
-    printf("signal %s code %d\n", sig == SIGBUS ? "SIGBUS" : "other", si->si_code);
+    printf("signal %s code %d addr %s\n", sig == SIGBUS ? "SIGBUS" : "other", si->si_code,
+           si->si_addr == (void *)expect ? "ok" : "wrong");
     siglongjmp(jb, 1);
 }
 
@@ -210,10 +212,12 @@ static int sigbus(const char *dir)
     if (ftruncate(fd, 100))
         die("ftruncate");
     printf("first page still readable: %d\n", m[50]);
+    expect = m + 4096;
     if (!sigsetjmp(jb, 1)) {
         char c = m[4096];
         printf("read past EOF gave %d\n", c);
     }
+    expect = m + 4096 + 8;
     if (!sigsetjmp(jb, 1)) {
         m[4096 + 8] = 'y';
         printf("write past EOF went through\n");
@@ -221,6 +225,26 @@ static int sigbus(const char *dir)
     if (ftruncate(fd, SZ))
         die("ftruncate");
     printf("regrown page reads %d\n", m[4096]);
+    if (ftruncate(fd, 100))
+        die("ftruncate");
+    volatile char *fresh = map(fd, MAP_SHARED);
+    printf("a new mapping reads the first page: %d\n", fresh[10]);
+    expect = fresh + 4096 + 1;
+    if (!sigsetjmp(jb, 1)) {
+        char c = fresh[4096 + 1];
+        printf("a new mapping read past EOF: %d\n", c);
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        expect = fresh + 4096 + 2;
+        if (!sigsetjmp(jb, 1))
+            fresh[4096 + 2] = 1;
+        _exit(0);
+    }
+    waitpid(pid, NULL, 0);
+    if (pwrite(fd, "grow", 4, 4096 + 100) != 4)
+        die("pwrite");
+    printf("write(2) past the page makes it readable: %.4s\n", fresh + 4096 + 100);
     unlink(path);
     printf("done\n");
     return 0;

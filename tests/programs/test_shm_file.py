@@ -96,3 +96,19 @@ def test_sqlite3_shell_wal_two_writers_and_a_reader(sandbox, workdir):
     if not os.path.exists(SQLITE3):
         pytest.skip("no sqlite3")
     _wal(sandbox, workdir, ["/bin/sh", os.path.join(HERE, "sqlite_wal.sh"), "/tmp"])
+
+
+@pytest.mark.parametrize("where", ["/tmp", "/dev/shm", "volume"])
+def test_sigbus_past_eof_of_a_shared_mapping(sandbox, probe, workdir, where):
+    """ftruncate shrinks a mapped file: its pages past EOF give SIGBUS
+    (BUS_ADRERR, si_addr the address) to this process and to a forked
+    one, in mappings made before and after; growing the file again,
+    by ftruncate or write(2), makes them readable."""
+    scratch = os.path.join(workdir, "native")
+    os.mkdir(scratch)
+    native = sandbox.native([probe, "sigbus", scratch])
+    assert native.returncode == 0 and native.stdout.endswith(b"done\n"), native.stdout
+    options = ["-v", "%s:%s" % (workdir, MNT)] if where == "volume" else []
+    boxed = sandbox.run([probe, "sigbus", MNT if where == "volume" else where], options=options)
+    assert boxed.stdout.decode() == native.stdout.decode(), boxed.stderr.decode()
+    assert boxed.returncode == 0

@@ -52,6 +52,29 @@ def _host_prot(v):
     return v.prot & ~PROT_WRITE if v.cow else v.prot
 
 
+def _eof_at(v):
+    """Where the pages of shared-file VMA ``v`` that lie wholly past the
+    file's EOF begin (``v.end`` if none do): mmap(2) "SIGBUS" for those."""
+    eof = page_up(v.shm.inode.size())
+    return v.start + min(max(eof - v.offset, 0), v.end - v.start)
+
+
+def _mirror(aspace, v, remap=True):
+    """Map (or, with ``remap`` false, re-protect) ``v`` in the host: a
+    shared-file VMA's pages past EOF with no access, so touching them faults."""
+    cut = _eof_at(v) if v.shm is not None else v.end
+    if cut > v.start:
+        if remap:
+            aspace.map(v.start, cut - v.start, _host_prot(v), v.fileoff)
+        else:
+            aspace.protect(v.start, cut - v.start, _host_prot(v))
+    if cut < v.end:
+        if remap:
+            aspace.map(cut, v.end - cut, 0, v.fileoff + (cut - v.start))
+        else:
+            aspace.protect(cut, v.end - cut, 0)
+
+
 def _check_span(start, length):
     if start < MIN_ADDR or start + length > MM_TOP or length <= 0:
         raise SyscallError(errno.ENOMEM)
@@ -165,8 +188,25 @@ class MemoryManager:
         except SyscallError:
             shm.unmapped(offset, 0)
             raise
+        shm.mms.add(self)
         return self._install(Vma(start, start + length, prot, MAP_SHARED, fileoff, name, offset,
                                  dev, ino, shm=shm))
+
+    def past_eof(self, addr):
+        """Is ``addr`` in a page of a shared file mapping wholly past the file's EOF?"""
+        with self.lock:
+            v = self._find(addr)
+            return v is not None and v.shm is not None and addr >= _eof_at(v)
+
+    def refresh_shared(self, shm):
+        """The size of ``shm``'s file changed: mirror its VMAs' pages past EOF again."""
+        with self.lock:
+            if self.aspace is None:
+                return
+            for v in self._vmas:
+                if v.shm is shm:
+                    _mirror(self.aspace, v, remap=False)
+            self.aspace.sync()
 
     def sync(self, start, end):
         """msync(2): write back the shared file pages in [start, end); every
@@ -224,7 +264,7 @@ class MemoryManager:
             self._vmas.insert(i, vma)
             self._starts.insert(i, vma.start)
             if self.aspace is not None:
-                self.aspace.map(vma.start, vma.end - vma.start, _host_prot(vma), vma.fileoff)
+                _mirror(self.aspace, vma)
             self._release(gone)
         return vma
 
@@ -364,14 +404,14 @@ class MemoryManager:
             shared = False
             for v in self._vmas[i:j]:
                 v.prot = prot
-                shared = shared or v.cow is not None
+                shared = shared or v.cow is not None or v.shm is not None
             if self.aspace is None:
                 return
             if not shared:
                 self.aspace.protect(start, end - start, prot)
                 return
             for v in self._vmas[i:j]:
-                self.aspace.protect(v.start, v.end - v.start, _host_prot(v))
+                _mirror(self.aspace, v, remap=False)
 
     def _check_mapped(self, start, end):
         a = start
@@ -597,6 +637,7 @@ class MemoryManager:
                 elif v.shm is not None:
                     off = v.fileoff
                     v.shm.ref()
+                    v.shm.mms.add(child)
                 elif v.flags == MAP_SHARED:
                     off = v.fileoff
                     self.alloc.share(off, n)
@@ -637,7 +678,7 @@ class MemoryManager:
         with self.lock:
             self.aspace = aspace
             for v in self._vmas:
-                aspace.map(v.start, v.end - v.start, _host_prot(v), v.fileoff)
+                _mirror(aspace, v)
 
     def reset(self):
         """execve(2): drop every mapping, keep the address space.

@@ -26,6 +26,7 @@ pages (as a memfd's). The reservation is sparse and not charged to
 """
 
 import threading
+import weakref
 
 PAGE = 4096
 MIN_ROOM = 8 << 20
@@ -52,6 +53,7 @@ class SharedFile:
         self.cap = cap
         self.refs = 0
         self.lock = threading.RLock()     # serialises write(2), truncate and writeback
+        self.mms = weakref.WeakSet()      # address spaces that map it (MemoryManager)
 
     # -- filling and writing back ------------------------------------------
 
@@ -112,8 +114,22 @@ class SharedFile:
                 data += self.inode.read_at(offset + head, n - head)
             return data
 
+    def _resized(self, old):
+        """Pages past EOF fault with SIGBUS (mm.py ``_eof_at``): tell every
+        address space mapping the file when EOF moved to another page.
+        Precondition: ``self.lock`` not held (each mm's lock is taken)."""
+        if _page_up(old) != _page_up(self.inode.size()):
+            for mm in list(self.mms):
+                mm.refresh_shared(self)
+
     def write(self, offset, data):
         """write(2): to the file, then into the extent, so mappings see it."""
+        old = self.inode.size()
+        n = self._write(offset, data)
+        self._resized(old)
+        return n
+
+    def _write(self, offset, data):
         with self.lock:
             old = self.inode.size()
             n = self.inode.write_at(offset, data)
@@ -126,13 +142,15 @@ class SharedFile:
             return n
 
     def truncate(self, size):
-        """ftruncate(2): bytes past the new EOF read as zero if it grows again."""
+        """ftruncate(2): bytes past the new EOF read as zero if it grows
+        again; pages wholly past it give SIGBUS in every mapping."""
         with self.lock:
             old = self.inode.size()
             self.inode.truncate(size)
             cut = min(old, size)
             if cut < self.cap:
                 self.file.zero(self.base + cut, self.cap - cut)
+        self._resized(old)
 
     def fsync(self):
         self.writeback()
