@@ -134,10 +134,24 @@ static int checks(const char *dir)
 
     char *priv = map(fd, MAP_PRIVATE);
     pr("private mapping starts with the file", priv + 100, 5);
+    pr("private mapping starts with the shared stores", priv + 10, 4);
     memcpy(priv + 100, "PRIVT", 5);
     prread("private store not in the file", fd, 100, 5);
     pr("private store not in a shared mapping", a + 100, 5);
     munmap(priv, SZ);
+
+    int ro = open(path, O_RDONLY);
+    char *r = mmap(NULL, SZ, PROT_READ, MAP_SHARED, ro, 0);
+    if (r == MAP_FAILED)
+        die("mmap ro");
+    pr("read-only shared mapping sees the stores", r + 300, 5);
+    report("mprotect(PROT_WRITE) of a read-only description's shared mapping",
+           mprotect(r, SZ, PROT_READ | PROT_WRITE));
+    errno = 0;
+    char *w = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, ro, 0);
+    report("mmap(PROT_WRITE, MAP_SHARED) of a read-only description", w == MAP_FAILED ? -1 : 0);
+    munmap(r, SZ);
+    close(ro);
 
     printf("msync(MS_SYNC) = %d\n", msync(a, SZ, MS_SYNC));
     report("msync(unaligned)", msync(a + 1, 10, MS_SYNC));

@@ -84,10 +84,10 @@ class Vma:
     """[start, end) mapped with ``prot``; ``fileoff`` is where start lives in the memory file."""
 
     __slots__ = ("start", "end", "prot", "flags", "fileoff", "name", "offset", "dev", "ino", "cow",
-                 "shm")
+                 "shm", "maywrite")
 
     def __init__(self, start, end, prot, flags, fileoff, name=b"", offset=0, dev=0, ino=0,
-                 cow=None, shm=None):
+                 cow=None, shm=None, maywrite=True):
         self.start = start
         self.end = end
         self.prot = prot
@@ -99,6 +99,7 @@ class Vma:
         self.ino = ino
         self.cow = cow     # a page-cache Entry whose pages this maps read-only; copy before writing
         self.shm = shm     # the SharedFile (mm/shmfile.py) whose pages this maps, file byte = offset
+        self.maywrite = maywrite   # False: a shared file mapping through a read-only description
 
     def split(self, at):
         """Cut at ``at``; self keeps [start, at), the returned VMA [at, end)."""
@@ -108,7 +109,8 @@ class Vma:
         if self.shm:
             self.shm.ref()
         tail = Vma(at, self.end, self.prot, self.flags, self.fileoff + d, self.name,
-                   self.offset + d if self.name else 0, self.dev, self.ino, self.cow, self.shm)
+                   self.offset + d if self.name else 0, self.dev, self.ino, self.cow, self.shm,
+                   self.maywrite)
         self.end = at
         return tail
 
@@ -180,9 +182,12 @@ class MemoryManager:
         return self._install(Vma(start, start + length, prot, MAP_SHARED, fileoff, name, offset,
                                  dev, ino))
 
-    def map_shared_file(self, start, length, prot, shm, fileoff, name, offset, dev, ino):
+    def map_shared_file(self, start, length, prot, shm, fileoff, name, offset, dev, ino,
+                        maywrite):
         """MAP_SHARED of a regular file: the VMA maps its SharedFile's pages
-        (a reference on ``shm`` the caller took, dropped at unmap)."""
+        (a reference on ``shm`` the caller took, dropped at unmap).
+        ``maywrite``: the description was writable, so mprotect may add
+        PROT_WRITE."""
         try:
             _check_span(start, length)
         except SyscallError:
@@ -190,7 +195,7 @@ class MemoryManager:
             raise
         shm.mms.add(self)
         return self._install(Vma(start, start + length, prot, MAP_SHARED, fileoff, name, offset,
-                                 dev, ino, shm=shm))
+                                 dev, ino, shm=shm, maywrite=maywrite))
 
     def past_eof(self, addr):
         """Is ``addr`` in a page of a shared file mapping wholly past the file's EOF?"""
@@ -400,6 +405,15 @@ class MemoryManager:
         """Implements mprotect's effect: every page of [start, end) must be mapped (ENOMEM)."""
         with self.lock:
             self._check_mapped(start, end)
+            if prot & PROT_WRITE:
+                a = start
+                while a < end:
+                    v = self._find(a)
+                    if not v.maywrite:
+                        # mprotect(2) EACCES: PROT_WRITE on a MAP_SHARED
+                        # mapping of a file not opened for writing.
+                        raise SyscallError(errno.EACCES)
+                    a = v.end
             i, j = self._range(start, end)
             shared = False
             for v in self._vmas[i:j]:
@@ -651,7 +665,7 @@ class MemoryManager:
                     off = self.alloc.alloc(n)
                     self._copy_sparse(off, v.fileoff, n)
                 child._vmas.append(Vma(v.start, v.end, v.prot, v.flags, off, v.name, v.offset,
-                                       v.dev, v.ino, cow, v.shm))
+                                       v.dev, v.ino, cow, v.shm, v.maywrite))
                 child._starts.append(v.start)
             child.brk_start, child.brk_end, child.mmap_base = self.brk_start, self.brk_end, self.mmap_base
             if protected:

@@ -28,6 +28,8 @@ pages (as a memfd's). The reservation is sparse and not charged to
 import threading
 import weakref
 
+from pyvisor.sentry.errors import SyscallError
+
 PAGE = 4096
 MIN_ROOM = 8 << 20
 
@@ -175,6 +177,11 @@ class SharedFile:
                     self.writeback()
                 else:
                     self.writeback(offset, offset + length)
+            except (SyscallError, OSError):
+                # munmap and exit do not fail: as Linux's background
+                # writeback, a lost page is reported to no one here (N.B.
+                # Linux reports it at the next fsync).
+                pass
             finally:
                 if last:
                     self.alloc.free(self.base, self.cap, charged=False)

@@ -74,13 +74,25 @@ def sys_mmap(t, addr, length, prot, flags, fd, offset, *_):
     if isinstance(f, MemfdFile):
         _map_memfd(mm, addr, length, prot, vflags, f, st, offset, nbytes)
         return addr
-    if vflags == MAP_SHARED and nbytes and isinstance(f, RegularFile):
-        shm, fileoff = SHARED.for_map(mm.alloc, f.inode, offset, length)
-        mm.map_shared_file(addr, length, prot, shm, fileoff, f.path(), offset, st.st_dev,
-                           st.st_ino)
-        return addr
+    if nbytes and isinstance(f, RegularFile):
+        if vflags == MAP_SHARED:
+            shm, fileoff = SHARED.for_map(mm.alloc, f.inode, offset, length)
+            mm.map_shared_file(addr, length, prot, shm, fileoff, f.path(), offset, st.st_dev,
+                               st.st_ino, f.writable)
+            return addr
+        if SHARED.get(f.inode) is not None:
+            # A private copy of what the shared pages hold now (the page
+            # cache's entry may predate their stores: mtime did not move).
+            _map_copy(mm, addr, length, prot, vflags, f, st, offset, nbytes)
+            return addr
     mm.map_file(addr, length, prot, vflags, f, st, offset, nbytes, f.path())
     return addr
+
+
+def _map_copy(mm, addr, length, prot, vflags, f, st, offset, nbytes):
+    """A private mapping holding a copy of the file's bytes now."""
+    mm.map_anon(addr, length, prot, vflags, f.path(), offset, st.st_dev, st.st_ino)
+    mm.fill_from(addr, max(0, min(nbytes, st.st_size - offset)), f, offset)
 
 
 def _map_memfd(mm, addr, length, prot, vflags, f, st, offset, nbytes):
@@ -89,8 +101,7 @@ def _map_memfd(mm, addr, length, prot, vflags, f, st, offset, nbytes):
     under F_SEAL_WRITE or F_SEAL_FUTURE_WRITE."""
     inode = f.inode
     if vflags == MAP_PRIVATE:
-        mm.map_anon(addr, length, prot, vflags, f.path(), offset, st.st_dev, st.st_ino)
-        mm.fill_from(addr, max(0, min(nbytes, st.st_size - offset)), f, offset)
+        _map_copy(mm, addr, length, prot, vflags, f, st, offset, nbytes)
         return
     if prot & PROT_WRITE and inode.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE):
         raise SyscallError(errno.EPERM)
