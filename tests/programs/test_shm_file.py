@@ -30,9 +30,11 @@ def native_lines(probe, tmp_path_factory):
     return native.stdout.decode()
 
 
-@pytest.mark.parametrize("where", ["/tmp", "/dev/shm"])
-def test_shared_file_mappings_match_native(sandbox, probe, native_lines, where):
-    boxed = sandbox.run([probe, where], timeout=120)
+@pytest.mark.parametrize("where,options", [("/tmp", []), ("/dev/shm", []),
+                                           ("/tmp", ["--overlay", "file"])])
+def test_shared_file_mappings_match_native(sandbox, probe, native_lines, where, options):
+    """--overlay file: the pages go back to the overlay's host filestore."""
+    boxed = sandbox.run([probe, where], options=options, timeout=120)
     assert boxed.stdout.decode() == native_lines, boxed.stderr.decode()
     assert boxed.returncode == 0
 
