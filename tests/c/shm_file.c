@@ -6,9 +6,11 @@
  *   shm_file DIR            the checks, on DIR/shm.dat; ends with "done"
  *   shm_file peer FILE      (exec'd by the above) meets the parent in FILE
  *   shm_file msync FILE     store, msync(MS_SYNC), say "synced", wait for stdin EOF
+ *   shm_file fsync FILE     the same with fsync(2)
  *   shm_file exit FILE      store and exit without msync or munmap
  *   shm_file sigbus DIR     ftruncate shrinks a mapped file: SIGBUS past EOF
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -153,6 +155,18 @@ static int checks(const char *dir)
     munmap(r, SZ);
     close(ro);
 
+    char *g = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (g == MAP_FAILED)
+        die("mmap small");
+    g = mremap(g, 4096, SZ, MREMAP_MAYMOVE);
+    if (g == MAP_FAILED)
+        die("mremap");
+    pr("mremap'd shared mapping sees the file", g + 300, 5);
+    memcpy(g + 4096 + 16, "grown", 5);
+    prread("store into its grown part seen by read(2)", fd, 4096 + 16, 5);
+    pr("... and by the other mapping", a + 4096 + 16, 5);
+    munmap(g, SZ);
+
     printf("msync(MS_SYNC) = %d\n", msync(a, SZ, MS_SYNC));
     report("msync(unaligned)", msync(a + 1, 10, MS_SYNC));
     report("msync(ASYNC|SYNC)", msync(a, SZ, MS_SYNC | MS_ASYNC));
@@ -177,6 +191,7 @@ static int checks(const char *dir)
     return 0;
 }
 
+/* sync: 0 exit without syncing, 1 msync(MS_SYNC), 2 fsync(2) */
 static int msync_then_wait(const char *path, int sync)
 {
     int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
@@ -185,12 +200,11 @@ static int msync_then_wait(const char *path, int sync)
     if (ftruncate(fd, SZ))
         die("ftruncate");
     char *m = map(fd, MAP_SHARED);
-    close(fd);
-    memcpy(m + 4096, sync ? "msynced" : "at-exit", 7);
+    memcpy(m + 4096, sync == 2 ? "fsynced" : sync ? "msynced" : "at-exit", 7);
     if (!sync)
         return 0;                         /* exit unmaps */
-    if (msync(m, SZ, MS_SYNC))
-        die("msync");
+    if (sync == 1 ? msync(m, SZ, MS_SYNC) : fsync(fd))
+        die("msync/fsync");
     printf("synced\n");
     fflush(stdout);
     char c;
@@ -271,6 +285,8 @@ int main(int argc, char **argv)
         return peer(argv[2]);
     if (argc == 3 && !strcmp(argv[1], "msync"))
         return msync_then_wait(argv[2], 1);
+    if (argc == 3 && !strcmp(argv[1], "fsync"))
+        return msync_then_wait(argv[2], 2);
     if (argc == 3 && !strcmp(argv[1], "exit"))
         return msync_then_wait(argv[2], 0);
     if (argc == 3 && !strcmp(argv[1], "sigbus"))

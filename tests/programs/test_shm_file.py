@@ -45,14 +45,15 @@ def test_shared_file_mappings_on_a_volume(sandbox, probe, native_lines, workdir)
     assert not os.path.exists(os.path.join(workdir, "shm.dat"))
 
 
-def test_msync_reaches_the_host_while_the_program_runs(sandbox, probe, workdir):
-    proc = sandbox.popen([probe, "msync", MNT + "/m.dat"], ["-v", "%s:%s" % (workdir, MNT)],
+@pytest.mark.parametrize("how", ["msync", "fsync"])
+def test_msync_reaches_the_host_while_the_program_runs(sandbox, probe, workdir, how):
+    proc = sandbox.popen([probe, how, MNT + "/m.dat"], ["-v", "%s:%s" % (workdir, MNT)],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         assert proc.stdout.readline() == b"synced\n"
         with open(os.path.join(workdir, "m.dat"), "rb") as f:
             data = f.read()
-        assert len(data) == 8192 and data[4096:4103] == b"msynced"
+        assert len(data) == 8192 and data[4096:4103] == how.encode() + b"ed"
     finally:
         proc.stdin.close()
         proc.wait(timeout=60)

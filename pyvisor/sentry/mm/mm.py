@@ -25,6 +25,7 @@ import threading
 
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.pagecache import SharedPages
+from pyvisor.sentry.mm.shmfile import SHARED
 
 PAGE = 4096
 PAGE_MASK = ~(PAGE - 1)
@@ -454,6 +455,19 @@ class MemoryManager:
                 else:
                     dest = self.find_free(new_len)
             prot, flags, name, offset = v.prot, v.flags, v.name, v.offset
+            if v.shm is not None:
+                # A shared file mapping moves or grows over the same file's pages.
+                foff = v.offset + (old - v.start)
+                shm, fileoff = SHARED.for_map(self.alloc, v.shm.inode, foff, new_len)
+                gone = []
+                if dest == old:
+                    gone = self._unmap_locked(old, old + old_len, push=False)
+                else:
+                    self._unmap_locked(old, old + old_len, push=True)
+                self.map_shared_file(dest, new_len, prot, shm, fileoff, name, foff, v.dev, v.ino,
+                                     v.maywrite)
+                self._release(gone)
+                return dest
             # The old contents move to a new memory-file range; copy them.
             data_len = min(old_len, new_len)
             tmp = self.alloc.alloc(data_len)
