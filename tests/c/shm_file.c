@@ -262,13 +262,37 @@ static int sigbus(const char *dir)
         char c = fresh[4096 + 1];
         printf("a new mapping read past EOF: %d\n", c);
     }
+    /* Another process maps it while this one moves EOF both ways. */
+    int go[2], back[2];
+    if (pipe(go) || pipe(back))
+        die("pipe");
     pid_t pid = fork();
     if (pid == 0) {
+        char c;
         expect = fresh + 4096 + 2;
         if (!sigsetjmp(jb, 1))
             fresh[4096 + 2] = 1;
+        write(back[1], "", 1);
+        read(go[0], &c, 1);              /* the parent grew the file */
+        fresh[4096 + 3] = 'z';
+        printf("child: the grown page is writable\n");
+        write(back[1], "", 1);
+        read(go[0], &c, 1);              /* the parent shrank it again */
+        expect = fresh + 4096 + 4;
+        if (!sigsetjmp(jb, 1))
+            fresh[4096 + 4] = 1;
         _exit(0);
     }
+    char c;
+    read(back[0], &c, 1);
+    if (ftruncate(fd, SZ))
+        die("ftruncate");
+    write(go[1], "", 1);
+    read(back[0], &c, 1);
+    printf("parent sees the child's store: %c\n", fresh[4096 + 3]);
+    if (ftruncate(fd, 100))
+        die("ftruncate");
+    write(go[1], "", 1);
     waitpid(pid, NULL, 0);
     if (pwrite(fd, "grow", 4, 4096 + 100) != 4)
         die("pwrite");

@@ -105,8 +105,10 @@ def test_sqlite3_shell_wal_two_writers_and_a_reader(sandbox, workdir):
 def test_sigbus_past_eof_of_a_shared_mapping(sandbox, probe, workdir, where):
     """ftruncate shrinks a mapped file: its pages past EOF give SIGBUS
     (BUS_ADRERR, si_addr the address) to this process and to a forked
-    one, in mappings made before and after; growing the file again,
-    by ftruncate or write(2), makes them readable."""
+    one, in mappings made before and after, also when another process
+    moves EOF while the forked one waits (its stub is edited by its own
+    tracer: platform/ptrace.py queues edits from other threads); growing
+    the file again, by ftruncate or write(2), makes them readable."""
     scratch = os.path.join(workdir, "native")
     os.mkdir(scratch)
     native = sandbox.native([probe, "sigbus", scratch])

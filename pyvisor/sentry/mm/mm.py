@@ -205,14 +205,20 @@ class MemoryManager:
             return v is not None and v.shm is not None and addr >= _eof_at(v)
 
     def refresh_shared(self, shm):
-        """The size of ``shm``'s file changed: mirror its VMAs' pages past EOF again."""
+        """The size of ``shm``'s file changed: mirror its VMAs' pages past EOF again.
+
+        Called from any task's thread: the edits are queued, not synced (a
+        ptrace stub takes them from its own tracer, before it next runs
+        application code or when a fault finds edits pending), so a task
+        of another process running meanwhile sees the new EOF at its next
+        entry into the Sentry; a fault in between is judged by the size now
+        (``past_eof``)."""
         with self.lock:
             if self.aspace is None:
                 return
             for v in self._vmas:
                 if v.shm is shm:
                     _mirror(self.aspace, v, remap=False)
-            self.aspace.sync()
 
     def sync(self, start, end):
         """msync(2): write back the shared file pages in [start, end); every
