@@ -142,7 +142,9 @@ static int checks(const char *dir)
     pr("private store not in a shared mapping", a + 100, 5);
     munmap(priv, SZ);
 
+    struct stat before, after;
     int ro = open(path, O_RDONLY);
+    fstat(ro, &before);
     char *r = mmap(NULL, SZ, PROT_READ, MAP_SHARED, ro, 0);
     if (r == MAP_FAILED)
         die("mmap ro");
@@ -153,6 +155,10 @@ static int checks(const char *dir)
     char *w = mmap(NULL, SZ, PROT_READ | PROT_WRITE, MAP_SHARED, ro, 0);
     report("mmap(PROT_WRITE, MAP_SHARED) of a read-only description", w == MAP_FAILED ? -1 : 0);
     munmap(r, SZ);
+    fstat(ro, &after);
+    printf("mapping read-only and unmapping keeps mtime: %d\n",
+           before.st_mtim.tv_sec == after.st_mtim.tv_sec
+           && before.st_mtim.tv_nsec == after.st_mtim.tv_nsec);
     close(ro);
 
     char *g = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
