@@ -264,6 +264,17 @@ class PtraceAddressSpace(AddressSpace):
             m[base:base + 16 + len(prog)] = _ZEROS[:16 + len(prog)]
 
     def _queue(self, nr, *args):
+        mine = self._tracees.get(threading.get_ident())
+        if mine is None:
+            # From a thread that does not trace this stub (another process's
+            # task, whose shared file's EOF moved): only its own tracers may
+            # run the edit, before their task next runs (Context.run) or
+            # when a fault finds it pending.
+            with self._lock:
+                self._pending.append((nr,) + args)
+            for tracee in list(self._tracees.values()):
+                tracee.need_flush = True
+            return
         if self._ctrl_off is None:
             self._inject(nr, *args)
             return
@@ -273,29 +284,34 @@ class PtraceAddressSpace(AddressSpace):
         if full:
             self.flush()
         else:
-            self.tracee.need_flush = True
+            mine.need_flush = True
 
     def sync(self):
         self.flush()
 
     def flush(self):
-        """Run every queued edit in the stub, as one batch; True if there were any."""
+        """Run every queued edit in the stub, in batches; True if there were any."""
         with self._lock:
-            batch, self._pending = self._pending, []
-            if not batch:
+            pending, self._pending = self._pending, []
+            if not pending:
                 return False
-            m, base = self._ctrl.map, self._ctrl_off
-            for i, e in enumerate(batch):
-                _ENTRY.pack_into(m, base + 64 * i, *e, 0)
-            self.injected += 1
-            try:
-                r = self.tracee.inject(0, len(batch), self._ctrl_addr, at=_fastpath.STUB_BATCH)
-            finally:
-                # Nothing of the Sentry's stays where the application might read it.
-                m[base:base + 64 * len(batch)] = _ZEROS[:64 * len(batch)]
-            if -4096 < r < 0:
-                raise OSError(-r, "a batched edit failed: %s (batch %r)" % (os.strerror(-r), batch))
+            for i in range(0, len(pending), BATCH_MAX):
+                self._run_batch(pending[i:i + BATCH_MAX])
         return True
+
+    def _run_batch(self, batch):
+        """One injected call runs ``batch`` (at most BATCH_MAX edits). Precondition: lock held."""
+        m, base = self._ctrl.map, self._ctrl_off
+        for i, e in enumerate(batch):
+            _ENTRY.pack_into(m, base + 64 * i, *e, 0)
+        self.injected += 1
+        try:
+            r = self.tracee.inject(0, len(batch), self._ctrl_addr, at=_fastpath.STUB_BATCH)
+        finally:
+            # Nothing of the Sentry's stays where the application might read it.
+            m[base:base + 64 * len(batch)] = _ZEROS[:64 * len(batch)]
+        if -4096 < r < 0:
+            raise OSError(-r, "a batched edit failed: %s (batch %r)" % (os.strerror(-r), batch))
 
     def clear(self, keep):
         """Unmap everything in the stub but the code page holding ``keep``.

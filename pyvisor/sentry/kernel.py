@@ -23,8 +23,8 @@ import time
 from pyvisor import confine
 from pyvisor.config import default_overlay_dir
 from pyvisor.abi import flags as F
-from pyvisor.abi.signals import (FAULT_SIGNALS, IGNORE_BY_DEFAULT, SA_NOCLDSTOP, SI_KERNEL, SIGCHLD,
-                                 SIGCONT, SIGKILL, STOP_BY_DEFAULT, siginfo_bytes)
+from pyvisor.abi.signals import (FAULT_SIGNALS, IGNORE_BY_DEFAULT, SA_NOCLDSTOP, SI_KERNEL, SIGBUS,
+                                 SIGCHLD, SIGCONT, SIGKILL, STOP_BY_DEFAULT, siginfo_bytes)
 from pyvisor.gofer.process import GoferProcess
 from pyvisor.platform.base import EXIT_GONE, EXIT_SIGNAL
 from pyvisor.sentry import confined_imports, loader, timers, waiting
@@ -43,6 +43,7 @@ from pyvisor.sentry.task import (ContextSwitch, GroupExit, SentryCrash, SignalSt
                                  TaskExit, ThreadGroup, exit_wstatus, signal_wstatus)
 
 SEGV_ACCERR = 2
+BUS_ADRERR = 2
 ROBUST_LIST_LIMIT = 2048
 EXIT_TIMEOUT = 124        # pyvisor run --timeout, as timeout(1)
 FUTEX_WAITERS, FUTEX_OWNER_DIED, FUTEX_TID_MASK = 0x80000000, 0x40000000, 0x3FFFFFFF
@@ -658,6 +659,11 @@ class Kernel:
         signo = ex.signo
         if signo == signal.SIGSTOP:
             return      # a kick (Task.interrupt): pending signals are handled by the caller
+        if signo == 11 and t.mm is not None and t.mm.past_eof(ex.addr):
+            # mmap(2): touching a page of a shared file mapping wholly past
+            # the file's end is SIGBUS (BUS_ADRERR), the address in si_addr.
+            self._force_signal(t, SIGBUS, siginfo_bytes(SIGBUS, BUS_ADRERR, addr=ex.addr))
+            return
         if signo == 11 and ex.code == SEGV_ACCERR and self._write_fault(t, ex.addr):
             return      # a write to copy-on-write pages: now the task's own, retry
         if signo in FAULT_SIGNALS and 0 < ex.code < SI_KERNEL or signo in (4, 8) or \

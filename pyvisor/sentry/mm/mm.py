@@ -10,7 +10,9 @@ and after a copy-on-write fork both processes point at the same pages. Such
 a VMA's ``cow`` is the SharedPages it maps; the host maps it without write
 permission, and the first write (a fault, or the Sentry writing for the
 application) gives the writer its own copy. MAP_SHARED memory is shared with
-the processes forked from its mapper. The platform's AddressSpace mirrors each change into the host
+the processes forked from its mapper; a MAP_SHARED mapping of a regular
+file maps the file's SharedFile (mm/shmfile.py, ``Vma.shm``), which every
+process mapping the file shares. The platform's AddressSpace mirrors each change into the host
 process (ptrace: an injected mmap/munmap/mprotect).
 
 Lock order: MemoryManager.lock, then MemoryFileAllocator._lock.
@@ -23,6 +25,7 @@ import threading
 
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.pagecache import SharedPages
+from pyvisor.sentry.mm.shmfile import SHARED
 
 PAGE = 4096
 PAGE_MASK = ~(PAGE - 1)
@@ -50,6 +53,29 @@ def _host_prot(v):
     return v.prot & ~PROT_WRITE if v.cow else v.prot
 
 
+def _eof_at(v):
+    """Where the pages of shared-file VMA ``v`` that lie wholly past the
+    file's EOF begin (``v.end`` if none do): mmap(2) "SIGBUS" for those."""
+    eof = page_up(v.shm.inode.size())
+    return v.start + min(max(eof - v.offset, 0), v.end - v.start)
+
+
+def _mirror(aspace, v, remap=True):
+    """Map (or, with ``remap`` false, re-protect) ``v`` in the host: a
+    shared-file VMA's pages past EOF with no access, so touching them faults."""
+    cut = _eof_at(v) if v.shm is not None else v.end
+    if cut > v.start:
+        if remap:
+            aspace.map(v.start, cut - v.start, _host_prot(v), v.fileoff)
+        else:
+            aspace.protect(v.start, cut - v.start, _host_prot(v))
+    if cut < v.end:
+        if remap:
+            aspace.map(cut, v.end - cut, 0, v.fileoff + (cut - v.start))
+        else:
+            aspace.protect(cut, v.end - cut, 0)
+
+
 def _check_span(start, length):
     if start < MIN_ADDR or start + length > MM_TOP or length <= 0:
         raise SyscallError(errno.ENOMEM)
@@ -58,10 +84,11 @@ def _check_span(start, length):
 class Vma:
     """[start, end) mapped with ``prot``; ``fileoff`` is where start lives in the memory file."""
 
-    __slots__ = ("start", "end", "prot", "flags", "fileoff", "name", "offset", "dev", "ino", "cow")
+    __slots__ = ("start", "end", "prot", "flags", "fileoff", "name", "offset", "dev", "ino", "cow",
+                 "shm", "maywrite")
 
     def __init__(self, start, end, prot, flags, fileoff, name=b"", offset=0, dev=0, ino=0,
-                 cow=None):
+                 cow=None, shm=None, maywrite=True):
         self.start = start
         self.end = end
         self.prot = prot
@@ -72,14 +99,19 @@ class Vma:
         self.dev = dev
         self.ino = ino
         self.cow = cow     # a page-cache Entry whose pages this maps read-only; copy before writing
+        self.shm = shm     # the SharedFile (mm/shmfile.py) whose pages this maps, file byte = offset
+        self.maywrite = maywrite   # False: a shared file mapping through a read-only description
 
     def split(self, at):
         """Cut at ``at``; self keeps [start, at), the returned VMA [at, end)."""
         d = at - self.start
         if self.cow:
             self.cow.ref()
+        if self.shm:
+            self.shm.ref()
         tail = Vma(at, self.end, self.prot, self.flags, self.fileoff + d, self.name,
-                   self.offset + d if self.name else 0, self.dev, self.ino, self.cow)
+                   self.offset + d if self.name else 0, self.dev, self.ino, self.cow, self.shm,
+                   self.maywrite)
         self.end = at
         return tail
 
@@ -151,6 +183,59 @@ class MemoryManager:
         return self._install(Vma(start, start + length, prot, MAP_SHARED, fileoff, name, offset,
                                  dev, ino))
 
+    def map_shared_file(self, start, length, prot, shm, fileoff, name, offset, dev, ino,
+                        maywrite):
+        """MAP_SHARED of a regular file: the VMA maps its SharedFile's pages
+        (a reference on ``shm`` the caller took, dropped at unmap).
+        ``maywrite``: the description was writable, so mprotect may add
+        PROT_WRITE."""
+        try:
+            _check_span(start, length)
+        except SyscallError:
+            shm.unmapped(offset, 0)
+            raise
+        shm.mms.add(self)
+        return self._install(Vma(start, start + length, prot, MAP_SHARED, fileoff, name, offset,
+                                 dev, ino, shm=shm, maywrite=maywrite))
+
+    def past_eof(self, addr):
+        """Is ``addr`` in a page of a shared file mapping wholly past the file's EOF?"""
+        with self.lock:
+            v = self._find(addr)
+            return v is not None and v.shm is not None and addr >= _eof_at(v)
+
+    def refresh_shared(self, shm):
+        """The size of ``shm``'s file changed: mirror its VMAs' pages past EOF again.
+
+        Called from any task's thread: the edits are queued, not synced (a
+        ptrace stub takes them from its own tracer, before it next runs
+        application code or when a fault finds edits pending), so a task
+        of another process running meanwhile sees the new EOF at its next
+        entry into the Sentry; a fault in between is judged by the size now
+        (``past_eof``)."""
+        with self.lock:
+            if self.aspace is None:
+                return
+            for v in self._vmas:
+                if v.shm is shm:
+                    _mirror(self.aspace, v, remap=False)
+
+    def sync(self, start, end):
+        """msync(2): write back the shared file pages in [start, end); every
+        page must be mapped (ENOMEM)."""
+        with self.lock:
+            self._check_mapped(start, end)
+            todo = []
+            a = start
+            while a < end:
+                v = self._find(a)
+                b = min(end, v.end)
+                if v.shm is not None:
+                    todo.append((v.shm, v.offset + (a - v.start), b - a))
+                a = b
+            for shm, off, n in todo:
+                shm.writeback(off, off + n)
+
     def map_file(self, start, length, prot, flags, f, st, offset, nbytes, name):
         """Map [start, start+length) holding file bytes [offset, offset+nbytes), zeros after.
 
@@ -191,7 +276,7 @@ class MemoryManager:
             self._vmas.insert(i, vma)
             self._starts.insert(i, vma.start)
             if self.aspace is not None:
-                self.aspace.map(vma.start, vma.end - vma.start, _host_prot(vma), vma.fileoff)
+                _mirror(self.aspace, vma)
             self._release(gone)
         return vma
 
@@ -267,6 +352,8 @@ class MemoryManager:
         """Give back the pages ``v`` holds: its own, or its reference on shared ones."""
         if v.cow:
             v.cow.unref()
+        elif v.shm:
+            v.shm.unmapped(v.offset, v.end - v.start)
         else:
             self.alloc.free(v.fileoff, v.end - v.start)
 
@@ -325,18 +412,27 @@ class MemoryManager:
         """Implements mprotect's effect: every page of [start, end) must be mapped (ENOMEM)."""
         with self.lock:
             self._check_mapped(start, end)
+            if prot & PROT_WRITE:
+                a = start
+                while a < end:
+                    v = self._find(a)
+                    if not v.maywrite:
+                        # mprotect(2) EACCES: PROT_WRITE on a MAP_SHARED
+                        # mapping of a file not opened for writing.
+                        raise SyscallError(errno.EACCES)
+                    a = v.end
             i, j = self._range(start, end)
             shared = False
             for v in self._vmas[i:j]:
                 v.prot = prot
-                shared = shared or v.cow is not None
+                shared = shared or v.cow is not None or v.shm is not None
             if self.aspace is None:
                 return
             if not shared:
                 self.aspace.protect(start, end - start, prot)
                 return
             for v in self._vmas[i:j]:
-                self.aspace.protect(v.start, v.end - v.start, _host_prot(v))
+                _mirror(self.aspace, v, remap=False)
 
     def _check_mapped(self, start, end):
         a = start
@@ -365,6 +461,19 @@ class MemoryManager:
                 else:
                     dest = self.find_free(new_len)
             prot, flags, name, offset = v.prot, v.flags, v.name, v.offset
+            if v.shm is not None:
+                # A shared file mapping moves or grows over the same file's pages.
+                foff = v.offset + (old - v.start)
+                shm, fileoff = SHARED.for_map(self.alloc, v.shm.inode, foff, new_len)
+                gone = []
+                if dest == old:
+                    gone = self._unmap_locked(old, old + old_len, push=False)
+                else:
+                    self._unmap_locked(old, old + old_len, push=True)
+                self.map_shared_file(dest, new_len, prot, shm, fileoff, name, foff, v.dev, v.ino,
+                                     v.maywrite)
+                self._release(gone)
+                return dest
             # The old contents move to a new memory-file range; copy them.
             data_len = min(old_len, new_len)
             tmp = self.alloc.alloc(data_len)
@@ -559,6 +668,10 @@ class MemoryManager:
                 if cow is not None:
                     off = v.fileoff
                     cow.ref()
+                elif v.shm is not None:
+                    off = v.fileoff
+                    v.shm.ref()
+                    v.shm.mms.add(child)
                 elif v.flags == MAP_SHARED:
                     off = v.fileoff
                     self.alloc.share(off, n)
@@ -572,7 +685,7 @@ class MemoryManager:
                     off = self.alloc.alloc(n)
                     self._copy_sparse(off, v.fileoff, n)
                 child._vmas.append(Vma(v.start, v.end, v.prot, v.flags, off, v.name, v.offset,
-                                       v.dev, v.ino, cow))
+                                       v.dev, v.ino, cow, v.shm, v.maywrite))
                 child._starts.append(v.start)
             child.brk_start, child.brk_end, child.mmap_base = self.brk_start, self.brk_end, self.mmap_base
             if protected:
@@ -599,7 +712,7 @@ class MemoryManager:
         with self.lock:
             self.aspace = aspace
             for v in self._vmas:
-                aspace.map(v.start, v.end - v.start, _host_prot(v), v.fileoff)
+                _mirror(aspace, v)
 
     def reset(self):
         """execve(2): drop every mapping, keep the address space.

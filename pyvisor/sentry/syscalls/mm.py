@@ -6,6 +6,8 @@ import os
 from pyvisor.abi.ints import s32
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.mm import MAP_PRIVATE, MAP_SHARED, MM_TOP, PAGE, PROT_WRITE, page_up
+from pyvisor.sentry.mm.shmfile import SHARED
+from pyvisor.sentry.vfs.file import RegularFile
 from pyvisor.sentry.vfs.memfd import F_SEAL_FUTURE_WRITE, F_SEAL_WRITE, MemfdFile
 
 MAP_TYPE = 0x0F
@@ -14,6 +16,7 @@ MAP_FIXED, MAP_ANONYMOUS, MAP_FIXED_NOREPLACE = 0x10, 0x20, 0x100000
 PROT_ALL = 0x7
 MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP = 1, 2, 4
 MADV_DONTNEED, MADV_FREE = 4, 8
+MS_ASYNC, MS_INVALIDATE, MS_SYNC = 1, 2, 4
 S_IFMT, S_IFREG, S_IFCHR = 0o170000, 0o100000, 0o020000
 
 
@@ -41,8 +44,9 @@ def _mappable_file(t, fd, flags, prot):
 def sys_mmap(t, addr, length, prot, flags, fd, offset, *_):
     """Implements Linux syscall mmap(2).
 
-    N.B. a MAP_SHARED file mapping is a snapshot of the file, like a private
-    one: writes through it do not reach the file.
+    A MAP_SHARED mapping of a regular file maps the file's shared pages
+    (mm/shmfile.py): every such mapping, read(2) and write(2) agree, and
+    changed pages reach the file at msync, fsync, munmap and exit.
     """
     prot, flags = s32(prot), s32(flags)
     if length == 0 or offset % PAGE or prot & ~PROT_ALL:
@@ -70,8 +74,25 @@ def sys_mmap(t, addr, length, prot, flags, fd, offset, *_):
     if isinstance(f, MemfdFile):
         _map_memfd(mm, addr, length, prot, vflags, f, st, offset, nbytes)
         return addr
+    if nbytes and isinstance(f, RegularFile):
+        if vflags == MAP_SHARED:
+            shm, fileoff = SHARED.for_map(mm.alloc, f.inode, offset, length)
+            mm.map_shared_file(addr, length, prot, shm, fileoff, f.path(), offset, st.st_dev,
+                               st.st_ino, f.writable)
+            return addr
+        if SHARED.get(f.inode) is not None:
+            # A private copy of what the shared pages hold now (the page
+            # cache's entry may predate their stores: mtime did not move).
+            _map_copy(mm, addr, length, prot, vflags, f, st, offset, nbytes)
+            return addr
     mm.map_file(addr, length, prot, vflags, f, st, offset, nbytes, f.path())
     return addr
+
+
+def _map_copy(mm, addr, length, prot, vflags, f, st, offset, nbytes):
+    """A private mapping holding a copy of the file's bytes now."""
+    mm.map_anon(addr, length, prot, vflags, f.path(), offset, st.st_dev, st.st_ino)
+    mm.fill_from(addr, max(0, min(nbytes, st.st_size - offset)), f, offset)
 
 
 def _map_memfd(mm, addr, length, prot, vflags, f, st, offset, nbytes):
@@ -80,8 +101,7 @@ def _map_memfd(mm, addr, length, prot, vflags, f, st, offset, nbytes):
     under F_SEAL_WRITE or F_SEAL_FUTURE_WRITE."""
     inode = f.inode
     if vflags == MAP_PRIVATE:
-        mm.map_anon(addr, length, prot, vflags, f.path(), offset, st.st_dev, st.st_ino)
-        mm.fill_from(addr, max(0, min(nbytes, st.st_size - offset)), f, offset)
+        _map_copy(mm, addr, length, prot, vflags, f, st, offset, nbytes)
         return
     if prot & PROT_WRITE and inode.seals & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE):
         raise SyscallError(errno.EPERM)
@@ -147,8 +167,25 @@ def sys_brk(t, addr, *_):
     return t.mm.brk(addr)
 
 
+def sys_msync(t, addr, length, flags, *_):
+    """Implements Linux syscall msync(2): EINVAL for an unaligned addr,
+    unknown flags or MS_ASYNC with MS_SYNC; ENOMEM if part of the range is
+    unmapped; the changed pages of shared file mappings in it go back to
+    their files (MS_ASYNC too: it is not worth deferring)."""
+    flags = s32(flags)
+    if addr % PAGE or flags & ~(MS_ASYNC | MS_INVALIDATE | MS_SYNC) \
+            or flags & MS_ASYNC and flags & MS_SYNC:
+        raise SyscallError(errno.EINVAL)
+    end = addr + page_up(length)
+    if end > MM_TOP or end < addr:
+        raise SyscallError(errno.ENOMEM)
+    if end > addr:
+        t.mm.sync(addr, end)
+    return 0
+
+
 def sys_ok(t, *_):
-    """Implements Linux syscalls msync(2), mlock(2), munlock(2), mlockall(2) and
+    """Implements Linux syscalls mlock(2), munlock(2), mlockall(2) and
     munlockall(2): nothing to do with memory that never swaps (N.B. the
     arguments are not checked)."""
     return 0

@@ -15,6 +15,7 @@ import os
 import threading
 
 from ..errors import SyscallError
+from ..mm.shmfile import SHARED
 from .mount import vd_path
 from .stat import DT_DIR, Stat, StatFs, pack_dirent64
 
@@ -220,12 +221,17 @@ class InodeFile(FileDescription):
 
 
 class RegularFile(InodeFile):
-    """A regular file on tmpfs, overlay or the gofer fs."""
+    """A regular file on tmpfs, overlay or the gofer fs. While it is mapped
+    MAP_SHARED its I/O goes through its SharedFile (mm/shmfile.py), whose
+    pages the mappings share."""
 
     def pread(self, count, offset):
         self.check_readable()
         if offset < 0:
             raise SyscallError(errno.EINVAL)
+        shm = SHARED.get(self.inode)
+        if shm is not None:
+            return shm.read(offset, count)
         return self.inode.read_at(offset, count)
 
     def pwrite(self, data, offset):
@@ -234,19 +240,34 @@ class RegularFile(InodeFile):
             raise SyscallError(errno.EINVAL)
         if offset + len(data) > MAX_OFFSET:
             raise SyscallError(errno.EFBIG)
+        shm = SHARED.get(self.inode)
+        if shm is not None:
+            return shm.write(offset, data)
         return self.inode.write_at(offset, data)
 
     def preadinto(self, buf, offset):
         self.check_readable()
         if offset < 0:
             raise SyscallError(errno.EINVAL)
+        shm = SHARED.get(self.inode)
+        if shm is not None:
+            data = shm.read(offset, len(buf))
+            buf[:len(data)] = data
+            return len(data)
         return self.inode.read_into(buf, offset)
 
     def truncate(self, size):
         self.check_writable()
+        shm = SHARED.get(self.inode)
+        if shm is not None:
+            shm.truncate(size)
+            return
         self.inode.truncate(size)
 
     def fsync(self):
+        shm = SHARED.get(self.inode)
+        if shm is not None:
+            return shm.fsync()
         return self.inode.fsync()
 
     def nread(self):

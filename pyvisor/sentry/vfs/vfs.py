@@ -23,6 +23,7 @@ the dentry cache in step.
 import errno
 
 from ..errors import SyscallError
+from ..mm.shmfile import truncate as shm_truncate
 from pyvisor.abi.flags import AT_FDCWD
 from .file import (FileDescription, O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL,
                    O_NOFOLLOW, O_PATH, O_RDONLY, O_TMPFILE, O_TRUNC, O_WRONLY, O_RDWR)
@@ -337,7 +338,7 @@ class VirtualFilesystem:
         f = inode.open(t, vd, flags)
         if flags & O_TRUNC and is_reg:
             try:
-                f.vd.inode.truncate(0)
+                shm_truncate(f.vd.inode, 0)
             except SyscallError:
                 f.decref()
                 raise
@@ -560,7 +561,7 @@ class VirtualFilesystem:
         if not vd.inode.is_reg():
             raise SyscallError(errno.EINVAL)
         check_access(vd.inode, creds_of(t), W_OK)
-        vd.inode.truncate(length)
+        shm_truncate(vd.inode, length)
 
     def statfs(self, t, path):
         return self.resolve_vd(t, path).inode.fs.statfs()
