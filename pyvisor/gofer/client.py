@@ -236,11 +236,23 @@ class GoferClient:
         """walk(node, [name]) and getattr of the result for each of `names`,
         all in one round trip: a list with, for each name, (Node, Attr) or
         the GoferError that walk would raise."""
+        return self._walk_getattr_batch(node, [(name,) for name in names])
+
+    def walk_getattr_paths(self, node: Node, names) -> list:
+        """walk(node, names[:k]) and getattr of the result for k = 1 ..
+        len(names) (at most MAXWELEM), all in one round trip: what a path
+        walk that revalidates each component it passes needs (shared file
+        access). Results as walk_getattr_many's; a walk stopped short of
+        its last name is GoferError(ENOENT)."""
+        names = tuple(names)[:p9.MAXWELEM]
+        return self._walk_getattr_batch(node, [names[:k] for k in range(1, len(names) + 1)])
+
+    def _walk_getattr_batch(self, node: Node, wnames_list) -> list:
         with self._lock:
-            sent = []        # per name: (newfid, Twalk tag, Tgetattr tag), or its GoferError
-            for name in names:
+            sent = []        # per walk: (newfid, Twalk tag, Tgetattr tag, length), or its GoferError
+            for wnames in wnames_list:
                 newfid = self._alloc_fid()
-                walk = p9.Twalk(self._next_tag(), node.fid, newfid, (name,))
+                walk = p9.Twalk(self._next_tag(), node.fid, newfid, wnames)
                 get = p9.Tgetattr(self._next_tag(), newfid, p9.GETATTR_BASIC)
                 try:
                     frames = [self._encode(walk), self._encode(get)]
@@ -249,8 +261,8 @@ class GoferClient:
                     sent.append(e)
                     continue
                 self._outbox += frames
-                sent.append((newfid, walk.tag, get.tag))
-            tags = {tag for s in sent if type(s) is tuple for tag in s[1:]}
+                sent.append((newfid, walk.tag, get.tag, len(wnames)))
+            tags = {tag for s in sent if type(s) is tuple for tag in s[1:3]}
             if tags:
                 self._send(None)
             replies = self._replies_locked(tags)
@@ -259,21 +271,22 @@ class GoferClient:
                 try:
                     if type(s) is not tuple:
                         raise s
-                    newfid, wtag, gtag = s
-                    out.append(self._walked_one_locked(newfid, replies[wtag], replies[gtag]))
+                    newfid, wtag, gtag, n = s
+                    out.append(self._walked_one_locked(newfid, replies[wtag], replies[gtag], n))
                 except GoferError as e:
                     out.append(e)
             return out
 
-    def _walked_one_locked(self, newfid: int, r, g):
-        """(Node, Attr) from one pipelined Rwalk and Rgetattr; raises what walk would."""
-        if type(r) is p9.Rwalk and len(r.qids) > 1:
+    def _walked_one_locked(self, newfid: int, r, g, n=1):
+        """(Node, Attr) from one pipelined Rwalk of `n` names and its
+        Rgetattr; raises what walk would."""
+        if type(r) is p9.Rwalk and len(r.qids) > n:
             self._clunk_quietly_locked(newfid)     # the server is confused
             raise GoferError(errno.EIO)
-        if type(r) is not p9.Rwalk or not r.qids:
-            self._free_fids.append(newfid)         # nothing was walked: no fid exists
+        if type(r) is not p9.Rwalk or len(r.qids) < n:
+            self._free_fids.append(newfid)         # not all was walked: no fid exists
             raise GoferError(errno.ENOENT) if type(r) is p9.Rwalk else _error(r)
-        new = Node(newfid, r.qids[0])
+        new = Node(newfid, r.qids[-1])
         try:
             if type(g) is p9.Rgetattr:
                 return new, _attr(g.valid, g.qid.path, g.mode, g.uid, g.gid, g.nlink, g.rdev,

@@ -32,9 +32,25 @@ Tlcreate's open file becomes the new inode's write handle, so a file
 created with mode 0444 is writable through the fd that created it, as on
 Linux.
 
-N.B. the caches are never invalidated from outside: the host tree is
-assumed not to change under a running sandbox except through it (gVisor's
-"exclusive" file access; the "shared" mode of issue 13 is not built).
+File access modes (runsc's --file-access / --file-access-mounts):
+
+- exclusive (`shared` False): the caches above are never invalidated from
+  outside; the host tree is assumed not to change under a running sandbox
+  except through it.
+- shared: the host (or another sandbox on the same directory) may change
+  the tree at any time. A path walk revalidates every name it uses in
+  this file system: `revalidate` walks them again from the first
+  directory it enters, with a Tgetattr of each, in one round trip
+  (Twalk of names[:1], names[:2], ... : `walk_getattr_paths`). A name now
+  naming another file (another inode number or type) gets a new inode and
+  dentry, a vanished one is forgotten (ENOENT), a new one is found; a
+  file still there takes the fresh attributes, so the page cache, keyed
+  by size, mtime and ctime (mm/pagecache.py), drops what it held of an
+  older version. stat() of an inode the last walk did not just validate
+  (fstat, an open file's size for O_APPEND or SEEK_END) asks for its
+  attributes again, and directory listings are fetched on every
+  readdir, never cached. Open files keep their donated host fds, so
+  their reads always see the host's current data.
 """
 
 import errno
@@ -64,12 +80,14 @@ class GoferFS(Filesystem):
     magic = V9FS_MAGIC
     read_only = True
 
-    def __init__(self, client, aname=b"", read_only=True):
+    def __init__(self, client, aname=b"", read_only=True, shared=False):
         from pyvisor.gofer import p9
         from pyvisor.gofer.client import GoferError
         super().__init__()
         self.client = client
         self.read_only = read_only
+        self.shared = shared              # file access mode (module doc)
+        self.fresh = None                 # the inode the last revalidation ended on
         self.p9 = p9
         self.GoferError = GoferError
         self.lock = threading.RLock()
@@ -80,6 +98,71 @@ class GoferFS(Filesystem):
             self.root = GoferInode(self, node, client.getattr(node))
         except GoferError as e:
             raise _err(e) from e
+
+    def revalidate(self, dentry, names, fresh):
+        """Shared mode: revalidates `names` walked one after another from
+        directory `dentry` (stopping at ".", "..", a non-directory or a
+        mount point), in one round trip; the cached dentries and inodes
+        then say what the host holds. Adds (dentry, name) to `fresh` for
+        each name it settled."""
+        chain = []
+        for n in names:
+            if n in (b".", b"..") or len(n) > 255 or len(chain) == self.p9.MAXWELEM:
+                break
+            chain.append(n)
+        if not chain:
+            return
+        client = self.client
+        with self.lock:
+            try:
+                results = client.walk_getattr_paths(dentry.inode.node_locked(), chain)
+            except (self.GoferError, SyscallError):
+                return                    # the walk itself says what is wrong
+            d = dentry
+            for n, res in zip(chain, results):
+                if d is None:
+                    if not isinstance(res, self.GoferError):
+                        client.clunk_later(res[0])
+                    continue
+                d, self.fresh = self._settle_locked(d, n, res, fresh)
+
+    def _settle_locked(self, d, name, res, fresh):
+        """Applies one revalidation result to directory dentry `d`'s child
+        `name`: (that child's dentry to go on from, or None to stop; its
+        inode, or None)."""
+        parent = d.inode
+        cached = d.children.get(name)
+        if isinstance(res, self.GoferError):
+            if res.errno != errno.ENOENT:
+                return None
+            old = parent._children.pop(name, None)
+            if old is not None:
+                old._stale = True
+            parent._missing.add(name)
+            if cached is not None and not cached.mounted:
+                d.forget(name)
+            fresh.add((d, name))
+            return None, None
+        node, attr = res
+        old = parent._children.get(name)
+        if old is not None and old.ino == attr.ino and old.mode & S_IFMT == attr.mode & S_IFMT:
+            old._apply(attr)
+            old._stale = False
+            self.client.clunk_later(node)
+        else:
+            if cached is not None and not cached.mounted:
+                d.forget(name)
+                cached = None
+            new = parent._children[name] = GoferInode(self, node, attr, parent, name)
+            new._track_locked()
+            if cached is not None:        # a mount point keeps its dentry
+                cached.inode = new
+        parent._missing.discard(name)
+        fresh.add((d, name))
+        child = d.lookup(name)
+        if child.mounted or not child.inode.is_dir():
+            return None, child.inode
+        return child, child.inode
 
     def statfs(self):
         try:
@@ -127,8 +210,14 @@ class GoferInode(Inode):
         return self.attr.size
 
     def stat(self):
+        fs = self.fs
+        if fs.shared:
+            if fs.fresh is self:
+                fs.fresh = None           # just revalidated by the walk that found it
+            else:
+                self._stale = True
         if self._stale:
-            with self.fs.lock:
+            with fs.lock:
                 if self._stale:
                     self._refresh_locked()
         a = self.attr
@@ -222,6 +311,8 @@ class GoferInode(Inode):
             raise SyscallError(errno.ENOTDIR)
         fs = self.fs
         with fs.lock:
+            if fs.shared:
+                return self._fetch_listing()      # never cached: the host may change it
             if self._listing is None:
                 self._listing = self._fetch_listing()
             return list(self._listing)
