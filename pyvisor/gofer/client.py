@@ -236,21 +236,21 @@ class GoferClient:
         """walk(node, [name]) and getattr of the result for each of `names`,
         all in one round trip: a list with, for each name, (Node, Attr) or
         the GoferError that walk would raise."""
-        return self._walk_getattr_batch(node, [(name,) for name in names])
+        return self._walk_getattr_batch([(node, (name,)) for name in names])
 
-    def walk_getattr_paths(self, node: Node, names) -> list:
-        """walk(node, names[:k]) and getattr of the result for k = 1 ..
-        len(names) (at most MAXWELEM), all in one round trip: what a path
-        walk that revalidates each component it passes needs (shared file
-        access). Results as walk_getattr_many's; a walk stopped short of
-        its last name is GoferError(ENOENT)."""
-        names = tuple(names)[:p9.MAXWELEM]
-        return self._walk_getattr_batch(node, [names[:k] for k in range(1, len(names) + 1)])
+    def walk_getattr_each(self, walks) -> list:
+        """walk(node, names) and getattr of the result for each (node,
+        names) of `walks` (at most MAXWELEM names each), all in one round
+        trip: what a path walk that revalidates each component it passes
+        needs (shared file access), each name walked from its parent's fid
+        where the caller has one. Results as walk_getattr_many's; a walk
+        stopped short of its last name is GoferError(ENOENT)."""
+        return self._walk_getattr_batch(walks)
 
-    def _walk_getattr_batch(self, node: Node, wnames_list) -> list:
+    def _walk_getattr_batch(self, walks) -> list:
         with self._lock:
             sent = []        # per walk: (newfid, Twalk tag, Tgetattr tag, length), or its GoferError
-            for wnames in wnames_list:
+            for node, wnames in walks:
                 newfid = self._alloc_fid()
                 walk = p9.Twalk(self._next_tag(), node.fid, newfid, wnames)
                 get = p9.Tgetattr(self._next_tag(), newfid, p9.GETATTR_BASIC)

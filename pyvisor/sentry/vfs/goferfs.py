@@ -102,24 +102,33 @@ class GoferFS(Filesystem):
     def revalidate(self, dentry, names, fresh):
         """Shared mode: revalidates `names` walked one after another from
         directory `dentry` (stopping at ".", "..", a non-directory or a
-        mount point), in one round trip; the cached dentries and inodes
+        mount point), in one round trip: each name is walked again from
+        its parent's fid where the parent is cached, else from the last
+        cached one, with a Tgetattr of each. The cached dentries and inodes
         then say what the host holds. Adds (dentry, name) to `fresh` for
-        each name it settled."""
-        chain = []
-        for n in names:
-            if n in (b".", b"..") or len(n) > 255 or len(chain) == self.p9.MAXWELEM:
-                break
-            chain.append(n)
-        if not chain:
-            return
+        each name it settled; the names after one that changed are left
+        to a second call (they were walked from what was there before)."""
         client = self.client
         with self.lock:
+            walks, d, base, since = [], dentry, None, 0
             try:
-                results = client.walk_getattr_paths(dentry.inode.node_locked(), chain)
+                for i, n in enumerate(names):
+                    if n in (b".", b"..") or len(n) > 255 or i - since >= self.p9.MAXWELEM:
+                        break
+                    inode = d.inode if d is not None else None
+                    if isinstance(inode, GoferInode) and inode.is_dir() and (
+                            inode._node is not None or inode.parent is None):
+                        base, since = inode.node_locked(), i
+                    walks.append((base, tuple(names[since:i + 1])))
+                    d = d.children.get(n) if d is not None else None
+                    if d is not None and (d.mounted or not d.inode.is_dir()):
+                        d = None
+                        break
+                results = client.walk_getattr_each(walks)
             except (self.GoferError, SyscallError):
                 return                    # the walk itself says what is wrong
             d = dentry
-            for n, res in zip(chain, results):
+            for n, res in zip(names, results):
                 if d is None:
                     if not isinstance(res, self.GoferError):
                         client.clunk_later(res[0])
@@ -128,8 +137,8 @@ class GoferFS(Filesystem):
 
     def _settle_locked(self, d, name, res, fresh):
         """Applies one revalidation result to directory dentry `d`'s child
-        `name`: (that child's dentry to go on from, or None to stop; its
-        inode, or None)."""
+        `name`: (that child's dentry to go on from, or None to stop there;
+        its inode, or None)."""
         parent = d.inode
         cached = d.children.get(name)
         if isinstance(res, self.GoferError):
@@ -145,7 +154,8 @@ class GoferFS(Filesystem):
             return None, None
         node, attr = res
         old = parent._children.get(name)
-        if old is not None and old.ino == attr.ino and old.mode & S_IFMT == attr.mode & S_IFMT:
+        same = old is not None and old.ino == attr.ino and old.mode & S_IFMT == attr.mode & S_IFMT
+        if same:
             old._apply(attr)
             old._stale = False
             self.client.clunk_later(node)
@@ -160,7 +170,7 @@ class GoferFS(Filesystem):
         parent._missing.discard(name)
         fresh.add((d, name))
         child = d.lookup(name)
-        if child.mounted or not child.inode.is_dir():
+        if not same or child.mounted or not child.inode.is_dir():
             return None, child.inode
         return child, child.inode
 
