@@ -37,11 +37,11 @@ def _host_changes(d):
     ]
 
 
-def _drive(proc, d):
-    """Runs the host's changes on directory d, one before each go line;
+def _drive(proc, d, changes):
+    """Runs the host's `changes` on directory d, one before each go line;
     the program's output for each step."""
     steps = []
-    for change in _host_changes(d):
+    for change in changes(d):
         change()
         proc.stdin.write(b"go\n")
         proc.stdin.flush()
@@ -64,18 +64,18 @@ def _fresh(workdir, name):
     return d
 
 
-def _native(argv, d):
+def _native(argv, d, changes=_host_changes):
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=d,
                             env=BASE_ENV)
-    return _drive(proc, d)
+    return _drive(proc, d, changes)
 
 
-def _sandboxed(sandbox, argv, d, options, cwd=MNT):
+def _sandboxed(sandbox, argv, d, options, cwd=MNT, changes=_host_changes):
     before = sandbox.children()
     proc = sandbox.popen(argv, ["--cwd", cwd, *options], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        steps, code = _drive(proc, d)
+        steps, code = _drive(proc, d, changes)
         err = proc.stderr.read()
     finally:
         if proc.poll() is None:
@@ -163,3 +163,37 @@ def test_bad_file_access_exit_2_with_one_line(args, words):
     lines = r.stderr.decode().splitlines()
     assert r.returncode == 2 and len(lines) == 1, r.stderr
     assert lines[0].startswith("pyvisor: ") and words in lines[0]
+
+
+def _dir_changes(d):
+    """Changes to the directory a file is in: replaced, removed, made again."""
+    def write(text):
+        with open(os.path.join(d, "d", "a"), "w") as f:
+            f.write(text)
+    return [
+        lambda: None,
+        lambda: (os.rename(os.path.join(d, "d"), os.path.join(d, "old")),
+                 os.mkdir(os.path.join(d, "d")), write("in the new directory\n")),
+        lambda: (os.unlink(os.path.join(d, "d", "a")), os.rmdir(os.path.join(d, "d"))),
+        lambda: (os.mkdir(os.path.join(d, "d")), write("again\n")),
+    ]
+
+
+def test_shared_volume_sees_a_directory_replaced(sandbox, workdir, build_c):
+    """The directory on the path is renamed away and another made in its
+    place, then removed, then made again: each look follows the host."""
+    probe = build_c(os.path.join(TESTS_DIR, "c", "watch_file.c"))
+    dirs = []
+    for name in ("native", "vol"):
+        d = _fresh(workdir, name)
+        os.mkdir(os.path.join(d, "d"))
+        os.rename(os.path.join(d, "a"), os.path.join(d, "d", "a"))
+        dirs.append(d)
+    want, code = _native([probe, "d/a"], dirs[0], _dir_changes)
+    assert code == 0
+    got, code, err = _sandboxed(sandbox, [probe, MNT + "/d/a"], dirs[1],
+                                ["-v", dirs[1] + ":" + MNT], changes=_dir_changes)
+    assert code == 0, err
+    assert got == want
+    assert want[1] == b"size 21 read in the new directory\nmmap in the new directory\n"
+    assert want[2] == b"stat No such file or directory\n"

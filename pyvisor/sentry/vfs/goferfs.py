@@ -62,7 +62,7 @@ from collections import OrderedDict
 from ..errors import SyscallError
 from .inode import Filesystem, Inode
 from .pipe import open_fifo
-from .stat import S_IFIFO, S_IFMT, V9FS_MAGIC, Stat, StatFs
+from .stat import S_IFDIR, S_IFIFO, S_IFMT, V9FS_MAGIC, Stat, StatFs
 
 O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
 READDIR_CHUNK = 1 << 16
@@ -101,39 +101,79 @@ class GoferFS(Filesystem):
 
     def revalidate(self, dentry, names, fresh):
         """Shared mode: revalidates `names` walked one after another from
-        directory `dentry` (stopping at ".", "..", a non-directory or a
-        mount point), in one round trip: each name is walked again from
-        its parent's fid where the parent is cached, else from the last
-        cached one, with a Tgetattr of each. The cached dentries and inodes
-        then say what the host holds. Adds (dentry, name) to `fresh` for
-        each name it settled; the names after one that changed are left
-        to a second call (they were walked from what was there before)."""
+        directory `dentry` (up to ".", "..", a non-directory or a mount
+        point), in one round trip: one Twalk of them all from `dentry`'s
+        fid (its qids say which inode each name names now) and a Tgetattr
+        of where it ends; a Tgetattr of each cached directory on the way,
+        by its own fid; a Twalk+Tgetattr of the names up to each directory
+        not cached. The cached dentries and inodes then say what the host
+        holds. Adds (dentry, name) to `fresh` for each name it settled; a
+        directory that now names another inode is forgotten and the walk
+        looks it up again."""
         client = self.client
         with self.lock:
-            walks, d, base, since = [], dentry, None, 0
+            chain, olds, d = [], [], dentry
+            for n in names:
+                if n in (b".", b"..") or len(n) > 255 or len(chain) == self.p9.MAXWELEM:
+                    break
+                chain.append(n)
+                d = d.children.get(n) if d is not None else None
+                old = d.inode if d is not None else None
+                olds.append(old if isinstance(old, GoferInode) and old.fs is self else None)
+                if d is not None and (d.mounted or not d.inode.is_dir()):
+                    break
+            if not chain:
+                return
             try:
-                for i, n in enumerate(names):
-                    if n in (b".", b"..") or len(n) > 255 or i - since >= self.p9.MAXWELEM:
-                        break
-                    inode = d.inode if d is not None else None
-                    if isinstance(inode, GoferInode) and inode.is_dir() and (
-                            inode._node is not None or inode.parent is None):
-                        base, since = inode.node_locked(), i
-                    walks.append((base, tuple(names[since:i + 1])))
-                    d = d.children.get(n) if d is not None else None
-                    if d is not None and (d.mounted or not d.inode.is_dir()):
-                        d = None
-                        break
-                results = client.walk_getattr_each(walks)
+                base = dentry.inode.node_locked()
+                walks, nodes = [(base, tuple(chain))], []
+                for i, old in enumerate(olds[:-1]):
+                    if old is not None and old._node is not None:
+                        nodes.append(old._node)
+                    else:
+                        walks.append((base, tuple(chain[:i + 1])))
+                walked, got = client.walk_getattr_each(walks, nodes)
             except (self.GoferError, SyscallError):
                 return                    # the walk itself says what is wrong
-            d = dentry
-            for n, res in zip(names, results):
+            whole, prefixes, gets = walked[0], iter(walked[1:]), iter(got)
+            qids = whole.qids if isinstance(whole, self.GoferError) else whole[2]
+            d, last = dentry, len(chain) - 1
+            for i, n in enumerate(chain):
                 if d is None:
-                    if not isinstance(res, self.GoferError):
-                        client.clunk_later(res[0])
+                    break
+                if i >= len(qids):         # the names walked end before this one
+                    d, self.fresh = self._settle_locked(d, n, whole, fresh)
+                    break
+                if i == last:
+                    node, attr, _ = whole
+                    whole = None           # taken
+                    d, self.fresh = self._settle_locked(d, n, (node, attr), fresh)
+                    break
+                old = olds[i]
+                if old is None or old._node is None:
+                    res = next(prefixes)
+                    d, self.fresh = self._settle_locked(d, n, res[:2] if type(res) is tuple
+                                                        else res, fresh)
                     continue
-                d, self.fresh = self._settle_locked(d, n, res, fresh)
+                attr = next(gets)
+                if isinstance(attr, self.GoferError) or d.inode._children.get(n) is not old or not (
+                        old.ino == qids[i].path == attr.ino and attr.mode & S_IFMT == S_IFDIR):
+                    self._forget_locked(d, n)      # another directory now: looked up afresh
+                    break
+                d, self.fresh = self._settle_locked(d, n, (None, attr), fresh)
+            for res in (whole, *prefixes):         # what the walk did not get to
+                if type(res) is tuple:
+                    client.clunk_later(res[0])
+
+    def _forget_locked(self, d, name):
+        """Directory dentry `d`'s child `name` names something else now:
+        dropped from the caches, to be looked up again."""
+        old = d.inode._children.pop(name, None)
+        if old is not None:
+            old._stale = True
+        cached = d.children.get(name)
+        if cached is not None and not cached.mounted:
+            d.forget(name)
 
     def _settle_locked(self, d, name, res, fresh):
         """Applies one revalidation result to directory dentry `d`'s child
@@ -158,7 +198,8 @@ class GoferFS(Filesystem):
         if same:
             old._apply(attr)
             old._stale = False
-            self.client.clunk_later(node)
+            if node is not None:
+                self.client.clunk_later(node)
         else:
             if cached is not None and not cached.mounted:
                 d.forget(name)
