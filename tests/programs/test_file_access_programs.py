@@ -5,7 +5,8 @@ and a fresh mmap), renamed, removed — as a native program does; in
 exclusive mode the program still works (seeing the host's changes is not
 required). Each program waits for a go line on stdin between the host's
 changes; its output at each step is compared with the same program run
-natively on the same kind of directory.
+natively on the same kind of directory. (Bad values of the options:
+test_volume_programs.test_bad_mount_options_exit_2_with_one_line.)
 """
 
 import os
@@ -14,7 +15,7 @@ import subprocess
 
 import pytest
 
-from conftest import BASE_ENV, PYVISOR, TESTS_DIR
+from conftest import BASE_ENV, TESTS_DIR
 
 MNT = "/mnt/vol"
 # At each go line: the names here, then each file's size and contents.
@@ -148,21 +149,6 @@ def test_shared_root_sees_host_changes(sandbox, workdir, busybox):
                                  "--env", "PATH=/bin"], cwd="/data")
     assert code == 0, err
     assert got == want
-
-
-@pytest.mark.parametrize("args, words", [
-    (["--file-access", "bogus"], "--file-access: unknown mode 'bogus'"),
-    (["--file-access-mounts", "Shared"], "--file-access-mounts: unknown mode 'Shared'"),
-    (["--file-access", ""], "--file-access: unknown mode ''"),
-    (["--file-access", "shared"], "--file-access shared needs --overlay none"),
-    (["--file-access", "shared", "--overlay", "file"], "needs --overlay none"),
-])
-def test_bad_file_access_exit_2_with_one_line(args, words):
-    r = subprocess.run([*PYVISOR, "run", *args, "--", "/bin/true"], capture_output=True,
-                       env=BASE_ENV, cwd="/", timeout=60)
-    lines = r.stderr.decode().splitlines()
-    assert r.returncode == 2 and len(lines) == 1, r.stderr
-    assert lines[0].startswith("pyvisor: ") and words in lines[0]
 
 
 def _dir_changes(d):

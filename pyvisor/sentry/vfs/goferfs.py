@@ -40,8 +40,9 @@ File access modes (runsc's --file-access / --file-access-mounts):
 - shared: the host (or another sandbox on the same directory) may change
   the tree at any time. A path walk revalidates every name it uses in
   this file system: `revalidate` walks them again from the first
-  directory it enters, with a Tgetattr of each, in one round trip
-  (Twalk of names[:1], names[:2], ... : `walk_getattr_paths`). A name now
+  directory it enters, in one round trip (`walk_getattr_each`: one Twalk
+  of them all, and a Tgetattr of its end and of each cached directory on
+  the way by its own fid). A name now
   naming another file (another inode number or type) gets a new inode and
   dentry, a vanished one is forgotten (ENOENT), a new one is found; a
   file still there takes the fresh attributes, so the page cache, keyed
@@ -107,9 +108,10 @@ class GoferFS(Filesystem):
         of where it ends; a Tgetattr of each cached directory on the way,
         by its own fid; a Twalk+Tgetattr of the names up to each directory
         not cached. The cached dentries and inodes then say what the host
-        holds. Adds (dentry, name) to `fresh` for each name it settled; a
-        directory that now names another inode is forgotten and the walk
-        looks it up again."""
+        holds. Adds (dentry, name) to `fresh` for each name it settled. A
+        cached directory found replaced is forgotten, and the names after
+        it are left to the walk (its own lookup, then another call): what
+        was asked of it was asked of the old one."""
         client = self.client
         with self.lock:
             chain, olds, d = [], [], dentry
@@ -183,7 +185,7 @@ class GoferFS(Filesystem):
         cached = d.children.get(name)
         if isinstance(res, self.GoferError):
             if res.errno != errno.ENOENT:
-                return None
+                return None, None
             old = parent._children.pop(name, None)
             if old is not None:
                 old._stale = True
@@ -211,7 +213,7 @@ class GoferFS(Filesystem):
         parent._missing.discard(name)
         fresh.add((d, name))
         child = d.lookup(name)
-        if not same or child.mounted or not child.inode.is_dir():
+        if child.mounted or not child.inode.is_dir():
             return None, child.inode
         return child, child.inode
 
