@@ -183,3 +183,30 @@ def test_shared_volume_sees_a_directory_replaced(sandbox, workdir, build_c):
     assert got == want
     assert want[1] == b"size 21 read in the new directory\nmmap in the new directory\n"
     assert want[2] == b"stat No such file or directory\n"
+
+
+def _exec_changes(d):
+    """A program rewritten in place (same inode: the page cache's old copy
+    must go), then replaced by another file."""
+    prog = os.path.join(d, "prog")
+    return [
+        lambda: None,
+        lambda: shutil.copyfile("/bin/false", prog),
+        lambda: (shutil.copyfile("/bin/true", prog + ".new"), os.chmod(prog + ".new", 0o755),
+                 os.replace(prog + ".new", prog)),
+    ]
+
+
+def test_shared_volume_execs_the_programs_current_contents(sandbox, workdir, busybox):
+    argv = [busybox, "sh", "-c", "while read step; do ./prog; echo $?; echo END; done"]
+    dirs = []
+    for name in ("native", "vol"):
+        d = _fresh(workdir, name)
+        shutil.copy("/bin/true", os.path.join(d, "prog"))
+        dirs.append(d)
+    want, code = _native(argv, dirs[0], _exec_changes)
+    assert code == 0 and want == [b"0\n", b"1\n", b"0\n"]
+    got, code, err = _sandboxed(sandbox, argv, dirs[1], ["-v", dirs[1] + ":" + MNT],
+                                changes=_exec_changes)
+    assert code == 0, err
+    assert got == want
