@@ -30,6 +30,13 @@ def _parser():
     run.add_argument("--read-only", action="store_true",
                      help="no writable overlay over the root: writes to it fail with EROFS "
                           "(volumes and --tmpfs stay writable)")
+    run.add_argument("--file-access", default="exclusive", metavar="MODE",
+                     help="how the root is cached: exclusive (the host does not change it "
+                          "under the sandbox; default) or shared (names and attributes are "
+                          "checked with the host on every use; needs --overlay none)")
+    run.add_argument("--file-access-mounts", default="shared", metavar="MODE",
+                     help="how volumes are cached: shared (the default: a change made on the "
+                          "host, or by another sandbox, is seen at once) or exclusive")
     run.add_argument("--env", action="append", default=[], metavar="K=V", help="set an environment variable")
     run.add_argument("--cwd", default=None, metavar="DIR", help="working directory inside the sandbox")
     run.add_argument("--hostname", default="pyvisor", help="the sandbox's host name (default: pyvisor)")
@@ -150,7 +157,8 @@ def _cmd_run(args):
                 "PYVISOR_STRICT_IMPORTS") == "1", pin_cpu=args.pin_cpu, pids_limit=args.pids_limit,
             fork=args.fork, timeout=args.timeout, memory=args.memory,
             overlay_size=args.overlay_size, overlay=overlay, overlay_dir=overlay_dir,
-            volumes=volumes, tmpfs=tmpfs, read_only=args.read_only)
+            volumes=volumes, tmpfs=tmpfs, read_only=args.read_only,
+            file_access=args.file_access, file_access_mounts=args.file_access_mounts)
     except ValueError as e:
         sys.stderr.write("pyvisor: %s\n" % e)
         return EX_USAGE

@@ -9,6 +9,7 @@ PLATFORMS = ("ptrace", "kvm", "auto")
 FORK_MODES = ("cow", "eager")
 OVERLAY_MODES = ("memory", "file", "none")
 DEFAULT_OVERLAY = "memory"
+FILE_ACCESS_MODES = ("exclusive", "shared")
 
 
 class SandboxConfig(FrozenFields):
@@ -34,26 +35,32 @@ class SandboxConfig(FrozenFields):
     tmpfs (a tuple of (sandbox path, size in bytes or None): in-memory
     file systems mounted there), read_only (Docker's --read-only: the
     root's layer is frozen once the mount points are made, so writes to
-    the root are EROFS), extra (a dict for embedders).
+    the root are EROFS), file_access (how the root is cached: "exclusive",
+    the host tree does not change under the sandbox, or "shared", names and
+    attributes are revalidated on use: sentry/vfs/goferfs.py; shared needs
+    overlay "none"), file_access_mounts (the same for volumes; default
+    "shared"), extra (a dict for embedders).
     """
 
     __slots__ = ("argv", "env", "cwd", "rootfs", "hostname", "platform", "strace", "strace_file",
                  "debug", "pin_cpu", "confine", "strict_imports", "pids_limit", "fork", "timeout",
                  "memory", "overlay_size", "overlay", "overlay_dir", "volumes", "tmpfs",
-                 "read_only", "extra")
+                 "read_only", "file_access", "file_access_mounts", "extra")
 
     def __init__(self, argv, env=(), cwd="/", rootfs="/", hostname="pyvisor", platform="auto",
                  strace=False, strace_file=None, debug=False, pin_cpu=True, confine=True,
                  strict_imports=False, pids_limit=1024, fork="cow", timeout=None, memory=None,
                  overlay_size=None, overlay=DEFAULT_OVERLAY, overlay_dir=None, volumes=(),
-                 tmpfs=(), read_only=False, extra=None):
+                 tmpfs=(), read_only=False, file_access="exclusive", file_access_mounts="shared",
+                 extra=None):
         self._set(argv=argv, env=env, cwd=cwd, rootfs=rootfs, hostname=hostname,
                   platform=platform, strace=strace, strace_file=strace_file, debug=debug,
                   pin_cpu=pin_cpu, confine=confine, strict_imports=strict_imports,
                   pids_limit=pids_limit, fork=fork, timeout=timeout,
                   memory=memory, overlay_size=overlay_size, overlay=overlay,
                   overlay_dir=overlay_dir, volumes=tuple(volumes), tmpfs=tuple(tmpfs),
-                  read_only=read_only,
+                  read_only=read_only, file_access=file_access,
+                  file_access_mounts=file_access_mounts,
                   extra={} if extra is None else extra)
 
     def _values(self):
@@ -85,6 +92,13 @@ class SandboxConfig(FrozenFields):
             raise ValueError("--rootfs %s: %s" % (self.rootfs, "not a directory"
                                                    if os.path.exists(self.rootfs)
                                                    else "no such directory"))
+        for name in ("file_access", "file_access_mounts"):
+            if getattr(self, name) not in FILE_ACCESS_MODES:
+                raise ValueError("--%s: unknown mode %r (have: exclusive, shared)"
+                                 % (name.replace("_", "-"), getattr(self, name)))
+        if self.file_access == "shared" and self.overlay != "none":
+            raise ValueError("--file-access shared needs --overlay none (an overlay's lower "
+                             "layer must not change under it)")
         if self.platform not in PLATFORMS:
             raise ValueError("unknown platform %r (have: %s)" % (self.platform, ", ".join(PLATFORMS)))
         seen = set()

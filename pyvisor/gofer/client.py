@@ -236,44 +236,82 @@ class GoferClient:
         """walk(node, [name]) and getattr of the result for each of `names`,
         all in one round trip: a list with, for each name, (Node, Attr) or
         the GoferError that walk would raise."""
-        with self._lock:
-            sent = []        # per name: (newfid, Twalk tag, Tgetattr tag), or its GoferError
-            for name in names:
-                newfid = self._alloc_fid()
-                walk = p9.Twalk(self._next_tag(), node.fid, newfid, (name,))
-                get = p9.Tgetattr(self._next_tag(), newfid, p9.GETATTR_BASIC)
-                try:
-                    frames = [self._encode(walk), self._encode(get)]
-                except GoferError as e:      # a name too long to send: nothing goes out
-                    self._free_fids.append(newfid)
-                    sent.append(e)
-                    continue
-                self._outbox += frames
-                sent.append((newfid, walk.tag, get.tag))
-            tags = {tag for s in sent if type(s) is tuple for tag in s[1:]}
-            if tags:
-                self._send(None)
-            replies = self._replies_locked(tags)
-            out = []
-            for s in sent:
-                try:
-                    if type(s) is not tuple:
-                        raise s
-                    newfid, wtag, gtag = s
-                    out.append(self._walked_one_locked(newfid, replies[wtag], replies[gtag]))
-                except GoferError as e:
-                    out.append(e)
-            return out
+        return self._walk_getattr_batch([(node, (name,)) for name in names])
 
-    def _walked_one_locked(self, newfid: int, r, g):
-        """(Node, Attr) from one pipelined Rwalk and Rgetattr; raises what walk would."""
-        if type(r) is p9.Rwalk and len(r.qids) > 1:
+    def walk_getattr_each(self, walks, nodes=()) -> tuple:
+        """walk(node, names) and getattr of the result for each (node,
+        names) of `walks` (at most MAXWELEM names each), and getattr of
+        each of `nodes`, all in one round trip: what a path walk that
+        revalidates each component it passes needs (shared file access).
+        Returns (walk results, getattr results): a walk's (Node, Attr, the
+        qids of every name walked) or the GoferError walk would raise (one
+        stopped short of its last name is ENOENT, its `.qids` those of the
+        names walked); a getattr's an Attr or its GoferError."""
+        with self._lock:
+            gets = []
+            for node in nodes:
+                get = p9.Tgetattr(self._next_tag(), node.fid, p9.GETATTR_BASIC)
+                self._outbox.append(self._encode(get))
+                gets.append(get.tag)
+            walked, replies = self._walk_getattr_batch_locked(walks, set(gets))
+            return walked, [self._getattr_reply(replies[tag]) for tag in gets]
+
+    @staticmethod
+    def _getattr_reply(g):
+        if type(g) is not p9.Rgetattr:
+            return _error(g)
+        return _attr(g.valid, g.qid.path, g.mode, g.uid, g.gid, g.nlink, g.rdev,
+                     g.size, g.blksize, g.blocks, g.atime_sec, g.atime_nsec,
+                     g.mtime_sec, g.mtime_nsec, g.ctime_sec, g.ctime_nsec)
+
+    def _walk_getattr_batch(self, walks) -> list:
+        with self._lock:
+            return self._walk_getattr_batch_locked(walks, None)[0]
+
+    def _walk_getattr_batch_locked(self, walks, extra_tags) -> tuple:
+        """(the walks' results, every reply by tag); `extra_tags` are
+        requests the caller already put in the outbox; with None, the
+        results are (Node, Attr) without the walks' qids."""
+        sent = []        # per walk: (newfid, Twalk tag, Tgetattr tag, length), or its GoferError
+        for node, wnames in walks:
+            newfid = self._alloc_fid()
+            walk = p9.Twalk(self._next_tag(), node.fid, newfid, wnames)
+            get = p9.Tgetattr(self._next_tag(), newfid, p9.GETATTR_BASIC)
+            try:
+                frames = [self._encode(walk), self._encode(get)]
+            except GoferError as e:      # a name too long to send: nothing goes out
+                self._free_fids.append(newfid)
+                sent.append(e)
+                continue
+            self._outbox += frames
+            sent.append((newfid, walk.tag, get.tag, len(wnames)))
+        tags = {tag for s in sent if type(s) is tuple for tag in s[1:3]} | (extra_tags or set())
+        if tags:
+            self._send(None)
+        replies = self._replies_locked(tags)
+        out = []
+        for s in sent:
+            try:
+                if type(s) is not tuple:
+                    raise s
+                newfid, wtag, gtag, n = s
+                node, attr = self._walked_one_locked(newfid, replies[wtag], replies[gtag], n)
+                out.append((node, attr, replies[wtag].qids) if extra_tags is not None
+                           else (node, attr))
+            except GoferError as e:
+                out.append(e)
+        return out, replies
+
+    def _walked_one_locked(self, newfid: int, r, g, n=1):
+        """(Node, Attr) from one pipelined Rwalk of `n` names and its
+        Rgetattr; raises what walk would."""
+        if type(r) is p9.Rwalk and len(r.qids) > n:
             self._clunk_quietly_locked(newfid)     # the server is confused
             raise GoferError(errno.EIO)
-        if type(r) is not p9.Rwalk or not r.qids:
-            self._free_fids.append(newfid)         # nothing was walked: no fid exists
-            raise GoferError(errno.ENOENT) if type(r) is p9.Rwalk else _error(r)
-        new = Node(newfid, r.qids[0])
+        if type(r) is not p9.Rwalk or len(r.qids) < n:
+            self._free_fids.append(newfid)         # not all was walked: no fid exists
+            raise GoferError(errno.ENOENT, tuple(r.qids)) if type(r) is p9.Rwalk else _error(r)
+        new = Node(newfid, r.qids[-1])
         try:
             if type(g) is p9.Rgetattr:
                 return new, _attr(g.valid, g.qid.path, g.mode, g.uid, g.gid, g.nlink, g.rdev,

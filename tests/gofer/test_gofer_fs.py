@@ -367,6 +367,36 @@ def test_walk_getattr_many_in_one_round_trip(served, tree):
     assert (c.nfids, server.nfids) == before
 
 
+def test_walk_getattr_each_walks_from_several_fids(served, tree):
+    """Shared file access's revalidation: walks from several fids and
+    getattrs of other fids, in one round trip; a walk stopped short is
+    ENOENT with the qids walked, and leaves no fid."""
+    c, server = served
+    root = c.attach()
+    d = c.walk(root, [b"dir"])
+    before = (c.nfids, server.nfids)
+    got, attrs = c.walk_getattr_each(
+        [(root, (b"dir",)), (d, (b"sub",)), (root, (b"dir", b"sub", b"deep.txt")),
+         (d, (b"nope", b"x")), (root, (b"dir", b"sub", b"nope")), (root, (b"file.txt", b"x"))],
+        [d, root])
+    for (node, attr, qids), path in zip(got, ("dir", "dir/sub", "dir/sub/deep.txt")):
+        st = os.lstat(tree / path)
+        assert (node.qid.path, attr.ino, attr.mode, attr.size) == (
+            st.st_ino, st.st_ino, st.st_mode, st.st_size)
+        assert qids[-1] == node.qid
+    assert [q.path for q in got[2][2]] == [os.lstat(tree / p).st_ino
+                                          for p in ("dir", "dir/sub", "dir/sub/deep.txt")]
+    for bad in got[3:]:
+        assert isinstance(bad, GoferError) and bad.errno == errno.ENOENT
+    assert len(got[4].qids) == 2
+    assert [a.ino for a in attrs] == [os.lstat(tree / "dir").st_ino, os.lstat(tree).st_ino]
+    assert (c.nfids, server.nfids) == (before[0] + 3, before[1] + 3)
+    for node, _attr, _qids in got[:3]:
+        c.clunk(node)
+    assert (c.nfids, server.nfids) == before
+    c.clunk(d)
+
+
 def test_clunk_later_goes_out_with_the_next_request(served):
     c, server = served
     root = c.attach()

@@ -313,6 +313,11 @@ def test_created_files_belong_to_the_invoking_user(sandbox, workdir):
     (["--tmpfs", "/x:size=0"], "size"),
     (["--tmpfs", "/x:mode=1"], "PATH[:size=N]"),
     (["--tmpfs", "/x", "-v", "/tmp:/x"], "already a mount target"),
+    (["--file-access", "bogus"], "--file-access: unknown mode 'bogus'"),
+    (["--file-access-mounts", "Shared"], "--file-access-mounts: unknown mode 'Shared'"),
+    (["--file-access", ""], "--file-access: unknown mode ''"),
+    (["--file-access", "shared"], "--file-access shared needs --overlay none"),
+    (["--file-access", "shared", "--overlay", "file"], "needs --overlay none"),
     # Found when the mount table is built (the Sentry has started, the program not).
     (["-v", "/tmp:/etc/passwd"], "cannot mount on /etc/passwd in the sandbox: Not a directory"),
     (["--tmpfs", "/proc/x"], "cannot mount on /proc/x"),

@@ -16,7 +16,9 @@ first time, and fork does not copy text it can share.
 Identity: a cached file is keyed by (dev, ino, size, mtime, ctime). Writes
 inside the sandbox change mtime and ctime, and ctime cannot be set back by
 the application, so changed contents never match an old entry; a stale
-entry just ages out. Least recently used entries leave the cache beyond
+entry is dropped when a newer version of the same file (dev, ino) is
+cached: a file the host changed (shared file access, sentry/vfs/goferfs.py)
+is read again, and its old pages go once unmapped. Least recently used entries leave the cache beyond
 ``limit`` bytes; their pages are freed when the last mapping of them goes.
 """
 
@@ -99,6 +101,7 @@ class PageCache:
         self.limit = limit
         self.cached = 0
         self._entries = collections.OrderedDict()
+        self._latest = {}         # (dev, ino) -> the key of its newest cached version
         self._lock = threading.Lock()
 
     def cacheable(self, st):
@@ -116,8 +119,12 @@ class PageCache:
         with self._lock:
             e = self._entries.get(key)
             if e is None:
+                old = self._entries.pop(self._latest.get(key[:2]), None)
+                if old is not None:
+                    self._drop(old)
                 e = Entry(self, self.alloc.alloc(st.st_size, charge=False), st.st_size)
                 self._entries[key] = e
+                self._latest[key[:2]] = key
                 self.cached += (e.size + PAGE - 1) & ~(PAGE - 1)
                 self._evict(keep=key)
             else:
@@ -148,6 +155,8 @@ class PageCache:
                 self._entries.move_to_end(key)
                 continue
             del self._entries[key]
+            if self._latest.get(key[:2]) == key:
+                del self._latest[key[:2]]
             self._drop(e)
 
     def _drop(self, e):
@@ -162,6 +171,7 @@ class PageCache:
     def clear(self):
         """Drop every entry (the sandbox is stopping, or memory is short)."""
         with self._lock:
+            self._latest.clear()
             while self._entries:
                 _, e = self._entries.popitem()
                 self._drop(e)

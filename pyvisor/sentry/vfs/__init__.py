@@ -34,16 +34,17 @@ __all__ = ["build_vfs", "MountError", "VirtualFilesystem", "FDTable", "FSContext
            "VDentry", "Stat", "host_file", "make_pipe"]
 
 
-def _lower_root(gofer_root):
-    """The overlay's lower root from what the caller has: a GoferClient,
-    a GoferFS, or an Inode."""
+def _lower_root(gofer_root, shared=False):
+    """The overlay's lower root from what the caller has: a GoferClient
+    (served in the `shared` file access mode or not), a GoferFS, or an
+    Inode."""
     from .goferfs import GoferFS
     from .inode import Inode
     if isinstance(gofer_root, Inode):
         return gofer_root
     if isinstance(gofer_root, GoferFS):
         return gofer_root.root
-    return GoferFS(gofer_root).root
+    return GoferFS(gofer_root, shared=shared).root
 
 
 class MountError(UsageError):
@@ -96,7 +97,8 @@ def _mount_user(vfs, kernel, client, account):
                 fs = TmpFS(0o1777, size=size, account=account)
                 vfs.mount(fs, fs.root, at, source=b"tmpfs", options=b"rw,nosuid,nodev")
             else:
-                fs = GoferFS(client, volume_aname(index), read_only)
+                fs = GoferFS(client, volume_aname(index), read_only,
+                             shared=getattr(config, "file_access_mounts", "shared") == "shared")
                 vfs.mount(fs, fs.root, at, source=volume_aname(index),
                           options=b"ro" if read_only else b"rw")
         except SyscallError as e:
@@ -119,7 +121,9 @@ def build_vfs(kernel, gofer_root):
 
     With the config's read_only the overlay over / is made read-only
     (EROFS on every change) once the mount points are made, and /tmp is
-    the host's, read-only. Then each volume (a GoferFS on its
+    the host's, read-only. The root is served in the config's file_access
+    mode (shared only with --overlay none: an overlay's lower layer must
+    not change), volumes in its file_access_mounts mode. Then each volume (a GoferFS on its
     own attach name, read-write or not) and --tmpfs mount at its sandbox
     path, made in the overlay if missing.
 
@@ -141,7 +145,7 @@ def build_vfs(kernel, gofer_root):
         root_fs = upper
         source = b"tmpfs"
     elif overlay == "none":
-        root_fs = _lower_root(gofer_root).fs
+        root_fs = _lower_root(gofer_root, getattr(config, "file_access", "") == "shared").fs
         source = b"rootfs"
     else:
         root_fs = OverlayFS(upper, _lower_root(gofer_root))

@@ -32,9 +32,26 @@ Tlcreate's open file becomes the new inode's write handle, so a file
 created with mode 0444 is writable through the fd that created it, as on
 Linux.
 
-N.B. the caches are never invalidated from outside: the host tree is
-assumed not to change under a running sandbox except through it (gVisor's
-"exclusive" file access; the "shared" mode of issue 13 is not built).
+File access modes (runsc's --file-access / --file-access-mounts):
+
+- exclusive (`shared` False): the caches above are never invalidated from
+  outside; the host tree is assumed not to change under a running sandbox
+  except through it.
+- shared: the host (or another sandbox on the same directory) may change
+  the tree at any time. A path walk revalidates every name it uses in
+  this file system: `revalidate` walks them again from the first
+  directory it enters, in one round trip (`walk_getattr_each`: one Twalk
+  of them all, and a Tgetattr of its end and of each cached directory on
+  the way by its own fid). A name now
+  naming another file (another inode number or type) gets a new inode and
+  dentry, a vanished one is forgotten (ENOENT), a new one is found; a
+  file still there takes the fresh attributes, so the page cache, keyed
+  by size, mtime and ctime (mm/pagecache.py), drops what it held of an
+  older version. stat() of an inode the last walk did not just validate
+  (fstat, an open file's size for O_APPEND or SEEK_END) asks for its
+  attributes again, and directory listings are fetched on every
+  readdir, never cached. Open files keep their donated host fds, so
+  their reads always see the host's current data.
 """
 
 import errno
@@ -46,7 +63,7 @@ from collections import OrderedDict
 from ..errors import SyscallError
 from .inode import Filesystem, Inode
 from .pipe import open_fifo
-from .stat import S_IFIFO, S_IFMT, V9FS_MAGIC, Stat, StatFs
+from .stat import S_IFDIR, S_IFIFO, S_IFMT, V9FS_MAGIC, Stat, StatFs
 
 O_RDONLY, O_WRONLY, O_RDWR = 0, 1, 2
 READDIR_CHUNK = 1 << 16
@@ -64,12 +81,14 @@ class GoferFS(Filesystem):
     magic = V9FS_MAGIC
     read_only = True
 
-    def __init__(self, client, aname=b"", read_only=True):
+    def __init__(self, client, aname=b"", read_only=True, shared=False):
         from pyvisor.gofer import p9
         from pyvisor.gofer.client import GoferError
         super().__init__()
         self.client = client
         self.read_only = read_only
+        self.shared = shared              # file access mode (module doc)
+        self.fresh = None                 # the inode the last revalidation ended on
         self.p9 = p9
         self.GoferError = GoferError
         self.lock = threading.RLock()
@@ -80,6 +99,123 @@ class GoferFS(Filesystem):
             self.root = GoferInode(self, node, client.getattr(node))
         except GoferError as e:
             raise _err(e) from e
+
+    def revalidate(self, dentry, names, fresh):
+        """Shared mode: revalidates `names` walked one after another from
+        directory `dentry` (up to ".", "..", a non-directory or a mount
+        point), in one round trip: one Twalk of them all from `dentry`'s
+        fid (its qids say which inode each name names now) and a Tgetattr
+        of where it ends; a Tgetattr of each cached directory on the way,
+        by its own fid; a Twalk+Tgetattr of the names up to each directory
+        not cached. The cached dentries and inodes then say what the host
+        holds. Adds (dentry, name) to `fresh` for each name it settled. A
+        cached directory found replaced is forgotten, and the names after
+        it are left to the walk (its own lookup, then another call): what
+        was asked of it was asked of the old one."""
+        client = self.client
+        with self.lock:
+            chain, olds, d = [], [], dentry
+            for n in names:
+                if n in (b".", b"..") or len(n) > 255 or len(chain) == self.p9.MAXWELEM:
+                    break
+                chain.append(n)
+                d = d.children.get(n) if d is not None else None
+                old = d.inode if d is not None else None
+                olds.append(old if isinstance(old, GoferInode) and old.fs is self else None)
+                if d is not None and (d.mounted or not d.inode.is_dir()):
+                    break
+            if not chain:
+                return
+            try:
+                base = dentry.inode.node_locked()
+                walks, nodes = [(base, tuple(chain))], []
+                for i, old in enumerate(olds[:-1]):
+                    if old is not None and old._node is not None:
+                        nodes.append(old._node)
+                    else:
+                        walks.append((base, tuple(chain[:i + 1])))
+                walked, got = client.walk_getattr_each(walks, nodes)
+            except (self.GoferError, SyscallError):
+                return                    # the walk itself says what is wrong
+            whole, prefixes, gets = walked[0], iter(walked[1:]), iter(got)
+            qids = whole.qids if isinstance(whole, self.GoferError) else whole[2]
+            d, last = dentry, len(chain) - 1
+            for i, n in enumerate(chain):
+                if d is None:
+                    break
+                if i >= len(qids):         # the names walked end before this one
+                    d, self.fresh = self._settle_locked(d, n, whole, fresh)
+                    break
+                if i == last:
+                    node, attr, _ = whole
+                    whole = None           # taken
+                    d, self.fresh = self._settle_locked(d, n, (node, attr), fresh)
+                    break
+                old = olds[i]
+                if old is None or old._node is None:
+                    res = next(prefixes)
+                    d, self.fresh = self._settle_locked(d, n, res[:2] if type(res) is tuple
+                                                        else res, fresh)
+                    continue
+                attr = next(gets)
+                if isinstance(attr, self.GoferError) or d.inode._children.get(n) is not old or not (
+                        old.ino == qids[i].path == attr.ino and attr.mode & S_IFMT == S_IFDIR):
+                    self._forget_locked(d, n)      # another directory now: looked up afresh
+                    break
+                d, self.fresh = self._settle_locked(d, n, (None, attr), fresh)
+            for res in (whole, *prefixes):         # what the walk did not get to
+                if type(res) is tuple:
+                    client.clunk_later(res[0])
+
+    def _forget_locked(self, d, name):
+        """Directory dentry `d`'s child `name` names something else now:
+        dropped from the caches, to be looked up again."""
+        old = d.inode._children.pop(name, None)
+        if old is not None:
+            old._stale = True
+        cached = d.children.get(name)
+        if cached is not None and not cached.mounted:
+            d.forget(name)
+
+    def _settle_locked(self, d, name, res, fresh):
+        """Applies one revalidation result to directory dentry `d`'s child
+        `name`: (that child's dentry to go on from, or None to stop there;
+        its inode, or None)."""
+        parent = d.inode
+        cached = d.children.get(name)
+        if isinstance(res, self.GoferError):
+            if res.errno != errno.ENOENT:
+                return None, None
+            old = parent._children.pop(name, None)
+            if old is not None:
+                old._stale = True
+            parent._missing.add(name)
+            if cached is not None and not cached.mounted:
+                d.forget(name)
+            fresh.add((d, name))
+            return None, None
+        node, attr = res
+        old = parent._children.get(name)
+        same = old is not None and old.ino == attr.ino and old.mode & S_IFMT == attr.mode & S_IFMT
+        if same:
+            old._apply(attr)
+            old._stale = False
+            if node is not None:
+                self.client.clunk_later(node)
+        else:
+            if cached is not None and not cached.mounted:
+                d.forget(name)
+                cached = None
+            new = parent._children[name] = GoferInode(self, node, attr, parent, name)
+            new._track_locked()
+            if cached is not None:        # a mount point keeps its dentry
+                cached.inode = new
+        parent._missing.discard(name)
+        fresh.add((d, name))
+        child = d.lookup(name)
+        if child.mounted or not child.inode.is_dir():
+            return None, child.inode
+        return child, child.inode
 
     def statfs(self):
         try:
@@ -127,8 +263,14 @@ class GoferInode(Inode):
         return self.attr.size
 
     def stat(self):
+        fs = self.fs
+        if fs.shared:
+            if fs.fresh is self:
+                fs.fresh = None           # just revalidated by the walk that found it
+            else:
+                self._stale = True
         if self._stale:
-            with self.fs.lock:
+            with fs.lock:
                 if self._stale:
                     self._refresh_locked()
         a = self.attr
@@ -222,6 +364,8 @@ class GoferInode(Inode):
             raise SyscallError(errno.ENOTDIR)
         fs = self.fs
         with fs.lock:
+            if fs.shared:
+                return self._fetch_listing()      # never cached: the host may change it
             if self._listing is None:
                 self._listing = self._fetch_listing()
             return list(self._listing)

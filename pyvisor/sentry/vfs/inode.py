@@ -37,6 +37,7 @@ class Filesystem:
     magic = 0
     read_only = False
     cache_dentries = True
+    shared = False                # revalidate names on every walk (goferfs.py's shared mode)
     _next_dev = 0x20
     _dev_lock = threading.Lock()
 

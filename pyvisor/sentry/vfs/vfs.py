@@ -39,12 +39,24 @@ RENAME_NOREPLACE, RENAME_EXCHANGE, RENAME_WHITEOUT = 1, 2, 4
 
 
 class _Walk:
-    """Per-resolution state: the symlink budget."""
+    """Per-resolution state: the symlink budget, and the (dentry, name)
+    pairs a shared-mode file system has revalidated in this walk."""
 
-    __slots__ = ("links",)
+    __slots__ = ("links", "fresh")
 
     def __init__(self):
         self.links = 0
+        self.fresh = set()
+
+
+def _revalidate(vd, parts, i, walk):
+    """Shared file access (goferfs.py): before the walk uses parts[i] in
+    directory `vd`, its file system checks it and the names after it
+    against the host, unless this walk already did."""
+    dentry = vd.dentry
+    fs = dentry.inode.fs
+    if fs.shared and (dentry, parts[i]) not in walk.fresh:
+        fs.revalidate(dentry, parts[i:], walk.fresh)
 
 
 class PathFile(FileDescription):
@@ -183,7 +195,10 @@ class VirtualFilesystem:
             raise SyscallError(errno.ENAMETOOLONG)
         if not parts:
             return vd, None, True
-        for name in parts[:-1]:
+        for i, name in enumerate(parts):
+            _revalidate(vd, parts, i, walk)
+            if i == len(parts) - 1:
+                break
             child = self._step(t, vd, name)
             ftype = child.dentry.inode.mode & S_IFMT
             if ftype == S_IFLNK:

@@ -71,3 +71,41 @@ def test_cache_shares_pages_and_evicts(tmp_path):
     mm.release()
     alloc.page_cache.clear()
     assert alloc.allocated == 0
+
+
+def test_a_newer_version_of_a_file_drops_the_older(tmp_path):
+    """Shared file access: the host rewrote a cached file (same dev and
+    inode, new size and mtime). Caching the new version drops the old
+    entry at once (its pages go when no mapping holds them), rather than
+    letting it age out."""
+    from pyvisor.sentry.mm.memfile import MemoryFileAllocator
+    from pyvisor.sentry.vfs.stat import Stat
+
+    path = tmp_path / "f"
+
+    class HostFile:
+        def preadinto(self, view, off):
+            with open(path, "rb") as fh:
+                fh.seek(off)
+                return fh.readinto(view)
+
+    alloc = MemoryFileAllocator(64 << 20)
+    cache = alloc.page_cache
+    versions = []
+    for data in (b"a" * 5000, b"bb" * 4000):
+        path.write_bytes(data)
+        hst = os.stat(path)
+        st = Stat(st_mode=hst.st_mode, st_size=hst.st_size, st_ino=hst.st_ino,
+                  st_dev=hst.st_dev, st_mtime_ns=hst.st_mtime_ns + len(versions),
+                  st_ctime_ns=hst.st_ctime_ns)
+        entry, off = cache.lookup(HostFile(), st, 0, len(data))
+        assert alloc.file.view(off, len(data)).tobytes() == data
+        versions.append(entry)
+    old, new = versions
+    assert old.evicted and not new.evicted and cache.cached == 8192
+    before = alloc.allocated
+    old.unref()
+    assert alloc.allocated == before - 8192 and old.refs == 0      # two pages
+    new.unref()
+    cache.clear()
+    assert alloc.allocated == 0
