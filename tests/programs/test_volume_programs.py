@@ -476,3 +476,47 @@ def test_make_j2_leaves_its_objects_on_the_host(sandbox, workdir):
     assert got.returncode == 0, got.stderr[-2000:]
     assert {"main.o", "f1.o", "f4.o", "prog"} <= set(os.listdir(vol))
     assert subprocess.run([os.path.join(vol, "prog")], capture_output=True).stdout == b"10\n"
+
+
+def _wheel(path, name="hello_pv", version="1.0"):
+    """A minimal pure-Python wheel (PEP 427), made here: no build tool, no index."""
+    import base64
+    import zipfile
+    info = "%s-%s.dist-info" % (name, version)
+    files = {name + "/__init__.py": b"GREETING = 'hello from a wheel'\n",
+             info + "/METADATA": ("Metadata-Version: 2.1\nName: %s\nVersion: %s\n"
+                                  % (name, version)).encode(),
+             info + "/WHEEL": b"Wheel-Version: 1.0\nGenerator: pyvisor-tests\n"
+                              b"Root-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = ["%s,sha256=%s,%d" % (p, base64.urlsafe_b64encode(hashlib.sha256(d).digest())
+                                   .rstrip(b"=").decode(), len(d)) for p, d in files.items()]
+    files[info + "/RECORD"] = ("\n".join(record + [info + "/RECORD,,"]) + "\n").encode()
+    whl = os.path.join(path, "%s-%s-py3-none-any.whl" % (name, version))
+    with zipfile.ZipFile(whl, "w") as z:
+        for p, d in files.items():
+            z.writestr(p, d)
+    return os.path.basename(whl)
+
+
+VENV = "%s -m venv venv && venv/bin/pip install -q --no-index %s && echo installed"
+
+
+def test_a_venv_and_pip_install_in_a_volume_work_on_the_host(sandbox, workdir):
+    """python3 -m venv and pip install of a local wheel in a volume: the host
+    imports the package from that venv, and the tree is the native run's."""
+    native, vol = _volume_dirs(workdir)
+    for d in (native, vol):
+        whl = _wheel(d)
+    want = sandbox.native(["/bin/sh", "-c", VENV % (PYTHON3, whl)], cwd=native, timeout=300)
+    assert want.returncode == 0, want.stderr
+    got = _run(sandbox, vol, ["/bin/sh", "-c", VENV % (PYTHON3, whl)], extra=())
+    assert got.returncode == 0, got.stderr.decode()[-2000:]
+    assert got.stdout == want.stdout == b"installed\n"
+    for d in (native, vol):
+        r = subprocess.run([os.path.join(d, "venv", "bin", "python"), "-c",
+                            "import hello_pv; print(hello_pv.GREETING)"], capture_output=True)
+        assert r.stdout == b"hello from a wheel\n", (d, r.stderr)
+    # The package's files (the dist-info records the wheel's path, which differs).
+    pkg = lambda d: {k: v for k, v in _tree(os.path.join(d, "venv")).items()  # noqa: E731
+                     if b"/hello_pv/" in b"/" + k and b"__pycache__" not in k}
+    assert pkg(vol) == pkg(native) and pkg(vol)
