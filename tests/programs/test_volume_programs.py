@@ -520,3 +520,29 @@ def test_a_venv_and_pip_install_in_a_volume_work_on_the_host(sandbox, workdir):
     pkg = lambda d: {k: v for k, v in _tree(os.path.join(d, "venv")).items()  # noqa: E731
                      if b"/hello_pv/" in b"/" + k and b"__pycache__" not in k}
     assert pkg(vol) == pkg(native) and pkg(vol)
+
+
+RSYNC = shutil.which("rsync")
+
+
+@pytest.mark.skipif(RSYNC is None, reason="rsync not installed (Debian package rsync)")
+def test_rsync_between_two_volumes(sandbox, workdir):
+    """rsync -a from one volume to another (one read-only): the copy on the host
+    is the source tree, modes, times and links included, as a native rsync makes it."""
+    src = os.path.join(workdir, "src")
+    os.makedirs(os.path.join(src, "d", "e"))
+    for i in range(50):
+        with open(os.path.join(src, "d", "f%02d" % i), "wb") as f:
+            f.write(os.urandom(100 * i))
+    os.symlink("d/f01", os.path.join(src, "link"))
+    os.link(os.path.join(src, "d", "f02"), os.path.join(src, "hard"))
+    os.chmod(os.path.join(src, "d", "f03"), 0o741)
+    os.utime(os.path.join(src, "d", "f04"), (1234567890, 1234567890))
+    native, vol = _volume_dirs(workdir)
+    want = sandbox.native([RSYNC, "-aH", src + "/", native + "/"])
+    assert want.returncode == 0, want.stderr
+    got = sandbox.run([RSYNC, "-aH", "/src/", "/dst/"],
+                      options=["-v", "%s:/src:ro" % src, "-v", "%s:/dst" % vol], timeout=120)
+    assert got.returncode == 0, got.stderr.decode()[-2000:]
+    assert _tree(vol) == _tree(native) == _tree(src)
+    assert os.stat(os.path.join(vol, "d", "f04")).st_mtime == 1234567890
