@@ -1,0 +1,181 @@
+"""Locks on files in a volume reach the host (through Tlock/Tgetlock to the
+Gofer): a host process holding a POSIX lock makes the sandbox's F_SETLK
+fail with EAGAIN, F_GETLK report it, F_SETLKW and flock(2) wait until the
+host releases it; two sandboxes sharing a volume exclude each other.
+
+flock(2) in the sandbox is a whole-file lock on the host (as Linux's 9p
+and NFS clients make it), so a host process's lockf meets it; a host
+process's own flock(2) does not (on the host, flock and fcntl locks are
+independent, as with NFS).
+"""
+
+import fcntl
+import os
+import subprocess
+import time
+
+MNT = "/mnt/vol"
+PYTHON3 = "/usr/bin/python3"
+
+SANDBOXED = r"""
+import errno, fcntl, os, signal, struct, sys, time
+path = sys.argv[1]
+fd = os.open(path, os.O_RDWR)
+def setlk(cmd, type_, start=0, length=0):
+    return fcntl.fcntl(fd, cmd, struct.pack("hhqqi4x", type_, 0, start, length, 0))
+try:
+    setlk(fcntl.F_SETLK, fcntl.F_WRLCK)
+    print("setlk granted")
+except OSError as e:
+    print("setlk", errno.errorcode[e.errno])
+try:
+    setlk(fcntl.F_SETLK, fcntl.F_RDLCK, 200, 10)
+    print("read lock past the host's range granted")
+except OSError as e:
+    print("read lock past", errno.errorcode[e.errno])
+setlk(fcntl.F_SETLK, fcntl.F_UNLCK)
+t, w, s, l, pid = struct.unpack("hhqqi4x", setlk(fcntl.F_GETLK, fcntl.F_WRLCK))
+print("getlk", {0: "F_RDLCK", 1: "F_WRLCK", 2: "F_UNLCK"}[t], s, l, pid)
+fd2 = os.open(path, os.O_RDWR)
+try:
+    fcntl.flock(fd2, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    print("flock granted")
+except OSError as e:
+    print("flock", errno.errorcode[e.errno])
+sys.stdout.flush()
+class Alarm(Exception):
+    pass
+def on_alarm(*_):
+    raise Alarm()
+signal.signal(signal.SIGALRM, on_alarm)
+t0 = time.monotonic()
+signal.setitimer(signal.ITIMER_REAL, 0.2)
+try:
+    setlk(fcntl.F_SETLKW, fcntl.F_WRLCK)
+    print("setlkw not interrupted")
+except Alarm:
+    print("setlkw interrupted by a signal")
+setlk(fcntl.F_SETLKW, fcntl.F_WRLCK)
+print("setlkw waited", time.monotonic() - t0 > 0.6)
+setlk(fcntl.F_SETLK, fcntl.F_UNLCK)
+fcntl.flock(fd2, fcntl.LOCK_EX)
+print("flock granted after")
+"""
+
+
+def test_host_lock_excludes_sandbox(sandbox, workdir):
+    vol = os.path.join(workdir, "vol")
+    os.mkdir(vol)
+    path = os.path.join(vol, "f")
+    with open(path, "wb") as f:
+        f.write(b"x" * 100)
+    script = os.path.join(vol, "probe.py")
+    with open(script, "w") as f:
+        f.write(SANDBOXED)
+    held = os.open(path, os.O_RDWR)
+    fcntl.lockf(held, fcntl.LOCK_EX, 100, 0)         # bytes 0..99, POSIX, by this process
+    p = sandbox.popen([PYTHON3, MNT + "/probe.py", MNT + "/f"],
+                      options=["-v", "%s:%s" % (vol, MNT)],
+                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = [p.stdout.readline().decode() for _ in range(4)]
+        time.sleep(1.0)                               # the sandbox waits in F_SETLKW
+        fcntl.lockf(held, fcntl.LOCK_UN, 100, 0)
+        out, err = p.communicate(timeout=120)
+    finally:
+        os.close(held)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err.decode()
+    assert "".join(first).splitlines() + out.decode().splitlines() == [
+        "setlk EAGAIN",
+        "read lock past the host's range granted",
+        "getlk F_WRLCK 0 100 0",   # the holder is outside: pid 0 (fs/locks.c locks_translate_pid)
+        "flock EAGAIN",
+        "setlkw interrupted by a signal",
+        "setlkw waited True",
+        "flock granted after",
+    ], err.decode()
+    # Every lock went with the sandbox: the host can take the file whole.
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(fd)
+
+
+APPENDER = r"""
+import fcntl, os, sys, time
+path, who, use_flock = sys.argv[1], sys.argv[2], sys.argv[3] == "flock"
+fd = os.open(path, os.O_RDWR)
+# both start together, so that their appends interleave: the host holds
+# the gate until both wait for it
+gate = os.open(os.path.join(os.path.dirname(path), "gate"), os.O_RDONLY)
+print("ready", flush=True)
+fcntl.lockf(gate, fcntl.LOCK_SH)
+for i in range(200):
+    if use_flock:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+    # read-modify-write at the end, not O_APPEND: only the lock keeps the
+    # two sandboxes from writing over each other's lines
+    end = os.lseek(fd, 0, os.SEEK_END)
+    os.pwrite(fd, b"%s %03d\n" % (who.encode(), i), end)
+    if use_flock:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN)
+    time.sleep(0.002)     # room for the other, which polls the host
+"""
+
+
+def _two_sandboxes(sandbox, workdir, kind):
+    vol = os.path.join(workdir, "vol-" + kind)
+    os.mkdir(vol)
+    path = os.path.join(vol, "log")
+    open(path, "wb").close()
+    with open(os.path.join(vol, "append.py"), "w") as f:
+        f.write(APPENDER)
+    gate = os.path.join(vol, "gate")
+    open(gate, "wb").close()
+    held = os.open(gate, os.O_RDWR)
+    fcntl.lockf(held, fcntl.LOCK_EX)
+    procs = [sandbox.popen([PYTHON3, MNT + "/append.py", MNT + "/log", who, kind],
+                           options=["-v", "%s:%s" % (vol, MNT)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for who in ("a", "b")]
+    try:
+        for p in procs:
+            assert p.stdout.readline() == b"ready\n", p.stderr.read().decode()
+        time.sleep(0.3)
+        fcntl.lockf(held, fcntl.LOCK_UN)
+        for p in procs:
+            out, err = p.communicate(timeout=240)
+            assert p.returncode == 0, err.decode()
+    finally:
+        os.close(held)
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    with open(path, "rb") as f:
+        lines = f.read().split(b"\n")
+    assert lines[-1] == b""
+    lines = lines[:-1]
+    assert len(lines) == 400
+    # they did run together (else nothing was excluded)
+    switches = sum(1 for x, y in zip(lines, lines[1:]) if x[:1] != y[:1])
+    assert switches >= 1, switches
+    for who in (b"a", b"b"):
+        assert [ln for ln in lines if ln.startswith(who + b" ")] == \
+            [b"%s %03d" % (who, i) for i in range(200)]
+
+
+def test_two_sandboxes_exclude_each_other_posix(sandbox, workdir):
+    _two_sandboxes(sandbox, workdir, "lockf")
+
+
+def test_two_sandboxes_exclude_each_other_flock(sandbox, workdir):
+    _two_sandboxes(sandbox, workdir, "flock")
