@@ -9,6 +9,7 @@ process's own flock(2) does not (on the host, flock and fcntl locks are
 independent, as with NFS).
 """
 
+import errno
 import fcntl
 import os
 import subprocess
@@ -59,7 +60,8 @@ setlk(fcntl.F_SETLKW, fcntl.F_WRLCK)
 print("setlkw waited", time.monotonic() - t0 > 0.6)
 setlk(fcntl.F_SETLK, fcntl.F_UNLCK)
 fcntl.flock(fd2, fcntl.LOCK_EX)
-print("flock granted after")
+print("flock granted after", flush=True)
+sys.stdin.readline()          # the host tries the file while the flock is held
 """
 
 
@@ -76,18 +78,27 @@ def test_host_lock_excludes_sandbox(sandbox, workdir):
     fcntl.lockf(held, fcntl.LOCK_EX, 100, 0)         # bytes 0..99, POSIX, by this process
     p = sandbox.popen([PYTHON3, MNT + "/probe.py", MNT + "/f"],
                       options=["-v", "%s:%s" % (vol, MNT)],
-                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         first = [p.stdout.readline().decode() for _ in range(4)]
         time.sleep(1.0)                               # the sandbox waits in F_SETLKW
         fcntl.lockf(held, fcntl.LOCK_UN, 100, 0)
-        out, err = p.communicate(timeout=120)
+        first += [p.stdout.readline().decode() for _ in range(3)]
+        # the sandbox's flock is a whole-file lock on the host: a host
+        # process's lockf of any byte is refused while it is held
+        try:
+            fcntl.lockf(held, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 50)
+            refused = None
+        except OSError as e:
+            refused = e.errno
+        out, err = p.communicate(b"\n", timeout=120)
     finally:
         os.close(held)
         if p.poll() is None:
             p.kill()
             p.wait()
     assert p.returncode == 0, err.decode()
+    assert refused == errno.EAGAIN, refused
     assert "".join(first).splitlines() + out.decode().splitlines() == [
         "setlk EAGAIN",
         "read lock past the host's range granted",
