@@ -190,3 +190,32 @@ def test_two_sandboxes_exclude_each_other_posix(sandbox, workdir):
 
 def test_two_sandboxes_exclude_each_other_flock(sandbox, workdir):
     _two_sandboxes(sandbox, workdir, "flock")
+
+
+RO_PROBE = r"""
+import errno, fcntl, os
+fd = os.open("/mnt/vol/f", os.O_RDONLY)
+fcntl.lockf(fd, fcntl.LOCK_SH)
+print("shared lock granted")
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    print("flock LOCK_EX granted")
+except OSError as e:
+    print("flock LOCK_EX", errno.errorcode[e.errno])
+"""
+
+
+def test_read_only_volume_locks(sandbox, workdir):
+    """On a :ro volume the host file is open read-only: shared locks are
+    taken, an exclusive flock is EBADF (a whole-file write lock on the host,
+    which needs a writable file: as flock(2) over NFS)."""
+    vol = os.path.join(workdir, "ro")
+    os.mkdir(vol)
+    with open(os.path.join(vol, "f"), "wb") as f:
+        f.write(b"data")
+    with open(os.path.join(vol, "probe.py"), "w") as f:
+        f.write(RO_PROBE)
+    r = sandbox.run([PYTHON3, MNT + "/probe.py"], options=["-v", "%s:%s:ro" % (vol, MNT)],
+                    timeout=120)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout == b"shared lock granted\nflock LOCK_EX EBADF\n"
