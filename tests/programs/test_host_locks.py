@@ -219,3 +219,73 @@ def test_read_only_volume_locks(sandbox, workdir):
                     timeout=120)
     assert r.returncode == 0, r.stderr.decode()
     assert r.stdout == b"shared lock granted\nflock LOCK_EX EBADF\n"
+
+
+UNION_PROBE = r"""
+import fcntl, os, struct, sys
+F_OFD_SETLK = 37
+fds = [os.open("/mnt/vol/f", os.O_RDWR) for _ in range(3)]
+def ofd(i, type_, start, length):
+    fcntl.fcntl(fds[i], F_OFD_SETLK, struct.pack("hhqqi4x", type_, 0, start, length, 0))
+def step(msg):
+    print(msg, flush=True)
+    sys.stdin.readline()
+ofd(0, fcntl.F_RDLCK, 0, 10)
+ofd(1, fcntl.F_RDLCK, 5, 10)
+ofd(2, fcntl.F_WRLCK, 20, 10)
+step("held")
+ofd(0, fcntl.F_UNLCK, 0, 10)          # [5, 15) stays: the other description holds it
+step("one reader gone")
+ofd(1, fcntl.F_UNLCK, 0, 0)
+ofd(2, fcntl.F_RDLCK, 20, 10)         # a downgrade, which the host cannot refuse
+step("downgraded")
+"""
+
+
+def _host_view(fd):
+    """For bytes 2, 7, 12, 17, 25: "w" if the host may write-lock it, "r" if
+    only read-lock, "-" if neither."""
+    out = ""
+    for b in (2, 7, 12, 17, 25):
+        for kind, mark in ((fcntl.LOCK_EX, "w"), (fcntl.LOCK_SH, "r")):
+            try:
+                fcntl.lockf(fd, kind | fcntl.LOCK_NB, 1, b)
+            except OSError:
+                continue
+            fcntl.lockf(fd, fcntl.LOCK_UN, 1, b)
+            out += mark
+            break
+        else:
+            out += "-"
+    return out
+
+
+def test_the_host_holds_the_union_of_the_sandbox_locks(sandbox, workdir):
+    """Several descriptions' overlapping locks in one sandbox: the host holds
+    their union, and an unlock by one keeps what another still holds."""
+    vol = os.path.join(workdir, "union")
+    os.mkdir(vol)
+    with open(os.path.join(vol, "f"), "wb") as f:
+        f.write(b"z" * 64)
+    with open(os.path.join(vol, "probe.py"), "w") as f:
+        f.write(UNION_PROBE)
+    p = sandbox.popen([PYTHON3, MNT + "/probe.py"], options=["-v", "%s:%s" % (vol, MNT)],
+                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    fd = os.open(os.path.join(vol, "f"), os.O_RDWR)
+    seen = []
+    try:
+        for _ in range(3):
+            line = p.stdout.readline().decode().strip()
+            seen.append((line, _host_view(fd)))
+            p.stdin.write(b"\n")
+            p.stdin.flush()
+        _, err = p.communicate(timeout=120)
+        seen.append(("exited", _host_view(fd)))
+    finally:
+        os.close(fd)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, err.decode()
+    assert seen == [("held", "rrrw-"), ("one reader gone", "wrrw-"),
+                    ("downgraded", "wwwwr"), ("exited", "wwwww")], err.decode()

@@ -121,11 +121,19 @@ class _FileLocks:
             return None if old == new else (old, new)
         changes = _pieces(spans, pick)
         gained = []
+
+        def undo():
+            for gs, ge, gold in reversed(gained):
+                self.host.set(F_UNLCK if gold is None else gold, gs, _length(gs, ge))
         for s, e, (old, new) in changes:
             if _RANK[new] > _RANK[old]:
-                if not self.host.set(new, s, _length(s, e)):
-                    for gs, ge, gold in reversed(gained):
-                        self.host.set(F_UNLCK if gold is None else gold, gs, _length(gs, ge))
+                try:
+                    ok = self.host.set(new, s, _length(s, e))
+                except SyscallError:
+                    undo()
+                    raise
+                if not ok:
+                    undo()
                     return False
                 gained.append((s, e, old))
         for s, e, (old, new) in changes:
