@@ -18,6 +18,13 @@ import time
 MNT = "/mnt/vol"
 PYTHON3 = "/usr/bin/python3"
 
+def _reap(p):
+    """Kill a sandbox a failed test left running."""
+    if p.poll() is None:
+        p.kill()
+        p.wait()
+
+
 SANDBOXED = r"""
 import errno, fcntl, os, signal, struct, sys, time
 path = sys.argv[1]
@@ -94,9 +101,7 @@ def test_host_lock_excludes_sandbox(sandbox, workdir):
         out, err = p.communicate(b"\n", timeout=120)
     finally:
         os.close(held)
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        _reap(p)
     assert p.returncode == 0, err.decode()
     assert refused == errno.EAGAIN, refused
     assert "".join(first).splitlines() + out.decode().splitlines() == [
@@ -168,9 +173,7 @@ def _two_sandboxes(sandbox, workdir, kind):
     finally:
         os.close(held)
         for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+            _reap(p)
     with open(path, "rb") as f:
         lines = f.read().split(b"\n")
     assert lines[-1] == b""
@@ -283,9 +286,7 @@ def test_the_host_holds_the_union_of_the_sandbox_locks(sandbox, workdir):
         seen.append(("exited", _host_view(fd)))
     finally:
         os.close(fd)
-        if p.poll() is None:
-            p.kill()
-            p.wait()
+        _reap(p)
     assert p.returncode == 0, err.decode()
     assert seen == [("held", "rrrw-"), ("one reader gone", "wrrw-"),
                     ("downgraded", "wwwwr"), ("exited", "wwwww")], err.decode()
