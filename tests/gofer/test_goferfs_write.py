@@ -23,7 +23,7 @@ def vol(request, tmp_path):
     (tmp_path / "root").mkdir()
     s = Served(request.param, host, tmp_path / "root")
     aname = b"vol" if request.param == "pyvisor" else os.fsencode(host)
-    fs = GoferFS(s.c, aname, read_only=False)
+    fs = GoferFS(s.c, aname, read_only=False, host_locks=True)
     yield fs, host
     s.close()
 
@@ -144,7 +144,7 @@ def test_host_locker_meets_host_locks(tmp_path):
     (tmp_path / "root").mkdir()
     s = Served("pyvisor", host, tmp_path / "root")
     try:
-        fs = GoferFS(s.c, b"vol", read_only=False)
+        fs = GoferFS(s.c, b"vol", read_only=False, host_locks=True)
         _host_locker_meets_host_locks(fs, host, fcntl)
     finally:
         s.close()

@@ -290,3 +290,22 @@ def test_the_host_holds_the_union_of_the_sandbox_locks(sandbox, workdir):
     assert p.returncode == 0, err.decode()
     assert seen == [("held", "rrrw-"), ("one reader gone", "wrrw-"),
                     ("downgraded", "wwwwr"), ("exited", "wwwww")], err.decode()
+
+
+def test_root_locks_stay_in_the_sandbox(sandbox, workdir):
+    """The root's files (here with --read-only: the Gofer's tree itself)
+    are locked in the sandbox only: an exclusive flock of a read-only fd is
+    granted as on a local file system, and a host holder does not meet it."""
+    path = os.path.join(workdir, "rootfile")
+    with open(path, "wb") as f:
+        f.write(b"data")
+    held = os.open(path, os.O_RDWR)
+    try:
+        fcntl.lockf(held, fcntl.LOCK_EX)
+        r = sandbox.run([PYTHON3, "-c", "import fcntl, os; fd = os.open(%r, os.O_RDONLY); "
+                         "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB); print('granted')" % path],
+                        options=["--read-only"], timeout=120)
+    finally:
+        os.close(held)
+    assert r.returncode == 0, r.stderr.decode()
+    assert r.stdout == b"granted\n"

@@ -96,7 +96,7 @@ def _mount_user(vfs, kernel, client, account):
                 fs = TmpFS(0o1777, size=size, account=account)
                 vfs.mount(fs, fs.root, at, source=b"tmpfs", options=b"rw,nosuid,nodev")
             else:
-                fs = GoferFS(client, volume_aname(index), read_only)
+                fs = GoferFS(client, volume_aname(index), read_only, host_locks=True)
                 vfs.mount(fs, fs.root, at, source=volume_aname(index),
                           options=b"ro" if read_only else b"rw")
         except SyscallError as e:

@@ -64,7 +64,7 @@ class GoferFS(Filesystem):
     magic = V9FS_MAGIC
     read_only = True
 
-    def __init__(self, client, aname=b"", read_only=True):
+    def __init__(self, client, aname=b"", read_only=True, host_locks=False):
         from pyvisor.gofer import p9
         from pyvisor.gofer.client import GoferError
         super().__init__()
@@ -75,7 +75,9 @@ class GoferFS(Filesystem):
         self.lock = threading.RLock()
         self.open_lru = OrderedDict()     # GoferInode -> None, most recent last
         self.fid_lru = OrderedDict()      # GoferInode with a walked fid (not the root)
-        self.no_host_locks = False        # the server refused Tlock: locks stay in the Sentry
+        # Volumes take their locks on the host too (HostLocker); the root's
+        # stay in the Sentry, as does everything once the server refuses Tlock.
+        self.no_host_locks = not host_locks
         try:
             node = client.attach(aname)
             self.root = GoferInode(self, node, client.getattr(node))
