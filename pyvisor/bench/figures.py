@@ -51,6 +51,13 @@ WORKLOADS = (
     ("gcc_hello", "gcc hello.c"),
     ("make_j2", "make -j2, small project"),
     ("tar_include", "tar c /usr/include"),
+    # Files in a volume (-v HOST:PATH; native: the host directory itself;
+    # runsc: `do --force-overlay=false`, its root written through to the host)
+    ("vol_tar_x", "volume: tar x of /usr/include's tarball"),
+    ("vol_git_status", "volume: git status, 5,000-file repository"),
+    ("vol_sqlite_10k", "volume: sqlite3 10k inserts"),
+    ("vol_write_1g", "volume: sequential write of 1 GiB (dd bs=1M)"),
+    ("vol_read_1g", "volume: sequential read of 1 GiB (dd bs=1M)"),
 )
 MEMORY = ("memory", "memory: RSS while running sleep 2")
 

@@ -26,8 +26,18 @@ class Platform:
     prefix: tuple
     pyvisor: bool = False
 
-    def command(self, argv):
-        return list(self.prefix) + list(argv)
+    def command(self, argv, volume=None):
+        """volume: a host directory the program reaches at the same path,
+        served read-write as a volume (pyvisor -v; runsc do has no bind
+        mount option, so its root is written through to the host instead:
+        --force-overlay=false; natively it is just there)."""
+        prefix = list(self.prefix)
+        if volume is not None:
+            if self.pyvisor:
+                prefix[-1:] = ["-v", "%s:%s" % (volume, volume), "--"]
+            elif self.name.startswith("runsc"):
+                prefix.append("--force-overlay=false")
+        return prefix + list(argv)
 
 
 PLATFORM_ORDER = ("native", "native-1cpu", "ptrace", "kvm", "runsc", "runsc-1cpu")
@@ -269,6 +279,51 @@ def _write_make_project(root):
                 "$(OUT):\n\tmkdir -p $(OUT)\n" % objs)
 
 
+def generate_volume_inputs(work, quick=False):
+    """The volume workloads' inputs, in work: the volume directory, a
+    tarball of /usr/include (quick: /usr/include/linux), a committed git
+    repository of 5,000 files in the volume (quick: 500) and a file to read
+    of 1 GiB (quick: 64 MiB). Returns {name: path}."""
+    vol = work.file("vol")
+    os.makedirs(vol, exist_ok=True)
+    paths = {"vol": vol, "tarball": work.file("include.tar"), "repo": os.path.join(vol, "repo"),
+             "big": os.path.join(vol, "big-read")}
+    _check_run(["tar", "cf", paths["tarball"], "-C", "/",
+                "usr/include/linux" if quick else "usr/include"])
+    _write_git_repo(paths["repo"], 500 if quick else 5000)
+    chunk = bytes(range(256)) * 4096                   # 1 MiB
+    with open(paths["big"], "wb") as f:
+        for _ in range(VOLUME_MB_QUICK if quick else VOLUME_MB):
+            f.write(chunk)
+    return paths
+
+
+VOLUME_MB, VOLUME_MB_QUICK = 1024, 64
+_GIT = ["git", "-c", "user.name=bench", "-c", "user.email=bench@example.invalid",
+        "-c", "safe.directory=*", "-c", "gc.auto=0"]
+
+
+def _check_run(cmd, cwd=None):
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True)
+    if proc.returncode != 0:
+        raise Failed("%s: exit %d: %s" % (" ".join(cmd), proc.returncode, stderr_tail(proc.stderr)))
+
+
+def _write_git_repo(root, files):
+    """A repository of `files` small files, 100 to a directory, committed;
+    git status run once so that its index holds every file's stat data."""
+    os.makedirs(root)
+    for i in range(files):
+        d = os.path.join(root, "d%03d" % (i // 100))
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "f%05d.c" % i), "w") as f:
+            f.write("int f%d(void) { return %d; }\n" % (i, i * 7 % 1000))
+    _check_run(_GIT + ["init", "-q"], cwd=root)
+    _check_run(_GIT + ["add", "."], cwd=root)
+    _check_run(_GIT + ["commit", "-q", "-m", "bench"], cwd=root)
+    _check_run(_GIT + ["status", "-s"], cwd=root)
+
+
 def _scratch_name(tag):
     """A fresh name under /tmp: the sandbox's own tmpfs, the host's /tmp natively."""
     return "/tmp/pyvisor-bench-%s-%d-%d" % (tag, os.getpid(), time.monotonic_ns())
@@ -277,9 +332,30 @@ def _scratch_name(tag):
 def workload_argv(key, paths, quick=False):
     """(argv, stdin path or None, drain stdout, scratch path to remove) for workload KEY.
 
-    quick: tar archives /usr/include/linux only (the same kind of work, less of it)."""
+    quick: tar archives /usr/include/linux only (the same kind of work, less of it).
+    A volume workload's scratch path is in the volume (paths["vol"])."""
     py = shutil.which("python3") or sys.executable
     out = _scratch_name(key)
+    if key.startswith("vol_"):
+        out = os.path.join(paths["vol"], os.path.basename(out))
+        mb = VOLUME_MB_QUICK if quick else VOLUME_MB
+        dd = shutil.which("dd") or "dd"
+        vol_table = {
+            "vol_tar_x": ([shutil.which("tar") or "tar", "xf", paths["tarball"], "-C", out],
+                          None, False),
+            "vol_git_status": ([shutil.which("git") or "git", *_GIT[1:], "-C", paths["repo"],
+                                "status"], None, True),
+            "vol_sqlite_10k": ([shutil.which("sqlite3") or "sqlite3", out + ".db"], paths["sql"],
+                               False),
+            "vol_write_1g": ([dd, "if=/dev/zero", "of=" + out, "bs=1M", "count=%d" % mb,
+                              "status=none"], None, False),
+            "vol_read_1g": ([dd, "if=" + paths["big"], "of=/dev/null", "bs=1M", "status=none"],
+                            None, False),
+        }
+        argv, stdin, drain = vol_table[key]
+        if key == "vol_tar_x":
+            os.mkdir(out)
+        return argv, stdin, drain, out
     table = {
         "startup": (["/bin/true"], None, False),
         "python_pass": ([py, "-c", "pass"], None, False),
@@ -304,14 +380,14 @@ def time_workload(plat, key, paths, settings):
     samples = []
     for _ in range(settings.workload_repeats):
         argv, stdin, drain, out = workload_argv(key, paths, settings.quick)
+        cmd = plat.command(argv, paths["vol"] if key.startswith("vol_") else None)
         try:
             if stdin:
                 with open(stdin, "rb") as f:
-                    samples.append(run_timed(plat.command(argv), stdin=f, drain=drain,
+                    samples.append(run_timed(cmd, stdin=f, drain=drain,
                                              timeout=settings.timeout) * 1e3)
             else:
-                samples.append(run_timed(plat.command(argv), drain=drain,
-                                         timeout=settings.timeout) * 1e3)
+                samples.append(run_timed(cmd, drain=drain, timeout=settings.timeout) * 1e3)
         finally:
             _remove(out)
     return statistics.median(samples), samples, {}

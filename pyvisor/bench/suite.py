@@ -5,8 +5,8 @@ import statistics
 import subprocess
 
 from pyvisor.bench.figures import MEMORY, MICROS, WORKLOADS, Failed, Result, labels
-from pyvisor.bench.run import (TIMEOUT, Workdir, generate_inputs, measure, memory_mb, per_op_us,
-                               run_timed, stderr_tail, time_workload)
+from pyvisor.bench.run import (TIMEOUT, Workdir, generate_inputs, generate_volume_inputs, measure,
+                               memory_mb, per_op_us, run_timed, stderr_tail, time_workload)
 
 # --- the suite ---------------------------------------------------------------
 
@@ -29,10 +29,21 @@ class Suite:
             micro = self._build(work, "micro")
             self._floors(work)
             paths = generate_inputs(work)
+            if any(k.startswith("vol_") and k in self.want for k, _ in WORKLOADS):
+                try:
+                    paths.update(generate_volume_inputs(work, self.settings.quick))
+                except (Failed, OSError) as e:
+                    self.log("cannot make the volume inputs: %s" % e)
+                    paths["vol"] = None
             for m in MICROS:
                 if m.key in self.want:
                     self._micro(m, micro)
             for key, _ in WORKLOADS:
+                if key.startswith("vol_") and key in self.want and paths.get("vol") is None:
+                    for plat in self.platforms:
+                        self._set(key, "workload", plat.name,
+                                  Result("failed", reason="no volume inputs"))
+                    continue
                 if key in self.want:
                     self._each(key, "workload",
                                lambda p, k=key: time_workload(p, k, paths, self.settings))

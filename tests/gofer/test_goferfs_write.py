@@ -23,7 +23,7 @@ def vol(request, tmp_path):
     (tmp_path / "root").mkdir()
     s = Served(request.param, host, tmp_path / "root")
     aname = b"vol" if request.param == "pyvisor" else os.fsencode(host)
-    fs = GoferFS(s.c, aname, read_only=False)
+    fs = GoferFS(s.c, aname, read_only=False, host_locks=True)
     yield fs, host
     s.close()
 
@@ -112,3 +112,63 @@ def test_read_only_volume_is_erofs(tmp_path):
         assert fs.statfs().f_flags & 1                       # ST_RDONLY
     finally:
         s.close()
+
+
+
+def test_host_lockers_exclude_each_other(vol):
+    """Two holders on the server (two sandboxes' fids): a write lock of
+    one refuses the other's, until it is released or its fid clunked."""
+    fs, host = vol
+    p9 = fs.p9
+    f = fs.root.create(b"l2", 0o644, 0, 0)
+    a, b = f.host_locker(), f.host_locker()
+    assert a.set(p9.LOCK_WRLCK, 0, 0) is True
+    assert b.set(p9.LOCK_WRLCK, 0, 0) is False
+    assert b.test(p9.LOCK_WRLCK, 0, 0) is not None
+    assert a.set(p9.LOCK_UNLCK, 0, 0) is True
+    assert b.set(p9.LOCK_WRLCK, 0, 0) is True
+    assert a.set(p9.LOCK_RDLCK, 0, 0) is False
+    b.close()
+    assert a.set(p9.LOCK_RDLCK, 0, 0) is True
+    a.close()
+
+
+def test_host_locker_meets_host_locks(tmp_path):
+    """Our Gofer takes Tlock as an OFD lock (diod's Tlock, as measured, does
+    not meet a host process's POSIX lock): a host process's POSIX lock
+    refuses a conflicting Tlock and shows in Tgetlock; ours refuse the
+    host's; close releases them."""
+    import fcntl
+    host = tmp_path / "vol"
+    host.mkdir()
+    (tmp_path / "root").mkdir()
+    s = Served("pyvisor", host, tmp_path / "root")
+    try:
+        fs = GoferFS(s.c, b"vol", read_only=False, host_locks=True)
+        _host_locker_meets_host_locks(fs, host, fcntl)
+    finally:
+        s.close()
+
+
+def _host_locker_meets_host_locks(fs, host, fcntl):
+    f = fs.root.create(b"l", 0o644, 0, 0)
+    f.write_at(0, b"x" * 100)
+    locker = f.host_locker()
+    p9 = fs.p9
+    held = os.open(host / "l", os.O_RDWR)
+    try:
+        fcntl.lockf(held, fcntl.LOCK_EX, 100, 0)
+        assert locker.set(p9.LOCK_WRLCK, 0, 0) is False
+        assert locker.set(p9.LOCK_RDLCK, 200, 10) is True
+        got = locker.test(p9.LOCK_WRLCK, 0, 0)
+        assert got is not None and got[:3] == (p9.LOCK_WRLCK, 0, 100)
+        fcntl.lockf(held, fcntl.LOCK_UN, 100, 0)
+        assert locker.test(p9.LOCK_WRLCK, 0, 0) is None
+        assert locker.set(p9.LOCK_WRLCK, 0, 0) is True
+        with pytest.raises(OSError) as info:
+            fcntl.lockf(held, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 50)
+        assert info.value.errno in (errno.EAGAIN, errno.EACCES)
+        locker.close()
+        fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB)     # all gone with the fid
+    finally:
+        os.close(held)

@@ -98,7 +98,8 @@ def _mount_user(vfs, kernel, client, account):
                 vfs.mount(fs, fs.root, at, source=b"tmpfs", options=b"rw,nosuid,nodev")
             else:
                 fs = GoferFS(client, volume_aname(index), read_only,
-                             shared=getattr(config, "file_access_mounts", "shared") == "shared")
+                             shared=getattr(config, "file_access_mounts", "shared") == "shared",
+                             host_locks=True)
                 vfs.mount(fs, fs.root, at, source=volume_aname(index),
                           options=b"ro" if read_only else b"rw")
         except SyscallError as e:

@@ -81,7 +81,7 @@ class GoferFS(Filesystem):
     magic = V9FS_MAGIC
     read_only = True
 
-    def __init__(self, client, aname=b"", read_only=True, shared=False):
+    def __init__(self, client, aname=b"", read_only=True, shared=False, host_locks=False):
         from pyvisor.gofer import p9
         from pyvisor.gofer.client import GoferError
         super().__init__()
@@ -94,6 +94,9 @@ class GoferFS(Filesystem):
         self.lock = threading.RLock()
         self.open_lru = OrderedDict()     # GoferInode -> None, most recent last
         self.fid_lru = OrderedDict()      # GoferInode with a walked fid (not the root)
+        # Volumes take their locks on the host too (HostLocker); the root's
+        # stay in the Sentry, as does everything once the server refuses Tlock.
+        self.no_host_locks = not host_locks
         try:
             node = client.attach(aname)
             self.root = GoferInode(self, node, client.getattr(node))
@@ -260,6 +263,10 @@ class GoferInode(Inode):
         self._stale = False               # a change here left attributes to fetch (stat does)
 
     def size(self):
+        if self._stale:
+            with self.fs.lock:
+                if self._stale:
+                    self._refresh_locked()
         return self.attr.size
 
     def stat(self):
@@ -707,6 +714,11 @@ class GoferInode(Inode):
         self.getxattr(name)               # ENODATA if absent, as removexattr(2)
         self._xattr_rpc(self.fs.client.removexattr, name)
 
+    def host_locker(self):
+        if not self.is_reg() or self.fs.no_host_locks:
+            return None
+        return HostLocker(self)
+
     def fsync(self):
         """Tfsync of the write handle (data written through it is the host's)."""
         fs = self.fs
@@ -717,3 +729,71 @@ class GoferInode(Inode):
                 except fs.GoferError as e:
                     raise _err(e) from e
         return 0
+
+
+class HostLocker:
+    """One file's locks on the host: the Sentry's LockTable grants a lock
+    first, then holds the union of what the sandbox holds on the file
+    through one fid of its own (the Gofer takes Tlock as an OFD lock on
+    that fid, so it conflicts with host processes and other sandboxes, never
+    with the sandbox itself). Linux's 9p client sends each lock as Tlock in
+    the same way (fs/9p/vfs_file.c v9fs_file_do_lock), flock(2) as a lock
+    of the whole file. The fid is opened on the first lock and clunked when
+    the sandbox holds none (`close`)."""
+
+    def __init__(self, inode):
+        self.inode = inode
+        self._open = None
+
+    def _call(self, fn, *args):
+        """fn(open handle, *args) under the fs lock; None if the server
+        has no locks (EOPNOTSUPP: then they stay in the Sentry)."""
+        fs = self.inode.fs
+        with fs.lock:
+            try:
+                if self._open is None:
+                    node = self.inode.node_locked()
+                    try:
+                        self._open = fs.client.lopen(node, O_RDWR)
+                    except fs.GoferError as e:
+                        if e.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+                            raise
+                        self._open = fs.client.lopen(node, O_RDONLY)
+                return fn(self._open, *args)
+            except fs.GoferError as e:
+                if e.errno in (errno.EOPNOTSUPP, errno.ENOSYS):
+                    fs.no_host_locks = True
+                    return None
+                raise _err(e) from e
+
+    def set(self, type_, start, length):
+        """Tlock: False if a holder on the host has it. EBADF for a write
+        lock when the host file is not writable (as an exclusive flock(2)
+        over NFS)."""
+        p9 = self.inode.fs.p9
+        status = self._call(self.inode.fs.client.lock, type_, start, length)
+        if status not in (None, p9.LOCK_SUCCESS, p9.LOCK_BLOCKED):
+            raise SyscallError(errno.ENOLCK)      # LOCK_ERROR / LOCK_GRACE (diod)
+        if status == p9.LOCK_SUCCESS and type_ != p9.LOCK_UNLCK:
+            # What the last holder wrote is to be seen: the size and times
+            # are fetched again on next use (NFS revalidates its caches when
+            # it takes a lock in the same way, nfs(5) "File locking").
+            self.inode._stale = True
+        return status != p9.LOCK_BLOCKED
+
+    def test(self, type_, start, length):
+        """Tgetlock: None, or the host holder's (type, start, length, pid)."""
+        r = self._call(self.inode.fs.client.getlock, type_, start, length)
+        if r is None or r.type == self.inode.fs.p9.LOCK_UNLCK:
+            return None
+        return (r.type, r.start, r.length, r.proc_id)
+
+    def close(self):
+        fs = self.inode.fs
+        with fs.lock:
+            if self._open is not None:
+                try:
+                    fs.client.clunk(self._open)
+                except fs.GoferError:
+                    pass
+                self._open = None

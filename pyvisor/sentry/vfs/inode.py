@@ -220,6 +220,11 @@ class Inode:
     def removexattr(self, name):
         raise SyscallError(errno.ENODATA)
 
+    def host_locker(self):
+        """Where this file's advisory locks are also taken outside the
+        Sentry (a `HostLocker` of goferfs.py), or None: only here."""
+        return None
+
     def open(self, t, vd, flags):
         """A FileDescription for this inode reached through `vd`."""
         if self.is_dir():

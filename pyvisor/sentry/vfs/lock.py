@@ -20,7 +20,15 @@ The Linux model (fs/locks.c, fcntl(2), flock(2)):
 number, so every path and every description of a file meet). Blocking
 waits go through `waiting.wait` on the table's one condition, so a signal or
 the task's death interrupts them; every release notifies it.
-Lock order: FDTable lock (never held here), then LockTable.cond.
+Files on the host (a volume's, goferfs) have a `HostLocker`: once the
+table grants a lock, the union of the sandbox's locks on the file is taken
+on the host too, without waiting (a host holder makes F_SETLK fail with
+EAGAIN, and a blocking lock retries every few ms in `wait`, so a signal
+interrupts it, as Linux's 9p client polls in v9fs_file_do_lock); flock
+locks are whole-file locks there, as with Linux's 9p and NFS. F_GETLK asks
+the host when nothing in the sandbox conflicts.
+Lock order: FDTable lock (never held here), then LockTable.cond, then the
+filesystem's (a HostLocker's RPC).
 """
 
 import errno
@@ -31,6 +39,8 @@ from ..waiting import wait
 
 F_RDLCK, F_WRLCK, F_UNLCK = 0, 1, 2
 OFFSET_MAX = (1 << 63) - 1
+HOST_RETRY_MIN, HOST_RETRY_MAX = 0.005, 0.1   # s, the backoff of a wait on a host holder
+_RANK = {None: -1, F_RDLCK: 0, F_WRLCK: 1}
 
 
 def inode_key(f):
@@ -53,12 +63,91 @@ def _conflicts(a_type, b_type):
     return a_type == F_WRLCK or b_type == F_WRLCK
 
 
-class _FileLocks:
-    __slots__ = ("flocks", "ranges")
+def _union(ranges, flocks):
+    """The strongest lock held on each byte by anyone: [(start, end, type)],
+    sorted, adjacent pieces of one type merged; a flock covers the file."""
+    spans = [(r.start, r.end, r.type) for r in ranges]
+    spans += [(0, OFFSET_MAX, t) for t in flocks.values()]
+    return _pieces(spans, lambda held: max(held, key=_RANK.get) if held else None)
 
-    def __init__(self):
+
+def _pieces(spans, pick):
+    """Cut [0, OFFSET_MAX] at every edge of `spans` ((start, end, value));
+    each piece gets pick([values covering it]); None pieces dropped, equal
+    neighbours merged."""
+    edges = sorted({s for s, _, _ in spans} | {e + 1 for _, e, _ in spans if e < OFFSET_MAX})
+    out = []
+    for i, a in enumerate(edges):
+        b = edges[i + 1] - 1 if i + 1 < len(edges) else OFFSET_MAX
+        v = pick([t for s, e, t in spans if s <= a and b <= e])
+        if v is None:
+            continue
+        if out and out[-1][2] == v and out[-1][1] + 1 == a:
+            out[-1] = (out[-1][0], b, v)
+        else:
+            out.append((a, b, v))
+    return out
+
+
+def _length(start, end):
+    return 0 if end == OFFSET_MAX else end - start + 1
+
+
+class _FileLocks:
+    __slots__ = ("flocks", "ranges", "host", "held")
+
+    def __init__(self, host=None):
         self.flocks = {}     # description -> F_RDLCK (shared) or F_WRLCK (exclusive)
         self.ranges = []     # [_Range], grouped by owner, sorted by start within one
+        self.host = host     # HostLocker, or None: the locks live only here
+        self.held = []       # what the host holds for us: _union's form
+
+    def host_sync(self, ranges, flocks):
+        """Make the host hold the union of `ranges` and `flocks` (which may
+        be a change not yet made here): gains first, each a Tlock; if the
+        host refuses one, the gains made are undone and False is returned;
+        then the losses, which the host cannot refuse."""
+        if self.host is None:
+            return True
+        want = _union(ranges, flocks)
+        if want == self.held:
+            return True
+        spans = [(s, e, ("old", t)) for s, e, t in self.held] + \
+                [(s, e, ("new", t)) for s, e, t in want]
+
+        def pick(vals):
+            old = next((t for k, t in vals if k == "old"), None)
+            new = next((t for k, t in vals if k == "new"), None)
+            return None if old == new else (old, new)
+        changes = _pieces(spans, pick)
+        gained = []
+
+        def undo():
+            for gs, ge, gold in reversed(gained):
+                self.host.set(F_UNLCK if gold is None else gold, gs, _length(gs, ge))
+        for s, e, (old, new) in changes:
+            if _RANK[new] > _RANK[old]:
+                try:
+                    ok = self.host.set(new, s, _length(s, e))
+                except SyscallError:
+                    undo()
+                    raise
+                if not ok:
+                    undo()
+                    return False
+                gained.append((s, e, old))
+        for s, e, (old, new) in changes:
+            if _RANK[new] < _RANK[old]:
+                self.host.set(F_UNLCK if new is None else new, s, _length(s, e))
+        self.held = want
+        return True
+
+    def host_release(self):
+        """Bring the host to what is held here (a release: never refused)."""
+        try:
+            self.host_sync(self.ranges, self.flocks)
+        except SyscallError:
+            self.held = _union(self.ranges, self.flocks)
 
     def empty(self):
         return not self.flocks and not self.ranges
@@ -70,16 +159,22 @@ class LockTable:
         self._files = {}          # inode key -> _FileLocks
         self._waiting_for = {}    # POSIX owner -> owner of the lock it waits on
 
-    def _locks(self, key):
+    def _locks(self, key, f):
         fl = self._files.get(key)
         if fl is None:
-            fl = self._files[key] = _FileLocks()
+            vd = f.vd
+            fl = self._files[key] = _FileLocks(vd.inode.host_locker() if vd else None)
         return fl
 
     def _tidy_locked(self, key):
         fl = self._files.get(key)
-        if fl is not None and fl.empty():
+        if fl is None:
+            return
+        fl.host_release()
+        if fl.empty():
             del self._files[key]
+            if fl.host is not None:
+                fl.host.close()
 
     # --- flock(2) ----------------------------------------------------------
 
@@ -88,7 +183,7 @@ class LockTable:
         EWOULDBLOCK if taken elsewhere and not `block`; may raise Interrupted."""
         key = inode_key(f)
         with self.cond:
-            fl = self._locks(key)
+            fl = self._locks(key, f)
             had = fl.flocks.pop(f, None)
             if had is not None:
                 self.cond.notify_all()
@@ -96,11 +191,20 @@ class LockTable:
                 self._tidy_locked(key)
                 return
             f.lock_table = self
+            retry = HOST_RETRY_MIN
             try:
-                while any(_conflicts(type_, t) for d, t in fl.flocks.items() if d is not f):
+                while True:
+                    if any(_conflicts(type_, t) for d, t in fl.flocks.items() if d is not f):
+                        if not block:
+                            raise SyscallError(errno.EWOULDBLOCK)
+                        wait(self.cond)
+                        continue
+                    if fl.host_sync(fl.ranges, {**fl.flocks, f: type_}):
+                        break
                     if not block:
                         raise SyscallError(errno.EWOULDBLOCK)
-                    wait(self.cond)
+                    wait(self.cond, retry)
+                    retry = min(retry * 2, HOST_RETRY_MAX)
             except BaseException:
                 self._tidy_locked(key)
                 raise
@@ -122,9 +226,24 @@ class LockTable:
         with self.cond:
             fl = self._files.get(key)
             r = fl and self._conflict_locked(fl, owner, type_, start, end)
-            if not r:
+            if r:
+                return (r.type, r.start, r.end, r.pid, r.ofd)
+            host = fl.host if fl else None
+            if host is None and f.vd is not None:
+                host = f.vd.inode.host_locker()
+            if host is None:
                 return None
-            return (r.type, r.start, r.end, r.pid, r.ofd)
+            try:
+                got = host.test(type_, start, _length(start, end))
+            finally:
+                if fl is None:
+                    host.close()
+            if got is None:
+                return None
+            htype, hstart, hlen, pid = got
+            pid = pid - (1 << 32) if pid >= 1 << 31 else pid
+            hend = OFFSET_MAX if hlen == 0 else min(hstart + hlen - 1, OFFSET_MAX)
+            return (htype, hstart, hend, pid, pid == -1)
 
     def _deadlock_locked(self, owner, blocker):
         """Would `owner` waiting on `blocker` close a cycle (fs/locks.c
@@ -143,16 +262,34 @@ class LockTable:
         may raise Interrupted while waiting."""
         key = inode_key(f)
         with self.cond:
-            fl = self._locks(key)
+            fl = self._locks(key, f)
             if type_ != F_UNLCK:
                 if ofd:
                     f.lock_table = self
                 else:
                     owner.lock_table = self
+                retry = HOST_RETRY_MIN
                 while True:
                     r = self._conflict_locked(fl, owner, type_, start, end)
                     if r is None:
-                        break
+                        try:
+                            got = fl.host_sync(self._set_range(fl, owner, pid, ofd, type_,
+                                                               start, end), fl.flocks)
+                        except BaseException:
+                            self._tidy_locked(key)
+                            raise
+                        if got:
+                            break
+                        if not block:
+                            self._tidy_locked(key)
+                            raise SyscallError(errno.EAGAIN)
+                        try:
+                            wait(self.cond, retry)
+                        except BaseException:
+                            self._tidy_locked(key)
+                            raise
+                        retry = min(retry * 2, HOST_RETRY_MAX)
+                        continue
                     if not block:
                         self._tidy_locked(key)
                         raise SyscallError(errno.EAGAIN)
@@ -169,14 +306,15 @@ class LockTable:
                     finally:
                         if not ofd:
                             self._waiting_for.pop(owner, None)
-            self._set_range_locked(fl, owner, pid, ofd, type_, start, end)
+            fl.ranges = self._set_range(fl, owner, pid, ofd, type_, start, end)
             self._tidy_locked(key)
             self.cond.notify_all()
 
-    def _set_range_locked(self, fl, owner, pid, ofd, type_, start, end):
-        """Replace `owner`'s locks over [start, end] with `type_` (F_UNLCK:
-        none), splitting the ranges it cuts and merging neighbours of the
-        same type."""
+    @staticmethod
+    def _set_range(fl, owner, pid, ofd, type_, start, end):
+        """`fl.ranges` with `owner`'s locks over [start, end] replaced by
+        `type_` (F_UNLCK: none), splitting the ranges it cuts and merging
+        neighbours of the same type."""
         mine, others = [], []
         for r in fl.ranges:
             (mine if r.owner is owner else others).append(r)
@@ -198,8 +336,9 @@ class LockTable:
             if last is not None and last.type == r.type and r.start <= last.end + 1:
                 last.end = max(last.end, r.end)
                 continue
-            merged.append(r)
-        fl.ranges = others + merged
+            # A copy: the result may be only tried on the host, not kept.
+            merged.append(_Range(r.start, r.end, r.type, owner, r.pid, ofd))
+        return others + merged
 
     # --- release ----------------------------------------------------------
 
