@@ -1,7 +1,10 @@
 /* Memory limits: oom MB touches MB of private memory, forks, and the child
  * writes all of it again (each page copy-on-write: new pages it needs).
  * Prints the child's fate. Under `pyvisor run --memory` below twice MB, the
- * child is killed with SIGKILL (Linux's OOM killer) and the parent goes on. */
+ * child is killed with SIGKILL (Linux's OOM killer) and the parent goes on.
+ * The child starts writing only once the parent has copied the stack pages
+ * it still writes (its own copy-on-write faults), so which process meets
+ * the bound first does not depend on how the two are scheduled. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,12 +29,22 @@ int main(int argc, char **argv)
     if (huge != MAP_FAILED)
         munmap(huge, (size_t)1 << 40);
     fflush(stdout);
+    int go[2];
+    if (pipe(go) != 0)
+        return 1;
     pid_t pid = fork();
     if (pid == 0) {
+        char c;
+        if (read(go[0], &c, 1) != 1)
+            return 1;
         memset(p, 2, n);
         printf("child wrote %zu MB\n", mb);
         return 0;
     }
+    volatile char stack[65536];          /* the frames below, copied now */
+    memset((char *)stack, 0, sizeof stack);
+    if (write(go[1], "g", 1) != 1)
+        return 1;
     int st;
     waitpid(pid, &st, 0);
     if (WIFSIGNALED(st))
