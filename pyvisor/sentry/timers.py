@@ -67,6 +67,7 @@ import time
 from pyvisor.abi.signals import (SI_KERNEL, SI_TIMER, SIGALRM, SIGINFO_OVERRUN_OFFSET,
                                  SIGINFO_SIZE, SIGINFO_TIMER, SIGPROF, SIGVTALRM, siginfo_bytes)
 from pyvisor.abi.structs import NSEC
+from pyvisor.sentry.once import made_once
 
 DELAYTIMER_MAX = 0x7FFFFFFF
 MIN_WAKE_NS = 100_000             # the service wakes a periodic timer at most every 100 us
@@ -231,21 +232,17 @@ class TimerService:
             thread.join(1.0)
 
 
-_service_lock = threading.Lock()
-
-
 def service(kernel):
     """The kernel's TimerService, made on first use."""
-    s = getattr(kernel, "timer_service", None)
-    if s is None:
-        with _service_lock:
-            s = getattr(kernel, "timer_service", None)
-            if s is None:
-                s = kernel.timer_service = TimerService()
-                # The thread must be gone before the interpreter finalizes: a
-                # daemon thread waking then is ended by pthread_exit, which
-                # dlopens libgcc_s -- refused by the Sentry's seccomp filter.
-                atexit.register(s.shutdown)
+    return made_once(kernel, "timer_service", _new_service)
+
+
+def _new_service():
+    s = TimerService()
+    # The thread must be gone before the interpreter finalizes: a daemon
+    # thread waking then is ended by pthread_exit, which dlopens libgcc_s --
+    # refused by the Sentry's seccomp filter.
+    atexit.register(s.shutdown)
     return s
 
 
@@ -656,14 +653,7 @@ class CpuTimers:
 
 def cpu_timers(kernel):
     """The kernel's CpuTimers, made on first use."""
-    c = getattr(kernel, "cpu_timers", None)
-    if c is None:
-        svc = service(kernel)
-        with _service_lock:
-            c = getattr(kernel, "cpu_timers", None)
-            if c is None:
-                c = kernel.cpu_timers = CpuTimers(svc)
-    return c
+    return made_once(kernel, "cpu_timers", lambda: CpuTimers(service(kernel)))
 
 
 def cpu_itimer(g, which):

@@ -44,6 +44,7 @@ import time
 
 from ...netstack.errors import NetError
 from .. import waiting
+from ..once import made_once
 from ..errors import SyscallError
 
 MAX_SETTLE_ROUNDS = 256       # then the driver thread finishes the work
@@ -184,20 +185,14 @@ def _notify(files):
         f.waitq.notify()
 
 
-_net_lock = threading.Lock()
-
-
 def net_of(kernel):
     """The kernel's NetStack, made on first use."""
-    net = getattr(kernel, "netstack", None)
-    if net is None:
-        with _net_lock:
-            net = getattr(kernel, "netstack", None)
-            if net is None:
-                net = NetStack()
-                kernel.netstack = net
-                # Gone before the interpreter finalizes (see timers.service).
-                atexit.register(net.shutdown)
+    return made_once(kernel, "netstack", _new_stack)
+
+
+def _new_stack():
+    net = NetStack()
+    atexit.register(net.shutdown)   # gone before the interpreter finalizes (see timers.service)
     return net
 
 

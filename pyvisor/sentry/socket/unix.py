@@ -53,6 +53,7 @@ from collections import deque
 from pyvisor.abi.signals import SIGPIPE, siginfo_bytes
 
 from .. import waiting
+from ..once import made_once
 from ..errors import SyscallError, partial
 from ..vfs.file import O_NONBLOCK, O_RDWR
 from ..vfs.perm import W_OK, check_access, creds_of
@@ -139,19 +140,9 @@ class UnixNamespace:
         raise SyscallError(errno.ENOSPC)
 
 
-_ns_lock = threading.Lock()
-
-
 def namespace_of(kernel):
     """The kernel-wide unix name space (created on first use)."""
-    ns = getattr(kernel, "unix_namespace", None)
-    if ns is None:
-        with _ns_lock:
-            ns = getattr(kernel, "unix_namespace", None)
-            if ns is None:
-                ns = UnixNamespace()
-                kernel.unix_namespace = ns
-    return ns
+    return made_once(kernel, "unix_namespace", UnixNamespace)
 
 
 class Message:

@@ -20,24 +20,16 @@ N.B. PIDFD_THREAD (a pidfd for one thread, Linux 6.9) is not offered:
 pidfd_open gives EINVAL for it, as a pre-6.9 kernel does.
 """
 
-import threading
-
+from ..once import made_once
 from .file import FileDescription, O_NONBLOCK, O_RDWR
 from .waitq import POLLHUP, POLLIN, POLLRDNORM, WaitQueue
 
 PIDFD_NONBLOCK = O_NONBLOCK
-_make_lock = threading.Lock()
 
 
 def _waitq(g):
     """The group's pidfd WaitQueue, made on first use."""
-    q = getattr(g, "pidfd_waitq", None)
-    if q is None:
-        with _make_lock:
-            q = getattr(g, "pidfd_waitq", None)
-            if q is None:
-                q = g.pidfd_waitq = WaitQueue()
-    return q
+    return made_once(g, "pidfd_waitq", WaitQueue)
 
 
 def group_changed(g):
