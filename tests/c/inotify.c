@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static char dir[4096];
@@ -109,13 +110,23 @@ int main(int argc, char **argv)
     close(creat(P("plain"), 0644));
     CHECK("add ONLYDIR on file", inotify_add_watch(fd, P("plain"), IN_MODIFY | IN_ONLYDIR));
     CHECK("add through file", inotify_add_watch(fd, P("plain/x"), IN_MODIFY));
-    if (geteuid() != 0) {
-        close(creat(P("secret"), 0));
-        CHECK("add unreadable", inotify_add_watch(fd, P("secret"), IN_MODIFY));
-        unlink(P("secret"));
-    } else {
-        printf("add unreadable: %s\n", strerror(EACCES));
+    /* EACCES: no read permission, checked as an unprivileged user */
+    close(creat(P("secret"), 0600));
+    chmod(dir, 0711);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setgid(65534) < 0 || setuid(65534) < 0) _exit(3);
+        int ufd = inotify_init();
+        CHECK("add unreadable", inotify_add_watch(ufd, P("secret"), IN_MODIFY));
+        CHECK("add unreadable dir", inotify_add_watch(ufd, dir, IN_MODIFY));
+        fflush(stdout);
+        _exit(0);
     }
+    int st;
+    waitpid(pid, &st, 0);
+    printf("unprivileged child: %d\n", st);
+    chmod(dir, 0755);
+    unlink(P("secret"));
     symlink("plain", P("link"));
     symlink("nowhere", P("dangling"));
     CHECK("add dangling", inotify_add_watch(fd, P("dangling"), IN_ATTRIB));

@@ -20,6 +20,7 @@ from probe_compare import assert_probe_matches_native
 
 
 def test_inotify_probe_matches_native(sandbox, build_c, workdir):
+    os.chmod(workdir, 0o755)        # the probe's unprivileged child walks through it
     vol = os.path.join(workdir, "vol")
     os.mkdir(vol)
     assert_probe_matches_native(sandbox, build_c, "inotify", [workdir],
