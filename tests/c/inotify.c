@@ -251,6 +251,18 @@ int main(int argc, char **argv)
     drain(fd, "excl unlink");
     unlink(P("o2"));
 
+    /* unlinked while open: IN_DELETE_SELF and IN_IGNORED at the last close */
+    f = open(P("held"), O_CREAT | O_RDWR, 0644);
+    wd_file = inotify_add_watch(fd, P("held"), IN_ALL_EVENTS);
+    unlink(P("held"));
+    drain(fd, "unlink open");
+    write(f, "x", 1);
+    int f2 = dup(f);
+    close(f);
+    drain(fd, "dup closed");
+    close(f2);
+    drain(fd, "last close");
+
     /* blocking read woken by another process's change */
     int bfd = inotify_init();
     wd_dir = inotify_add_watch(bfd, dir, IN_CREATE);

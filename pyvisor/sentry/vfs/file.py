@@ -17,7 +17,7 @@ import threading
 from ..errors import SyscallError
 from ..mm.shmfile import SHARED
 from pyvisor.abi.flags import IN_ACCESS, IN_CLOSE_NOWRITE, IN_CLOSE_WRITE, IN_MODIFY
-from .fsnotify import ACTIVE as WATCHED, file_event
+from .fsnotify import ACTIVE as WATCHED, file_event, inode_gone
 from .mount import vd_path
 from .stat import DT_DIR, Stat, StatFs, pack_dirent64
 
@@ -53,6 +53,8 @@ class FileDescription:
 
     def __init__(self, vd, flags):
         self.vd = vd                      # VDentry, or None for anonymous files
+        if vd is not None:
+            vd.dentry.inode.nopen += 1
         self.flags = flags & STATUS_KEEP
         self.offset = 0
         self.offset_lock = threading.RLock()
@@ -73,8 +75,14 @@ class FileDescription:
         if last:
             if self.lock_table is not None:
                 self.lock_table.release_description(self)
-            if WATCHED[0] and not self.flags & O_PATH:
-                file_event(self, IN_CLOSE_WRITE if self.writable else IN_CLOSE_NOWRITE)
+            if self.vd is not None:
+                inode = self.vd.dentry.inode
+                inode.nopen -= 1
+                if WATCHED[0]:
+                    if not self.flags & O_PATH:
+                        file_event(self, IN_CLOSE_WRITE if self.writable else IN_CLOSE_NOWRITE)
+                    if inode.delete_pending and not inode.nopen:
+                        inode_gone(inode)
             self.release()
 
     def release(self):

@@ -120,9 +120,14 @@ def inode_gone(inode):
 def link_dropped(inode):
     """A name of `inode` was removed: when it was the last (a directory's
     is always), IN_DELETE_SELF and IN_IGNORED. The link count comes from
-    stat(), which a file system served by the Gofer refreshes."""
+    stat(), which a file system served by the Gofer refreshes. A file
+    still open is gone only at its last close (vfs/file.py), as in Linux,
+    where the dentry's last reference is dropped then."""
     if watches_of(inode) and (inode.is_dir() or inode.stat().st_nlink == 0):
-        inode_gone(inode)
+        if inode.nopen:
+            inode.delete_pending = True
+        else:
+            inode_gone(inode)
 
 
 def file_event(f, mask):
