@@ -32,3 +32,35 @@ def test_inotify_probe_matches_native(sandbox, build_c, workdir):
     assert boxed.stdout.decode() == native.stdout.decode(), boxed.stderr.decode()
     assert boxed.returncode == 0
     assert os.listdir(vol) == []
+
+
+TAIL_F = """d=$1
+: > $d/tail.log
+tail -s 30 -f $d/tail.log & pid=$!
+sleep 0.5
+echo hello >> $d/tail.log
+sleep 1.5
+echo world >> $d/tail.log
+sleep 1.5
+kill $pid
+wait $pid 2>/dev/null
+rm -f $d/tail.log
+echo end
+"""
+
+
+def test_tail_follows_through_inotify(sandbox, workdir):
+    """GNU tail -f waits in inotify for a local file system; with a 30 s
+    polling interval the two appended lines appear only if IN_MODIFY wakes
+    it. (On the overlay root tail polls, as natively on overlayfs, which
+    coreutils counts as remote.)"""
+    script = os.path.join(workdir, "tailf.sh")
+    with open(script, "w") as f:
+        f.write(TAIL_F)
+    vol = os.path.join(workdir, "vol")
+    os.mkdir(vol)
+    native = sandbox.native(["/bin/sh", script, workdir])
+    assert native.stdout == b"hello\nworld\nend\n", native.stderr
+    for opts, where in ((["-v", vol + ":/vol"], "/vol"), (["--tmpfs", "/scratch"], "/scratch")):
+        boxed = sandbox.run(["/bin/sh", script, where], options=opts)
+        assert boxed.stdout == native.stdout, (where, boxed.stderr.decode())
