@@ -64,3 +64,19 @@ def test_tail_follows_through_inotify(sandbox, workdir):
     for opts, where in ((["-v", vol + ":/vol"], "/vol"), (["--tmpfs", "/scratch"], "/scratch")):
         boxed = sandbox.run(["/bin/sh", script, where], options=opts)
         assert boxed.stdout == native.stdout, (where, boxed.stderr.decode())
+
+
+def test_inotify_limits(sandbox, build_c):
+    """EMFILE past max_user_instances and ENOSPC past max_user_watches, the
+    values /proc/sys/fs/inotify shows (Linux's defaults), for the whole
+    sandbox; a closed instance gives its share back. No native run: on the
+    host these limits are shared with every process of the user."""
+    prog = build_c(os.path.join(TESTS_DIR, "c", "inotify_limits.c"))
+    boxed = sandbox.run([prog, "/tmp"])
+    assert boxed.stdout.decode() == (
+        "max_queued_events=16384 max_user_instances=128 max_user_watches=65536\n"
+        "instances: 128 then Too many open files\n"
+        "after close: ok\n"
+        "watches: 65536 then No space left on device\n"
+        "after close: ok\n"
+        "done\n"), boxed.stderr.decode()

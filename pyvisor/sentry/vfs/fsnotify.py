@@ -14,12 +14,15 @@ import threading
 
 from pyvisor.abi.flags import IN_DELETE_SELF, IN_EXCL_UNLINK, IN_ISDIR, IN_ONESHOT
 
+# /proc/sys/fs/inotify: Linux's per-user limits, here for the whole sandbox.
 MAX_QUEUED_EVENTS = 16384
-MAX_USER_WATCHES = 8192
+MAX_USER_INSTANCES = 128
+MAX_USER_WATCHES = 65536
 _HEAD = struct.Struct("=iIII")
 
 # ACTIVE[0]: the number of watches in the sandbox; the VFS hooks test it first.
 ACTIVE = [0]
+INSTANCES = [0]         # inotify files alive (EMFILE past MAX_USER_INSTANCES)
 LOCK = threading.Lock()
 _cookies = itertools.count(1)
 

@@ -33,8 +33,8 @@ from .file import FileDescription, O_NONBLOCK, O_RDONLY
 from .waitq import POLLIN, POLLRDNORM, WaitQueue
 from pyvisor.abi.flags import (ALL_INOTIFY_BITS, IN_CLOEXEC, IN_IGNORED, IN_MASK_ADD,
                                IN_MASK_CREATE, IN_NONBLOCK, IN_Q_OVERFLOW)
-from .fsnotify import (ACTIVE, LOCK, MAX_QUEUED_EVENTS, MAX_USER_WATCHES, Watch,
-                       forget_watch, pack_event, watches_of)
+from .fsnotify import (ACTIVE, INSTANCES, LOCK, MAX_QUEUED_EVENTS, MAX_USER_INSTANCES,
+                       MAX_USER_WATCHES, Watch, forget_watch, pack_event, watches_of)
 
 
 class InotifyFile(FileDescription):
@@ -66,7 +66,7 @@ class InotifyFile(FileDescription):
                 new = mask & ~IN_MASK_ADD
                 w.mask = (w.mask | new) if mask & IN_MASK_ADD else new
                 return w.wd
-            if len(self.watches) >= MAX_USER_WATCHES:
+            if ACTIVE[0] >= MAX_USER_WATCHES:
                 raise SyscallError(errno.ENOSPC)
             w = Watch(self, self.next_wd, inode, mask & ~(IN_MASK_ADD | IN_MASK_CREATE))
             self.next_wd += 1
@@ -91,11 +91,13 @@ class InotifyFile(FileDescription):
         self.queue(pack_event(w.wd, IN_IGNORED, 0, None))
 
     def release(self):
-        for w in list(self.watches.values()):
-            with LOCK:
-                self.watches.pop(w.wd, None)
+        """The last close: the watches go without IN_IGNORED (no one reads it)."""
+        with LOCK:
+            INSTANCES[0] -= 1
+            for w in self.watches.values():
                 forget_watch(w)
-                ACTIVE[0] -= 1
+            ACTIVE[0] -= len(self.watches)
+            self.watches.clear()
 
     # --- the queue --------------------------------------------------------
 
@@ -156,4 +158,8 @@ def make_inotify(flags):
     """inotify_init1(2)'s object: EINVAL for flags other than IN_NONBLOCK|IN_CLOEXEC."""
     if flags & ~(IN_NONBLOCK | IN_CLOEXEC):
         raise SyscallError(errno.EINVAL)
+    with LOCK:
+        if INSTANCES[0] >= MAX_USER_INSTANCES:
+            raise SyscallError(errno.EMFILE)      # "the user limit on inotify instances"
+        INSTANCES[0] += 1
     return InotifyFile(flags)
