@@ -166,6 +166,8 @@ int main(int argc, char **argv)
     truncate(P("a"), 2);
     f = open(P("a"), O_RDWR | O_TRUNC);
     ftruncate(f, 1);
+    fallocate(f, 0, 0, 1);           /* within the size: IN_MODIFY all the same */
+    fallocate(f, 0, 0, 8);
     fchmod(f, 0644);
     close(f);
     struct timeval tv[2] = {{1, 0}, {2, 0}};

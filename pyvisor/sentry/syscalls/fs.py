@@ -20,14 +20,14 @@ from pyvisor.abi.flags import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMO
                                AT_REMOVEDIR, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW,
                                AT_SYMLINK_NOFOLLOW)
 from pyvisor.abi.ints import s32, s64
-from pyvisor.abi.flags import IN_ATTRIB
+from pyvisor.abi.flags import IN_ATTRIB, IN_MODIFY
 from ..errors import SyscallError, partial
 from ..waiting import Interrupted
 from ..mm.mm import MAP_SHARED
 from ..vfs.file import (O_RDWR, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEFILE, O_NONBLOCK,
                         O_PATH, O_TRUNC, O_WRONLY)
 from ..vfs.memfd import ALL_SEALS, F_SEAL_EXEC, F_SEAL_SEAL, MemfdFile, MemfdMaker
-from ..vfs.fsnotify import ACTIVE as WATCHED, notify as fs_notify
+from ..vfs.fsnotify import ACTIVE as WATCHED, file_event, notify as fs_notify
 from ..vfs.mount import VDentry
 from ..vfs.tmpfs import TmpfsFile
 from ..vfs.perm import CAP_CHOWN, creds_of, fs_ids, has_cap, is_owner
@@ -724,7 +724,9 @@ def sys_fallocate(t, fd, mode, offset, length, *_):
     if st.st_mode & S_IFMT != S_IFREG:
         raise SyscallError(errno.ENODEV)
     if off + ln > st.st_size:
-        f.truncate(off + ln)
+        f.truncate(off + ln)          # reports IN_MODIFY
+    elif WATCHED[0]:
+        file_event(f, IN_MODIFY)      # vfs_fallocate's fsnotify_modify, size unchanged
     return 0
 
 
