@@ -20,8 +20,14 @@ Linux background (fs/notify/inotify/, fsnotify.h):
 
 Hooks: vfs/fsnotify.py, called by vfs.py and file.py once any watch exists.
 
+Limits (/proc/sys/fs/inotify): 128 instances (EMFILE), 65536 watches
+(ENOSPC), for the whole sandbox rather than per user.
+
 Not covered: changes made on the host underneath a shared-mode volume
-(no host watch is taken).
+(no host watch is taken; a host that deletes a watched file and reuses
+its inode number would hand the watch to the new file); execve's own
+open of the program (the loader's open reports IN_OPEN/IN_ACCESS, but its
+description is never closed, so no IN_CLOSE_NOWRITE follows); IN_UNMOUNT.
 """
 
 import errno
