@@ -185,6 +185,13 @@ _CLONE = ((0x100, "CLONE_VM"), (0x200, "CLONE_FS"), (0x400, "CLONE_FILES"),
 _MREMAP = ((1, "MREMAP_MAYMOVE"), (2, "MREMAP_FIXED"), (4, "MREMAP_DONTUNMAP"))
 _MSYNC = ((1, "MS_ASYNC"), (2, "MS_INVALIDATE"), (4, "MS_SYNC"))
 _TIMER = ((1, "TIMER_ABSTIME"),)
+_IN_FLAGS = ((0o2000000, "IN_CLOEXEC"), (0o4000, "IN_NONBLOCK"))
+_IN_MASK = tuple((1 << i, n) for i, n in enumerate(
+    ("IN_ACCESS", "IN_MODIFY", "IN_ATTRIB", "IN_CLOSE_WRITE", "IN_CLOSE_NOWRITE", "IN_OPEN",
+     "IN_MOVED_FROM", "IN_MOVED_TO", "IN_CREATE", "IN_DELETE", "IN_DELETE_SELF",
+     "IN_MOVE_SELF"))) + ((0x01000000, "IN_ONLYDIR"), (0x02000000, "IN_DONT_FOLLOW"),
+                          (0x04000000, "IN_EXCL_UNLINK"), (0x10000000, "IN_MASK_CREATE"),
+                          (0x20000000, "IN_MASK_ADD"), (0x80000000, "IN_ONESHOT"))
 
 _SIGNALS = ("0", "SIGHUP", "SIGINT", "SIGQUIT", "SIGILL", "SIGTRAP", "SIGABRT",
             "SIGBUS", "SIGFPE", "SIGKILL", "SIGUSR1", "SIGSEGV", "SIGUSR2",
@@ -423,6 +430,8 @@ GRND_FLAGS = _flag_kind(_GRND)
 WAIT_FLAGS = _flag_kind(_WAIT)
 MREMAP_FLAGS = _flag_kind(_MREMAP)
 MSYNC_FLAGS = _flag_kind(_MSYNC)
+IN_FLAGS = _flag_kind(_IN_FLAGS)
+IN_MASK = _flag_kind(_IN_MASK)
 TIMER_FLAGS = _flag_kind(_TIMER)
 WHENCE = _const_kind(_WHENCE, str)
 CLOCKID = _const_kind(_CLOCKS, str)
@@ -742,6 +751,8 @@ _S = {
     "utimensat": (DIRFD, PATH, PTR, AT_FLAGS),
     "epoll_pwait": (FD, PTR, INT, INT, SIGSET, SIZE),
     "eventfd2": (UINT, O_FLAGS), "epoll_create1": (O_FLAGS,),
+    "inotify_init": (), "inotify_init1": (IN_FLAGS,),
+    "inotify_add_watch": (FD, PATH, IN_MASK), "inotify_rm_watch": (FD, INT),
     "epoll_create": (INT,), "dup3": (FD, FD, O_FLAGS), "pipe2": (FD_PAIR, O_FLAGS),
     "accept4": (FD, PTR, PTR, SOCK_FLAGS),
     "prlimit64": (INT, RLIMIT, RLIMIT_IN, RLIMIT_OUT),

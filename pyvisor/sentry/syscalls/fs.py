@@ -20,12 +20,14 @@ from pyvisor.abi.flags import (AT_EACCESS, AT_EMPTY_PATH, AT_FDCWD, AT_NO_AUTOMO
                                AT_REMOVEDIR, AT_STATX_SYNC_TYPE, AT_SYMLINK_FOLLOW,
                                AT_SYMLINK_NOFOLLOW)
 from pyvisor.abi.ints import s32, s64
+from pyvisor.abi.flags import IN_ATTRIB, IN_MODIFY
 from ..errors import SyscallError, partial
 from ..waiting import Interrupted
 from ..mm.mm import MAP_SHARED
 from ..vfs.file import (O_RDWR, O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECT, O_LARGEFILE, O_NONBLOCK,
                         O_PATH, O_TRUNC, O_WRONLY)
 from ..vfs.memfd import ALL_SEALS, F_SEAL_EXEC, F_SEAL_SEAL, MemfdFile, MemfdMaker
+from ..vfs.fsnotify import ACTIVE as WATCHED, file_event, notify as fs_notify
 from ..vfs.mount import VDentry
 from ..vfs.tmpfs import TmpfsFile
 from ..vfs.perm import CAP_CHOWN, creds_of, fs_ids, has_cap, is_owner
@@ -92,6 +94,8 @@ def _check_path_fd(f):
 
 def _read_loop(t, f, buf, count, offset=None):
     """read/pread into user memory in chunks (seekable files) or once."""
+    if not count and f.reads_empty:
+        return len(f.read(0))       # the file's own rule for a 0-byte read (inotify: EINVAL)
     done = 0
     try:
         while done < count:
@@ -720,7 +724,9 @@ def sys_fallocate(t, fd, mode, offset, length, *_):
     if st.st_mode & S_IFMT != S_IFREG:
         raise SyscallError(errno.ENODEV)
     if off + ln > st.st_size:
-        f.truncate(off + ln)
+        f.truncate(off + ln)          # reports IN_MODIFY
+    elif WATCHED[0]:
+        file_event(f, IN_MODIFY)      # vfs_fallocate's fsnotify_modify, size unchanged
     return 0
 
 
@@ -1047,47 +1053,56 @@ def _owner_or_root(t, inode):
         raise SyscallError(errno.EPERM)
 
 
-def _inode_at(t, dirfd, path_addr, follow=True, empty_ok=False):
+def _vd_at(t, dirfd, path_addr, follow=True, empty_ok=False):
     path = _path(t, path_addr) if path_addr else b""
     if not path:
         if not empty_ok:
             raise SyscallError(errno.ENOENT)
         if dirfd == AT_FDCWD:
-            return t.fs.cwd.inode
-        return _fd_inode(t.fdtable.get(dirfd))
-    return _vfs(t).resolve_vd(t, path, dirfd, follow).inode
+            return t.fs.cwd
+        return _fd_vd(t.fdtable.get(dirfd))
+    return _vfs(t).resolve_vd(t, path, dirfd, follow)
 
 
-def _fd_inode(f):
+def _fd_vd(f):
     if f.vd is None:
         raise SyscallError(errno.EPERM)
-    return f.vd.inode
+    return f.vd
 
 
-def _chmod(t, inode, mode):
+def _attr_changed(vd):
+    """IN_ATTRIB for a chmod/chown/utimes that changed `vd`'s inode."""
+    if WATCHED[0]:
+        fs_notify(vd.inode, vd.dentry.parent, vd.dentry.name, IN_ATTRIB)
+
+
+def _chmod(t, vd, mode):
+    inode = vd.inode
     _owner_or_root(t, inode)
     inode.setattr(mode=mode & 0o7777)
+    _attr_changed(vd)
     return 0
 
 
 def sys_chmod(t, path, mode, *_):
     """Implements Linux syscall chmod(2)."""
-    return _chmod(t, _inode_at(t, AT_FDCWD, path), mode)
+    return _chmod(t, _vd_at(t, AT_FDCWD, path), mode)
 
 
 def sys_fchmod(t, fd, mode, *_):
     """Implements Linux syscall fchmod(2)."""
     f = _file(t, fd)
     _check_path_fd(f)
-    return _chmod(t, _fd_inode(f), mode)
+    return _chmod(t, _fd_vd(f), mode)
 
 
 def sys_fchmodat(t, dirfd, path, mode, *_):
     """Implements Linux syscall fchmodat(2)."""
-    return _chmod(t, _inode_at(t, s32(dirfd), path), mode)
+    return _chmod(t, _vd_at(t, s32(dirfd), path), mode)
 
 
-def _chown(t, inode, uid, gid):
+def _chown(t, vd, uid, gid):
+    inode = vd.inode
     uid, gid = uid & 0xFFFFFFFF, gid & 0xFFFFFFFF
     uid = None if uid == NO_ID else uid
     gid = None if gid == NO_ID else gid
@@ -1102,24 +1117,25 @@ def _chown(t, inode, uid, gid):
         if gid is not None and gid != fsgid and gid not in getattr(creds, "groups", ()):
             raise SyscallError(errno.EPERM)
     inode.setattr(uid=uid, gid=gid)
+    _attr_changed(vd)
     return 0
 
 
 def sys_chown(t, path, uid, gid, *_):
     """Implements Linux syscall chown(2)."""
-    return _chown(t, _inode_at(t, AT_FDCWD, path), uid, gid)
+    return _chown(t, _vd_at(t, AT_FDCWD, path), uid, gid)
 
 
 def sys_lchown(t, path, uid, gid, *_):
     """Implements Linux syscall lchown(2)."""
-    return _chown(t, _inode_at(t, AT_FDCWD, path, follow=False), uid, gid)
+    return _chown(t, _vd_at(t, AT_FDCWD, path, follow=False), uid, gid)
 
 
 def sys_fchown(t, fd, uid, gid, *_):
     """Implements Linux syscall fchown(2)."""
     f = _file(t, fd)
     _check_path_fd(f)
-    return _chown(t, _fd_inode(f), uid, gid)
+    return _chown(t, _fd_vd(f), uid, gid)
 
 
 def sys_fchownat(t, dirfd, path, uid, gid, flags, *_):
@@ -1127,17 +1143,19 @@ def sys_fchownat(t, dirfd, path, uid, gid, flags, *_):
     flags = s32(flags)
     if flags & ~(AT_SYMLINK_NOFOLLOW | AT_EMPTY_PATH):
         raise SyscallError(errno.EINVAL)
-    inode = _inode_at(t, s32(dirfd), path, follow=not flags & AT_SYMLINK_NOFOLLOW,
-                      empty_ok=bool(flags & AT_EMPTY_PATH))
-    return _chown(t, inode, uid, gid)
+    vd = _vd_at(t, s32(dirfd), path, follow=not flags & AT_SYMLINK_NOFOLLOW,
+                  empty_ok=bool(flags & AT_EMPTY_PATH))
+    return _chown(t, vd, uid, gid)
 
 
-def _set_times(t, inode, atime, mtime):
+def _set_times(t, vd, atime, mtime):
+    inode = vd.inode
     """atime/mtime: ns, or None for UTIME_OMIT."""
     if atime is None and mtime is None:
         return 0
     _owner_or_root(t, inode)
     inode.setattr(atime_ns=atime, mtime_ns=mtime)
+    _attr_changed(vd)
     return 0
 
 
@@ -1180,17 +1198,17 @@ def sys_utimensat(t, dirfd, path, times, flags, *_):
     if not path:
         if dirfd == AT_FDCWD:
             raise SyscallError(errno.EFAULT)
-        inode = _fd_inode(t.fdtable.get(dirfd))
+        vd = _fd_vd(t.fdtable.get(dirfd))
     else:
-        inode = _inode_at(t, dirfd, path, follow=not flags & AT_SYMLINK_NOFOLLOW,
-                          empty_ok=bool(flags & AT_EMPTY_PATH))
-    return _set_times(t, inode, a, m)
+        vd = _vd_at(t, dirfd, path, follow=not flags & AT_SYMLINK_NOFOLLOW,
+                      empty_ok=bool(flags & AT_EMPTY_PATH))
+    return _set_times(t, vd, a, m)
 
 
 def sys_utimes(t, path, times, *_):
     """Implements Linux syscall utimes(2) (struct timeval[2])."""
     a, m = _read_timevals(t, times) if times else (time.time_ns(),) * 2
-    return _set_times(t, _inode_at(t, AT_FDCWD, path), a, m)
+    return _set_times(t, _vd_at(t, AT_FDCWD, path), a, m)
 
 
 def sys_utime(t, path, times, *_):
@@ -1200,13 +1218,13 @@ def sys_utime(t, path, times, *_):
         a, m = actime * NSEC, modtime * NSEC
     else:
         a = m = time.time_ns()
-    return _set_times(t, _inode_at(t, AT_FDCWD, path), a, m)
+    return _set_times(t, _vd_at(t, AT_FDCWD, path), a, m)
 
 
 def sys_futimesat(t, dirfd, path, times, *_):
     """Implements Linux syscall futimesat(2): utimes relative to dirfd."""
     a, m = _read_timevals(t, times) if times else (time.time_ns(),) * 2
-    return _set_times(t, _inode_at(t, s32(dirfd), path), a, m)
+    return _set_times(t, _vd_at(t, s32(dirfd), path), a, m)
 
 
 # --- whole-filesystem calls ---------------------------------------------------------

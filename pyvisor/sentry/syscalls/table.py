@@ -22,8 +22,8 @@ page is current.
 
 from pyvisor.abi import name_of, numbers
 from pyvisor.fields import FrozenFields
-from pyvisor.sentry.syscalls import (creds, eventfd, fs, futex, misc, mm, net, poll, process,
-                                     sched, signal, signalfd, splice, time, timer, xattr)
+from pyvisor.sentry.syscalls import (creds, eventfd, fs, futex, inotify, misc, mm, net, poll,
+                                     process, sched, signal, signalfd, splice, time, timer, xattr)
 
 SUPPORTED, PARTIAL, UNIMPLEMENTED = "supported", "partial", "unimplemented"
 LEVELS = (SUPPORTED, PARTIAL, UNIMPLEMENTED)
@@ -320,9 +320,12 @@ ROWS = (
     Unimplemented("keyctl", "kernel keyrings are not implemented"),
     Partial("ioprio_set", sched.sys_ioprio_set, "accepted, not applied"),
     Supported("ioprio_get", sched.sys_ioprio_get),
-    Unimplemented("inotify_init", "file change notification is not implemented"),
-    Unimplemented("inotify_add_watch", "file change notification is not implemented"),
-    Unimplemented("inotify_rm_watch", "file change notification is not implemented"),
+    Partial("inotify_init", inotify.sys_inotify_init,
+            "events for changes made inside the sandbox; host changes under a shared volume are not seen"),
+    Partial("inotify_add_watch", inotify.sys_inotify_add_watch,
+            "events for changes made inside the sandbox; host changes under a shared volume are not seen"),
+    Partial("inotify_rm_watch", inotify.sys_inotify_rm_watch,
+            "events for changes made inside the sandbox; host changes under a shared volume are not seen"),
     Unimplemented("migrate_pages", "NUMA memory policy is not implemented"),
     Partial("openat", fs.sys_openat, "O_TMPFILE on tmpfs and the overlay only (EOPNOTSUPP elsewhere)"),
     Supported("mkdirat", fs.sys_mkdirat),
@@ -363,7 +366,8 @@ ROWS = (
     Supported("epoll_create1", poll.sys_epoll_create1),
     Supported("dup3", fs.sys_dup3),
     Supported("pipe2", fs.sys_pipe2),
-    Unimplemented("inotify_init1", "file change notification is not implemented"),
+    Partial("inotify_init1", inotify.sys_inotify_init1,
+            "events for changes made inside the sandbox; host changes under a shared volume are not seen"),
     Supported("preadv", fs.sys_preadv),
     Supported("pwritev", fs.sys_pwritev),
     Supported("rt_tgsigqueueinfo", signal.sys_rt_tgsigqueueinfo),

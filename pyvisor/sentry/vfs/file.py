@@ -16,6 +16,8 @@ import threading
 
 from ..errors import SyscallError
 from ..mm.shmfile import SHARED
+from pyvisor.abi.flags import IN_ACCESS, IN_CLOSE_NOWRITE, IN_CLOSE_WRITE, IN_MODIFY
+from .fsnotify import ACTIVE as WATCHED, file_event, inode_gone
 from .mount import vd_path
 from .stat import DT_DIR, Stat, StatFs, pack_dirent64
 
@@ -46,10 +48,13 @@ class FileDescription:
     errno Linux gives for a file that lacks them."""
 
     seekable = True
+    reads_empty = False   # a 0-byte read(2) reaches the file (else it returns 0 at once)
     lock_table = None     # the LockTable holding a flock or OFD lock of ours, if any
 
     def __init__(self, vd, flags):
         self.vd = vd                      # VDentry, or None for anonymous files
+        if vd is not None:
+            vd.dentry.inode.nopen += 1
         self.flags = flags & STATUS_KEEP
         self.offset = 0
         self.offset_lock = threading.RLock()
@@ -70,6 +75,14 @@ class FileDescription:
         if last:
             if self.lock_table is not None:
                 self.lock_table.release_description(self)
+            if self.vd is not None:
+                inode = self.vd.dentry.inode
+                inode.nopen -= 1
+                if WATCHED[0]:
+                    if not self.flags & O_PATH:
+                        file_event(self, IN_CLOSE_WRITE if self.writable else IN_CLOSE_NOWRITE)
+                    if inode.delete_pending and not inode.nopen:
+                        inode_gone(inode)
             self.release()
 
     def release(self):
@@ -230,9 +243,10 @@ class RegularFile(InodeFile):
         if offset < 0:
             raise SyscallError(errno.EINVAL)
         shm = SHARED.get(self.inode)
-        if shm is not None:
-            return shm.read(offset, count)
-        return self.inode.read_at(offset, count)
+        data = shm.read(offset, count) if shm is not None else self.inode.read_at(offset, count)
+        if data and WATCHED[0]:
+            file_event(self, IN_ACCESS)
+        return data
 
     def pwrite(self, data, offset):
         self.check_writable()
@@ -241,9 +255,10 @@ class RegularFile(InodeFile):
         if offset + len(data) > MAX_OFFSET:
             raise SyscallError(errno.EFBIG)
         shm = SHARED.get(self.inode)
-        if shm is not None:
-            return shm.write(offset, data)
-        return self.inode.write_at(offset, data)
+        n = shm.write(offset, data) if shm is not None else self.inode.write_at(offset, data)
+        if n and WATCHED[0]:
+            file_event(self, IN_MODIFY)
+        return n
 
     def preadinto(self, buf, offset):
         self.check_readable()
@@ -253,16 +268,22 @@ class RegularFile(InodeFile):
         if shm is not None:
             data = shm.read(offset, len(buf))
             buf[:len(data)] = data
-            return len(data)
-        return self.inode.read_into(buf, offset)
+            n = len(data)
+        else:
+            n = self.inode.read_into(buf, offset)
+        if n and WATCHED[0]:
+            file_event(self, IN_ACCESS)
+        return n
 
     def truncate(self, size):
         self.check_writable()
         shm = SHARED.get(self.inode)
         if shm is not None:
             shm.truncate(size)
-            return
-        self.inode.truncate(size)
+        else:
+            self.inode.truncate(size)
+        if WATCHED[0]:
+            file_event(self, IN_MODIFY)
 
     def fsync(self):
         shm = SHARED.get(self.inode)
@@ -323,4 +344,6 @@ class DirectoryFile(InodeFile):
                     break
                 out += rec
                 self.offset += 1
-            return bytes(out)
+        if WATCHED[0]:
+            file_event(self, IN_ACCESS)      # iterate_dir's fsnotify_access
+        return bytes(out)

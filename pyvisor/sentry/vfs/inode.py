@@ -57,6 +57,9 @@ class Inode:
     gofer-backed fs) override `stat()`.
     """
 
+    nopen = 0                 # open descriptions of this inode object (vfs/file.py)
+    delete_pending = False    # unlinked while open: IN_DELETE_SELF waits for the last close
+
     def __init__(self, fs, ino, mode, uid=0, gid=0, nlink=1, rdev=0):
         self.fs = fs
         self.ino = ino

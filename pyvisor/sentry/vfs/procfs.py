@@ -17,6 +17,7 @@ import time
 
 from ..errors import SyscallError
 from .file import FileDescription
+from .fsnotify import MAX_QUEUED_EVENTS, MAX_USER_INSTANCES, MAX_USER_WATCHES
 from .inode import Filesystem, Inode
 from .mount import VDentry, vd_path
 from .stat import PROC_SUPER_MAGIC, S_IFDIR, S_IFLNK, S_IFREG, StatFs
@@ -113,6 +114,17 @@ class ProcFS(Filesystem):
                     b"pipe-max-size": self._file(b"sys/fs/pipe-max-size",
                                                  lambda t: b"1048576\n"),
                     b"nr_open": self._file(b"sys/fs/nr_open", lambda t: b"1048576\n"),
+                    b"inotify": self._dir(b"sys/fs/inotify", lambda: {
+                        b"max_queued_events": self._file(
+                            b"sys/fs/inotify/max_queued_events",
+                            lambda t: b"%d\n" % MAX_QUEUED_EVENTS),
+                        b"max_user_instances": self._file(
+                            b"sys/fs/inotify/max_user_instances",
+                            lambda t: b"%d\n" % MAX_USER_INSTANCES),
+                        b"max_user_watches": self._file(
+                            b"sys/fs/inotify/max_user_watches",
+                            lambda t: b"%d\n" % MAX_USER_WATCHES),
+                    }),
                 }),
             }),
         }

@@ -27,6 +27,10 @@ from ..mm.shmfile import truncate as shm_truncate
 from pyvisor.abi.flags import AT_FDCWD
 from .file import (FileDescription, O_ACCMODE, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_EXCL,
                    O_NOFOLLOW, O_PATH, O_RDONLY, O_TMPFILE, O_TRUNC, O_WRONLY, O_RDWR)
+from .fsnotify import (ACTIVE, file_event, link_dropped, new_cookie, notify, notify_name,
+                       notify_self)
+from pyvisor.abi.flags import (IN_ATTRIB, IN_CREATE, IN_DELETE, IN_MODIFY, IN_MOVE_SELF,
+                               IN_MOVED_FROM, IN_MOVED_TO, IN_OPEN)
 from .lock import LockTable
 from .mount import Mount, MountTable, VDentry, vd_path
 from .perm import R_OK, W_OK, X_OK, check_access, creds_of, fs_ids, is_owner
@@ -90,6 +94,13 @@ def _umask(t):
 
 
 _O_TMPFILE_BIT = 0o20000000      # __O_TMPFILE; O_TMPFILE adds O_DIRECTORY
+_WATCHED = ACTIVE       # non-zero once an inotify watch exists (vfs/fsnotify.py)
+
+
+def _created(parent, name):
+    """IN_CREATE in `parent` (a VDentry) for the new `name`."""
+    child = parent.dentry.lookup(name)
+    notify_name(parent.dentry, name, IN_CREATE, child.inode.is_dir())
 
 
 class VirtualFilesystem:
@@ -329,7 +340,12 @@ class VirtualFilesystem:
         check_access(parent.inode, creds, W_OK | X_OK)
         inode = parent.inode.create(name, mode & ~_umask(t) & 0o7777, *fs_ids(creds))
         vd = VDentry(parent.mount, parent.dentry.lookup(name))
-        return inode.open(t, vd, flags & ~(O_TRUNC | O_CREAT | O_EXCL))
+        if _WATCHED[0]:
+            notify_name(parent.dentry, name, IN_CREATE, False)
+        f = inode.open(t, vd, flags & ~(O_TRUNC | O_CREAT | O_EXCL))
+        if _WATCHED[0]:
+            file_event(f, IN_OPEN)
+        return f
 
     def open_vd(self, t, vd, flags):
         """Open an existing location: type and permission checks, O_TRUNC."""
@@ -351,12 +367,16 @@ class VirtualFilesystem:
         if wants_write and is_reg and inode.fs.read_only:
             raise SyscallError(errno.EROFS)
         f = inode.open(t, vd, flags)
+        if _WATCHED[0]:
+            file_event(f, IN_OPEN)
         if flags & O_TRUNC and is_reg:
             try:
                 shm_truncate(f.vd.inode, 0)
             except SyscallError:
                 f.decref()
                 raise
+            if _WATCHED[0]:
+                file_event(f, IN_MODIFY)
         return f
 
     # --- creation and removal ---------------------------------------------
@@ -375,6 +395,8 @@ class VirtualFilesystem:
         parent, name, _ = self._new_name(t, path, dirfd)
         creds = creds_of(t)
         parent.inode.mkdir(name, mode & ~_umask(t) & 0o1777, *fs_ids(creds))
+        if _WATCHED[0]:
+            _created(parent, name)
 
     def mknod(self, t, path, mode, rdev, dirfd=AT_FDCWD):
         """Implements mknod(2)."""
@@ -385,6 +407,8 @@ class VirtualFilesystem:
         ftype = mode & S_IFMT
         perm = mode & ~_umask(t) & 0o7777
         parent.inode.mknod(name, (ftype or S_IFREG) | perm, rdev, *fs_ids(creds))
+        if _WATCHED[0]:
+            _created(parent, name)
 
     def symlink(self, t, target, path, dirfd=AT_FDCWD):
         """Implements symlink(2)."""
@@ -395,6 +419,8 @@ class VirtualFilesystem:
             raise SyscallError(errno.ENOENT)
         creds = creds_of(t)
         parent.inode.symlink(name, target, *fs_ids(creds))
+        if _WATCHED[0]:
+            _created(parent, name)
 
     def link(self, t, oldpath, newpath, olddirfd=AT_FDCWD, newdirfd=AT_FDCWD, follow=False):
         """Implements linkat(2)."""
@@ -416,6 +442,9 @@ class VirtualFilesystem:
             raise SyscallError(errno.ENOENT)
         parent.inode.link(name, inode)
         inode.linkable = False
+        if _WATCHED[0]:
+            notify_self(inode, IN_ATTRIB)      # fsnotify_link: the link count, then the name
+            notify_name(parent.dentry, name, IN_CREATE, False)
 
     def _existing_child(self, t, path, dirfd):
         parent, name, slash = self.resolve_parent(t, path, dirfd)
@@ -439,6 +468,8 @@ class VirtualFilesystem:
         self._may_delete(t, parent, child)
         parent.inode.unlink(name, child.inode)
         parent.dentry.forget(name)
+        if _WATCHED[0]:
+            self._notify_removed(parent, name, child.inode, True)
 
     def rmdir(self, t, path, dirfd=AT_FDCWD):
         """Implements rmdir(2)."""
@@ -457,6 +488,18 @@ class VirtualFilesystem:
         self._may_delete(t, parent, child)
         parent.inode.rmdir(name, child.inode)
         parent.dentry.forget(name)
+        if _WATCHED[0]:
+            self._notify_removed(parent, name, child.inode, False)
+
+    @staticmethod
+    def _notify_removed(parent, name, inode, counted):
+        """vfs_unlink/vfs_rmdir's events: IN_ATTRIB for the link count (unlink
+        only), IN_DELETE_SELF and IN_IGNORED when no link is left, then
+        IN_DELETE in the directory."""
+        if counted:
+            notify_self(inode, IN_ATTRIB)
+        link_dropped(inode)
+        notify_name(parent.dentry, name, IN_DELETE, inode.is_dir())
 
     @staticmethod
     def _may_delete(t, parent, child):
@@ -515,6 +558,15 @@ class VirtualFilesystem:
         oparent.inode.rename(oname, child.inode, nparent.inode, nname,
                              victim.inode if victim is not None else None)
         self._move_dentry(oparent.dentry, oname, nparent.dentry, nname)
+        if _WATCHED[0]:
+            cookie = new_cookie()
+            notify_name(oparent.dentry, oname, IN_MOVED_FROM, is_dir, cookie)
+            notify_name(nparent.dentry, nname, IN_MOVED_TO, is_dir, cookie)
+            if victim is not None:
+                notify_self(victim.inode, IN_ATTRIB)
+            notify_self(child.inode, IN_MOVE_SELF)
+            if victim is not None:
+                link_dropped(victim.inode)
 
     @staticmethod
     def _is_ancestor(a, d):
@@ -565,6 +617,8 @@ class VirtualFilesystem:
         """chmod/chown/utimes on a path."""
         vd = self.resolve_vd(t, path, dirfd, follow)
         vd.inode.setattr(**attrs)
+        if _WATCHED[0]:
+            notify(vd.inode, vd.dentry.parent, vd.dentry.name, IN_ATTRIB)
 
     def truncate(self, t, path, length):
         """Implements truncate(2)."""
@@ -577,6 +631,8 @@ class VirtualFilesystem:
             raise SyscallError(errno.EINVAL)
         check_access(vd.inode, creds_of(t), W_OK)
         shm_truncate(vd.inode, length)
+        if _WATCHED[0]:
+            notify(vd.inode, vd.dentry.parent, vd.dentry.name, IN_MODIFY)
 
     def statfs(self, t, path):
         return self.resolve_vd(t, path).inode.fs.statfs()
