@@ -146,6 +146,9 @@ def test_eventfd_syscalls(t):
     assert call(t, fs.sys_read, fd, buf, 8) == 8
     assert t.copy_in(buf, 8) == U64.pack(1)
     assert call(t, fs.sys_read, fd, buf, 8) == -errno.EAGAIN
+    # A buffer under 8 bytes is EINVAL, an empty one too (not 0, as for most files).
+    assert call(t, fs.sys_read, fd, buf, 0) == -errno.EINVAL
+    assert call(t, fs.sys_write, fd, buf, 0) == -errno.EINVAL
 
 
 # --- pipes: readiness and interruptible waits ------------------------------------------

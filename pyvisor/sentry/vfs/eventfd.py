@@ -37,6 +37,7 @@ class EventFile(FileDescription):
     """An eventfd description. `count` is protected by `cond`."""
 
     seekable = False
+    reads_empty = True        # eventfd_read: any buffer under 8 bytes is EINVAL, 0 too
     anon_name = b"[eventfd]"
 
     def __init__(self, initval=0, flags=0):
