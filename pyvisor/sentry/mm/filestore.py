@@ -204,6 +204,10 @@ class StoredData:
         """The bytes write(offset, n bytes) adds to ``used``."""
         return max(0, offset + n - self.held)
 
+    def pages(self):
+        """The 4 KiB pages of the size held (st_blocks, as before holes were kept)."""
+        return (self.held + 4095) // 4096
+
     def extents(self, lo, hi):
         """(start, end) runs of [lo, hi) in blocks of the store (others read as zero)."""
         runs = []

@@ -11,7 +11,7 @@ Here, while a file (tmpfs, overlay, gofer-backed: any inode with
 ``read_into``/``write_at``/``size``) is mapped shared, its bytes
 [0, ``cap``) live in one extent of the memory file: a SharedFile. ``cap``
 is what the mappings reach (with room), not the file's size, and the
-file's holes (a tmpfs file's ``data_extents``) are not copied in, so
+file's holes (``data_extents``: a tmpfs file's) are not copied in, so
 mapping a little of a big sparse file costs a little. Every
 shared VMA of the file maps that extent (``Vma.shm``); the file's
 descriptions read the extent for the bytes it covers and write(2) goes
@@ -62,15 +62,6 @@ def data_runs(fd, lo, hi):
         pos = hole
 
 
-def file_runs(inode, lo, hi):
-    """(start, end) runs of the file's [lo, hi) that may hold data: a
-    tmpfs file's holes (``data_extents``) are skipped."""
-    extents = getattr(inode, "data_extents", None)
-    if extents is None:
-        return [(lo, hi)] if lo < hi else []
-    return extents(lo, hi)
-
-
 class SharedFile:
     """A file's bytes [0, cap) at memory-file offset ``base``, shared by ``refs`` VMAs."""
 
@@ -91,7 +82,7 @@ class SharedFile:
     def _fill(self, lo, hi):
         """Copy the file's bytes [lo, hi) into the extent, which reads as
         zero there: its holes and the bytes past EOF are left so."""
-        for lo, hi in file_runs(self.inode, lo, min(hi, self.inode.size())):
+        for lo, hi in self.inode.data_extents(lo, hi):
             pos = lo
             while pos < hi:
                 view = self.file.view(self.base + pos, min(hi - pos, 1 << 20))

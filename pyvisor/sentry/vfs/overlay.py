@@ -201,6 +201,9 @@ class OverlayInode(Inode):
     def read_into(self, buf, offset):
         return self.real.read_into(buf, offset)
 
+    def data_extents(self, lo, hi):
+        return self.real.data_extents(lo, hi)
+
     def write_at(self, offset, data):
         self.copy_up()
         return self.upper.write_at(offset, data)

@@ -210,6 +210,13 @@ class HeapData:
         self.chunks.clear()
         self.held = self.used = 0
 
+    def pages(self):
+        """The 4 KiB pages the chunks hold."""
+        c = self.chunks.get(0)
+        if len(self.chunks) == 1 and c is not None:     # a small file
+            return (len(c) + PAGE - 1) // PAGE
+        return sum((len(c) + PAGE - 1) // PAGE for c in self.chunks.values())
+
     def extents(self, lo, hi):
         """(start, end) runs of [lo, hi) that hold data, in order (holes skipped)."""
         runs = []
@@ -280,8 +287,13 @@ class TmpfsFile(TmpfsInode):
             self.mtime_ns = self.ctime_ns = now_ns()
             return len(data)
 
+    def blocks(self, size):
+        """The pages the data holds (not its holes), in 512-byte units."""
+        with self.fs.lock:
+            return self.data.pages() * 8
+
     def data_extents(self, lo, hi):
-        """(start, end) runs of [lo, hi) that hold data; the rest reads as zero."""
+        """(start, end) runs of [lo, hi) that hold chunks; the rest is holes."""
         with self.fs.lock:
             return self.data.extents(lo, min(hi, len(self.data)))
 
