@@ -9,9 +9,9 @@ lose them.
 
 Here, while a file (tmpfs, overlay, gofer-backed: any inode with
 ``read_into``/``write_at``/``size``) is mapped shared, its bytes
-[0, ``cap``) live in one extent of the memory file: a SharedFile. ``cap``
-is what the mappings reach (with room), not the file's size, and the
-file's holes (``data_extents``: a tmpfs file's) are not copied in, so
+[0, ``cap``) live in one extent of the memory file: a SharedFile. The
+file's holes (``data_extents``: a tmpfs file's) are not copied in and
+writeback reads only the extent's pages that hold data (SEEK_DATA), so
 mapping a little of a big sparse file costs a little. Every
 shared VMA of the file maps that extent (``Vma.shm``); the file's
 descriptions read the extent for the bytes it covers and write(2) goes
@@ -254,9 +254,10 @@ class SharedFiles:
                     sf = moved
                     self.files[key] = sf
             if sf is None:
-                # The extent covers the mappings, not the whole file: read(2)
-                # and write(2) past it go to the file alone.
-                cap = _room(need)
+                # The extent spans the whole file (a reservation: only the
+                # pages written hold memory), so a later mapping of any part
+                # of it shares these pages; the file's holes are not copied.
+                cap = _room(max(need, inode.size()))
                 sf = SharedFile(self, alloc, key, inode, alloc.alloc(cap, charge=False), cap)
                 sf._fill(0, cap)
                 self.files[key] = sf

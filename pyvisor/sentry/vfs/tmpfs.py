@@ -212,9 +212,8 @@ class HeapData:
 
     def pages(self):
         """The 4 KiB pages the chunks hold."""
-        c = self.chunks.get(0)
-        if len(self.chunks) == 1 and c is not None:     # a small file
-            return (len(c) + PAGE - 1) // PAGE
+        if self.used == len(self.chunks) * CHUNK:        # every chunk full
+            return self.used // PAGE
         return sum((len(c) + PAGE - 1) // PAGE for c in self.chunks.values())
 
     def extents(self, lo, hi):
