@@ -183,6 +183,10 @@ class HeapData:
 
     def _put(self, i, within, data):
         c = self.chunks.get(i)
+        if c is None and not within:        # a new chunk from its start: one copy
+            self.chunks[i] = bytearray(data)
+            self.used += len(data)
+            return
         if c is None:
             c = self.chunks[i] = bytearray(within) if within else bytearray()
             self.used += within
