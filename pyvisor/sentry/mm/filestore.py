@@ -195,6 +195,30 @@ class StoredData:
     def __len__(self):
         return self.held
 
+    @property
+    def used(self):
+        """The bytes charged to the file system's space: the size held."""
+        return self.held
+
+    def cost(self, offset, n):
+        """The bytes write(offset, n bytes) adds to ``used``."""
+        return max(0, offset + n - self.held)
+
+    def pages(self):
+        """The 4 KiB pages of the size held (st_blocks, as before holes were kept)."""
+        return (self.held + 4095) // 4096
+
+    def extents(self, lo, hi):
+        """(start, end) runs of [lo, hi) in blocks of the store (others read as zero)."""
+        runs = []
+        for i in sorted(i for i in self.blocks if i * BLOCK < hi and (i + 1) * BLOCK > lo):
+            s, e = max(lo, i * BLOCK), min(hi, (i + 1) * BLOCK)
+            if runs and runs[-1][1] == s:
+                runs[-1][1] = e
+            else:
+                runs.append([s, e])
+        return [tuple(r) for r in runs]
+
     def _runs(self, offset, n, create):
         """(store offset or None, start in [0, n), length) covering [offset, offset+n),
         contiguous store ranges merged."""

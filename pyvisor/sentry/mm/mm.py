@@ -25,7 +25,7 @@ import threading
 
 from pyvisor.sentry.errors import SyscallError
 from pyvisor.sentry.mm.pagecache import SharedPages
-from pyvisor.sentry.mm.shmfile import SHARED
+from pyvisor.sentry.mm.shmfile import SHARED, data_runs
 
 PAGE = 4096
 PAGE_MASK = ~(PAGE - 1)
@@ -695,17 +695,8 @@ class MemoryManager:
         return child
 
     def _copy_sparse(self, dst, src, n):
-        fd, end, pos = self.alloc.fd, src + n, src
-        while pos < end:
-            try:
-                data = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError:      # ENXIO: no data after pos
-                return
-            if data >= end:
-                return
-            hole = min(os.lseek(fd, data, os.SEEK_HOLE), end)
+        for data, hole in data_runs(self.alloc.fd, src, src + n):
             self.file.copy(dst + (data - src), data, hole - data)
-            pos = hole
 
     def attach(self, aspace):
         """Make ``aspace`` (empty) mirror every VMA."""

@@ -9,7 +9,10 @@ lose them.
 
 Here, while a file (tmpfs, overlay, gofer-backed: any inode with
 ``read_into``/``write_at``/``size``) is mapped shared, its bytes
-[0, ``cap``) live in one extent of the memory file: a SharedFile. Every
+[0, ``cap``) live in one extent of the memory file: a SharedFile. The
+file's holes (``data_extents``: a tmpfs file's) are not copied in and
+writeback reads only the extent's pages that hold data (SEEK_DATA), so
+mapping a little of a big sparse file costs a little. Every
 shared VMA of the file maps that extent (``Vma.shm``); the file's
 descriptions read the extent for the bytes it covers and write(2) goes
 both to the file and to the extent (vfs/file.py RegularFile), so the
@@ -25,6 +28,7 @@ pages (as a memfd's). The reservation is sparse and not charged to
 ``--memory``: the file's own storage already is.
 """
 
+import os
 import threading
 import weakref
 
@@ -40,6 +44,22 @@ def _page_up(n):
 
 def _room(need):
     return max(MIN_ROOM, _page_up(need) * 2)
+
+
+def data_runs(fd, lo, hi):
+    """(start, end) runs of [lo, hi) of host file ``fd`` that hold pages
+    (SEEK_DATA/SEEK_HOLE): the rest reads as zero and holds no memory."""
+    pos = lo
+    while pos < hi:
+        try:
+            data = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:          # ENXIO: no data after pos
+            return
+        if data >= hi:
+            return
+        hole = min(os.lseek(fd, data, os.SEEK_HOLE), hi)
+        yield data, hole
+        pos = hole
 
 
 class SharedFile:
@@ -60,30 +80,43 @@ class SharedFile:
     # -- filling and writing back ------------------------------------------
 
     def _fill(self, lo, hi):
-        """Copy the file's bytes [lo, hi) into the extent (zeros past EOF)."""
-        size = self.inode.size()
-        hi = min(hi, size)
-        pos = lo
-        while pos < hi:
-            view = self.file.view(self.base + pos, min(hi - pos, 1 << 20))
-            got = self.inode.read_into(view, pos)
-            if got <= 0:
-                break
-            pos += got
+        """Copy the file's bytes [lo, hi) into the extent, which reads as
+        zero there: its holes and the bytes past EOF are left so."""
+        for lo, hi in self.inode.data_extents(lo, hi):
+            pos = lo
+            while pos < hi:
+                view = self.file.view(self.base + pos, min(hi - pos, 1 << 20))
+                got = self.inode.read_into(view, pos)
+                if got <= 0:
+                    break
+                pos += got
+
+    def _clear(self, lo, hi):
+        """Extent bytes [lo, hi) read as zero; whole pages are given back."""
+        a, b = self.base + lo, self.base + hi
+        pa, pb = _page_up(a), b & ~(PAGE - 1)
+        if pa >= pb:
+            self.file.zero(a, b - a)
+            return
+        self.file.zero(a, pa - a)
+        self.file.punch(pa, pb - pa)
+        self.file.zero(pb, b - pb)
 
     def writeback(self, lo=0, hi=None):
         """Write the pages of [lo, hi) that differ from the file back to it
-        (only up to EOF: a mapping does not extend its file)."""
+        (only up to EOF: a mapping does not extend its file). Pages of the
+        extent never touched are the file's holes: they are skipped."""
         with self.lock:
             hi = min(self.cap if hi is None else hi, self.cap, self.inode.size())
-            pos = lo
-            while pos < hi:
-                n = min(hi - pos, 1 << 20)
-                mine = self.file.read(self.base + pos, n)
-                theirs = self.inode.read_at(pos, n)
-                if mine != theirs:
-                    self._write_runs(pos, mine, theirs)
-                pos += n
+            for a, b in list(data_runs(self.file.fd, self.base + lo, self.base + hi)):
+                pos, end = a - self.base, b - self.base
+                while pos < end:
+                    n = min(end - pos, 1 << 20)
+                    mine = self.file.read(self.base + pos, n)
+                    theirs = self.inode.read_at(pos, n)
+                    if mine != theirs:
+                        self._write_runs(pos, mine, theirs)
+                    pos += n
 
     def _write_runs(self, at, mine, theirs):
         """Write back the page runs where ``mine`` differs from ``theirs``."""
@@ -137,7 +170,7 @@ class SharedFile:
             n = self.inode.write_at(offset, data)
             if offset > old and old < self.cap:
                 # A hole between the old EOF and the write reads as zero.
-                self.file.zero(self.base + old, min(offset, self.cap) - old)
+                self._clear(old, min(offset, self.cap))
             if n and offset < self.cap:
                 k = min(n, self.cap - offset)
                 self.file.write(self.base + offset, memoryview(data)[:k])
@@ -151,7 +184,7 @@ class SharedFile:
             self.inode.truncate(size)
             cut = min(old, size)
             if cut < self.cap:
-                self.file.zero(self.base + cut, self.cap - cut)
+                self._clear(cut, self.cap)
         self._resized(old)
 
     def fsync(self):
@@ -214,11 +247,16 @@ class SharedFiles:
                     # one stays with the mappings that have it.
                     cap = _room(need)
                     moved = SharedFile(self, alloc, key, inode, alloc.alloc(cap, charge=False), cap)
-                    alloc.file.copy(moved.base, sf.base, sf.cap)
+                    for a, b in list(data_runs(alloc.fd, sf.base, sf.base + sf.cap)):
+                        alloc.file.copy(moved.base + (a - sf.base), a, b - a)
+                    moved._fill(sf.cap, cap)
                     sf.key = None
                     sf = moved
                     self.files[key] = sf
             if sf is None:
+                # The extent spans the whole file (a reservation: only the
+                # pages written hold memory), so a later mapping of any part
+                # of it shares these pages; the file's holes are not copied.
                 cap = _room(max(need, inode.size()))
                 sf = SharedFile(self, alloc, key, inode, alloc.alloc(cap, charge=False), cap)
                 sf._fill(0, cap)

@@ -37,6 +37,7 @@ SETFL_MASK = O_APPEND | O_NONBLOCK | O_ASYNC | O_DIRECT | O_NOATIME
 
 SEEK_SET, SEEK_CUR, SEEK_END, SEEK_DATA, SEEK_HOLE = 0, 1, 2, 3, 4
 MAX_OFFSET = (1 << 63) - 1
+PAGE = 4096
 
 FIONREAD = 0x541B
 ANON_INODE_FS_MAGIC = 0x09041934
@@ -166,13 +167,18 @@ class FileDescription:
                 size = self.stat().st_size
                 if offset < 0 or offset >= size:
                     raise SyscallError(errno.ENXIO)
-                new = offset if whence == SEEK_DATA else size
+                new = self._seek_data(offset, whence, size)
             else:
                 raise SyscallError(errno.EINVAL)
             if new < 0 or new > MAX_OFFSET:
                 raise SyscallError(errno.EINVAL)
             self.offset = new
             return new
+
+    def _seek_data(self, offset, whence, size):
+        """lseek(2) SEEK_DATA/SEEK_HOLE: the whole file is data, as the man
+        page allows a file system that does not track holes."""
+        return offset if whence == SEEK_DATA else size
 
     def getdents(self, size, pack=None):
         raise SyscallError(errno.ENOTDIR)
@@ -259,6 +265,26 @@ class RegularFile(InodeFile):
         if n and WATCHED[0]:
             file_event(self, IN_MODIFY)
         return n
+
+    def _seek_data(self, offset, whence, size):
+        """lseek(2): SEEK_DATA is the next byte at or after ``offset`` in
+        data, ENXIO if none; SEEK_HOLE the next hole (EOF is one). As
+        Linux's tmpfs, data is counted in whole pages."""
+        if SHARED.get(self.inode) is not None:
+            return offset if whence == SEEK_DATA else size   # mapped: all data
+        for start, end in self.inode.data_extents(offset & ~(PAGE - 1), size):
+            start &= ~(PAGE - 1)
+            end = min(size, (end + PAGE - 1) & ~(PAGE - 1))
+            if end <= offset:
+                continue
+            if whence == SEEK_DATA:
+                return max(start, offset)
+            if start > offset:
+                return offset
+            offset = end
+        if whence == SEEK_DATA:
+            raise SyscallError(errno.ENXIO)
+        return offset
 
     def preadinto(self, buf, offset):
         self.check_readable()

@@ -89,11 +89,22 @@ class Inode:
     def size(self):
         return 0
 
+    def blocks(self, size):
+        """st_blocks of a regular file of ``size`` bytes: its pages, in 512-byte units."""
+        return (size + 4095) // 4096 * 8
+
+    def data_extents(self, lo, hi):
+        """(start, end) runs of the file's [lo, hi) that may hold data (for
+        SEEK_DATA/SEEK_HOLE and MAP_SHARED); the rest reads as zero. By
+        default all of it up to EOF, as lseek(2) allows."""
+        hi = min(hi, self.size())
+        return [(lo, hi)] if lo < hi else []
+
     def stat(self):
         size = self.size()
         return Stat(st_mode=self.mode, st_ino=self.ino, st_dev=self.fs.dev, st_nlink=self.nlink,
                     st_uid=self.uid, st_gid=self.gid, st_rdev=self.rdev, st_size=size,
-                    st_blocks=(size + 4095) // 4096 * 8 if self.is_reg() else 0,
+                    st_blocks=self.blocks(size) if self.is_reg() else 0,
                     st_atime_ns=self.atime_ns, st_mtime_ns=self.mtime_ns,
                     st_ctime_ns=self.ctime_ns)
 

@@ -185,13 +185,18 @@ class OverlayInode(Inode):
 
     @staticmethod
     def _copy_data(lo, up):
+        """Copy the lower file's bytes up; runs of zeros stay holes (as
+        Linux's overlayfs copies a sparse file up sparse), the size is kept."""
         off = 0
         while True:
             data = lo.read_at(off, COPY_CHUNK)
             if not data:
-                return
-            up.write_at(off, data)
+                break
+            if data.count(0) != len(data):
+                up.write_at(off, data)
             off += len(data)
+        if up.size() < off:
+            up.truncate(off)
 
     # --- data and attributes ------------------------------------------------
 
@@ -200,6 +205,9 @@ class OverlayInode(Inode):
 
     def read_into(self, buf, offset):
         return self.real.read_into(buf, offset)
+
+    def data_extents(self, lo, hi):
+        return self.real.data_extents(lo, hi)
 
     def write_at(self, offset, data):
         self.copy_up()

@@ -1,6 +1,6 @@
 """tmpfs: a filesystem in Sentry memory (or, for its files' data, on the host's disk).
 
-Regular files keep their data in a bytearray (HeapData), or, for the
+Regular files keep their data in sparse chunks of Sentry memory (HeapData), or, for the
 overlay's upper layer under ``--overlay file``, in blocks of an unlinked
 host file (mm/filestore.py, StoredData); directories a dict of children,
 symlinks their target. Link counts follow Linux: a directory has
@@ -80,35 +80,167 @@ class TmpfsInode(Inode):
         self.ctime_ns = now_ns()
 
 
-class HeapData(bytearray):
-    """A file's bytes in the Sentry's memory; the contract of mm/filestore.py's StoredData."""
+CHUNK = 64 << 10
 
-    __slots__ = ()
+
+class HeapData:
+    """A file's bytes in the Sentry's memory, sparse as Linux's tmpfs: chunks
+    of CHUNK bytes, each a bytearray allocated by the first write into it and
+    only as long as the highest byte written there; a chunk not held (a hole)
+    and the bytes past a chunk's end read as zero. ``used`` is the bytes
+    the chunks hold (what the file system's space is charged), ``len`` the
+    size held (the end of the furthest write). The contract of
+    mm/filestore.py's StoredData; callers hold the tmpfs lock.
+    """
+
+    __slots__ = ("chunks", "held", "used")
+
+    def __init__(self):
+        self.chunks = {}          # chunk index -> bytearray of at most CHUNK bytes
+        self.held = 0
+        self.used = 0
+
+    def __len__(self):
+        return self.held
+
+    def cost(self, offset, n):
+        """The bytes write(offset, n bytes) would newly allocate."""
+        end = offset + n
+        if end <= CHUNK:                    # a small file
+            c = self.chunks.get(0)
+            return max(0, end - (0 if c is None else len(c)))
+        grow = 0
+        while offset < end:
+            i, within = divmod(offset, CHUNK)
+            take = min(CHUNK - within, end - offset)
+            c = self.chunks.get(i)
+            grow += max(0, within + take - (0 if c is None else len(c)))
+            offset += take
+        return grow
 
     def read(self, offset, n):
-        return bytes(self[offset:offset + n])
+        """The held bytes [offset, offset+n). Precondition: offset+n <= held."""
+        if offset + n <= CHUNK:             # a small file: one copy
+            c = self.chunks.get(0)
+            if c is not None and offset + n <= len(c):
+                return bytes(c[offset:offset + n])
+        i, within = divmod(offset, CHUNK)
+        if within + n <= CHUNK:             # one chunk: one copy
+            c = self.chunks.get(i)
+            if c is None:
+                return bytes(n)
+            data = bytes(c[within:within + n])
+            return data if len(data) == n else data + bytes(n - len(data))
+        buf = bytearray(n)
+        self.read_into(buf, offset, n)
+        return bytes(buf)
 
     def read_into(self, buf, offset, n):
-        with memoryview(self) as mv:
-            buf[:n] = mv[offset:offset + n]
+        """Copy the held bytes [offset, offset+n) into buf[:n]."""
+        if offset + n <= CHUNK:             # a small file
+            c = self.chunks.get(0)
+            if c is not None and offset + n <= len(c):
+                with memoryview(c) as mc:
+                    buf[:n] = mc[offset:offset + n]
+                return
+        with memoryview(buf) as mv:
+            pos = 0
+            while pos < n:
+                i, within = divmod(offset + pos, CHUNK)
+                take = min(CHUNK - within, n - pos)
+                c = self.chunks.get(i)
+                have = 0 if c is None else max(0, min(take, len(c) - within))
+                if have:
+                    mv[pos:pos + have] = memoryview(c)[within:within + have]
+                if have < take:
+                    mv[pos + have:pos + take] = bytes(take - have)
+                pos += take
 
     def write(self, offset, data):
-        if offset > len(self):
-            self.extend(bytes(offset - len(self)))
-        self[offset:offset + len(data)] = data
+        """Put ``data`` at ``offset``; the held size grows to its end if it was below."""
+        n = len(data)
+        end = offset + n
+        c = self.chunks.get(0)
+        if end <= CHUNK and c is not None and offset <= len(c):    # a small file
+            before = len(c)
+            c[offset:end] = data
+            self.used += len(c) - before
+        elif c is None and offset == 0 and end <= CHUNK:            # its first write
+            self.chunks[0] = bytearray(data)
+            self.used += n
+        elif offset // CHUNK == (end - 1) // CHUNK:                 # one chunk
+            self._put(offset // CHUNK, offset % CHUNK, data)
+        else:
+            with memoryview(data) as mv:
+                pos = 0
+                while pos < n:
+                    i, within = divmod(offset + pos, CHUNK)
+                    take = min(CHUNK - within, n - pos)
+                    self._put(i, within, mv[pos:pos + take])
+                    pos += take
+        if end > self.held:
+            self.held = end
+
+    def _put(self, i, within, data):
+        c = self.chunks.get(i)
+        if c is None and not within:        # a new chunk from its start: one copy
+            self.chunks[i] = bytearray(data)
+            self.used += len(data)
+            return
+        if c is None:
+            c = self.chunks[i] = bytearray(within) if within else bytearray()
+            self.used += within
+        elif within > len(c):
+            self.used += within - len(c)
+            c.extend(bytes(within - len(c)))
+        before = len(c)
+        c[within:within + len(data)] = data
+        self.used += len(c) - before
 
     def shrink(self, size):
-        del self[size:]
+        """Hold only [0, size): later chunks are freed."""
+        if size >= self.held:
+            return
+        last, within = divmod(size, CHUNK)
+        for i in [i for i in self.chunks if i > last or (i == last and not within)]:
+            self.used -= len(self.chunks.pop(i))
+        c = self.chunks.get(last) if within else None
+        if c is not None and len(c) > within:
+            self.used -= len(c) - within
+            del c[within:]
+        self.held = size
 
     def release(self):
-        del self[:]
+        self.chunks.clear()
+        self.held = self.used = 0
+
+    def pages(self):
+        """The 4 KiB pages the chunks hold."""
+        if self.used == len(self.chunks) * CHUNK:        # every chunk full
+            return self.used // PAGE
+        return sum((len(c) + PAGE - 1) // PAGE for c in self.chunks.values())
+
+    def extents(self, lo, hi):
+        """(start, end) runs of [lo, hi) that hold data, in order (holes skipped)."""
+        runs = []
+        for i in sorted(i for i in self.chunks if i * CHUNK < hi and (i + 1) * CHUNK > lo):
+            s = max(lo, i * CHUNK)
+            e = min(hi, i * CHUNK + len(self.chunks[i]))
+            if e <= s:
+                continue
+            if runs and runs[-1][1] == s:
+                runs[-1][1] = e
+            else:
+                runs.append([s, e])
+        return [tuple(r) for r in runs]
 
 
 class TmpfsFile(TmpfsInode):
     """A regular file: bytes [0, len(data)) are held; from there to
     ``length`` (a truncate(2) that grew the file) they read as zero and
-    hold no memory, as a hole in Linux's tmpfs. Only held bytes are charged
-    to the file system's space (TmpFS.space)."""
+    hold no memory, as a hole in Linux's tmpfs; so do the holes a write
+    past EOF leaves (HeapData). Only the bytes the data holds (``used``)
+    are charged to the file system's space (TmpFS.space)."""
 
     def __init__(self, fs, mode, uid=0, gid=0):
         super().__init__(fs, S_IFREG | (mode & 0o7777), uid, gid)
@@ -120,7 +252,7 @@ class TmpfsFile(TmpfsInode):
 
     def __del__(self):
         # The last name and the last open file are gone: the data goes too.
-        self.fs.space.uncharge(len(self.data))
+        self.fs.space.uncharge(self.data.used)
         self.data.release()
 
     def read_at(self, offset, n):
@@ -147,7 +279,7 @@ class TmpfsFile(TmpfsInode):
             raise SyscallError(errno.EFBIG)
         with self.fs.lock:
             end = offset + len(data)
-            grow = end - len(self.data)
+            grow = self.data.cost(offset, len(data))
             self.fs.space.charge(grow)     # ENOSPC/ENOMEM: nothing written
             try:
                 self.data.write(offset, data)
@@ -158,12 +290,23 @@ class TmpfsFile(TmpfsInode):
             self.mtime_ns = self.ctime_ns = now_ns()
             return len(data)
 
+    def blocks(self, size):
+        """The pages the data holds (not its holes), in 512-byte units."""
+        with self.fs.lock:
+            return self.data.pages() * 8
+
+    def data_extents(self, lo, hi):
+        """(start, end) runs of [lo, hi) that hold chunks; the rest is holes."""
+        with self.fs.lock:
+            return self.data.extents(lo, min(hi, len(self.data)))
+
     def truncate(self, size):
         check_file_size(size)
         with self.fs.lock:
             if size < len(self.data):
-                self.fs.space.uncharge(len(self.data) - size)
+                used = self.data.used
                 self.data.shrink(size)
+                self.fs.space.uncharge(used - self.data.used)
             self.length = size
             self.mtime_ns = self.ctime_ns = now_ns()
 

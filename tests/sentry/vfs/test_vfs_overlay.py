@@ -127,6 +127,24 @@ def test_trunc_copies_up_big_file(env):
     assert read(vfs, t, b"/a.txt") == b"low"
 
 
+def test_copy_up_of_a_sparse_file_keeps_its_holes(env, host_tree):
+    """Runs of zeros in the lower file are not held by the upper copy."""
+    vfs, t = env
+    with open(host_tree / "sparse", "wb") as f:
+        f.write(b"head")
+        f.seek(16 << 20)
+        f.write(b"mid")
+        f.truncate(40 << 20)               # ends in a hole
+    f = vfs.open(t, b"/sparse", os.O_RDWR)
+    f.pwrite(b"H", 0)
+    assert f.stat().st_size == 40 << 20
+    assert f.pread(8, 0) == b"Head\0\0\0\0"
+    assert f.pread(5, (16 << 20) - 1) == b"\0mid\0"
+    assert f.pread(4, (40 << 20) - 4) == bytes(4)
+    assert f.stat().st_blocks <= 2 * (1 << 20) // 512     # two 1 MiB runs at most, not 40
+    os.unlink(host_tree / "sparse")        # the host tree is as it was
+
+
 def test_chmod_copies_up_and_keeps_data(env):
     vfs, t = env
     vfs.setattr(t, b"/bin/prog", mode=0o700)

@@ -244,3 +244,54 @@ def test_sticky_directory_protects_other_users_files(env):
     vfs.unlink(t, b"/tmp/theirs2")
     t.creds = user(0)
     vfs.unlink(t, b"/tmp/mine")
+
+
+# -- sparse files (HeapData): holes hold no memory, as in Linux's tmpfs --
+
+def _file(size=64 << 20):
+    from pyvisor.sentry.vfs.tmpfs import TmpFS
+    return TmpFS(size=size).root.create(b"f", 0o644, 0, 0)
+
+
+def test_a_write_far_past_eof_holds_one_chunk_and_the_hole_reads_zero():
+    from pyvisor.sentry.vfs.tmpfs import CHUNK
+    f = _file(size=1 << 20)                       # far below the file's size
+    f.write_at(0, b"head")
+    f.write_at(5 << 30, b"x")                     # 5 GiB in: no ENOSPC
+    assert f.size() == (5 << 30) + 1
+    assert f.fs.space.used == 5                   # 4 bytes + 1 byte held
+    assert len(f.data.chunks) == 2
+    assert f.read_at((5 << 30) - 3, 10) == b"\0\0\0x"
+    assert f.read_at(CHUNK - 2, 4) == bytes(4)
+    buf = bytearray(b"\xff" * (3 * CHUNK))
+    assert f.read_into(buf, 0) == len(buf)
+    assert buf == b"head" + bytes(3 * CHUNK - 4)
+    assert f.data_extents(0, f.size()) == [(0, 4), (5 << 30, (5 << 30) + 1)]
+
+
+def test_a_write_across_chunks_and_truncate_frees_the_chunks_past_eof():
+    from pyvisor.sentry.vfs.tmpfs import CHUNK
+    f = _file()
+    data = os.urandom(3 * CHUNK + 100)
+    f.write_at(CHUNK - 50, data)
+    assert f.read_at(CHUNK - 50, len(data)) == data
+    assert f.read_at(0, CHUNK - 50) == bytes(CHUNK - 50)
+    # A chunk holds from its start: chunk 0's hole before the write too.
+    assert f.fs.space.used == CHUNK - 50 + len(data)
+    f.truncate(2 * CHUNK + 7)
+    assert f.fs.space.used == 2 * CHUNK + 7
+    assert sorted(f.data.chunks) == [0, 1, 2]
+    f.truncate(10 * CHUNK)                        # grows: a hole, nothing held
+    assert f.fs.space.used == 2 * CHUNK + 7
+    assert f.read_at(2 * CHUNK, 2 * CHUNK) == data[CHUNK + 50:CHUNK + 57] + bytes(2 * CHUNK - 7)
+    f.truncate(0)
+    assert f.fs.space.used == 0 and not f.data.chunks
+
+
+def test_a_sparse_write_past_the_space_left_fails_with_nothing_written():
+    f = _file(size=100)
+    f.write_at(1 << 30, b"y" * 60)
+    with pytest.raises(SyscallError) as e:
+        f.write_at(2 << 30, b"z" * 50)
+    assert e.value.errno == errno.ENOSPC
+    assert f.size() == (1 << 30) + 60 and f.fs.space.used == 60
