@@ -13,6 +13,7 @@ small waiter that `pyvisor run` becomes once the Sentry runs
 """
 
 import glob
+import shutil
 import os
 import subprocess
 
@@ -48,6 +49,11 @@ class BuildExtWithStub(build_ext):
         super().run()
         build_stub(os.path.join(self.build_lib, "pyvisor", "platform", "_stub"))
         build_waiter(os.path.join(self.build_lib, "pyvisor", "_waiter"))
+        # `pyvisor bench` builds its programs from these sources (bench/c).
+        bench_c = os.path.join(self.build_lib, "pyvisor", "bench", "c")
+        os.makedirs(bench_c, exist_ok=True)
+        for src in glob.glob(os.path.join(HERE, "bench", "c", "*.c")):
+            shutil.copy(src, bench_c)
         if self.inplace:
             build_stub(os.path.join(HERE, "pyvisor", "platform", "_stub"))
             build_waiter(os.path.join(HERE, "pyvisor", "_waiter"))

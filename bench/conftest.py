@@ -25,7 +25,7 @@ def results():
 
 @pytest.fixture(scope="session")
 def build_c():
-    """build_c(name, static=True) -> path of pyvisor/bench/c/NAME.c built with gcc -O2.
+    """build_c(name, static=True) -> path of bench/c/NAME.c built with gcc -O2.
 
     Built below /var/tmp: a sandbox's /tmp is its own tmpfs, /var/tmp is the host's."""
     gcc = shutil.which("gcc")

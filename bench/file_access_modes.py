@@ -3,7 +3,7 @@
     python bench/file_access_modes.py [--platform ptrace|kvm] [--runs N]
 
 In a volume (-v DIR:/mnt/vol): stat(2) of a file two directories down
-(/mnt/vol/d1/d2/file) and open+close of it, each per call (pyvisor/bench/c/
+(/mnt/vol/d1/d2/file) and open+close of it, each per call (bench/c/
 micro.c run at two counts, the difference in wall time divided by the
 difference in count, so start-up cancels out); and the wall time of tar x
 of a small tarball (/usr/include/linux, about 600 files) into the volume,

@@ -1,14 +1,14 @@
 """Per-call cost of getpid(2), as a user pays it.
 
-Each figure comes from running pyvisor/bench/c/getpid_loop.c at two N and dividing
+Each figure comes from running bench/c/getpid_loop.c at two N and dividing
 the difference in wall time by the difference in N, so start-up cancels out:
 
 - native: the program on the host;
 - pyvisor: ``pyvisor run -- getpid_loop N`` (no taskset: pinning is the
   sandbox's job);
-- floor: pyvisor/bench/c/ptrace_floor.c, the least any ptrace sandbox pays per call
+- floor: bench/c/ptrace_floor.c, the least any ptrace sandbox pays per call
   (SYSEMU stop, GETREGS, SETREGS, pinned to one CPU), measured inside it;
-- kvm floor: pyvisor/bench/c/kvm_floor.c, the least the KVM platform pays per call
+- kvm floor: bench/c/kvm_floor.c, the least the KVM platform pays per call
   (SYSCALL -> trampoline -> MMIO exit, registers through sync regs);
 - runsc: gVisor's ``runsc --platform=ptrace --network=none do``, if present.
 
@@ -95,7 +95,7 @@ def test_getpid_runsc(benchmark, results, loop):
 
 
 def test_getpid_kvm_floor(benchmark, results, build_c):
-    """pyvisor/bench/c/kvm_floor.c: LSTAR -> user trampoline -> MMIO exit, sync regs; no Sentry."""
+    """bench/c/kvm_floor.c: LSTAR -> user trampoline -> MMIO exit, sync regs; no Sentry."""
     from pyvisor.platform import kvm_usable
     ok, why = kvm_usable()
     if not ok:

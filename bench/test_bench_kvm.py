@@ -8,7 +8,7 @@ The same hand-assembled loops run on both platforms over a MemoryManager
   own fast path (a fast answer, ``Context.set_fast_answers``);
   ``extra_info["ns_per_call"]``.
 - mmap: ``rbx`` times map 1 or 256 pages (MemoryManager.map_anon), write
-  each page, unmap, as pyvisor/bench/c/micro.c's mmap_4k and mmap_1m do through
+  each page, unmap, as bench/c/micro.c's mmap_4k and mmap_1m do through
   the Sentry; ``extra_info["us_per_iteration"]``.
 
 No timed asserts: these are measurements.

@@ -3,12 +3,12 @@
 Every figure is measured the way a user pays it: whole processes, started
 from the host and timed from outside by wall clock.
 
-- **Microbenchmarks** (``pyvisor/bench/c/micro.c``): one operation, N times inside
+- **Microbenchmarks** (``bench/c/micro.c``): one operation, N times inside
   one process. Each runs at two N; the difference in wall time over the
   difference in N is the cost of one operation, so start-up cancels out.
   Reported in µs per operation, the median of several runs at each N.
 - **Floors**: C programs that do only the round trip a platform needs, with
-  no Sentry at all (``pyvisor/bench/c/ptrace_floor.c``, ``pyvisor/bench/c/kvm_floor.c``).
+  no Sentry at all (``bench/c/ptrace_floor.c``, ``bench/c/kvm_floor.c``).
   They time their own loop and print ns per call.
 - **Workloads**: real programs, whole-process wall time in ms (median), plus
   start-up (``/bin/true``) and memory (sum of RSS of every process of the

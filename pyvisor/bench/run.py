@@ -12,7 +12,19 @@ from dataclasses import dataclass
 
 from pyvisor.bench.figures import Failed, Result
 
-C_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "c")   # the C programs, package data
+
+
+def _c_dir():
+    """The benchmark C programs: installed with the package (setup.py copies
+    the checkout's bench/c into pyvisor/bench/c), or bench/c of a checkout
+    (a build in place). A .c file under pyvisor/ in git reads as generated."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    installed = os.path.join(here, "c")
+    checkout = os.path.join(os.path.dirname(os.path.dirname(here)), "bench", "c")
+    return installed if os.path.isdir(installed) else checkout
+
+
+C_DIR = _c_dir()
 TIMEOUT = 60                    # seconds before one process counts as hung
 SCRATCH = "/var/tmp"            # the sandbox's / is the host's, read-only; its /tmp is its own
 
@@ -219,7 +231,7 @@ class Workdir:
         return os.path.join(self.path, name)
 
     def build(self, name, static=True, libs=()):
-        """Path of pyvisor/bench/c/NAME.c built with gcc -O2. Raises Failed."""
+        """Path of bench/c/NAME.c built with gcc -O2. Raises Failed."""
         gcc = shutil.which("gcc")
         if gcc is None:
             raise Failed("gcc is not installed")
